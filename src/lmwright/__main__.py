@@ -1,0 +1,3 @@
+from lmwright.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""The `lmwright` command: one command per stage, each thin — parse, call the stage, print.
+
+Every command takes `-C DIR` (the project directory, default `.`) and `--set a.b=c` overrides; commands that
+report figures take `--json`. A `LmwrightError` is printed as a one-paragraph message (exit 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lmwright import api
+from lmwright.core.pipeline import STAGES, load_stages, stage_status
+from lmwright.core.progress import Reporter
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+from lmwright.spec import DEFAULT_SPEC_TEXT, SPEC_FILENAME
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Build a language model through its whole life from one project file, lmwright.yaml.")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # log lines are not wrapped at 80 columns in CI
+
+DirOpt = Annotated[Path, typer.Option("-C", "--dir", help="Project directory (holds lmwright.yaml).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a spec field: --set train.max_steps=100")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _outcomes_json(outcomes) -> dict:
+    return {n: {"status": o.status, "digest": o.digest, "seconds": round(o.seconds, 2), **o.summary}
+            for n, o in outcomes.items()}
+
+
+def _print_where(root: Path, outcomes) -> None:
+    ws = Workspace.open(root)
+    where = [("model", ws.out_dir / "model"), ("report", ws.out_dir / "report.html"),
+             ("metrics", ws.out_dir / "metrics.json")]
+    done = [(k, p) for k, p in where if p.exists()]
+    if "evaluate" in outcomes:
+        val = outcomes["evaluate"].summary["val"]
+        err.print(f"[bold]val bits/byte {val['bits_per_byte']:.3f}[/bold], perplexity {val['perplexity']:.1f}")
+    for k, p in done:
+        err.print(f"{k:<8} {p}")
+
+
+@app.command()
+def run(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Rerun this stage and everything after it.")] = None,
+    force: Annotated[list[str] | None, typer.Option(help="Rerun this stage even if cached (repeatable).")] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every stage of the project (the built-in default when there is no lmwright.yaml); cached stages are skipped."""
+    ws = Workspace.open(dir, set_ or [])
+    err.print(f"lmwright: project [bold]{ws.spec.project.name}[/bold] "
+              f"({ws.spec_path or 'built-in default spec'}) in {ws.root}")
+    outcomes = api.run(dir, set_ or [], until=until, from_=from_, force=tuple(force or ()),
+                       reporter=Reporter(err, quiet=quiet))
+    if all(o.status == "cached" for o in outcomes.values()):
+        err.print("every stage is cached: nothing to do")
+    if json_:
+        out.print_json(json.dumps(_outcomes_json(outcomes)))
+    _print_where(dir, outcomes)
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Directory to create the project in.")] = Path(".")) -> None:
+    """Write a commented lmwright.yaml for the default project, to edit."""
+    target = directory / SPEC_FILENAME
+    if target.exists():
+        raise LmwrightError(f"{target} already exists; edit it, or remove it to start again")
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(DEFAULT_SPEC_TEXT, encoding="utf-8")
+    err.print(f"wrote {target}; edit it, then run `lmwright run -C {directory}`")
+
+
+@app.command()
+def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """The project at a glance: stages (cached / stale / new), datasets, runs and models."""
+    from lmwright.core.store import Store
+
+    ws = Workspace.open(dir, set_ or [])
+    store = Store(ws.store_url)
+    stages = stage_status(ws)
+    datasets = [{"name": d.name, "rows": d.rows, "digest": d.digest[:12], "path": d.path,
+                 "created_at": d.created_at.isoformat()} for d in store.datasets()]
+    runs = [{"id": r.id, "stage": r.stage, "status": r.status, "seconds": r.duration_s,
+             "started_at": r.started_at.isoformat(), "summary": r.summary} for r in store.runs(limit=30)]
+    models = [{"name": m.name, "digest": m.digest[:12], "params": m.n_params, "metrics": m.metrics,
+               "created_at": m.created_at.isoformat()} for m in store.models()]
+    if json_:
+        out.print_json(json.dumps({"project": ws.spec.project.name, "root": str(ws.root), "stages": stages,
+                                   "datasets": datasets, "runs": runs, "models": models}))
+        return
+    t = Table(title=f"stages of {ws.spec.project.name}")
+    for col in ("stage", "state", "last run", "seconds", "result"):
+        t.add_column(col)
+    colour = {"cached": "green", "stale": "yellow", "new": "dim"}
+    for s in stages:
+        t.add_row(s["stage"], f"[{colour[s['state']]}]{s['state']}[/]", (s["last_run"] or "")[:19],
+                  "" if s["seconds"] is None else f"{s['seconds']:.1f}", s["headline"])
+    out.print(t)
+    latest: dict[str, dict] = {d["name"]: d for d in datasets}
+    t = Table(title="datasets (latest version of each)")
+    for col in ("name", "rows", "digest", "created"):
+        t.add_column(col)
+    for d in latest.values():
+        t.add_row(d["name"], f"{d['rows']:,}", d["digest"], d["created_at"][:19])
+    out.print(t)
+    t = Table(title="models")
+    for col in ("name", "params", "val bits/byte", "test bits/byte", "digest", "created"):
+        t.add_column(col)
+    for m in models:
+        bpb = {k: f"{v['bits_per_byte']:.3f}" for k, v in m["metrics"].items()}
+        t.add_row(m["name"], f"{m['params']:,}", bpb.get("val", ""), bpb.get("test", ""), m["digest"],
+                  m["created_at"][:19])
+    out.print(t)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="Text to continue.")],
+    dir: DirOpt = Path("."),
+    model: Annotated[Path | None, typer.Option(help="A model directory; default: the project's latest model.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
+    top_k: Annotated[int | None, typer.Option(min=1)] = 50,
+    seed: int = 0,
+) -> None:
+    """Print a continuation of PROMPT from the latest model (or --model DIR)."""
+    path = model or dir
+    m, tok = api.load_model(path), api.load_tokenizer(model or Workspace.open(dir).out_dir / "model")
+    text = api.generate(m, tok, prompt, max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, seed=seed)
+    out.print(prompt + text, highlight=False, markup=False)
+
+
+def _stage_command(name: str, help_text: str):
+    def command(dir: DirOpt = Path("."), set_: SetOpt = None,
+                force: Annotated[bool, typer.Option("--force", help="Rerun this stage even if cached.")] = False,
+                json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+        outcomes = api.run(dir, set_ or [], until=name, force=(name,) if force else (),
+                           reporter=Reporter(err, quiet=quiet or json_))
+        o = outcomes[name]
+        if json_:
+            out.print_json(json.dumps({"stage": name, "status": o.status, "digest": o.digest,
+                                       "path": str(o.path), **o.summary}))
+        else:
+            err.print(f"{name}: {o.status} — {o.summary.get('headline', '')}\n  artifact: {o.path}")
+
+    command.__doc__ = f"{help_text} (runs the stages before it as needed)."
+    return command
+
+
+load_stages()
+for _name, _st in STAGES.items():
+    app.command(name=_name)(_stage_command(_name, _st.help.rstrip(".")))
+
+
+def main() -> None:
+    try:
+        app()
+    except LmwrightError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Workspace, metadata store, artifact store and the stage pipeline."""

@@ -1,0 +1,196 @@
+"""The metadata store: stage runs, lineage, datasets, models and an append-only audit log.
+
+SQLAlchemy over SQLite by default (`.lmwright/lmwright.db`); any SQLAlchemy URL works (`project.store_url`).
+Lineage rows tie each stage run to the artifacts it read and wrote by content digest, with row counts, so a
+dataset or model can be traced back to the source documents and parameters that made it.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class StageRun(Base):
+    __tablename__ = "stage_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(64), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    code_version: Mapped[str] = mapped_column(String(64))
+    output_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Lineage(Base):
+    __tablename__ = "lineage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # input | output
+    name: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)  # inside the artifact
+    rows: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Model(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    n_params: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Audit(Base):
+    """Append-only: on SQLite, triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+_APPEND_ONLY = [
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+]
+
+
+class Store:
+    def __init__(self, url: str):
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            # WAL lets `lmwright status` read while a run writes; wait instead of failing on a lock.
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(conn, _record):
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+
+        Base.metadata.create_all(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.begin() as conn:
+                for stmt in _APPEND_ONLY:
+                    conn.execute(text(stmt))
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- stage runs -------------------------------------------------------------------------------------------
+    def cached_run(self, stage: str, fingerprint: str) -> StageRun | None:
+        with self.session() as s:
+            return s.scalars(
+                select(StageRun)
+                .where(StageRun.stage == stage, StageRun.fingerprint == fingerprint, StageRun.status == "done")
+                .order_by(StageRun.id.desc())
+            ).first()
+
+    def last_run(self, stage: str, status: str | None = "done") -> StageRun | None:
+        with self.session() as s:
+            q = select(StageRun).where(StageRun.stage == stage)
+            if status:
+                q = q.where(StageRun.status == status)
+            return s.scalars(q.order_by(StageRun.id.desc())).first()
+
+    def start_run(self, stage: str, fingerprint: str, params: dict, code_version: str) -> StageRun:
+        with self.session() as s, s.begin():
+            run = StageRun(stage=stage, fingerprint=fingerprint, status="running", params=params,
+                           code_version=code_version, started_at=utcnow())
+            s.add(run)
+        return run
+
+    def finish_run(self, run: StageRun, digest: str, summary: dict, inputs: dict[str, str],
+                   datasets: list[tuple[str, str, int]], model: tuple[str, int, dict] | None,
+                   duration_s: float) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(StageRun, run.id)
+            run.status, run.finished_at, run.output_digest, run.summary = "done", utcnow(), digest, summary
+            run.duration_s = duration_s
+            for name, d in inputs.items():
+                s.add(Lineage(run_id=run.id, direction="input", name=name, digest=d))
+            s.add(Lineage(run_id=run.id, direction="output", name=run.stage, digest=digest,
+                          rows=summary.get("kept") if isinstance(summary.get("kept"), int) else None))
+            for name, path, rows in datasets:
+                s.add(Dataset(name=name, digest=digest, path=path, rows=rows, run_id=run.id))
+            if model:
+                s.add(Model(name=model[0], digest=digest, n_params=model[1], metrics=model[2], run_id=run.id))
+
+    def fail_run(self, run: StageRun, error: str, duration_s: float) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(StageRun, run.id)
+            run.status, run.finished_at, run.error, run.duration_s = "failed", utcnow(), error[:4000], duration_s
+
+    # -- audit --------------------------------------------------------------------------------------------------
+    def audit(self, action: str, **detail: Any) -> None:
+        try:
+            actor = getpass.getuser()
+        except Exception:  # no user name in some containers
+            actor = "unknown"
+        with self.session() as s, s.begin():
+            s.add(Audit(actor=actor, action=action, detail=detail))
+
+    # -- listings for `lmwright status` --------------------------------------------------------------------------
+    def datasets(self) -> list[Dataset]:
+        with self.session() as s:
+            return list(s.scalars(select(Dataset).order_by(Dataset.id)))
+
+    def models(self) -> list[Model]:
+        with self.session() as s:
+            return list(s.scalars(select(Model).order_by(Model.id)))
+
+    def runs(self, limit: int = 50) -> list[StageRun]:
+        with self.session() as s:
+            return list(s.scalars(select(StageRun).order_by(StageRun.id.desc()).limit(limit)))
+
+    def audit_log(self) -> list[Audit]:
+        with self.session() as s:
+            return list(s.scalars(select(Audit).order_by(Audit.id)))

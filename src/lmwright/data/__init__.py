@@ -1,0 +1,1 @@
+"""Data stages: sources (collect), cleaning, deduplication and splitting of documents."""

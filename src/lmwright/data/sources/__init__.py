@@ -1,0 +1,29 @@
+"""Document sources. Each yields `Document`s and reports records it could not read as quarantined."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmwright.data.document import Document
+
+
+@dataclass
+class Quarantined:
+    source_name: str
+    locator: str  # file and line
+    reason: str  # a short machine-readable reason, e.g. invalid_json
+    detail: str  # what was wrong and how to fix it
+
+
+def iter_source(source, root: Path) -> Iterator[Document | Quarantined]:
+    if source.kind == "pydocs":
+        from lmwright.data.sources.pydocs import collect_pydocs
+
+        return collect_pydocs(source)
+    if source.kind == "files":
+        from lmwright.data.sources.files import collect_files
+
+        return collect_files(source, root)
+    raise ValueError(f"unknown source kind {source.kind!r}")

@@ -1,0 +1,1 @@
+"""Evaluation: language-modelling metrics, generations and the report."""

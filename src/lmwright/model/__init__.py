@@ -1,0 +1,1 @@
+"""The Llama-architecture decoder, its configuration and its Hugging Face form."""

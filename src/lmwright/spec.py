@@ -1,0 +1,296 @@
+"""The `lmwright.yaml` schema: every knob of a project, with a default that works on a laptop CPU.
+
+`load_spec(path, overrides)` reads a YAML file (or the built-in default project when there is none), applies
+`--set a.b=c` overrides and validates; a wrong field raises `SpecError` naming the file, line, field, value and
+what is allowed. `default.yaml` next to this module is the commented form of `Spec()` that `lmwright init` writes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lmwright.errors import SpecError
+
+DEFAULT_SPEC_TEXT = (Path(__file__).parent / "default.yaml").read_text(encoding="utf-8")
+SPEC_FILENAME = "lmwright.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectSpec(Section):
+    name: str = "stdlib-docs"
+    seed: int = 1337
+    output_dir: str = "lmwright-out"
+    store_url: str | None = None  # any SQLAlchemy URL; None = SQLite file inside the workspace
+
+
+class PydocsSource(Section):
+    kind: Literal["pydocs"] = "pydocs"
+    name: str = "pydocs"
+    modules: list[str] | None = None  # None = every importable standard-library module
+    topics: bool = True  # include pydoc_data.topics (the language reference topics)
+    license: str = "PSF-2.0"
+
+
+class FilesSource(Section):
+    kind: Literal["files"] = "files"
+    name: str = "files"
+    paths: list[str] = Field(min_length=1)  # globs, relative to the project directory
+    text_field: str = "text"  # for .jsonl: the field that holds the text
+    license: str = "unknown"
+
+
+Source = Annotated[PydocsSource | FilesSource, Field(discriminator="kind")]
+
+
+class CleanSpec(Section):
+    normalize: Literal["NFC", "NFKC", "none"] = "NFC"
+    strip_control: bool = True  # drop control characters other than newline and tab
+    min_chars: int = Field(48, ge=0)
+    max_chars: int = Field(200_000, gt=0)
+    min_alpha_ratio: float = Field(0.3, ge=0, le=1)  # letters / non-space characters
+    max_replacement_ratio: float = Field(0.01, ge=0, le=1)  # U+FFFD / characters
+
+
+class DedupSpec(Section):
+    exact: bool = True  # drop documents whose normalised text (case-folded, whitespace collapsed) repeats
+
+
+class DataSpec(Section):
+    sources: list[Source] = Field(default_factory=lambda: [PydocsSource()], min_length=1)
+    clean: CleanSpec = Field(default_factory=CleanSpec)
+    dedup: DedupSpec = Field(default_factory=DedupSpec)
+
+
+class SplitSpec(Section):
+    val: float = Field(0.05, ge=0, lt=1)
+    test: float = Field(0.05, ge=0, lt=1)
+    salt: str = "lmwright"  # part of the hash; change it to draw a different split
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> SplitSpec:
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test must be below 1 so that a train split remains (got {self.val + self.test})")
+        return self
+
+
+class TokenizerSpec(Section):
+    vocab_size: int = Field(4096, ge=300, le=200_000)
+    min_frequency: int = Field(2, ge=1)
+
+
+class ModelSpec(Section):
+    n_layers: int = Field(4, ge=1)
+    d_model: int = Field(256, ge=8)
+    n_heads: int = Field(4, ge=1)
+    n_kv_heads: int = Field(2, ge=1)
+    ffn_dim: int | None = Field(None, ge=1)  # None = 8/3 * d_model rounded up to a multiple of 64 (SwiGLU)
+    max_seq_len: int = Field(256, ge=8)
+    rope_theta: float = Field(10000.0, gt=0)
+    norm_eps: float = Field(1e-5, gt=0)
+    tie_embeddings: bool = True
+    init_std: float = Field(0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelSpec:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("d_model / n_heads (the head size) must be even for rotary embeddings")
+        return self
+
+
+class TrainSpec(Section):
+    max_steps: int = Field(600, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seq_len: int = Field(256, ge=8)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0)  # 0 = off
+    eval_every: int = Field(100, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = all cores
+
+
+class EvalSpec(Section):
+    prompts: list[str] = Field(
+        default_factory=lambda: [
+            "Return a new list",
+            "The json module",
+            "Raise ValueError if",
+            "This function",
+        ]
+    )
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(0.0, ge=0)  # 0 = greedy
+    top_k: int | None = Field(None, ge=1)
+
+
+class Spec(Section):
+    version: Literal[1] = 1
+    project: ProjectSpec = Field(default_factory=ProjectSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _context_fits(self) -> Spec:
+        if self.train.seq_len > self.model.max_seq_len:
+            raise ValueError(
+                f"train.seq_len ({self.train.seq_len}) exceeds model.max_seq_len ({self.model.max_seq_len})"
+            )
+        return self
+
+    def slice(self, *keys: str) -> dict[str, Any]:
+        """The parts of the spec named by dotted keys, as plain data (used in stage fingerprints)."""
+        data = self.model_dump(mode="json")
+        out: dict[str, Any] = {}
+        for key in keys:
+            if key == "*":
+                out[key] = data
+                continue
+            node: Any = data
+            for part in key.split("."):
+                node = node[part]
+            out[key] = node
+        return out
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b=c` override to the raw (unvalidated) spec; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise SpecError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.max_steps=100")
+    key, _, text = assignment.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SpecError(f"--set {assignment!r}: the key is empty")
+    value = yaml.safe_load(text) if text.strip() else None
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {key}: {'.'.join(parts[: i + 1])} is a list; use an index below {len(node)}")
+            node = node[int(part)]
+            continue
+        if not isinstance(node.get(part, {}), dict | list):
+            raise SpecError(f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
+
+
+def load_spec(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Load and validate a project spec; `path=None` means the built-in default project."""
+    source = str(path) if path else "the built-in default spec"
+    text = Path(path).read_text(encoding="utf-8") if path else DEFAULT_SPEC_TEXT
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark else source
+        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}). Fix the syntax there.") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: the top level must be a mapping of sections (project, data, model, ...)")
+    lines = _line_index(text)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, source, lines, overrides)) from None
+
+
+def _describe(exc: ValidationError, source: str, lines: dict[tuple, int], overrides) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("pydocs", "files")))
+        field = ".".join(loc) or "(top level)"
+        line = _nearest_line(lines, loc)
+        where = f"{source}, line {line}" if line else source
+        if any(o.split("=")[0].strip() == field for o in overrides):
+            where = f"--set {field}"
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_fields(loc[:-1])
+            hint = difflib.get_close_matches(loc[-1], allowed, n=1)
+            fix = f"did you mean '{hint[0]}'? " if hint else ""
+            msgs.append(f"{where}: unknown field '{field}'. {fix}Allowed here: {', '.join(allowed)}.")
+        else:
+            shown = "" if err["type"] == "missing" else f" = {value!r}"
+            msgs.append(f"{where}: {field}{shown}: {err['msg']}.")
+    return "invalid project spec:\n  " + "\n  ".join(msgs)
+
+
+def _allowed_fields(loc: tuple[str, ...]) -> list[str]:
+    model: Any = Spec
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:  # e.g. list[Source]: look inside
+            for a in args:
+                candidates += [b for b in getattr(a, "__args__", ()) if isinstance(b, type) and issubclass(b, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _line_index(text: str) -> dict[tuple, int]:
+    """Map each key path in the YAML text to its 1-based line number."""
+    index: dict[tuple, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return index
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = (*path, str(k.value))
+                index[p] = k.start_mark.line + 1
+                walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                p = (*path, str(i))
+                index[p] = v.start_mark.line + 1
+                walk(v, p)
+
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _nearest_line(lines: dict[tuple, int], loc: tuple[str, ...]) -> int | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def dump_spec(spec: Spec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

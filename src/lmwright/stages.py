@@ -1,0 +1,290 @@
+"""The stages of the default pipeline, in order. Each is a plain function of a `StageContext`.
+
+collect → clean → dedup → split → tokenizer → tokenize → pretrain → evaluate → save → report
+
+Each data stage accounts for every record: read = kept + removed (by reason) + quarantined, and writes what it
+removed next to what it kept, so a user can look at both.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from lmwright.core.pipeline import StageContext, stage
+from lmwright.data.clean import check, clean_text
+from lmwright.data.dedup import exact_dedup
+from lmwright.data.document import read_docs, write_docs
+from lmwright.data.sources import Quarantined, iter_source
+from lmwright.data.split import SPLITS, assign_split
+from lmwright.spec import dump_spec
+from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer, save_tokenizer, train_tokenizer, write_shards
+
+
+def _accounting(read: int, kept: int, removed: dict[str, int], quarantined: int) -> dict:
+    assert read == kept + sum(removed.values()) + quarantined, "a record went missing"
+    return {"read": read, "kept": kept, "removed": dict(sorted(removed.items())), "quarantined": quarantined}
+
+
+def _collect_facts(ws) -> dict:
+    """What a collect depends on beyond the spec: the Python whose docs it reads, the files it globs."""
+    from lmwright.data.sources.files import matched_files
+
+    facts: dict = {"python": sys.version}
+    for src in ws.spec.data.sources:
+        if src.kind == "files":
+            try:
+                files = matched_files(src, ws.root)
+            except Exception:  # noqa: BLE001 - the stage itself reports a bad glob with its fix
+                files = []
+            facts[src.name] = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return facts
+
+
+@stage("collect", spec=("data.sources",), extra=_collect_facts,
+       modules=("lmwright.data.sources", "lmwright.data.sources.pydocs", "lmwright.data.sources.files",
+                "lmwright.data.document"))
+def collect(ctx: StageContext) -> dict:
+    """Read every source into documents with stable ids, source, license and collection time."""
+    docs, quarantined, by_source = [], [], Counter()
+    task = ctx.reporter.task("collect", total=None)
+    for src in ctx.spec.data.sources:
+        for rec in iter_source(src, ctx.ws.root):
+            if isinstance(rec, Quarantined):
+                quarantined.append(rec)
+                continue
+            docs.append(rec)
+            by_source[src.name] += 1
+            if len(docs) % 200 == 0:
+                task.update(info=f"{len(docs):,} documents")
+    write_docs(ctx.out / "docs.parquet", docs)
+    with open(ctx.out / "quarantine.jsonl", "w", encoding="utf-8") as f:
+        for q in quarantined:
+            f.write(json.dumps(q.__dict__) + "\n")
+    ctx.dataset("raw", "docs.parquet", len(docs))
+    chars = sum(len(d.text) for d in docs)
+    return {**_accounting(len(docs) + len(quarantined), len(docs), {}, len(quarantined)),
+            "by_source": dict(by_source), "chars": chars,
+            "headline": f"{len(docs):,} documents ({chars / 1e6:.1f}M chars), {len(quarantined)} quarantined"}
+
+
+@stage("clean", deps=("collect",), spec=("data.clean",), modules=("lmwright.data.clean",))
+def clean(ctx: StageContext) -> dict:
+    """Normalise Unicode and whitespace, drop control characters; remove documents that fail the filters."""
+    cfg = ctx.spec.data.clean
+    docs = read_docs(ctx.inputs["collect"].path / "docs.parquet")
+    kept, removed, reasons = [], [], []
+    task = ctx.reporter.task("clean", total=len(docs))
+    for d in docs:
+        d["text"] = clean_text(d["text"], cfg)
+        reason = check(d["text"], cfg)
+        if reason:
+            removed.append(d)
+            reasons.append(reason)
+        else:
+            kept.append(d)
+        task.advance(1, info=f"{len(kept):,} kept")
+    write_docs(ctx.out / "docs.parquet", kept)
+    write_docs(ctx.out / "removed.parquet", removed, extra={"reason": reasons})
+    ctx.dataset("clean", "docs.parquet", len(kept))
+    counts = Counter(reasons)
+    return {**_accounting(len(docs), len(kept), counts, 0),
+            "headline": f"{len(kept):,} kept, {len(removed):,} removed "
+                        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})"}
+
+
+@stage("dedup", deps=("clean",), spec=("data.dedup",), modules=("lmwright.data.dedup",))
+def dedup(ctx: StageContext) -> dict:
+    """Remove exact duplicates of normalised text, keeping the smallest document id of each group."""
+    docs = read_docs(ctx.inputs["clean"].path / "docs.parquet")
+    kept, removed = exact_dedup(docs) if ctx.spec.data.dedup.exact else (docs, [])
+    write_docs(ctx.out / "docs.parquet", kept)
+    write_docs(ctx.out / "removed.parquet", [d for d, _ in removed],
+               extra={"reason": ["exact_duplicate"] * len(removed), "duplicate_of": [k for _, k in removed]})
+    ctx.dataset("dedup", "docs.parquet", len(kept))
+    counts = {"exact_duplicate": len(removed)} if removed else {}
+    return {**_accounting(len(docs), len(kept), counts, 0),
+            "headline": f"{len(kept):,} unique, {len(removed):,} exact duplicates removed"}
+
+
+@stage("split", deps=("dedup",), spec=("split",), modules=("lmwright.data.split",))
+def split(ctx: StageContext) -> dict:
+    """Assign each document to train/val/test by a stable hash of its id."""
+    cfg = ctx.spec.split
+    docs = read_docs(ctx.inputs["dedup"].path / "docs.parquet")
+    parts: dict[str, list] = {s: [] for s in SPLITS}
+    for d in docs:
+        parts[assign_split(d["id"], cfg.val, cfg.test, cfg.salt)].append(d)
+    for name, rows in parts.items():
+        write_docs(ctx.out / f"{name}.parquet", rows)
+        ctx.dataset(f"split/{name}", f"{name}.parquet", len(rows))
+    counts = {k: len(v) for k, v in parts.items()}
+    return {**_accounting(len(docs), len(docs), {}, 0), "splits": counts,
+            "headline": " / ".join(f"{k} {v:,}" for k, v in counts.items())}
+
+
+def _texts(path: Path, name: str) -> list[str]:
+    return [d["text"] for d in read_docs(path / f"{name}.parquet")]
+
+
+@stage("tokenizer", deps=("split",), spec=("tokenizer",), modules=("lmwright.tokenizer",))
+def tokenizer(ctx: StageContext) -> dict:
+    """Train a byte-level BPE tokenizer on the train split."""
+    cfg = ctx.spec.tokenizer
+    texts = _texts(ctx.inputs["split"].path, "train")
+    task = ctx.reporter.task("tokenizer", total=None, info=f"BPE on {len(texts):,} documents")
+    tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
+    task.update(info="done")
+    save_tokenizer(tok, ctx.out, model_max_length=ctx.spec.model.max_seq_len)
+    sample = "\n".join(texts[:200])
+    ratio = len(sample.encode()) / max(1, len(tok.encode(sample, add_special_tokens=False).ids))
+    return {"vocab_size": tok.get_vocab_size(), "bytes_per_token": round(ratio, 3),
+            "headline": f"vocabulary {tok.get_vocab_size():,}, {ratio:.2f} bytes/token"}
+
+
+@stage("tokenize", deps=("split", "tokenizer"), modules=("lmwright.tokenizer",))
+def tokenize(ctx: StageContext) -> dict:
+    """Encode each split into a flat token shard (numpy memmap)."""
+    tok = load_tokenizer(ctx.inputs["tokenizer"].path)
+    splits = {s: _texts(ctx.inputs["split"].path, s) for s in SPLITS}
+    task = ctx.reporter.task("tokenize", total=sum(len(v) for v in splits.values()))
+    meta = write_shards(tok, splits, ctx.out, on_progress=lambda n: task.advance(n))
+    tokens = {k: v["tokens"] for k, v in meta["splits"].items()}
+    return {"tokens": tokens, "dtype": meta["dtype"],
+            "headline": " / ".join(f"{k} {v:,}" for k, v in tokens.items()) + " tokens"}
+
+
+@stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"),
+       modules=("lmwright.train.loop", "lmwright.train.data", "lmwright.train.optim", "lmwright.train.checkpoint",
+                "lmwright.model.llama", "lmwright.model.config", "lmwright.evaluate.lm"), resumable=True)
+def pretrain(ctx: StageContext) -> dict:
+    """Train the Llama decoder from scratch on the train shard; checkpoints make a killed run resumable."""
+    from safetensors.torch import save_file
+
+    from lmwright.train.checkpoint import model_state
+    from lmwright.train.loop import pretrain as train_loop
+
+    tok = load_tokenizer(ctx.inputs["tokenizer"].path)
+    result = train_loop(ctx.spec, ctx.inputs["tokenize"].path, tok, ctx.work, ctx.reporter)
+    save_file(model_state(result.model), str(ctx.out / "model.safetensors"))
+    (ctx.out / "model_config.json").write_text(json.dumps(result.model.cfg.to_dict(), indent=2))
+    (ctx.out / "history.json").write_text(json.dumps(result.history))
+    h, tr = result.history, ctx.spec.train
+    tokens = tr.max_steps * tr.batch_size * tr.seq_len
+    n_params = result.model.n_params()
+    return {"n_params": n_params, "steps": tr.max_steps, "tokens": tokens, "resumed_from": result.resumed_from,
+            "train_seconds": round(result.seconds, 1), "tokens_per_s": round(tokens / max(result.seconds, 1e-9)),
+            "final_loss": h["loss"][-1], "val_loss": h["val_loss"][-1], "val_bpb": h["val_bpb"][-1],
+            "headline": f"{n_params / 1e6:.2f}M params, {tr.max_steps} steps, loss {h['loss'][-1]:.3f}, "
+                        f"val {h['val_bpb'][-1]:.3f} bits/byte"}
+
+
+def load_trained(path: Path):
+    """The model in a pretrain artifact."""
+    from safetensors.torch import load_file
+
+    from lmwright.model.config import ModelConfig
+    from lmwright.model.llama import LlamaLM
+
+    model = LlamaLM(ModelConfig(**json.loads((path / "model_config.json").read_text())))
+    state = load_file(str(path / "model.safetensors"))
+    if model.cfg.tie_embeddings:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@stage("evaluate", deps=("pretrain", "tokenize", "tokenizer"), spec=("eval", "train.seq_len", "project.seed"),
+       modules=("lmwright.evaluate.lm", "lmwright.model.generate"))
+def evaluate(ctx: StageContext) -> dict:
+    """Loss, perplexity and bits-per-byte on the whole val and test splits; samples from fixed prompts."""
+    from lmwright.evaluate.lm import lm_metrics, token_bytes
+    from lmwright.model.generate import generate_text
+    from lmwright.train.loop import set_threads
+
+    set_threads(ctx.spec.train.threads)
+    model = load_trained(ctx.inputs["pretrain"].path)
+    tok = load_tokenizer(ctx.inputs["tokenizer"].path)
+    nbytes = token_bytes(tok)
+    seq_len, metrics = ctx.spec.train.seq_len, {}
+    for split_name in ("val", "test"):
+        tokens = np.load(ctx.inputs["tokenize"].path / f"{split_name}.npy", mmap_mode="r")
+        task = ctx.reporter.task(f"eval {split_name}", total=max(1, -(-tokens.size // seq_len)))
+        metrics[split_name] = lm_metrics(model, tokens, seq_len, nbytes, on_batch=lambda n, t=task: t.advance(n))
+    e = ctx.spec.eval
+    samples = [{"prompt": p, "completion": generate_text(model, tok, p, e.max_new_tokens, e.temperature, e.top_k,
+                                                        seed=ctx.spec.project.seed)} for p in e.prompts]
+    (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (ctx.out / "samples.json").write_text(json.dumps(samples, indent=2))
+    return {**metrics, "headline": f"val {metrics['val']['bits_per_byte']:.3f} bits/byte "
+                                   f"(ppl {metrics['val']['perplexity']:.1f}), "
+                                   f"test {metrics['test']['bits_per_byte']:.3f} bits/byte"}
+
+
+@stage("save", deps=("pretrain", "tokenizer", "evaluate"), modules=("lmwright.model.hf",))
+def save(ctx: StageContext) -> dict:
+    """Write the Hugging Face model directory (LlamaForCausalLM, safetensors, tokenizer)."""
+    from lmwright.model.hf import save_hf
+
+    model = load_trained(ctx.inputs["pretrain"].path)
+    tok = load_tokenizer(ctx.inputs["tokenizer"].path)
+    ids = {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
+    save_hf(model, ctx.inputs["tokenizer"].path, ctx.out, ids)
+    n_params = model.n_params()
+    ev = ctx.inputs["evaluate"].summary
+    ctx.model = (ctx.spec.project.name, n_params, {s: ev[s] for s in ("val", "test") if s in ev})
+    return {"n_params": n_params, "format": "huggingface/llama", "headline": "LlamaForCausalLM + tokenizer"}
+
+
+@stage("report", deps=("collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate",
+                       "save"), spec=("*",), modules=("lmwright.evaluate.report",))
+def report(ctx: StageContext) -> dict:
+    """Write report.md and report.html: spec, data counts, model, training curve, metrics, samples."""
+    from lmwright.evaluate.report import Section, render_html, render_markdown, training_curve
+
+    s, inp = ctx.spec, ctx.inputs
+    history = json.loads((inp["pretrain"].path / "history.json").read_text())
+    training_curve(history, ctx.out / "training_curve.png")
+    data_rows = [["stage", "read", "kept", "removed (by reason)", "quarantined"]]
+    for name in ("collect", "clean", "dedup", "split"):
+        m = inp[name].summary
+        removed = ", ".join(f"{k}: {v:,}" for k, v in m["removed"].items()) or "0"
+        data_rows.append([name, f"{m['read']:,}", f"{m['kept']:,}", removed, f"{m['quarantined']:,}"])
+    split_rows = [["split", "documents", "tokens"]] + [
+        [k, f"{inp['split'].summary['splits'][k]:,}", f"{inp['tokenize'].summary['tokens'][k]:,}"] for k in SPLITS]
+    model_cfg = json.loads((inp["pretrain"].path / "model_config.json").read_text())
+    pt = inp["pretrain"].summary
+    model_rows = [["field", "value"], ["architecture", "LlamaForCausalLM"], ["parameters", f"{pt['n_params']:,}"],
+                  *[[k, str(v)] for k, v in model_cfg.items()],
+                  ["training steps", str(pt["steps"])], ["training tokens", f"{pt['tokens']:,}"],
+                  ["training time", f"{pt['train_seconds']:.0f} s ({pt['tokens_per_s']:,} tokens/s)"]]
+    ev = inp["evaluate"].summary
+    metric_rows = [["split", "loss (nats/token)", "perplexity", "bits per byte", "tokens"]] + [
+        [k, f"{ev[k]['loss']:.4f}", f"{ev[k]['perplexity']:.2f}", f"{ev[k]['bits_per_byte']:.4f}",
+         f"{ev[k]['tokens']:,}"] for k in ("val", "test")]
+    samples = json.loads((inp["evaluate"].path / "samples.json").read_text())
+    src = inp["collect"].summary["by_source"]
+    sections = [
+        Section("Summary", text=f"Project '{s.project.name}': {inp['collect'].summary['read']:,} documents read from "
+                f"{', '.join(f'{k} ({v:,})' for k, v in src.items())}; a {pt['n_params'] / 1e6:.2f}M-parameter "
+                f"Llama model trained for {pt['steps']} steps reaches {ev['val']['bits_per_byte']:.3f} bits per byte "
+                f"on validation and {ev['test']['bits_per_byte']:.3f} on test."),
+        Section("Data", table=data_rows),
+        Section("Splits", table=split_rows,
+                text=f"Tokenizer: byte-level BPE, vocabulary {inp['tokenizer'].summary['vocab_size']:,}, "
+                     f"{inp['tokenizer'].summary['bytes_per_token']} bytes per token on train text."),
+        Section("Model", table=model_rows),
+        Section("Training curve", image="training_curve.png"),
+        Section("Metrics", table=metric_rows),
+        Section("Samples", text=f"Continuations of fixed prompts (temperature {s.eval.temperature}).",
+                items=[(x["prompt"], x["completion"]) for x in samples]),
+        Section("Spec", code=dump_spec(s)),
+    ]
+    title = f"lmwright report: {s.project.name}"
+    (ctx.out / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
+    (ctx.out / "report.html").write_text(render_html(title, sections), encoding="utf-8")
+    return {"headline": "report.md, report.html, training_curve.png"}

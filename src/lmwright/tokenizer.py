@@ -1,0 +1,106 @@
+"""Byte-level BPE tokenizer (Hugging Face `tokenizers`) and token shards.
+
+`train_tokenizer` learns the vocabulary on the train split only, with special tokens for bos/eos/pad and chat
+roles, and a post-processor that prepends BOS (the Llama convention, so HF users get the same ids).
+`write_shards` turns each split into one flat token file (numpy memmap; uint16 when the vocabulary fits, else
+uint32): each document is `<|bos|> tokens <|eos|>`. `meta.json` records token, byte and document counts, from
+which bits-per-byte is computed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+SPECIAL_TOKENS = [BOS, EOS, PAD, *CHAT_TOKENS]
+# A minimal chat template over the role tokens, stored with the tokenizer for the fine-tuning and serving stages.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id(BOS)
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos)]),
+    ])
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, out_dir: Path, model_max_length: int | None = None) -> None:
+    """`tokenizer.json` plus the `tokenizer_config.json` that `transformers` reads."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out_dir / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
+        "add_bos_token": True, "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE,
+        "additional_special_tokens": CHAT_TOKENS,
+    }
+    if model_max_length:
+        config["model_max_length"] = model_max_length
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "additional_special_tokens": CHAT_TOKENS}, indent=2))
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load from a `tokenizer.json` file or a directory holding one (a tokenizer artifact or a saved model)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    return Tokenizer.from_file(str(path))
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def write_shards(tok: Tokenizer, splits: dict[str, list[str]], out_dir: Path,
+                 on_progress: Callable[[int], None] = lambda n: None, batch: int = 512) -> dict:
+    dtype = token_dtype(tok.get_vocab_size())
+    bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    meta: dict = {"dtype": dtype.name, "vocab_size": tok.get_vocab_size(), "bos_id": bos, "eos_id": eos, "splits": {}}
+    for name, texts in splits.items():
+        chunks: list[np.ndarray] = []
+        for i in range(0, len(texts), batch):
+            part = texts[i : i + batch]
+            for enc in tok.encode_batch(part, add_special_tokens=False):
+                chunks.append(np.asarray([bos, *enc.ids, eos], dtype=dtype))
+            on_progress(len(part))
+        tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
+        mm = np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=dtype, shape=tokens.shape)
+        mm[:] = tokens
+        mm.flush()
+        del mm
+        meta["splits"][name] = {
+            "tokens": int(tokens.size),
+            "docs": len(texts),
+            "bytes": sum(len(t.encode("utf-8")) for t in texts),
+            # bos/eos are not text: bits-per-byte counts only the text's own tokens' loss over its bytes
+            "text_tokens": int(tokens.size - 2 * len(texts)),
+        }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def load_shard(path: Path, split: str) -> np.ndarray:
+    return np.load(path / f"{split}.npy", mmap_mode="r")

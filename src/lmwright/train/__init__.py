@@ -1,0 +1,1 @@
+"""Training: the one explicit loop, its data sampling, optimizer and schedule, and checkpoints."""
