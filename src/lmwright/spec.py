@@ -88,7 +88,7 @@ class TokenizerSpec(Section):
 
 class ModelSpec(Section):
     n_layers: int = Field(4, ge=1)
-    d_model: int = Field(256, ge=8)
+    d_model: int = Field(192, ge=8)
     n_heads: int = Field(4, ge=1)
     n_kv_heads: int = Field(2, ge=1)
     ffn_dim: int | None = Field(None, ge=1)  # None = 8/3 * d_model rounded up to a multiple of 64 (SwiGLU)
@@ -110,8 +110,8 @@ class ModelSpec(Section):
 
 
 class TrainSpec(Section):
-    max_steps: int = Field(600, ge=1)
-    batch_size: int = Field(16, ge=1)
+    max_steps: int = Field(700, ge=1)
+    batch_size: int = Field(8, ge=1)
     seq_len: int = Field(256, ge=8)
     lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
@@ -226,8 +226,10 @@ def _describe(exc: ValidationError, source: str, lines: dict[tuple, int], overri
         field = ".".join(loc) or "(top level)"
         line = _nearest_line(lines, loc)
         where = f"{source}, line {line}" if line else source
-        if any(o.split("=")[0].strip() == field for o in overrides):
-            where = f"--set {field}"
+        keys = [o.split("=")[0].strip() for o in overrides]
+        hit = [k for k in keys if k == field or k.startswith(field + ".")]
+        if hit:
+            where = f"--set {', '.join(hit)}"
         value = err.get("input")
         if err["type"] == "extra_forbidden":
             allowed = _allowed_fields(loc[:-1])
@@ -235,7 +237,7 @@ def _describe(exc: ValidationError, source: str, lines: dict[tuple, int], overri
             fix = f"did you mean '{hint[0]}'? " if hint else ""
             msgs.append(f"{where}: unknown field '{field}'. {fix}Allowed here: {', '.join(allowed)}.")
         else:
-            shown = "" if err["type"] == "missing" else f" = {value!r}"
+            shown = "" if err["type"] == "missing" or isinstance(value, dict) else f" = {value!r}"
             msgs.append(f"{where}: {field}{shown}: {err['msg']}.")
     return "invalid project spec:\n  " + "\n  ".join(msgs)
 

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny project (a few stdlib modules, a model of a few thousand parameters) that runs the
+whole pipeline in seconds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import lmwright
+from lmwright.core.progress import Reporter
+
+TINY = {
+    "project": {"name": "tiny", "seed": 7},
+    "data": {"sources": [{"kind": "pydocs", "modules": ["json", "textwrap", "string", "functools", "csv",
+                                                        "base64", "shlex", "difflib"], "topics": False}]},
+    "split": {"val": 0.15, "test": 0.15},
+    "tokenizer": {"vocab_size": 400},
+    "model": {"n_layers": 2, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 64},
+    "train": {"max_steps": 24, "batch_size": 4, "seq_len": 32, "lr": 0.01, "warmup_steps": 2, "eval_every": 8,
+              "eval_batches": 2, "checkpoint_every": 8, "threads": 1},
+    "eval": {"prompts": ["The json module"], "max_new_tokens": 8},
+}
+
+
+def make_project(root: Path, spec: dict | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lmwright.yaml").write_text(yaml.safe_dump(spec or TINY, sort_keys=False))
+    return root
+
+
+def quiet() -> Reporter:
+    return Reporter(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny project run once through every stage: (project dir, outcomes)."""
+    root = make_project(tmp_path_factory.mktemp("tiny"))
+    outcomes = lmwright.run(root, reporter=quiet())
+    return root, outcomes
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path):
+    """A private copy of the finished tiny project, for tests that change it."""
+    root, _ = tiny_run
+    dest = tmp_path / "proj"
+    shutil.copytree(root, dest)
+    return dest

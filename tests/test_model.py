@@ -1,0 +1,71 @@
+"""The Llama decoder against Hugging Face `transformers`: same logits, same parameter count, round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from lmwright.model.config import ModelConfig
+from lmwright.model.hf import load_hf, save_hf
+from lmwright.model.llama import LlamaLM
+from lmwright.tokenizer import save_tokenizer, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tok")
+    save_tokenizer(train_tokenizer(["some text to learn from, over and over"] * 10, 300, 1), d)
+    return d
+
+
+@pytest.mark.parametrize("tie,kv", [(True, 2), (False, 4), (True, 1)])
+def test_saved_model_loads_in_transformers_with_same_logits(tmp_path, tokenizer_dir, tie, kv):
+    cfg = ModelConfig(vocab_size=300, n_layers=2, d_model=64, n_heads=4, n_kv_heads=kv, ffn_dim=96,
+                      max_seq_len=64, rope_theta=5000.0, tie_embeddings=tie)
+    model = LlamaLM(cfg)
+    model.init_weights(3)
+    with torch.no_grad():  # non-trivial norms so a mistake in their handling shows
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(torch.randn_like(p) * 0.1)
+    save_hf(model, tokenizer_dir, tmp_path, {"bos": 0, "eos": 1, "pad": 2})
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert isinstance(hf, LlamaForCausalLM)
+    ids = torch.randint(0, 300, (3, 50), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = (hf(ids).logits - model.eval()(ids)).abs().max().item()
+    assert diff <= 1e-4
+    assert sum(p.numel() for p in hf.parameters()) == model.n_params() == cfg.n_params()
+    back = load_hf(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(back(ids), model(ids))
+
+
+def test_loads_a_checkpoint_made_by_transformers(tmp_path):
+    hf_cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    torch.manual_seed(0)
+    LlamaForCausalLM(hf_cfg).eval().save_pretrained(tmp_path)
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ours = load_hf(tmp_path)
+    ids = torch.randint(0, 128, (2, 20))
+    with torch.no_grad():
+        assert (hf(ids).logits - ours(ids)).abs().max().item() <= 1e-4
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_loss_matches_cross_entropy_and_gradients_flow():
+    cfg = ModelConfig(vocab_size=50, n_layers=1, d_model=16, n_heads=2, n_kv_heads=1, ffn_dim=32, max_seq_len=16)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    ids = torch.randint(0, 50, (2, 16))
+    logits, loss = model(ids[:, :-1], ids[:, 1:])
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 50), ids[:, 1:].reshape(-1))
+    assert torch.allclose(loss, ref)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="exceeds max_seq_len"):
+        model(torch.zeros(1, 17, dtype=torch.long))

@@ -1,0 +1,124 @@
+"""The pipeline end to end on the tiny project: outputs, caching, partial runs, status, report and API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import lmwright
+from lmwright.core.pipeline import load_stages, stage_status
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+from tests.conftest import quiet
+
+STAGES = ["collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate", "save", "report"]
+
+
+def test_stage_order():
+    assert list(load_stages()) == STAGES
+
+
+def test_full_run_publishes_model_report_and_metrics(tiny_run):
+    root, out = tiny_run
+    assert list(out) == STAGES and all(o.status == "done" for o in out.values())
+    pub = root / "lmwright-out"
+    for f in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
+              "model/generation_config.json", "report.md", "report.html", "training_curve.png", "metrics.json"):
+        assert (pub / f).exists(), f
+    metrics = json.loads((pub / "metrics.json").read_text())
+    for split in ("val", "test"):
+        m = metrics[split]
+        assert m["bits_per_byte"] > 0 and m["perplexity"] == pytest.approx(2.718281828 ** m["loss"], rel=1e-6)
+    h = json.loads((out["pretrain"].path / "history.json").read_text())
+    assert h["val_step"] == [8, 16, 24] and h["loss"][-1] < h["loss"][0]  # it learns
+
+
+def test_second_run_is_all_cached_and_fast(tiny_copy):
+    t0 = time.perf_counter()
+    out = lmwright.run(tiny_copy, reporter=quiet())
+    assert all(o.status == "cached" for o in out.values())
+    assert time.perf_counter() - t0 < 15
+    assert {s["state"] for s in stage_status(Workspace.open(tiny_copy))} == {"cached"}
+
+
+def test_changing_max_steps_reruns_pretrain_and_after_only(tiny_copy):
+    ws = Workspace.open(tiny_copy, ["train.max_steps=16"])
+    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 6 + ["stale"] * 4
+    out = lmwright.run(tiny_copy, ["train.max_steps=16"], reporter=quiet())
+    assert [o.status for o in out.values()] == ["cached"] * 6 + ["done"] * 4
+    assert out["pretrain"].summary["steps"] == 16
+
+
+def test_until_from_and_force(tiny_copy):
+    out = lmwright.run(tiny_copy, until="split", reporter=quiet())
+    assert list(out) == ["collect", "clean", "dedup", "split"] and all(o.status == "cached" for o in out.values())
+    out = lmwright.run(tiny_copy, from_="evaluate", reporter=quiet())
+    assert [n for n, o in out.items() if o.status == "done"] == ["evaluate", "save", "report"]
+    out = lmwright.run(tiny_copy, force=("clean",), reporter=quiet())
+    assert [n for n, o in out.items() if o.status == "done"] == ["clean"]  # same content: downstream stays cached
+    with pytest.raises(LmwrightError, match="no such stage"):
+        lmwright.run(tiny_copy, until="pretrian", reporter=quiet())
+
+
+def test_corrupted_artifact_is_caught_on_read(tiny_copy):
+    ws = Workspace.open(tiny_copy)
+    out = lmwright.run(tiny_copy, until="split", reporter=quiet())
+    (ws.artifacts_dir / out["split"].digest / "train.parquet").write_bytes(b"garbage")
+    with pytest.raises(LmwrightError, match="failed its hash check"):
+        lmwright.run(tiny_copy, force=("tokenizer",), reporter=quiet())
+
+
+def test_report_has_every_section(tiny_run):
+    root, out = tiny_run
+    html = (root / "lmwright-out" / "report.html").read_text()
+    for section in ("summary", "data", "splits", "model", "training-curve", "metrics", "samples", "spec"):
+        assert f"<section id='{section}'>" in html, section
+    assert "<img src='training_curve.png'" in html and "too_short" in html
+    png = (root / "lmwright-out" / "training_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    md = (root / "lmwright-out" / "report.md").read_text()
+    assert "| collect |" in md and "bits per byte" in md and "![Training curve](training_curve.png)" in md
+
+
+def test_python_api_load_and_generate(tiny_run):
+    root, _ = tiny_run
+    model = lmwright.load_model(root)
+    tok = lmwright.load_tokenizer(root / "lmwright-out" / "model")
+    logits = model(torch.tensor([tok.encode("The json module").ids]))
+    assert logits.shape[-1] == tok.get_vocab_size()
+    a = lmwright.generate(model, tok, "The json", max_new_tokens=8, temperature=0.9, top_k=20, seed=1)
+    b = lmwright.generate(model, tok, "The json", max_new_tokens=8, temperature=0.9, top_k=20, seed=1)
+    assert a == b and isinstance(a, str)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lmwright", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_status_evaluate_generate_json(tiny_copy):
+    r = _cli("status", "-C", str(tiny_copy), "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert [s["state"] for s in st["stages"]] == ["cached"] * 10 and st["models"][0]["params"] > 0
+    assert {d["name"] for d in st["datasets"]} >= {"raw", "split/train"}
+    r = _cli("evaluate", "-C", str(tiny_copy), "--json")
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["status"] == "cached" and ev["val"]["bits_per_byte"] > 0
+    r = _cli("generate", "The json module", "-C", str(tiny_copy), "--max-tokens", "5", "--seed", "3")
+    assert r.returncode == 0 and r.stdout.startswith("The json module")
+    r = _cli("status", "-C", str(tiny_copy))
+    assert r.returncode == 0 and "pretrain" in r.stdout and "cached" in r.stdout
+
+
+def test_cli_run_prints_where_things_are(tiny_copy):
+    r = _cli("run", "-C", str(tiny_copy))
+    assert r.returncode == 0, r.stderr
+    assert "every stage is cached" in r.stderr
+    for word in ("model", "report", "metrics"):
+        assert f"{tiny_copy}/lmwright-out" in r.stderr and word in r.stderr
