@@ -24,6 +24,11 @@ def run(root: str | Path = ".", overrides: list[str] | tuple[str, ...] = (), unt
         spec_path: str | Path | None = None) -> dict[str, StageOutcome]:
     """Run the project in `root` (its lmwright.yaml, or the built-in default) and publish the outputs."""
     ws = Workspace.open(root, overrides, Path(spec_path) if spec_path else None)
+    return run_workspace(ws, until=until, from_=from_, force=force, reporter=reporter)
+
+
+def run_workspace(ws: Workspace, until: str | None = None, from_: str | None = None, force: tuple[str, ...] = (),
+                  reporter: Reporter | None = None) -> dict[str, StageOutcome]:
     outcomes = run_pipeline(ws, until=until, from_=from_, force=force, reporter=reporter)
     publish(ws, outcomes)
     return outcomes

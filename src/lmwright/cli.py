@@ -38,8 +38,7 @@ def _outcomes_json(outcomes) -> dict:
             for n, o in outcomes.items()}
 
 
-def _print_where(root: Path, outcomes) -> None:
-    ws = Workspace.open(root)
+def _print_where(ws: Workspace, outcomes) -> None:
     where = [("model", ws.out_dir / "model"), ("report", ws.out_dir / "report.html"),
              ("metrics", ws.out_dir / "metrics.json")]
     done = [(k, p) for k, p in where if p.exists()]
@@ -64,13 +63,13 @@ def run(
     ws = Workspace.open(dir, set_ or [])
     err.print(f"lmwright: project [bold]{ws.spec.project.name}[/bold] "
               f"({ws.spec_path or 'built-in default spec'}) in {ws.root}")
-    outcomes = api.run(dir, set_ or [], until=until, from_=from_, force=tuple(force or ()),
-                       reporter=Reporter(err, quiet=quiet))
+    outcomes = api.run_workspace(ws, until=until, from_=from_, force=tuple(force or ()),
+                                 reporter=Reporter(err, quiet=quiet))
     if all(o.status == "cached" for o in outcomes.values()):
         err.print("every stage is cached: nothing to do")
     if json_:
         out.print_json(json.dumps(_outcomes_json(outcomes)))
-    _print_where(dir, outcomes)
+    _print_where(ws, outcomes)
 
 
 @app.command()

@@ -11,23 +11,17 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from lmwright.core.pipeline import StageContext, stage
 from lmwright.data.clean import check, clean_text
 from lmwright.data.dedup import exact_dedup
-from lmwright.data.document import read_docs, write_docs
+from lmwright.data.document import accounting, read_docs, read_texts, write_docs
 from lmwright.data.sources import Quarantined, iter_source
 from lmwright.data.split import SPLITS, assign_split
 from lmwright.spec import dump_spec
 from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer, save_tokenizer, train_tokenizer, write_shards
-
-
-def _accounting(read: int, kept: int, removed: dict[str, int], quarantined: int) -> dict:
-    assert read == kept + sum(removed.values()) + quarantined, "a record went missing"
-    return {"read": read, "kept": kept, "removed": dict(sorted(removed.items())), "quarantined": quarantined}
 
 
 def _collect_facts(ws) -> dict:
@@ -59,20 +53,19 @@ def collect(ctx: StageContext) -> dict:
                 continue
             docs.append(rec)
             by_source[src.name] += 1
-            if len(docs) % 200 == 0:
-                task.update(info=f"{len(docs):,} documents")
+            task.advance(1, info=src.name)
     write_docs(ctx.out / "docs.parquet", docs)
     with open(ctx.out / "quarantine.jsonl", "w", encoding="utf-8") as f:
         for q in quarantined:
             f.write(json.dumps(q.__dict__) + "\n")
     ctx.dataset("raw", "docs.parquet", len(docs))
     chars = sum(len(d.text) for d in docs)
-    return {**_accounting(len(docs) + len(quarantined), len(docs), {}, len(quarantined)),
+    return {**accounting(len(docs) + len(quarantined), len(docs), {}, len(quarantined)),
             "by_source": dict(by_source), "chars": chars,
             "headline": f"{len(docs):,} documents ({chars / 1e6:.1f}M chars), {len(quarantined)} quarantined"}
 
 
-@stage("clean", deps=("collect",), spec=("data.clean",), modules=("lmwright.data.clean",))
+@stage("clean", deps=("collect",), spec=("data.clean",), modules=("lmwright.data.clean", "lmwright.data.document"))
 def clean(ctx: StageContext) -> dict:
     """Normalise Unicode and whitespace, drop control characters; remove documents that fail the filters."""
     cfg = ctx.spec.data.clean
@@ -92,12 +85,12 @@ def clean(ctx: StageContext) -> dict:
     write_docs(ctx.out / "removed.parquet", removed, extra={"reason": reasons})
     ctx.dataset("clean", "docs.parquet", len(kept))
     counts = Counter(reasons)
-    return {**_accounting(len(docs), len(kept), counts, 0),
+    return {**accounting(len(docs), len(kept), counts, 0),
             "headline": f"{len(kept):,} kept, {len(removed):,} removed "
                         f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})"}
 
 
-@stage("dedup", deps=("clean",), spec=("data.dedup",), modules=("lmwright.data.dedup",))
+@stage("dedup", deps=("clean",), spec=("data.dedup",), modules=("lmwright.data.dedup", "lmwright.data.document"))
 def dedup(ctx: StageContext) -> dict:
     """Remove exact duplicates of normalised text, keeping the smallest document id of each group."""
     docs = read_docs(ctx.inputs["clean"].path / "docs.parquet")
@@ -107,11 +100,11 @@ def dedup(ctx: StageContext) -> dict:
                extra={"reason": ["exact_duplicate"] * len(removed), "duplicate_of": [k for _, k in removed]})
     ctx.dataset("dedup", "docs.parquet", len(kept))
     counts = {"exact_duplicate": len(removed)} if removed else {}
-    return {**_accounting(len(docs), len(kept), counts, 0),
+    return {**accounting(len(docs), len(kept), counts, 0),
             "headline": f"{len(kept):,} unique, {len(removed):,} exact duplicates removed"}
 
 
-@stage("split", deps=("dedup",), spec=("split",), modules=("lmwright.data.split",))
+@stage("split", deps=("dedup",), spec=("split",), modules=("lmwright.data.split", "lmwright.data.document"))
 def split(ctx: StageContext) -> dict:
     """Assign each document to train/val/test by a stable hash of its id."""
     cfg = ctx.spec.split
@@ -123,22 +116,18 @@ def split(ctx: StageContext) -> dict:
         write_docs(ctx.out / f"{name}.parquet", rows)
         ctx.dataset(f"split/{name}", f"{name}.parquet", len(rows))
     counts = {k: len(v) for k, v in parts.items()}
-    return {**_accounting(len(docs), len(docs), {}, 0), "splits": counts,
+    return {**accounting(len(docs), len(docs), {}, 0), "splits": counts,
             "headline": " / ".join(f"{k} {v:,}" for k, v in counts.items())}
 
 
-def _texts(path: Path, name: str) -> list[str]:
-    return [d["text"] for d in read_docs(path / f"{name}.parquet")]
-
-
-@stage("tokenizer", deps=("split",), spec=("tokenizer",), modules=("lmwright.tokenizer",))
+@stage("tokenizer", deps=("split",), spec=("tokenizer", "model.max_seq_len"),
+       modules=("lmwright.tokenizer", "lmwright.data.document"))
 def tokenizer(ctx: StageContext) -> dict:
     """Train a byte-level BPE tokenizer on the train split."""
     cfg = ctx.spec.tokenizer
-    texts = _texts(ctx.inputs["split"].path, "train")
-    task = ctx.reporter.task("tokenizer", total=None, info=f"BPE on {len(texts):,} documents")
+    texts = read_texts(ctx.inputs["split"].path / "train.parquet")
+    ctx.reporter.task("tokenizer", total=None, info=f"BPE on {len(texts):,} documents")  # closed by the pipeline
     tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
-    task.update(info="done")
     save_tokenizer(tok, ctx.out, model_max_length=ctx.spec.model.max_seq_len)
     sample = "\n".join(texts[:200])
     ratio = len(sample.encode()) / max(1, len(tok.encode(sample, add_special_tokens=False).ids))
@@ -146,11 +135,11 @@ def tokenizer(ctx: StageContext) -> dict:
             "headline": f"vocabulary {tok.get_vocab_size():,}, {ratio:.2f} bytes/token"}
 
 
-@stage("tokenize", deps=("split", "tokenizer"), modules=("lmwright.tokenizer",))
+@stage("tokenize", deps=("split", "tokenizer"), modules=("lmwright.tokenizer", "lmwright.data.document"))
 def tokenize(ctx: StageContext) -> dict:
     """Encode each split into a flat token shard (numpy memmap)."""
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
-    splits = {s: _texts(ctx.inputs["split"].path, s) for s in SPLITS}
+    splits = {s: read_texts(ctx.inputs["split"].path / f"{s}.parquet") for s in SPLITS}
     task = ctx.reporter.task("tokenize", total=sum(len(v) for v in splits.values()))
     meta = write_shards(tok, splits, ctx.out, on_progress=lambda n: task.advance(n))
     tokens = {k: v["tokens"] for k, v in meta["splits"].items()}
@@ -163,15 +152,12 @@ def tokenize(ctx: StageContext) -> dict:
                 "lmwright.model.llama", "lmwright.model.config", "lmwright.evaluate.lm"), resumable=True)
 def pretrain(ctx: StageContext) -> dict:
     """Train the Llama decoder from scratch on the train shard; checkpoints make a killed run resumable."""
-    from safetensors.torch import save_file
-
-    from lmwright.train.checkpoint import model_state
+    from lmwright.train.checkpoint import save_weights
     from lmwright.train.loop import pretrain as train_loop
 
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
     result = train_loop(ctx.spec, ctx.inputs["tokenize"].path, tok, ctx.work, ctx.reporter)
-    save_file(model_state(result.model), str(ctx.out / "model.safetensors"))
-    (ctx.out / "model_config.json").write_text(json.dumps(result.model.cfg.to_dict(), indent=2))
+    save_weights(result.model, ctx.out)
     (ctx.out / "history.json").write_text(json.dumps(result.history))
     h, tr = result.history, ctx.spec.train
     tokens = tr.max_steps * tr.batch_size * tr.seq_len
@@ -183,31 +169,17 @@ def pretrain(ctx: StageContext) -> dict:
                         f"val {h['val_bpb'][-1]:.3f} bits/byte"}
 
 
-def load_trained(path: Path):
-    """The model in a pretrain artifact."""
-    from safetensors.torch import load_file
-
-    from lmwright.model.config import ModelConfig
-    from lmwright.model.llama import LlamaLM
-
-    model = LlamaLM(ModelConfig(**json.loads((path / "model_config.json").read_text())))
-    state = load_file(str(path / "model.safetensors"))
-    if model.cfg.tie_embeddings:
-        state["lm_head.weight"] = state["model.embed_tokens.weight"]
-    model.load_state_dict(state)
-    return model.eval()
-
-
 @stage("evaluate", deps=("pretrain", "tokenize", "tokenizer"), spec=("eval", "train.seq_len", "project.seed"),
-       modules=("lmwright.evaluate.lm", "lmwright.model.generate"))
+       modules=("lmwright.evaluate.lm", "lmwright.model.generate", "lmwright.train.checkpoint", "lmwright.model.llama"))
 def evaluate(ctx: StageContext) -> dict:
     """Loss, perplexity and bits-per-byte on the whole val and test splits; samples from fixed prompts."""
     from lmwright.evaluate.lm import lm_metrics, token_bytes
     from lmwright.model.generate import generate_text
+    from lmwright.train.checkpoint import load_weights
     from lmwright.train.loop import set_threads
 
     set_threads(ctx.spec.train.threads)
-    model = load_trained(ctx.inputs["pretrain"].path)
+    model = load_weights(ctx.inputs["pretrain"].path)
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
     nbytes = token_bytes(tok)
     seq_len, metrics = ctx.spec.train.seq_len, {}
@@ -225,12 +197,14 @@ def evaluate(ctx: StageContext) -> dict:
                                    f"test {metrics['test']['bits_per_byte']:.3f} bits/byte"}
 
 
-@stage("save", deps=("pretrain", "tokenizer", "evaluate"), modules=("lmwright.model.hf",))
+@stage("save", deps=("pretrain", "tokenizer", "evaluate"),
+       modules=("lmwright.model.hf", "lmwright.train.checkpoint", "lmwright.model.llama", "lmwright.tokenizer"))
 def save(ctx: StageContext) -> dict:
     """Write the Hugging Face model directory (LlamaForCausalLM, safetensors, tokenizer)."""
     from lmwright.model.hf import save_hf
+    from lmwright.train.checkpoint import load_weights
 
-    model = load_trained(ctx.inputs["pretrain"].path)
+    model = load_weights(ctx.inputs["pretrain"].path)
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
     ids = {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
     save_hf(model, ctx.inputs["tokenizer"].path, ctx.out, ids)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import shutil
@@ -80,7 +81,7 @@ def stage(name: str, deps: tuple[str, ...] = (), spec: tuple[str, ...] = (), mod
         if unknown:
             raise ValueError(f"stage {name} depends on unregistered {unknown}")
         doc = inspect.getdoc(fn) or ""
-        STAGES[name] = Stage(name, fn, deps, spec, (fn.__module__, *modules), extra, resumable, doc.split("\n")[0])
+        STAGES[name] = Stage(name, fn, deps, spec, modules, extra, resumable, doc.split("\n")[0])
         return fn
 
     return register
@@ -92,9 +93,12 @@ def load_stages() -> dict[str, Stage]:
 
 
 def code_version(st: Stage) -> str:
+    """The stage function's own source plus the modules it names: editing one stage reruns only it (and what
+    follows), while a change to shared code such as the tokenizer reruns every stage that uses it."""
     h = hashlib.sha256(__version__.encode())
+    h.update(inspect.getsource(st.fn).encode())
     for mod in sorted(set(st.modules)):
-        h.update(Path(importlib.import_module(mod).__file__).read_bytes())
+        h.update(Path(importlib.util.find_spec(mod).origin).read_bytes())  # the file, without importing it
     return h.hexdigest()[:16]
 
 
@@ -186,7 +190,9 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
     t0 = time.perf_counter()
     try:
         summary = st.fn(ctx) or {}
+        reporter.close_tasks()
     except BaseException as exc:
+        reporter.close_tasks()
         store.fail_run(run, "".join(traceback.format_exception_only(type(exc), exc)).strip(),
                        time.perf_counter() - t0)
         shutil.rmtree(staging, ignore_errors=True)

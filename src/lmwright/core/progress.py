@@ -64,6 +64,16 @@ class Reporter:
             return TaskHandle(None, None)
         return TaskHandle(self._progress, self._progress.add_task(description, total=total, info=info))
 
+    def close_tasks(self) -> None:
+        """Mark every bar finished (a stage has ended): open-ended ones stop spinning, timers stop."""
+        if self._progress is None:
+            return
+        for t in self._progress.tasks:
+            if not t.finished:
+                done = t.completed if t.total is None else t.total
+                self._progress.update(t.id, total=max(done, 1), completed=max(done, 1))
+            self._progress.stop_task(t.id)
+
     def log(self, message: str) -> None:
         if not self.quiet:
             self.console.print(message, highlight=False)

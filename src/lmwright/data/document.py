@@ -51,3 +51,15 @@ def write_docs(path: Path, docs: list[Document] | list[dict], extra: dict[str, l
 
 def read_docs(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
+
+
+def read_texts(path: Path) -> list[str]:
+    return pq.read_table(path, columns=["text"]).column("text").to_pylist()
+
+
+def accounting(read: int, kept: int, removed: dict[str, int], quarantined: int) -> dict:
+    """A data stage's record count; refuses to report a stage that lost a record."""
+    if read != kept + sum(removed.values()) + quarantined:
+        raise RuntimeError(f"records went missing: read {read} != kept {kept} + removed {removed} + "
+                           f"quarantined {quarantined}")
+    return {"read": read, "kept": kept, "removed": dict(sorted(removed.items())), "quarantined": quarantined}

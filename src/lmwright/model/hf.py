@@ -54,10 +54,7 @@ def hf_config(cfg: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
 def save_hf(model: LlamaLM, tokenizer_dir: Path, out_dir: Path, ids: dict[str, int]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if cfg.tie_embeddings:  # safetensors refuses shared storage; transformers re-ties from the config
-        state.pop("lm_head.weight", None)
-    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_file(model.weights(), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(hf_config(cfg, ids["bos"], ids["eos"], ids["pad"]), indent=2))
     (out_dir / "generation_config.json").write_text(json.dumps(
         {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"], "pad_token_id": ids["pad"],
@@ -94,12 +91,10 @@ def load_hf(path: Path) -> LlamaLM:
         raise LmwrightError(f"{cfg_file}: model_type is {c.get('model_type')!r}; only 'llama' models load here")
     cfg = config_from_hf(c, cfg_file)
     model = LlamaLM(cfg)
-    state = load_file(str(path / "model.safetensors"))
-    if cfg.tie_embeddings:
-        state["lm_head.weight"] = state["model.embed_tokens.weight"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or [k for k in unexpected if "rotary_emb" not in k]:
-        raise LmwrightError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        model.load_weights(load_file(str(path / "model.safetensors")))
+    except (RuntimeError, KeyError) as exc:
+        raise LmwrightError(f"{path}: the weights do not match config.json ({str(exc)[:300]})") from None
     return model.eval()
 
 

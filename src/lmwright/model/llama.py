@@ -143,3 +143,18 @@ class LlamaLM(nn.Module):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The state dict as saved: contiguous CPU tensors, and no `lm_head.weight` when it is tied to the
+        embedding (safetensors refuses shared storage; loaders re-tie from the config)."""
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if self.cfg.tie_embeddings:
+            state.pop("lm_head.weight", None)
+        return state
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a state dict saved by `weights()` (or a Hugging Face Llama's), strictly."""
+        state = {k: v for k, v in state.items() if "rotary_emb" not in k}
+        if self.cfg.tie_embeddings:
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]
+        self.load_state_dict(state)

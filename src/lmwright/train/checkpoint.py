@@ -25,18 +25,11 @@ from safetensors.torch import load_file, save_file
 KEEP = 2
 
 
-def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:
-        state.pop("lm_head.weight", None)
-    return state
-
-
-def save_checkpoint(work: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
+def save_checkpoint(work: Path, step: int, model, opt: torch.optim.Optimizer,
                     state: dict[str, Any]) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=work, prefix=".tmp-"))
-    save_file(model_state(model), str(tmp / "model.safetensors"))
+    save_file(model.weights(), str(tmp / "model.safetensors"))
     osd = opt.state_dict()
     tensors = {f"{idx}.{k}": v.contiguous().cpu() for idx, s in osd["state"].items() for k, v in s.items()
                if isinstance(v, torch.Tensor)}
@@ -63,11 +56,27 @@ def save_checkpoint(work: Path, step: int, model: torch.nn.Module, opt: torch.op
     return final
 
 
+def save_weights(model, out: Path) -> None:
+    """A trained model as `model.safetensors` + `model_config.json` (the pretrain artifact)."""
+    save_file(model.weights(), str(out / "model.safetensors"))
+    (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=2))
+
+
+def load_weights(path: Path):
+    """The model saved by `save_weights`, in eval mode."""
+    from lmwright.model.config import ModelConfig
+    from lmwright.model.llama import LlamaLM
+
+    model = LlamaLM(ModelConfig(**json.loads((path / "model_config.json").read_text())))
+    model.load_weights(load_file(str(path / "model.safetensors")))
+    return model.eval()
+
+
 def checkpoints(work: Path) -> list[Path]:
     return sorted(p for p in work.glob("step-*") if p.is_dir()) if work.exists() else []
 
 
-def load_latest(work: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+def load_latest(work: Path, model, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
     """Restore the newest loadable checkpoint into model and optimizer; returns its state, or None."""
     for ckpt in reversed(checkpoints(work)):
         try:
@@ -79,12 +88,9 @@ def load_latest(work: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) 
     return None
 
 
-def _load(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+def _load(ckpt: Path, model, opt: torch.optim.Optimizer) -> dict[str, Any]:
     meta = json.loads((ckpt / "state.json").read_text())
-    weights = load_file(str(ckpt / "model.safetensors"))
-    if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:
-        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
-    model.load_state_dict(weights)
+    model.load_weights(load_file(str(ckpt / "model.safetensors")))
     tensors = load_file(str(ckpt / "optim.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
