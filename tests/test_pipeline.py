@@ -122,3 +122,26 @@ def test_cli_run_prints_where_things_are(tiny_copy):
     assert "every stage is cached" in r.stderr
     for word in ("model", "report", "metrics"):
         assert f"{tiny_copy}/lmwright-out" in r.stderr and word in r.stderr
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_each_stage_is_a_command_with_json(tiny_copy, stage_name):
+    from typer.testing import CliRunner
+
+    from lmwright.cli import app
+
+    r = CliRunner().invoke(app, [stage_name, "-C", str(tiny_copy), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["stage"] == stage_name and data["status"] == "cached" and data["headline"]
+
+
+def test_store_url_points_anywhere(tmp_path):
+    from tests.conftest import TINY, make_project
+
+    db = tmp_path / "elsewhere" / "meta.db"
+    spec = {**TINY, "project": {**TINY["project"], "store_url": f"sqlite:///{db}"}}
+    root = make_project(tmp_path / "p", spec)
+    lmwright.run(root, until="split", reporter=quiet())
+    assert db.exists() and not (root / ".lmwright" / "lmwright.db").exists()
+    assert {s["state"] for s in stage_status(Workspace.open(root, ["train.max_steps=2"]))} >= {"cached", "new"}

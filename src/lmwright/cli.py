@@ -116,6 +116,13 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
     for d in latest.values():
         t.add_row(d["name"], f"{d['rows']:,}", d["digest"], d["created_at"][:19])
     out.print(t)
+    t = Table(title="recent stage runs")
+    for col in ("id", "stage", "status", "seconds", "started", "result"):
+        t.add_column(col)
+    for r in runs[:12]:
+        t.add_row(str(r["id"]), r["stage"], r["status"], "" if r["seconds"] is None else f"{r['seconds']:.1f}",
+                  r["started_at"][:19], (r["summary"] or {}).get("headline", ""))
+    out.print(t)
     t = Table(title="models")
     for col in ("name", "params", "val bits/byte", "test bits/byte", "digest", "created"):
         t.add_column(col)
