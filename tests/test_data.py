@@ -6,13 +6,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import lmwright
-from lmwright.data.clean import check, clean_text
 from lmwright.data.dedup import exact_dedup
 from lmwright.data.document import doc_id
 from lmwright.data.sources.pydocs import collect_pydocs
 from lmwright.data.split import assign_split
 from lmwright.errors import LmwrightError
-from lmwright.spec import CleanSpec, PydocsSource
+from lmwright.spec import PydocsSource
 from tests.conftest import make_project, quiet
 
 
@@ -30,17 +29,6 @@ def test_pydocs_documents_have_stable_ids_and_provenance():
 def test_pydocs_topics_are_included():
     docs = list(collect_pydocs(PydocsSource(modules=["json"], topics=True)))
     assert any(d.source.startswith("topics.") for d in docs)
-
-
-def test_clean_repairs_and_gives_reasons():
-    cfg = CleanSpec()
-    text = clean_text("Cafe\u0301 \x00bar  \r\n\n\n\nnext line   ", cfg)
-    assert text == "Café bar\n\nnext line"
-    assert check("short", cfg) == "too_short"
-    assert check("x" * 10 + "\ufffd" * 5 + " words" * 10, cfg) == "encoding_damage"
-    assert check("1234567890 " * 10, cfg) == "low_alpha"
-    assert check("word " * 100, CleanSpec(max_chars=100)) == "too_long"
-    assert check("A perfectly ordinary sentence about the json module and its functions.", cfg) is None
 
 
 def test_exact_dedup_keeps_smallest_id_regardless_of_order():
@@ -72,7 +60,7 @@ def test_files_source_reads_txt_md_jsonl_and_quarantines_bad_lines(tmp_path):
         '{"body": "tiny"}\n'
     )
     spec = {"data": {"sources": [{"kind": "files", "name": "mine", "paths": ["corpus/*"], "text_field": "body",
-                                  "license": "CC0-1.0"}]}}
+                                  "license": "CC0-1.0", "profile": "minimal"}]}}
     root = make_project(tmp_path, spec)
     out = lmwright.run(root, until="clean", reporter=quiet())
     col = out["collect"].summary
@@ -83,9 +71,9 @@ def test_files_source_reads_txt_md_jsonl_and_quarantines_bad_lines(tmp_path):
     assert {d["license"] for d in docs} == {"CC0-1.0"}
     assert any("\ufffd" in d["text"] for d in docs)  # undecodable byte replaced, not a crash
     cl = out["clean"].summary
-    assert cl["read"] == 4 and cl["kept"] + sum(cl["removed"].values()) == 4 and cl["removed"]["too_short"] == 1
+    assert cl["read"] == 4 and cl["kept"] + sum(cl["removed"].values()) == 4 and cl["removed"]["basic.too_short"] == 1
     removed = pq.read_table(out["clean"].path / "removed.parquet").to_pylist()
-    assert [(r["reason"], r["text"]) for r in removed] == [("too_short", "tiny")]
+    assert [(r["reason"], r["text"]) for r in removed] == [("basic.too_short", "tiny")]
 
 
 def test_files_source_with_no_match_says_how_to_fix(tmp_path):

@@ -78,7 +78,7 @@ def test_report_has_every_section(tiny_run):
     html = (root / "lmwright-out" / "report.html").read_text()
     for section in ("summary", "data", "splits", "model", "training-curve", "metrics", "samples", "spec"):
         assert f"<section id='{section}'>" in html, section
-    assert "<img src='training_curve.png'" in html and "too_short" in html
+    assert "<img src='training_curve.png'" in html and "basic.too_short" in html
     png = (root / "lmwright-out" / "training_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     md = (root / "lmwright-out" / "report.md").read_text()

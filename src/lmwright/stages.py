@@ -15,7 +15,6 @@ from collections import Counter
 import numpy as np
 
 from lmwright.core.pipeline import StageContext, stage
-from lmwright.data.clean import check, clean_text
 from lmwright.data.dedup import exact_dedup
 from lmwright.data.document import accounting, read_docs, read_texts, write_docs
 from lmwright.data.sources import Quarantined, iter_source
@@ -65,16 +64,27 @@ def collect(ctx: StageContext) -> dict:
             "headline": f"{len(docs):,} documents ({chars / 1e6:.1f}M chars), {len(quarantined)} quarantined"}
 
 
-@stage("clean", deps=("collect",), spec=("data.clean",), modules=("lmwright.data.clean", "lmwright.data.document"))
+@stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources"),
+       modules=("lmwright.data.filters", "lmwright.data.filters.normalise", "lmwright.data.filters.quality",
+                "lmwright.data.filters.language", "lmwright.data.filters.blocklist", "lmwright.data.filters.pii",
+                "lmwright.data.document"))
 def clean(ctx: StageContext) -> dict:
-    """Normalise Unicode and whitespace, drop control characters; remove documents that fail the filters."""
-    cfg = ctx.spec.data.clean
+    """Repair text; run each source's filter profile (quality, repetition, language, blocklist); redact PII."""
+    from lmwright.data.filters import apply_profile
+    from lmwright.data.filters.normalise import clean_text
+    from lmwright.data.filters.pii import redact
+
+    data = ctx.spec.data
+    profile_of = {s.name: data.profiles[s.profile] for s in data.sources}
     docs = read_docs(ctx.inputs["collect"].path / "docs.parquet")
-    kept, removed, reasons = [], [], []
+    kept, removed, reasons, pii = [], [], [], Counter()
     task = ctx.reporter.task("clean", total=len(docs))
     for d in docs:
-        d["text"] = clean_text(d["text"], cfg)
-        reason = check(d["text"], cfg)
+        text, reason = apply_profile(clean_text(d["text"], data.clean), profile_of[d["source_name"]])
+        if reason is None and data.pii.enabled:
+            text, found = redact(text, data.pii.types)
+            pii.update(found)
+        d["text"] = text
         if reason:
             removed.append(d)
             reasons.append(reason)
@@ -85,9 +95,10 @@ def clean(ctx: StageContext) -> dict:
     write_docs(ctx.out / "removed.parquet", removed, extra={"reason": reasons})
     ctx.dataset("clean", "docs.parquet", len(kept))
     counts = Counter(reasons)
-    return {**accounting(len(docs), len(kept), counts, 0),
-            "headline": f"{len(kept):,} kept, {len(removed):,} removed "
-                        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none'})"}
+    top = ", ".join(f"{k} {v}" for k, v in counts.most_common(3)) or "none"
+    return {**accounting(len(docs), len(kept), counts, 0), "pii": dict(sorted(pii.items())),
+            "headline": f"{len(kept):,} kept, {len(removed):,} removed ({top}), "
+                        f"{sum(pii.values())} PII spans redacted"}
 
 
 @stage("dedup", deps=("clean",), spec=("data.dedup",), modules=("lmwright.data.dedup", "lmwright.data.document"))
