@@ -151,3 +151,38 @@ def test_redact_uses_typed_placeholders_and_counts():
     assert text == "mail <EMAIL>, card <CREDIT_CARD>, from <IP>"
     assert counts == {"email": 1, "credit_card": 1, "ip": 1}
     assert redact("mail a.b@example.com", types=["ip"])[0] == "mail a.b@example.com"
+
+
+def _cli(*args, stdin: str = ""):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "lmwright", *args], input=stdin, capture_output=True, text=True)
+
+
+def test_data_redact_command_text_jsonl_and_spans():
+    r = _cli("data", "redact", "-", stdin="mail bob@example.com\nversion 3.11.7 from 8.8.8.8\n")
+    assert r.returncode == 0 and r.stdout == "mail <EMAIL>\nversion 3.11.7 from <IP>\n"
+    r = _cli("data", "redact", "-", "--field", "t", stdin='{"t": "call +44 20 7946 0958", "k": 1}\n')
+    assert json.loads(r.stdout) == {"t": "call <PHONE>", "k": 1}
+    r = _cli("data", "redact", "-", "--json", stdin="key AKIAIOSFODNN7EXAMPLE\n")
+    assert json.loads(r.stdout) == {"line": 1, "spans": [{"start": 4, "end": 24, "type": "secret",
+                                                          "text": "AKIAIOSFODNN7EXAMPLE"}]}
+    r = _cli("data", "redact", "-", "--field", "t", stdin="not json\n")
+    assert r.returncode == 2 and "line 1: not a JSON object with a 't' field" in r.stderr
+
+
+def test_data_inspect_shows_samples_by_reason(tiny_copy):
+    from lmwright.core.workspace import Workspace
+    from lmwright.data.inspect import inspect_data
+
+    report = inspect_data(Workspace.open(tiny_copy), samples=2)
+    clean = report["stages"]["clean"]
+    assert clean["read"] == clean["kept"] + sum(clean["removed"].values())
+    reasons = {g["reason"]: g for g in clean["groups"]}
+    assert reasons["kept"]["count"] == clean["kept"] and "basic.too_short" in reasons
+    assert all(len(g["samples"]) <= 2 for g in clean["groups"])
+    r = _cli("data", "inspect", "-C", str(tiny_copy), "--reason", "basic", "--json")
+    assert r.returncode == 0
+    groups = json.loads(r.stdout)["stages"]["clean"]["groups"]
+    assert groups and all(g["reason"].startswith("basic") for g in groups)

@@ -150,6 +150,70 @@ def generate(
     out.print(prompt + text, highlight=False, markup=False)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Look at and work on data: redact PII, inspect removals.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("redact")
+def data_redact(
+    file: Annotated[str, typer.Argument(help="A text file (one document per line) or - for standard input.")],
+    field: Annotated[str | None, typer.Option(help="Read JSONL and redact this field of each record.")] = None,
+    types: Annotated[list[str] | None, typer.Option("--type", help="Only these PII types (repeatable).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the spans found, one JSON object per line.")] = False,
+) -> None:
+    """Redact PII with the same detector as the clean stage; prints the redacted text (or spans with --json)."""
+    from lmwright.data.filters.pii import find_pii, redact
+
+    stream = sys.stdin if file == "-" else open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
+    with stream:
+        for lineno, line in enumerate(stream, start=1):
+            line = line.rstrip("\n")
+            record = None
+            if field is not None:
+                try:
+                    record = json.loads(line)
+                    text = record[field]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise LmwrightError(f"{file}, line {lineno}: not a JSON object with a '{field}' field; "
+                                        "fix the line or drop --field to treat lines as plain text") from None
+            else:
+                text = line
+            if json_:
+                spans = [{"start": x.start, "end": x.end, "type": x.type, "text": x.text} for x in find_pii(text, types)]
+                out.print_json(json.dumps({"line": lineno, "spans": spans}), indent=None)
+                continue
+            redacted, _ = redact(text, types)
+            if record is not None:
+                record[field] = redacted
+                redacted = json.dumps(record, ensure_ascii=False)
+            print(redacted)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    reason: Annotated[str | None, typer.Option(help="Only reasons that start with this, e.g. gopher_quality.")] = None,
+    samples: Annotated[int, typer.Option("-n", "--samples", min=0, help="Samples per reason.")] = 3,
+    json_: JsonOpt = False,
+) -> None:
+    """Kept, removed (by reason, from every data stage) and quarantined samples."""
+    from lmwright.data.inspect import inspect_data
+
+    ws = Workspace.open(dir, set_ or [])
+    report = inspect_data(ws, reason, samples)
+    if json_:
+        out.print_json(json.dumps(report))
+        return
+    for stage_name, st in report["stages"].items():
+        out.print(f"[bold]{stage_name}[/bold]: read {st['read']:,}, kept {st['kept']:,}, "
+                  f"removed {sum(st['removed'].values()):,}, quarantined {st['quarantined']:,}")
+        for group in st["groups"]:
+            out.print(f"  [yellow]{group['reason']}[/yellow] ({group['count']:,})")
+            for x in group["samples"]:
+                out.print(f"    {x['locator']}: {x['text']!r}", highlight=False, markup=False)
+
+
 def _stage_command(name: str, help_text: str):
     def command(dir: DirOpt = Path("."), set_: SetOpt = None,
                 force: Annotated[bool, typer.Option("--force", help="Rerun this stage even if cached.")] = False,

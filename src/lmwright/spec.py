@@ -93,6 +93,7 @@ class GopherRepetitionSpec(Toggle):
     max_dup_para_frac: float = Field(0.3, ge=0, le=1)
     max_dup_line_char_frac: float = Field(0.2, ge=0, le=1)
     max_dup_para_char_frac: float = Field(0.2, ge=0, le=1)
+    ngram_min_words: int = Field(0, ge=0)  # the n-gram rules skip shorter texts (their statistics mean nothing)
     top_ngram_max_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
     dup_ngram_max_frac: dict[int, float] = Field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
@@ -143,7 +144,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "language": {"min_score": 0.3},
         "gopher_quality": {"min_words": 8, "min_alpha_words_ratio": 0.5, "min_stop_words": 1},
         # documentation repeats its own terms ("the host parameter ... the host parameter"): only heavy repetition
-        "gopher_repetition": {"top_ngram_max_frac": {2: 0.3, 3: 0.3, 4: 0.3},
+        "gopher_repetition": {"ngram_min_words": 50, "top_ngram_max_frac": {2: 0.3, 3: 0.3, 4: 0.3},
                               "dup_ngram_max_frac": {5: 0.35, 6: 0.33, 7: 0.31, 8: 0.29, 9: 0.27, 10: 0.25}},
         "c4": {"enabled": False},
         "fineweb": {"enabled": False},

@@ -114,6 +114,8 @@ def gopher_repetition(text: str, cfg) -> tuple[str, str | None]:
     if char_frac > cfg.max_dup_line_char_frac:
         return text, "gopher_repetition.dup_line_chars"
     toks = words(text)
+    if len(toks) < cfg.ngram_min_words:
+        return text, None
     for n, limit in sorted(cfg.top_ngram_max_frac.items()):
         if _top_ngram_frac(toks, int(n)) > limit:
             return text, f"gopher_repetition.top_{n}gram"
