@@ -169,8 +169,23 @@ class PiiSpec(Toggle):
         default_factory=lambda: list(PII_TYPES))
 
 
+class NearDedupSpec(Toggle):
+    shingle_size: int = Field(5, ge=1)  # words per shingle
+    num_perm: int = Field(112, ge=8)  # MinHash permutations
+    bands: int = Field(14, ge=1)  # LSH bands of num_perm / bands rows each
+    threshold: float = Field(0.75, gt=0, le=1)  # estimated Jaccard similarity a candidate pair must reach
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _bands_divide(self) -> NearDedupSpec:
+        if self.num_perm % self.bands:
+            raise ValueError(f"num_perm ({self.num_perm}) must be divisible by bands ({self.bands})")
+        return self
+
+
 class DedupSpec(Section):
     exact: bool = True  # drop documents whose normalised text (case-folded, whitespace collapsed) repeats
+    near: NearDedupSpec = Field(default_factory=NearDedupSpec)  # MinHash + LSH near-duplicates
 
 
 class DataSpec(Section):

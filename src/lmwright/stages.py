@@ -101,18 +101,45 @@ def clean(ctx: StageContext) -> dict:
                         f"{sum(pii.values())} PII spans redacted"}
 
 
-@stage("dedup", deps=("clean",), spec=("data.dedup",), modules=("lmwright.data.dedup", "lmwright.data.document"))
+@stage("dedup", deps=("clean",), spec=("data.dedup",),
+       modules=("lmwright.data.dedup", "lmwright.data.minhash", "lmwright.data.document"))
 def dedup(ctx: StageContext) -> dict:
-    """Remove exact duplicates of normalised text, keeping the smallest document id of each group."""
+    """Remove exact duplicates, then MinHash/LSH near-duplicates; of each group the smallest id is kept."""
+    from lmwright.data.minhash import near_duplicate_clusters, signatures
+
+    cfg = ctx.spec.data.dedup
     docs = read_docs(ctx.inputs["clean"].path / "docs.parquet")
-    kept, removed = exact_dedup(docs) if ctx.spec.data.dedup.exact else (docs, [])
+    kept, exact = exact_dedup(docs) if cfg.exact else (docs, [])
+    removed = [(d, "exact_duplicate", k, "1.0") for d, k in exact]
+    clusters_out = []
+    if cfg.near.enabled and kept:
+        near = cfg.near
+        task = ctx.reporter.task("minhash", total=None, info=f"{len(kept):,} documents")
+        sigs = signatures([d["text"] for d in kept], near.shingle_size, near.num_perm, near.seed)
+        task.update(info="LSH")
+        clusters = near_duplicate_clusters([d["id"] for d in kept], sigs, near.bands, near.threshold)
+        drop = set()
+        for cluster in clusters:
+            keeper = kept[cluster[0][0]]
+            clusters_out.append({"kept": {"id": keeper["id"], "locator": keeper["locator"]},
+                                 "removed": [{"id": kept[i]["id"], "locator": kept[i]["locator"],
+                                              "similarity": round(sim, 3)} for i, sim in cluster[1:]]})
+            for i, sim in cluster[1:]:
+                drop.add(i)
+                removed.append((kept[i], "near_duplicate", keeper["id"], f"{sim:.3f}"))
+        kept = [d for i, d in enumerate(kept) if i not in drop]
     write_docs(ctx.out / "docs.parquet", kept)
-    write_docs(ctx.out / "removed.parquet", [d for d, _ in removed],
-               extra={"reason": ["exact_duplicate"] * len(removed), "duplicate_of": [k for _, k in removed]})
+    write_docs(ctx.out / "removed.parquet", [r[0] for r in removed],
+               extra={"reason": [r[1] for r in removed], "duplicate_of": [r[2] for r in removed],
+                      "similarity": [r[3] for r in removed]})
+    with open(ctx.out / "clusters.jsonl", "w", encoding="utf-8") as f:
+        for c in clusters_out:
+            f.write(json.dumps(c) + "\n")
     ctx.dataset("dedup", "docs.parquet", len(kept))
-    counts = {"exact_duplicate": len(removed)} if removed else {}
-    return {**accounting(len(docs), len(kept), counts, 0),
-            "headline": f"{len(kept):,} unique, {len(removed):,} exact duplicates removed"}
+    counts = Counter(r[1] for r in removed)
+    return {**accounting(len(docs), len(kept), counts, 0), "near_clusters": len(clusters_out),
+            "headline": f"{len(kept):,} unique, {counts['exact_duplicate']:,} exact and "
+                        f"{counts['near_duplicate']:,} near duplicates removed ({len(clusters_out)} clusters)"}
 
 
 @stage("split", deps=("dedup",), spec=("split",), modules=("lmwright.data.split", "lmwright.data.document"))
