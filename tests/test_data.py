@@ -25,6 +25,15 @@ def test_pydocs_documents_have_stable_ids_and_provenance():
     assert again == {x.source: x.id for x in docs}
 
 
+def test_pydocs_does_not_depend_on_hooks_the_process_installed(monkeypatch):
+    def hook(*args):  # what CLI frameworks do to sys.excepthook
+        return None
+
+    monkeypatch.setattr("sys.excepthook", hook)
+    docs = {d.source for d in collect_pydocs(PydocsSource(modules=["sys"], topics=False))}
+    assert "sys.excepthook" in docs and "sys.displayhook" in docs
+
+
 def test_pydocs_topics_are_included():
     docs = list(collect_pydocs(PydocsSource(modules=["json"], topics=True)))
     assert any(d.source.startswith("topics.") for d in docs)

@@ -60,6 +60,8 @@ def _members(module) -> Iterator[tuple[str, object]]:
     """(qualified name, object) for the module's own public classes, functions and methods."""
     mod_name = module.__name__
     for name, obj in sorted(vars(module).items()):
+        if module is sys and hasattr(sys, f"__{name}__"):  # the original hook, not one a library installed
+            obj = getattr(sys, f"__{name}__")
         if name.startswith("_") or getattr(obj, "__module__", None) != mod_name:
             continue
         if inspect.isclass(obj):
