@@ -44,12 +44,42 @@ class FilesSource(Section):
     kind: Literal["files"] = "files"
     name: str = "files"
     paths: list[str] = Field(min_length=1)  # globs, relative to the project directory
-    text_field: str = "text"  # for .jsonl: the field that holds the text
+    text_field: str = "text"  # .jsonl / .csv / .parquet: the field or column that holds the text
+    encoding: str = "auto"  # auto = UTF-8, else the detected encoding (charset-normalizer); or a codec name
+    max_record_mb: float = Field(16.0, gt=0)  # a larger file or record is quarantined (record_too_large)
     license: str = "unknown"
     profile: str = "prose"
 
 
-Source = Annotated[PydocsSource | FilesSource, Field(discriminator="kind")]
+class SqlSource(Section):
+    kind: Literal["sql"] = "sql"
+    name: str = "sql"
+    url: str  # any SQLAlchemy URL, e.g. sqlite:///notes.db or postgresql://user@host/db
+    query: str  # e.g. SELECT id, body FROM notes WHERE lang = 'en'
+    text_column: str = "text"
+    id_column: str = "id"
+    license: str = "unknown"
+    profile: str = "prose"
+
+
+class CrawlSource(Section):
+    kind: Literal["crawl"] = "crawl"
+    name: str = "crawl"
+    seeds: list[str] = Field(min_length=1)  # start URLs
+    same_site: bool = True  # follow links to the seeds' hosts only
+    max_depth: int = Field(2, ge=0)
+    max_pages: int = Field(100, ge=1)
+    delay_s: float = Field(1.0, ge=0)  # at least this long between two requests to one host
+    retries: int = Field(3, ge=0)  # on connection errors, 429 and 5xx, with exponential back-off
+    backoff_s: float = Field(0.5, ge=0)
+    timeout_s: float = Field(10.0, gt=0)
+    max_page_mb: float = Field(8.0, gt=0)
+    user_agent: str = "lmwright/0.1 (+https://github.com/lmwright/lmwright)"
+    license: str = "unknown"
+    profile: str = "prose"
+
+
+Source = Annotated[PydocsSource | FilesSource | SqlSource | CrawlSource, Field(discriminator="kind")]
 
 
 class CleanSpec(Section):
@@ -373,7 +403,7 @@ def load_spec(path: Path | None = None, overrides: list[str] | tuple[str, ...] =
 def _describe(exc: ValidationError, source: str, lines: dict[tuple, int], overrides) -> str:
     msgs = []
     for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("pydocs", "files")))
+        loc = tuple(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("pydocs", "files", "sql", "crawl")))
         field = ".".join(loc) or "(top level)"
         line = _nearest_line(lines, loc)
         where = f"{source}, line {line}" if line else source

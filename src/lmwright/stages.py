@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -35,11 +36,16 @@ def _collect_facts(ws) -> dict:
             except Exception:  # noqa: BLE001 - the stage itself reports a bad glob with its fix
                 files = []
             facts[src.name] = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+        elif src.kind == "sql" and src.url.startswith("sqlite:///"):  # a database file: rerun when it changes
+            db = Path(src.url.removeprefix("sqlite:///"))
+            facts[src.name] = [db.stat().st_size, db.stat().st_mtime_ns] if db.exists() else None
+    # other SQL databases and the web are not watched: `lmwright collect --force` takes a new snapshot
     return facts
 
 
 @stage("collect", spec=("data.sources",), extra=_collect_facts,
        modules=("lmwright.data.sources", "lmwright.data.sources.pydocs", "lmwright.data.sources.files",
+                "lmwright.data.sources.html", "lmwright.data.sources.sql", "lmwright.data.sources.crawl",
                 "lmwright.data.document"))
 def collect(ctx: StageContext) -> dict:
     """Read every source into documents with stable ids, source, license and collection time."""

@@ -26,4 +26,12 @@ def iter_source(source, root: Path) -> Iterator[Document | Quarantined]:
         from lmwright.data.sources.files import collect_files
 
         return collect_files(source, root)
+    if source.kind == "sql":
+        from lmwright.data.sources.sql import collect_sql
+
+        return collect_sql(source)
+    if source.kind == "crawl":
+        from lmwright.data.sources.crawl import collect_crawl
+
+        return collect_crawl(source)
     raise ValueError(f"unknown source kind {source.kind!r}")

@@ -1,0 +1,152 @@
+"""Every source, and the quarantine of malformed input: the run goes on and every record is accounted for."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lmwright
+from lmwright.data.sources.crawl import collect_crawl
+from lmwright.data.sources.files import decode
+from lmwright.data.sources.sql import collect_sql
+from lmwright.errors import LmwrightError
+from lmwright.spec import CrawlSource, SqlSource
+from tests.conftest import make_project, quiet
+
+FRENCH = ("Le comité s'est réuni à la mairie pour étudier le budget de l'année prochaine. Les élus ont "
+          "décidé d'élargir les horaires de la bibliothèque et de rénover le théâtre, déjà très fréquenté.")
+PARA = "The configparser module reads INI-style files, where each section holds keys and their values."
+
+
+def _collect(root, source: dict):
+    out = lmwright.run(make_project(root, {"data": {"sources": [source]}}), until="collect", reporter=quiet())
+    c = out["collect"]
+    docs = pq.read_table(c.path / "docs.parquet").to_pylist()
+    quarantined = [json.loads(x) for x in (c.path / "quarantine.jsonl").read_text().splitlines()]
+    assert c.summary["read"] == len(docs) + len(quarantined) == c.summary["kept"] + c.summary["quarantined"]
+    return docs, quarantined
+
+
+def test_files_html_csv_parquet_and_every_kind_of_bad_input(tmp_path):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "page.html").write_text(f"<html><body><nav>Home | About</nav><article><p>{PARA}</p><p>{PARA} Again."
+                                 "</p></article><footer>Privacy policy</footer></body></html>")
+    (d / "empty.html").write_text("<html><body><img src='a.png'></body></html>")
+    (d / "rows.csv").write_text(f'id,body\n1,"{PARA}"\n2,\n3,"Second, with a comma."\n')
+    pq.write_table(pa.table({"body": [PARA, None, "Third row text."]}), d / "t.parquet")
+    (d / "zero.txt").write_bytes(b"")
+    (d / "blob.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (d / "latin1.txt").write_bytes(FRENCH.encode("cp1252"))
+    (d / "big.jsonl").write_text(json.dumps({"body": "x" * (2 * 2**20)}) + "\n" + json.dumps({"body": PARA}) + "\n")
+    docs, quarantined = _collect(tmp_path, {"kind": "files", "paths": ["corpus/*"], "text_field": "body",
+                                            "max_record_mb": 1})
+    by_loc = {x["locator"]: x for x in docs}
+    reasons = {q["locator"]: q["reason"] for q in quarantined}
+    assert "Home" not in by_loc["corpus/page.html"]["text"] and PARA in by_loc["corpus/page.html"]["text"]
+    assert reasons == {"corpus/empty.html": "no_text", "corpus/rows.csv:3": "missing_text_field",
+                       "corpus/t.parquet:row2": "missing_text_field", "corpus/zero.txt": "empty_file",
+                       "corpus/blob.txt": "binary_file", "corpus/big.jsonl:1": "record_too_large"}
+    assert by_loc["corpus/rows.csv:4"]["text"] == "Second, with a comma."
+    assert by_loc["corpus/t.parquet:row3"]["text"] == "Third row text."
+    assert by_loc["corpus/latin1.txt"]["text"] == FRENCH
+    assert by_loc["corpus/big.jsonl:2"]["text"] == PARA
+
+
+def test_encoding_policy():
+    assert decode("Grüße".encode())[0] == "Grüße"
+    assert decode("\ufeffBOM text".encode())[0] == "BOM text"
+    assert decode("Grüße aus München, schöne Grüße".encode("latin-1"))[0] == "Grüße aus München, schöne Grüße"
+    assert decode(b"ok \xff", encoding="utf-8")[0] == "ok \ufffd"  # explicit codec: replacement, no crash
+    russian = "Комитет собрался в мэрии, чтобы обсудить бюджет на следующий год. Депутаты решили продлить часы."
+    assert decode(russian.encode("cp1251")) == (russian, "cp1251")
+
+
+def test_sql_source_maps_columns_and_quarantines_empty_rows(tmp_path):
+    db = tmp_path / "notes.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE notes (note_id INTEGER, body TEXT)")
+        conn.executemany("INSERT INTO notes VALUES (?, ?)", [(1, PARA), (2, ""), (3, "Another note here.")])
+    src = SqlSource(url=f"sqlite:///{db}", query="SELECT note_id, body FROM notes ORDER BY note_id",
+                    text_column="body", id_column="note_id", name="notes")
+    recs = list(collect_sql(src))
+    assert [r.locator for r in recs] == ["notes:1", "notes:2", "notes:3"]
+    assert recs[1].reason == "missing_text_field" and recs[2].text == "Another note here."
+    with pytest.raises(LmwrightError, match="no column 'text'"):
+        list(collect_sql(src.model_copy(update={"text_column": "text"})))
+    with pytest.raises(LmwrightError, match="the query failed"):
+        list(collect_sql(src.model_copy(update={"query": "SELECT * FROM missing"})))
+
+
+class _Site(BaseHTTPRequestHandler):
+    hits: dict[str, list[float]] = {}
+    flaky_left = 1
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        _Site.hits.setdefault(self.path, []).append(time.monotonic())
+        ua = self.headers.get("User-Agent", "")
+        pages = {
+            "/robots.txt": ("text/plain", "User-agent: *\nDisallow: /private\n"),
+            "/": ("text/html", f"<html><body><article><p>{PARA}</p></article><a href='/a'>a</a> <a href='/private/x'>"
+                               "p</a> <a href='/img.png'>i</a> <a href='/flaky'>f</a> "
+                               "<a href='http://example.invalid/out'>out</a></body></html>"),
+            "/a": ("text/html", f"<html><body><p>Page A. {PARA}</p><a href='/a/b'>b</a></body></html>"),
+            "/a/b": ("text/html", f"<html><body><p>Page B, depth two. {PARA}</p><a href='/a/b/c'>c</a></body></html>"),
+            "/flaky": ("text/html", f"<html><body><p>Flaky page recovered. {PARA}</p></body></html>"),
+            "/img.png": ("image/png", "\x89PNG"),
+        }
+        if not ua.startswith("lmwright/"):
+            self.send_response(403)
+            self.end_headers()
+            return
+        if self.path == "/flaky" and _Site.flaky_left:
+            _Site.flaky_left -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        if self.path not in pages:
+            self.send_response(404)
+            self.end_headers()
+            return
+        ctype, body = pages[self.path]
+        data = body.encode("latin-1") if ctype == "image/png" else body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", f"{ctype}; charset=utf-8" if ctype.startswith("text") else ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def site():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Site.hits, _Site.flaky_left = {}, 1
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_crawler_is_polite_and_accounts_for_every_url(site):
+    src = CrawlSource(seeds=[site + "/"], max_depth=2, delay_s=0.05, retries=2, backoff_s=0.01, timeout_s=5)
+    recs = list(collect_crawl(src))
+    docs = {r.locator: r for r in recs if hasattr(r, "text")}
+    bad = {r.locator: r.reason for r in recs if hasattr(r, "reason")}
+    assert set(docs) == {site + "/", site + "/a", site + "/a/b", site + "/flaky"}  # /a/b/c is depth 3
+    assert bad == {site + "/private/x": "robots_disallowed", site + "/img.png": "content_type"}
+    assert "Flaky page recovered" in docs[site + "/flaky"].text and len(_Site.hits["/flaky"]) == 2  # retried
+    assert "/private/x" not in _Site.hits and not any("example.invalid" in k for k in docs)  # same site only
+    times = sorted(t for ts in _Site.hits.values() for t in ts)
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.04  # per-host delay
+    assert len(list(collect_crawl(src.model_copy(update={"max_pages": 2})))) <= 3  # robots record + 2 pages
