@@ -69,7 +69,8 @@ def test_files_source_reads_txt_md_jsonl_and_quarantines_bad_lines(tmp_path):
     assert "corpus/c.jsonl:2" in q and "invalid_json" in q and "corpus/c.jsonl:3" in q and "missing_text_field" in q
     docs = pq.read_table(out["collect"].path / "docs.parquet").to_pylist()
     assert {d["license"] for d in docs} == {"CC0-1.0"}
-    assert any("\ufffd" in d["text"] for d in docs)  # undecodable byte replaced, not a crash
+    md = next(d["text"] for d in docs if d["locator"] == "corpus/b.md")  # not UTF-8: decoded, not a crash
+    assert md.startswith("# Notes\n\nA broken byte ") and "More plain words." in md
     cl = out["clean"].summary
     assert cl["read"] == 4 and cl["kept"] + sum(cl["removed"].values()) == 4 and cl["removed"]["basic.too_short"] == 1
     removed = pq.read_table(out["clean"].path / "removed.parquet").to_pylist()
@@ -78,7 +79,7 @@ def test_files_source_reads_txt_md_jsonl_and_quarantines_bad_lines(tmp_path):
 
 def test_files_source_with_no_match_says_how_to_fix(tmp_path):
     root = make_project(tmp_path, {"data": {"sources": [{"kind": "files", "paths": ["nothing/*.txt"]}]}})
-    with pytest.raises(LmwrightError, match="no .txt/.md/.jsonl file matches"):
+    with pytest.raises(LmwrightError, match=r"no \.csv/.*/\.txt file matches \[.nothing/\*\.txt.\]"):
         lmwright.run(root, until="collect", reporter=quiet())
 
 
