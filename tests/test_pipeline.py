@@ -145,3 +145,17 @@ def test_store_url_points_anywhere(tmp_path):
     lmwright.run(root, until="split", reporter=quiet())
     assert db.exists() and not (root / ".lmwright" / "lmwright.db").exists()
     assert {s["state"] for s in stage_status(Workspace.open(root, ["train.max_steps=2"]))} >= {"cached", "new"}
+
+
+def test_a_moved_project_keeps_its_cache(tmp_path):
+    import shutil
+
+    from tests.conftest import make_project
+
+    src = make_project(tmp_path / "a", {"data": {"sources": [{"kind": "files", "paths": ["c/*.txt"]}]}})
+    (src / "c").mkdir()
+    (src / "c" / "x.txt").write_text("A file with enough words in it to be a document of its own. " * 3)
+    first = lmwright.run(src, until="collect", reporter=quiet())["collect"]
+    shutil.copytree(src, tmp_path / "b")  # keeps file times, like a move
+    again = lmwright.run(tmp_path / "b", until="collect", reporter=quiet())["collect"]
+    assert again.status == "cached" and again.digest == first.digest

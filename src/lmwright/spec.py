@@ -218,8 +218,15 @@ class DedupSpec(Section):
     near: NearDedupSpec = Field(default_factory=NearDedupSpec)  # MinHash + LSH near-duplicates
 
 
+class ExecutorSpec(Section):
+    kind: Literal["local"] = "local"  # processes on this machine
+    workers: int | None = Field(None, ge=1)  # None = every core
+    shard_docs: int = Field(1000, ge=1)  # documents per shard: the unit of parallel work and of resume
+
+
 class DataSpec(Section):
     sources: list[Source] = Field(default_factory=lambda: [PydocsSource()], min_length=1)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     clean: CleanSpec = Field(default_factory=CleanSpec)
     profiles: dict[str, FilterProfile] = Field(default_factory=dict)  # built-ins plus yours; yours override
     pii: PiiSpec = Field(default_factory=PiiSpec)

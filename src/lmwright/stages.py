@@ -35,7 +35,9 @@ def _collect_facts(ws) -> dict:
                 files = matched_files(src, ws.root)
             except Exception:  # noqa: BLE001 - the stage itself reports a bad glob with its fix
                 files = []
-            facts[src.name] = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+            # relative paths: moving or copying the project keeps its cache
+            facts[src.name] = [[p.relative_to(ws.root).as_posix() if p.is_relative_to(ws.root) else str(p),
+                                p.stat().st_size, p.stat().st_mtime_ns] for p in files]
         elif src.kind == "sql" and src.url.startswith("sqlite:///"):  # a database file: rerun when it changes
             db = Path(src.url.removeprefix("sqlite:///"))
             facts[src.name] = [db.stat().st_size, db.stat().st_mtime_ns] if db.exists() else None
@@ -70,41 +72,42 @@ def collect(ctx: StageContext) -> dict:
             "headline": f"{len(docs):,} documents ({chars / 1e6:.1f}M chars), {len(quarantined)} quarantined"}
 
 
-@stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources"),
-       modules=("lmwright.data.filters", "lmwright.data.filters.normalise", "lmwright.data.filters.quality",
-                "lmwright.data.filters.language", "lmwright.data.filters.blocklist", "lmwright.data.filters.pii",
-                "lmwright.data.document"))
+@stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources",
+                                       "data.executor.shard_docs"),
+       modules=("lmwright.data.clean_shard", "lmwright.data.executors", "lmwright.data.filters",
+                "lmwright.data.filters.normalise", "lmwright.data.filters.quality", "lmwright.data.filters.language",
+                "lmwright.data.filters.blocklist", "lmwright.data.filters.pii", "lmwright.data.document"),
+       resumable=True)
 def clean(ctx: StageContext) -> dict:
     """Repair text; run each source's filter profile (quality, repetition, language, blocklist); redact PII."""
-    from lmwright.data.filters import apply_profile
-    from lmwright.data.filters.normalise import clean_text
-    from lmwright.data.filters.pii import redact
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lmwright.data.clean_shard import CleanShard
+    from lmwright.data.executors import run_shards, shard_dir
 
     data = ctx.spec.data
-    profile_of = {s.name: data.profiles[s.profile] for s in data.sources}
-    docs = read_docs(ctx.inputs["collect"].path / "docs.parquet")
-    kept, removed, reasons, pii = [], [], [], Counter()
-    task = ctx.reporter.task("clean", total=len(docs))
-    for d in docs:
-        text, reason = apply_profile(clean_text(d["text"], data.clean), profile_of[d["source_name"]])
-        if reason is None and data.pii.enabled:
-            text, found = redact(text, data.pii.types)
-            pii.update(found)
-        d["text"] = text
-        if reason:
-            removed.append(d)
-            reasons.append(reason)
-        else:
-            kept.append(d)
-        task.advance(1, info=f"{len(kept):,} kept")
-    write_docs(ctx.out / "docs.parquet", kept)
-    write_docs(ctx.out / "removed.parquet", removed, extra={"reason": reasons})
-    ctx.dataset("clean", "docs.parquet", len(kept))
-    counts = Counter(reasons)
+    docs_path = ctx.inputs["collect"].path / "docs.parquet"
+    n_docs = pq.ParquetFile(docs_path).metadata.num_rows
+    n_shards = max(1, -(-n_docs // data.executor.shard_docs))
+    task = ctx.reporter.task("clean", total=n_shards, info=f"{n_docs:,} documents")
+    shard_fn = CleanShard(str(docs_path), data.executor.shard_docs, data.model_dump_json())
+    results, resumed = run_shards(shard_fn, n_shards, ctx.work, data.executor.workers, on_done=lambda i: task.advance(1))
+    if resumed:
+        ctx.log(f"  clean: resumed, {resumed} of {n_shards} shards were already done")
+    for name in ("kept", "removed"):
+        tables = [pq.read_table(shard_dir(ctx.work, i) / f"{name}.parquet") for i in range(n_shards)]
+        pq.write_table(pa.concat_tables(tables), ctx.out / ("docs.parquet" if name == "kept" else "removed.parquet"))
+    counts, pii = Counter(), Counter()
+    for r in results:
+        counts.update(r["removed"])
+        pii.update(r["pii"])
+    kept = sum(r["kept"] for r in results)
+    ctx.dataset("clean", "docs.parquet", kept)
     top = ", ".join(f"{k} {v}" for k, v in counts.most_common(3)) or "none"
-    return {**accounting(len(docs), len(kept), counts, 0), "pii": dict(sorted(pii.items())),
-            "headline": f"{len(kept):,} kept, {len(removed):,} removed ({top}), "
-                        f"{sum(pii.values())} PII spans redacted"}
+    return {**accounting(n_docs, kept, counts, 0), "pii": dict(sorted(pii.items())), "shards": n_shards,
+            "resumed_shards": resumed,
+            "headline": f"{kept:,} kept, {n_docs - kept:,} removed ({top}), {sum(pii.values())} PII spans redacted"}
 
 
 @stage("dedup", deps=("clean",), spec=("data.dedup",),
