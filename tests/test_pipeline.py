@@ -16,7 +16,8 @@ from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
 from tests.conftest import quiet
 
-STAGES = ["collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate", "save", "report"]
+STAGES = ["collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize", "pretrain", "evaluate", "save",
+          "report"]
 
 
 def test_stage_order():
@@ -48,9 +49,9 @@ def test_second_run_is_all_cached_and_fast(tiny_copy):
 
 def test_changing_max_steps_reruns_pretrain_and_after_only(tiny_copy):
     ws = Workspace.open(tiny_copy, ["train.max_steps=16"])
-    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 6 + ["stale"] * 4
+    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 7 + ["stale"] * 4
     out = lmwright.run(tiny_copy, ["train.max_steps=16"], reporter=quiet())
-    assert [o.status for o in out.values()] == ["cached"] * 6 + ["done"] * 4
+    assert [o.status for o in out.values()] == ["cached"] * 7 + ["done"] * 4
     assert out["pretrain"].summary["steps"] == 16
 
 
@@ -59,8 +60,8 @@ def test_until_from_and_force(tiny_copy):
     assert list(out) == ["collect", "clean", "dedup", "split"] and all(o.status == "cached" for o in out.values())
     out = lmwright.run(tiny_copy, from_="evaluate", reporter=quiet())
     assert [n for n, o in out.items() if o.status == "done"] == ["evaluate", "save", "report"]
-    out = lmwright.run(tiny_copy, force=("clean",), reporter=quiet())
-    assert [n for n, o in out.items() if o.status == "done"] == ["clean"]  # same content: downstream stays cached
+    out = lmwright.run(tiny_copy, force=("dedup",), reporter=quiet())
+    assert [n for n, o in out.items() if o.status == "done"] == ["dedup"]  # same content: downstream stays cached
     with pytest.raises(LmwrightError, match="no such stage"):
         lmwright.run(tiny_copy, until="pretrian", reporter=quiet())
 
@@ -104,7 +105,7 @@ def test_cli_status_evaluate_generate_json(tiny_copy):
     r = _cli("status", "-C", str(tiny_copy), "--json")
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
-    assert [s["state"] for s in st["stages"]] == ["cached"] * 10 and st["models"][0]["params"] > 0
+    assert [s["state"] for s in st["stages"]] == ["cached"] * 11 and st["models"][0]["params"] > 0
     assert {d["name"] for d in st["datasets"]} >= {"raw", "split/train"}
     r = _cli("evaluate", "-C", str(tiny_copy), "--json")
     assert r.returncode == 0, r.stderr
@@ -159,3 +160,18 @@ def test_a_moved_project_keeps_its_cache(tmp_path):
     shutil.copytree(src, tmp_path / "b")  # keeps file times, like a move
     again = lmwright.run(tmp_path / "b", until="collect", reporter=quiet())["collect"]
     assert again.status == "cached" and again.digest == first.digest
+
+
+def test_dataset_card(tiny_run):
+    root, out = tiny_run
+    card = root / "lmwright-out" / "dataset_card"
+    text = (card / "README.md").read_text()
+    meta = text.split("---")[1]
+    for field in ("license: PSF-2.0", "language:", "size_categories:", "task_categories:"):
+        assert field in meta, field
+    for section in ("## Sources", "## Size and splits", "## Curation", "### Removals by reason", "### Personal data",
+                    "### Deduplication", "## Languages and lengths"):
+        assert section in text, section
+    assert "basic.too_short" in text and "| pydocs | pydocs | PSF-2.0 | technical |" in text
+    for png in ("languages.png", "lengths.png"):
+        assert (card / png).read_bytes()[:4] == b"\x89PNG"

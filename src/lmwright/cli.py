@@ -189,6 +189,18 @@ def data_redact(
             print(redacted)
 
 
+@data_app.command("card")
+def data_card(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Write the dataset card (runs the data stages as needed) and print where it is."""
+    ws = Workspace.open(dir, set_ or [])
+    outcomes = api.run_workspace(ws, until="card", reporter=Reporter(err, quiet=quiet or json_))
+    path = ws.out_dir / "dataset_card" / "README.md"
+    if json_:
+        out.print_json(json.dumps({"path": str(path), **outcomes["card"].summary}))
+    else:
+        err.print(f"dataset card: {path}")
+
+
 @data_app.command("inspect")
 def data_inspect(
     dir: DirOpt = Path("."),

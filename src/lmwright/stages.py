@@ -167,6 +167,24 @@ def split(ctx: StageContext) -> dict:
             "headline": " / ".join(f"{k} {v:,}" for k, v in counts.items())}
 
 
+@stage("card", deps=("collect", "clean", "dedup", "split"), spec=("project.name", "data", "split"),
+       modules=("lmwright.data.card", "lmwright.data.filters.language", "lmwright.data.document"))
+def card(ctx: StageContext) -> dict:
+    """Write the dataset card: licenses, languages, sources, size, splits, curation, removals, PII, dedup."""
+    from lmwright.data.card import histograms, render_card
+    from lmwright.data.filters.language import detect
+
+    docs = read_docs(ctx.inputs["dedup"].path / "docs.parquet")
+    languages = Counter(detect(d["text"])[0] for d in docs)
+    lengths = [len(d["text"]) for d in docs]
+    histograms(languages, lengths, ctx.out)
+    stages = {n: ctx.inputs[n].summary for n in ("collect", "clean", "dedup", "split")}
+    text = render_card(ctx.spec, stages, Counter(d["license"] for d in docs), languages, lengths)
+    (ctx.out / "README.md").write_text(text, encoding="utf-8")
+    return {"languages": dict(languages.most_common(10)), "headline": f"dataset card: {len(docs):,} documents, "
+            f"{', '.join(f'{k} {v}' for k, v in languages.most_common(3))}"}
+
+
 @stage("tokenizer", deps=("split",), spec=("tokenizer", "model.max_seq_len"),
        modules=("lmwright.tokenizer", "lmwright.data.document"))
 def tokenizer(ctx: StageContext) -> dict:
@@ -261,8 +279,8 @@ def save(ctx: StageContext) -> dict:
     return {"n_params": n_params, "format": "huggingface/llama", "headline": "LlamaForCausalLM + tokenizer"}
 
 
-@stage("report", deps=("collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate",
-                       "save"), spec=("*",), modules=("lmwright.evaluate.report",))
+@stage("report", deps=("collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize", "pretrain",
+                       "evaluate", "save"), spec=("*",), modules=("lmwright.evaluate.report",))
 def report(ctx: StageContext) -> dict:
     """Write report.md and report.html: spec, data counts, model, training curve, metrics, samples."""
     from lmwright.evaluate.report import Section, render_html, render_markdown, training_curve
