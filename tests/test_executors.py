@@ -77,3 +77,16 @@ def test_sigkill_during_clean_then_resume_gives_the_same_output(tmp_path):
     fresh = lmwright.run(straight, until="clean", reporter=quiet())["clean"]
     assert resumed.digest == fresh.digest  # byte-identical output
     assert resumed.summary["read"] == 1200 == resumed.summary["kept"] + sum(resumed.summary["removed"].values())
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_output_as_local(tmp_path):
+    import ray  # noqa: F401 - in the test extra: a missing Ray fails here rather than skipping
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    make_project(local, _corpus(local, n=400))
+    lmwright.run(local, until="collect", reporter=quiet())
+    shutil.copytree(local, on_ray)
+    a = lmwright.run(local, until="clean", reporter=quiet())["clean"]
+    b = lmwright.run(on_ray, ["data.executor.kind=ray", "data.executor.workers=2"], until="clean",
+                     reporter=quiet())["clean"]
+    assert b.summary["shards"] == 10 and a.digest == b.digest

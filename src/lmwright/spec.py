@@ -220,8 +220,10 @@ class DedupSpec(Section):
 
 
 class ExecutorSpec(Section):
-    kind: Literal["local"] = "local"  # processes on this machine
-    workers: int | None = Field(None, ge=1)  # None = every core
+    kind: Literal["local", "ray"] = "local"  # processes on this machine, or Ray tasks (pip install lmwright[ray])
+    workers: int | None = Field(None, ge=1)  # None = every core (local) / every CPU of the cluster (ray)
+    ray_address: str | None = None  # None = start a local Ray instance; "auto" or ray://host:port = a cluster
+    # whose workers see the project directory (shared storage)
     shard_docs: int = Field(1000, ge=1)  # documents per shard: the unit of parallel work and of resume
 
 

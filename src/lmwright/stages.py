@@ -92,7 +92,9 @@ def clean(ctx: StageContext) -> dict:
     n_shards = max(1, -(-n_docs // data.executor.shard_docs))
     task = ctx.reporter.task("clean", total=n_shards, info=f"{n_docs:,} documents")
     shard_fn = CleanShard(str(docs_path), data.executor.shard_docs, data.model_dump_json())
-    results, resumed = run_shards(shard_fn, n_shards, ctx.work, data.executor.workers, on_done=lambda i: task.advance(1))
+    ex = data.executor
+    results, resumed = run_shards(shard_fn, n_shards, ctx.work, ex.workers, on_done=lambda i: task.advance(1),
+                                  kind=ex.kind, ray_address=ex.ray_address)
     if resumed:
         ctx.log(f"  clean: resumed, {resumed} of {n_shards} shards were already done")
     for name in ("kept", "removed"):

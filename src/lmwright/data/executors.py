@@ -5,7 +5,8 @@ already in `work/shard-NNNNN/` (a shard directory is written to a temporary name
 a killed run leaves only whole shards). A rerun therefore computes only the shards that were unfinished, and
 since each shard is a pure function of its input, the concatenated result equals an uninterrupted run's.
 Workers are spawned processes (forking next to the progress display's thread could deadlock); one worker runs
-in-process, which is also what tests and tiny corpora use.
+in-process, which is also what tests and tiny corpora use. With `kind="ray"` the same shard function runs as
+Ray tasks (a local Ray instance, or a cluster at `ray_address` whose workers share the work directory).
 """
 
 from __future__ import annotations
@@ -37,8 +38,35 @@ def _run_one(fn: ShardFn, i: int, work: Path) -> dict[str, Any]:
     return result
 
 
+def _run_ray(fn: ShardFn, todo: list[int], work: Path, address: str | None,
+             on_done: Callable[[int], None]) -> dict[int, dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        from lmwright.errors import LmwrightError
+
+        raise LmwrightError("data.executor.kind is 'ray' but Ray is not installed: pip install 'lmwright[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        remote = ray.remote(_run_one)
+        pending = {remote.remote(fn, i, work): i for i in todo}
+        results: dict[int, dict[str, Any]] = {}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            results[i] = ray.get(ready[0])
+            on_done(i)
+        return results
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_shards(fn: ShardFn, n_shards: int, work: Path, workers: int | None = None,
-               on_done: Callable[[int], None] = lambda i: None) -> tuple[list[dict[str, Any]], int]:
+               on_done: Callable[[int], None] = lambda i: None, kind: str = "local",
+               ray_address: str | None = None) -> tuple[list[dict[str, Any]], int]:
     """Results in shard order, and how many shards were already done (resumed)."""
     work.mkdir(parents=True, exist_ok=True)
     for stale in work.glob(".tmp-shard-*"):  # half-written by a killed run
@@ -52,7 +80,9 @@ def run_shards(fn: ShardFn, n_shards: int, work: Path, workers: int | None = Non
     resumed = len(results)
     todo = [i for i in range(n_shards) if i not in results]
     workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
-    if workers == 1:
+    if kind == "ray" and todo:
+        results.update(_run_ray(fn, todo, work, ray_address, on_done))
+    elif workers == 1:
         for i in todo:
             results[i] = _run_one(fn, i, work)
             on_done(i)
