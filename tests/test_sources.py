@@ -150,3 +150,28 @@ def test_crawler_is_polite_and_accounts_for_every_url(site):
     times = sorted(t for ts in _Site.hits.values() for t in ts)
     assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.04  # per-host delay
     assert len(list(collect_crawl(src.model_copy(update={"max_pages": 2})))) <= 3  # robots record + 2 pages
+
+
+def test_a_killed_collect_redoes_only_unfinished_sources(tmp_path, monkeypatch):
+    import lmwright.stages as stages
+
+    (tmp_path / "a.txt").write_text(PARA)
+    (tmp_path / "b.txt").write_text(PARA + " Second source.")
+    spec = {"data": {"sources": [{"kind": "files", "name": "first", "paths": ["a.txt"]},
+                                 {"kind": "files", "name": "second", "paths": ["b.txt"]}]}}
+    root = make_project(tmp_path, spec)
+    real = stages.iter_source
+
+    def dies_on_second(source, where):
+        if source.name == "second":
+            raise KeyboardInterrupt  # the run is killed while reading the second source
+        return real(source, where)
+
+    monkeypatch.setattr(stages, "iter_source", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        lmwright.run(root, until="collect", reporter=quiet())
+    calls = []
+    monkeypatch.setattr(stages, "iter_source", lambda s, w: calls.append(s.name) or real(s, w))
+    out = lmwright.run(root, until="collect", reporter=quiet())["collect"]
+    assert calls == ["second"] and out.summary["resumed_sources"] == 1
+    assert out.summary["by_source"] == {"first": 1, "second": 1}

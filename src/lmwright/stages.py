@@ -48,28 +48,45 @@ def _collect_facts(ws) -> dict:
 @stage("collect", spec=("data.sources",), extra=_collect_facts,
        modules=("lmwright.data.sources", "lmwright.data.sources.pydocs", "lmwright.data.sources.files",
                 "lmwright.data.sources.html", "lmwright.data.sources.sql", "lmwright.data.sources.crawl",
-                "lmwright.data.document"))
+                "lmwright.data.document", "lmwright.data.executors"), resumable=True)
 def collect(ctx: StageContext) -> dict:
     """Read every source into documents with stable ids, source, license and collection time."""
-    docs, quarantined, by_source = [], [], Counter()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lmwright.data.executors import run_shards, shard_dir
+
+    sources = ctx.spec.data.sources
     task = ctx.reporter.task("collect", total=None)
-    for src in ctx.spec.data.sources:
-        for rec in iter_source(src, ctx.ws.root):
+
+    def one_source(i: int, out: Path) -> dict:  # a shard per source: a killed run redoes only unfinished sources
+        docs, quarantined = [], []
+        for rec in iter_source(sources[i], ctx.ws.root):
             if isinstance(rec, Quarantined):
                 quarantined.append(rec)
-                continue
-            docs.append(rec)
-            by_source[src.name] += 1
-            task.advance(1, info=src.name)
-    write_docs(ctx.out / "docs.parquet", docs)
+            else:
+                docs.append(rec)
+                task.advance(1, info=sources[i].name)
+        write_docs(out / "docs.parquet", docs)
+        with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
+            for q in quarantined:
+                f.write(json.dumps(q.__dict__) + "\n")
+        return {"docs": len(docs), "quarantined": len(quarantined), "chars": sum(len(d.text) for d in docs)}
+
+    results, resumed = run_shards(one_source, len(sources), ctx.work, workers=1)
+    if resumed:
+        ctx.log(f"  collect: resumed, {resumed} of {len(sources)} sources were already collected")
+    pq.write_table(pa.concat_tables([pq.read_table(shard_dir(ctx.work, i) / "docs.parquet")
+                                     for i in range(len(sources))]), ctx.out / "docs.parquet")
     with open(ctx.out / "quarantine.jsonl", "w", encoding="utf-8") as f:
-        for q in quarantined:
-            f.write(json.dumps(q.__dict__) + "\n")
-    ctx.dataset("raw", "docs.parquet", len(docs))
-    chars = sum(len(d.text) for d in docs)
-    return {**accounting(len(docs) + len(quarantined), len(docs), {}, len(quarantined)),
-            "by_source": dict(by_source), "chars": chars,
-            "headline": f"{len(docs):,} documents ({chars / 1e6:.1f}M chars), {len(quarantined)} quarantined"}
+        for i in range(len(sources)):
+            f.write((shard_dir(ctx.work, i) / "quarantine.jsonl").read_text(encoding="utf-8"))
+    n_docs, n_quar = sum(r["docs"] for r in results), sum(r["quarantined"] for r in results)
+    chars = sum(r["chars"] for r in results)
+    ctx.dataset("raw", "docs.parquet", n_docs)
+    return {**accounting(n_docs + n_quar, n_docs, {}, n_quar), "resumed_sources": resumed,
+            "by_source": {s.name: r["docs"] for s, r in zip(sources, results, strict=True)}, "chars": chars,
+            "headline": f"{n_docs:,} documents ({chars / 1e6:.1f}M chars), {n_quar} quarantined"}
 
 
 @stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources",
