@@ -298,8 +298,8 @@ def save(ctx: StageContext) -> dict:
     return {"n_params": n_params, "format": "huggingface/llama", "headline": "LlamaForCausalLM + tokenizer"}
 
 
-@stage("report", deps=("collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize", "pretrain",
-                       "evaluate", "save"), spec=("*",), modules=("lmwright.evaluate.report",))
+@stage("report", deps=("collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate",
+                       "save"), spec=("*",), modules=("lmwright.evaluate.report",))
 def report(ctx: StageContext) -> dict:
     """Write report.md and report.html: spec, data counts, model, training curve, metrics, samples."""
     from lmwright.evaluate.report import Section, render_html, render_markdown, training_curve
