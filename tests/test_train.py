@@ -62,3 +62,66 @@ def test_damaged_checkpoint_falls_back_to_the_previous(tmp_path):
     for step in (3, 4, 5):
         save_checkpoint(tmp_path, step, model, opt, {"history": {}, "elapsed": 0.0})
     assert [p.name for p in checkpoints(tmp_path)] == ["step-000004", "step-000005"]  # the newest two kept
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant", "wsd"])
+def test_each_schedule_warms_up_then_ends_at_its_floor(schedule):
+    tr = TrainSpec(max_steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1, schedule=schedule, decay_frac=0.2)
+    lrs = [lr_at(s, tr) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[10:], lrs[11:], strict=False))  # never rises after warmup
+    assert lrs[100] == pytest.approx(1.0 if schedule == "constant" else 0.1)
+    if schedule == "wsd":
+        assert lrs[79] == pytest.approx(1.0) and lrs[90] == pytest.approx(0.55)
+    if schedule == "linear":
+        assert lrs[55] == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop"])
+def test_each_optimizer_learns_and_decays_matrices_only(name):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=40, n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, ffn_dim=64, max_seq_len=16)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    lr = {"sgd": 0.3, "adadelta": 1.0, "adagrad": 0.05}.get(name, 0.01)
+    tr = TrainSpec(optimizer=name, lr=lr, momentum=0.9, nesterov=name == "sgd")
+    opt = make_optimizer(model, tr)
+    assert [g["weight_decay"] for g in opt.param_groups] == [tr.weight_decay, 0.0]
+    x = torch.randint(0, 40, (8, 16))
+    losses = []
+    for _ in range(30):
+        _, loss = model(x[:, :-1], x[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], (name, losses[0], losses[-1])
+
+
+@pytest.mark.parametrize("init", ["gpt2", "normal", "xavier", "kaiming"])
+def test_init_strategies_have_their_spread_and_a_seed_reproduces_them(init):
+    cfg = ModelConfig(vocab_size=512, n_layers=4, d_model=256, n_heads=4, n_kv_heads=2, ffn_dim=512, init=init)
+    model = LlamaLM(cfg)
+    model.init_weights(7)
+    q = model.model.layers[0].self_attn.q_proj.weight
+    down = model.model.layers[0].mlp.down_proj.weight
+    expected_q = {"gpt2": 0.02, "normal": 0.02, "xavier": (2 / 512) ** 0.5, "kaiming": 1 / 16}[init]
+    expected_down = {"gpt2": 0.02 / 8 ** 0.5, "normal": 0.02, "xavier": (2 / (512 + 256)) ** 0.5,
+                     "kaiming": 1 / 512 ** 0.5}[init]
+    assert q.std().item() == pytest.approx(expected_q, rel=0.03)
+    assert down.std().item() == pytest.approx(expected_down, rel=0.03)
+    assert torch.equal(model.model.norm.weight, torch.ones(256))
+    again = LlamaLM(cfg)
+    again.init_weights(7)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_zero_init_output_starts_each_block_as_identity():
+    cfg = ModelConfig(vocab_size=64, n_layers=2, d_model=32, n_heads=2, n_kv_heads=1, ffn_dim=64, zero_init_output=True)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    for block in model.model.layers:
+        assert not block.self_attn.o_proj.weight.any() and not block.mlp.down_proj.weight.any()
+    x = torch.randn(1, 5, 32)
+    cos, sin = model.rope_cos[:5], model.rope_sin[:5]
+    assert torch.equal(model.model.layers[0](x, cos, sin), x)

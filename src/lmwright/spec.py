@@ -287,7 +287,9 @@ class ModelSpec(Section):
     rope_theta: float = Field(10000.0, gt=0)
     norm_eps: float = Field(1e-5, gt=0)
     tie_embeddings: bool = True
-    init_std: float = Field(0.02, gt=0)
+    init: Literal["gpt2", "normal", "xavier", "kaiming"] = "gpt2"  # gpt2 = normal with scaled residual outputs
+    init_std: float = Field(0.02, gt=0)  # for normal and gpt2
+    zero_init_output: bool = False  # start o_proj and down_proj at zero (each block begins as the identity)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSpec:
@@ -304,8 +306,13 @@ class TrainSpec(Section):
     max_steps: int = Field(700, ge=1)
     batch_size: int = Field(8, ge=1)
     seq_len: int = Field(256, ge=8)
+    optimizer: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop"] = "adamw"
     lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
+    nesterov: bool = False  # sgd
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"  # after warmup
+    decay_frac: float = Field(0.2, gt=0, le=1)  # wsd: the share of steps spent decaying at the end
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(30, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)

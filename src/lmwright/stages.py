@@ -318,6 +318,9 @@ def report(ctx: StageContext) -> dict:
     pt = inp["pretrain"].summary
     model_rows = [["field", "value"], ["architecture", "LlamaForCausalLM"], ["parameters", f"{pt['n_params']:,}"],
                   *[[k, str(v)] for k, v in model_cfg.items()],
+                  ["optimizer", f"{s.train.optimizer}, lr {s.train.lr}, weight decay {s.train.weight_decay} (matrices)"],
+                  ["schedule", f"{s.train.warmup_steps} warmup steps, then {s.train.schedule} to "
+                               f"{s.train.min_lr_ratio} x lr"],
                   ["training steps", str(pt["steps"])], ["training tokens", f"{pt['tokens']:,}"],
                   ["training time", f"{pt['train_seconds']:.0f} s ({pt['tokens_per_s']:,} tokens/s)"]]
     ev = inp["evaluate"].summary

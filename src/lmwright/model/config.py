@@ -17,7 +17,9 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
+    init: str = "gpt2"
     init_std: float = 0.02
+    zero_init_output: bool = False
 
     @classmethod
     def from_spec(cls, spec, vocab_size: int) -> ModelConfig:
@@ -25,7 +27,8 @@ class ModelConfig:
         ffn = m.ffn_dim or 64 * -(-(8 * m.d_model // 3) // 64)
         return cls(vocab_size=vocab_size, n_layers=m.n_layers, d_model=m.d_model, n_heads=m.n_heads,
                    n_kv_heads=m.n_kv_heads, ffn_dim=ffn, max_seq_len=m.max_seq_len, rope_theta=m.rope_theta,
-                   norm_eps=m.norm_eps, tie_embeddings=m.tie_embeddings, init_std=m.init_std)
+                   norm_eps=m.norm_eps, tie_embeddings=m.tie_embeddings, init=m.init, init_std=m.init_std,
+                   zero_init_output=m.zero_init_output)
 
     @property
     def head_dim(self) -> int:

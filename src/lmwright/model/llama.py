@@ -115,17 +115,36 @@ class LlamaLM(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def init_weights(self, seed: int) -> None:
-        """Normal(0, init_std) for matrices, with the residual output projections scaled by 1/sqrt(2 x layers)
-        (GPT-2) so the residual stream's variance does not grow with depth; norms start at one."""
+        """Initialise from `seed` with the configured strategy; norms start at one, biases (none) at zero.
+
+        - gpt2: normal(0, init_std), the residual output projections (o_proj, down_proj) scaled by
+          1/sqrt(2 x layers) so the residual stream's variance does not grow with depth;
+        - normal: normal(0, init_std) everywhere;
+        - xavier: normal with std sqrt(2 / (fan_in + fan_out)) (Glorot);
+        - kaiming: normal with std 1/sqrt(fan_in) (He, linear gain);
+        - zero_init_output: o_proj and down_proj start at zero, so each block starts as the identity.
+        """
         g = torch.Generator().manual_seed(seed)
-        resid_std = self.cfg.init_std / math.sqrt(2 * self.cfg.n_layers)
+        cfg = self.cfg
         for name, p in self.named_parameters():
             if p.dim() < 2:
-                nn.init.ones_(p) if name.endswith("norm.weight") else nn.init.zeros_(p)
+                with torch.no_grad():
+                    p.fill_(1.0 if name.endswith("norm.weight") else 0.0)
                 continue
-            std = resid_std if name.endswith(("o_proj.weight", "down_proj.weight")) else self.cfg.init_std
+            fan_out, fan_in = p.shape  # Linear is (out, in); Embedding is (vocab, d): treated alike
+            residual = name.endswith(("o_proj.weight", "down_proj.weight"))
+            if cfg.init == "xavier":
+                std = math.sqrt(2.0 / (fan_in + fan_out))
+            elif cfg.init == "kaiming":
+                std = 1.0 / math.sqrt(fan_in)
+            elif cfg.init == "gpt2" and residual:
+                std = cfg.init_std / math.sqrt(2 * cfg.n_layers)
+            else:
+                std = cfg.init_std
             with torch.no_grad():
                 p.copy_(torch.randn(p.shape, generator=g) * std)
+                if residual and cfg.zero_init_output:
+                    p.zero_()
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None):
         t = ids.shape[1]
