@@ -11,6 +11,7 @@ from lmwright.model.llama import LlamaLM
 from lmwright.spec import TrainSpec
 from lmwright.train.checkpoint import checkpoints, load_latest, save_checkpoint
 from lmwright.train.data import random_batch, windows
+from lmwright.train.loop import lm_loss, overfitting
 from lmwright.train.optim import lr_at, make_optimizer
 
 
@@ -125,3 +126,17 @@ def test_zero_init_output_starts_each_block_as_identity():
     x = torch.randn(1, 5, 32)
     cos, sin = model.rope_cos[:5], model.rope_sin[:5]
     assert torch.equal(model.model.layers[0](x, cos, sin), x)
+
+
+def test_overfitting_warning_needs_val_up_and_train_down():
+    hist = {"loss": [5.0] * 10 + [4.0] * 10, "val_loss": [4.5, 4.7]}
+    assert "overfitting" in overfitting(hist, 10)
+    assert overfitting({**hist, "val_loss": [4.7, 4.5]}, 10) is None
+    assert overfitting({**hist, "loss": [4.0] * 10 + [5.0] * 10}, 10) is None
+
+
+def test_label_smoothing_changes_the_loss():
+    logits, y = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+    assert lm_loss(logits, y).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 11), y.reshape(-1)).item())
+    assert lm_loss(logits, y, 0.1).item() != pytest.approx(lm_loss(logits, y).item())

@@ -302,9 +302,18 @@ class ModelSpec(Section):
         return self
 
 
+class EarlyStoppingSpec(Toggle):
+    enabled: bool = False
+    patience: int = Field(3, ge=1)  # evaluations without an improvement of at least min_delta
+    min_delta: float = Field(0.0, ge=0)  # in validation loss (nats/token)
+
+
 class TrainSpec(Section):
     max_steps: int = Field(700, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1)  # sequences per optimizer step
+    grad_accum: int = Field(1, ge=1)  # the batch is computed in this many equal micro-batches (less memory)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     seq_len: int = Field(256, ge=8)
     optimizer: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop"] = "adamw"
     lr: float = Field(3e-3, gt=0)
@@ -322,6 +331,12 @@ class TrainSpec(Section):
     eval_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = all cores
+
+    @model_validator(mode="after")
+    def _accum_divides(self) -> TrainSpec:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
+        return self
 
 
 class EvalSpec(Section):

@@ -244,12 +244,13 @@ def pretrain(ctx: StageContext) -> dict:
     save_weights(result.model, ctx.out)
     (ctx.out / "history.json").write_text(json.dumps(result.history))
     h, tr = result.history, ctx.spec.train
-    tokens = tr.max_steps * tr.batch_size * tr.seq_len
+    tokens = result.steps * tr.batch_size * tr.seq_len
     n_params = result.model.n_params()
-    return {"n_params": n_params, "steps": tr.max_steps, "tokens": tokens, "resumed_from": result.resumed_from,
+    return {"n_params": n_params, "steps": result.steps, "tokens": tokens, "resumed_from": result.resumed_from,
+            "best_step": result.best_step,
             "train_seconds": round(result.seconds, 1), "tokens_per_s": round(tokens / max(result.seconds, 1e-9)),
             "final_loss": h["loss"][-1], "val_loss": h["val_loss"][-1], "val_bpb": h["val_bpb"][-1],
-            "headline": f"{n_params / 1e6:.2f}M params, {tr.max_steps} steps, loss {h['loss'][-1]:.3f}, "
+            "headline": f"{n_params / 1e6:.2f}M params, {result.steps} steps, loss {h['loss'][-1]:.3f}, "
                         f"val {h['val_bpb'][-1]:.3f} bits/byte"}
 
 

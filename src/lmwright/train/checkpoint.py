@@ -72,6 +72,18 @@ def load_weights(path: Path):
     return model.eval()
 
 
+def save_best(work: Path, model) -> None:
+    """The best weights so far (early stopping), replaced atomically."""
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / ".best.safetensors.tmp"
+    save_file(model.weights(), str(tmp))
+    os.replace(tmp, work / "best.safetensors")
+
+
+def load_best(work: Path, model) -> None:
+    model.load_weights(load_file(str(work / "best.safetensors")))
+
+
 def checkpoints(work: Path) -> list[Path]:
     return sorted(p for p in work.glob("step-*") if p.is_dir()) if work.exists() else []
 
