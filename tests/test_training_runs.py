@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,19 +14,10 @@ def _weights(outcome):
     return load_file(str(outcome.path / "model.safetensors"))
 
 
-@pytest.fixture
-def data_ready(tiny_run, tmp_path):
-    """A copy of the tiny project (data stages done) for runs with other training settings."""
-    root, _ = tiny_run
-    dest = tmp_path / "p"
-    shutil.copytree(root, dest)
-    return dest
-
-
-def test_k_micro_batches_equal_one_big_batch(data_ready):
+def test_k_micro_batches_equal_one_big_batch(tiny_copy):
     base = ["train.max_steps=6", "train.batch_size=8"]
-    one = lmwright.run(data_ready, [*base, "train.grad_accum=1"], until="pretrain", reporter=quiet())["pretrain"]
-    four = lmwright.run(data_ready, [*base, "train.grad_accum=4"], until="pretrain", reporter=quiet())["pretrain"]
+    one = lmwright.run(tiny_copy, [*base, "train.grad_accum=1"], until="pretrain", reporter=quiet())["pretrain"]
+    four = lmwright.run(tiny_copy, [*base, "train.grad_accum=4"], until="pretrain", reporter=quiet())["pretrain"]
     a, b = _weights(one), _weights(four)
     # Adam's first steps move every weight by about lr (0.01) whatever the gradient's size, so float
     # reassociation in tiny gradients shows up at ~1e-5; the gradients themselves agree to 1e-7 (test below)
@@ -52,7 +41,7 @@ def test_accumulated_gradients_equal_the_big_batch_gradient():
         assert torch.allclose(p.grad, big[n], atol=1e-7, rtol=1e-5), n
 
 
-def test_early_stopping_keeps_the_best_weights(data_ready):
+def test_early_stopping_keeps_the_best_weights(tiny_copy):
     import json
 
     import numpy as np
@@ -66,12 +55,12 @@ def test_early_stopping_keeps_the_best_weights(data_ready):
     # min_delta larger than any improvement: the first evaluation is the best, the run stops `patience` later
     over = ["train.max_steps=40", "train.eval_every=4", "train.checkpoint_every=4", "train.early_stopping.enabled=true",
             "train.early_stopping.patience=2", "train.early_stopping.min_delta=100"]
-    outs = lmwright.run(data_ready, over, until="pretrain", reporter=quiet())
+    outs = lmwright.run(tiny_copy, over, until="pretrain", reporter=quiet())
     out = outs["pretrain"]
     assert out.summary["steps"] == 12 and out.summary["best_step"] == 4
     history = json.loads((out.path / "history.json").read_text())
     assert history["val_step"] == [4, 8, 12]
-    spec = Workspace.open(data_ready, over).spec
+    spec = Workspace.open(tiny_copy, over).spec
     val = np.load(outs["tokenize"].path / "val.npy", mmap_mode="r")
     nbytes = token_bytes(load_tokenizer(outs["tokenizer"].path))
     loss, _ = validate(load_weights(out.path), val, spec.train, spec.project.seed, nbytes)
@@ -79,8 +68,8 @@ def test_early_stopping_keeps_the_best_weights(data_ready):
     assert loss != pytest.approx(history["val_loss"][-1], abs=1e-6)
 
 
-def test_bad_accumulation_is_a_spec_error(data_ready):
+def test_bad_accumulation_is_a_spec_error(tiny_copy):
     from lmwright.errors import SpecError
 
     with pytest.raises(SpecError, match="divisible by grad_accum"):
-        lmwright.run(data_ready, ["train.batch_size=6", "train.grad_accum=4"], reporter=quiet())
+        lmwright.run(tiny_copy, ["train.batch_size=6", "train.grad_accum=4"], reporter=quiet())
