@@ -28,11 +28,11 @@ def token_bytes(tok: Tokenizer) -> torch.Tensor:
 
 
 @torch.no_grad()
-def lm_metrics(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, nbytes: torch.Tensor,
-               batch: int = 16, on_batch=lambda n: None) -> dict[str, float]:
+def score_batches(model: torch.nn.Module, batches, nbytes: torch.Tensor, on_batch=lambda n: None) -> dict[str, float]:
+    """Loss, perplexity and bits-per-byte over (input, target) batches; the model is left in eval mode."""
     model.eval()
     nats = n_tok = text_nats = text_bytes = 0.0
-    for x, y in windows(tokens, seq_len, batch):
+    for x, y in batches:
         logits = model(x)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         b = nbytes[y.flatten()]
@@ -49,3 +49,9 @@ def lm_metrics(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, nbytes:
         "tokens": int(n_tok),
         "bytes": int(text_bytes),
     }
+
+
+def lm_metrics(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, nbytes: torch.Tensor,
+               batch: int = 16, on_batch=lambda n: None) -> dict[str, float]:
+    """Every token of a split scored once, in non-overlapping windows."""
+    return score_batches(model, windows(tokens, seq_len, batch), nbytes, on_batch)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lmwright.core.progress import Reporter
-from lmwright.evaluate.lm import token_bytes
+from lmwright.evaluate.lm import score_batches, token_bytes
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.train.checkpoint import load_best, load_latest, save_best, save_checkpoint
@@ -58,22 +58,12 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
-@torch.no_grad()
 def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tensor) -> tuple[float, float]:
     """Mean loss (nats/token) and bits-per-byte on a fixed sample of `eval_batches` validation batches."""
-    model.eval()
-    total_nats = total_tokens = text_nats = text_bytes = 0.0
-    for i in range(tr.eval_batches):
-        x, y = random_batch(val, tr.batch_size, tr.seq_len, seed + 1, i)  # +1: never the train stream
-        logits = model(x)
-        nats = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-        b = nbytes[y.flatten()]
-        total_nats += nats.sum().item()
-        total_tokens += nats.numel()
-        text_nats += nats[b > 0].sum().item()
-        text_bytes += b.sum().item()
+    batches = (random_batch(val, tr.batch_size, tr.seq_len, seed + 1, i) for i in range(tr.eval_batches))
+    m = score_batches(model, batches, nbytes)  # seed + 1: never the training stream
     model.train()
-    return total_nats / total_tokens, text_nats / (math.log(2) * max(text_bytes, 1))
+    return m["loss"], m["bits_per_byte"]
 
 
 def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter) -> TrainResult:
