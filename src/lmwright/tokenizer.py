@@ -100,7 +100,3 @@ def write_shards(tok: Tokenizer, splits: dict[str, list[str]], out_dir: Path,
         }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
-
-
-def load_shard(path: Path, split: str) -> np.ndarray:
-    return np.load(path / f"{split}.npy", mmap_mode="r")

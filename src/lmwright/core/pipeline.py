@@ -203,12 +203,8 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
     if st.resumable:  # finished: the resume state of this and older attempts is no longer needed
         for old in ws.work_dir.glob(f"{st.name}-*"):
             shutil.rmtree(old, ignore_errors=True)
-    reporter.log(f"[green]✓[/green] {st.name:<10} {_headline(summary)} [dim]({seconds:.1f}s)[/dim]")
+    reporter.log(f"[green]✓[/green] {st.name:<10} {summary.get('headline', '')} [dim]({seconds:.1f}s)[/dim]")
     return StageOutcome(st.name, "done", digest, arts.open(digest), summary, seconds)
-
-
-def _headline(summary: dict[str, Any]) -> str:
-    return summary.get("headline", "")
 
 
 def stage_status(ws: Workspace) -> list[dict[str, Any]]:

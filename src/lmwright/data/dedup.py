@@ -19,12 +19,15 @@ def dedup_key(text: str) -> str:
 
 def exact_dedup(docs: list[dict]) -> tuple[list[dict], list[tuple[dict, str]]]:
     """Returns (kept in input order, [(removed doc, id of the kept copy)])."""
+    keys = [dedup_key(d["text"]) for d in docs]
     keeper: dict[str, dict] = {}
-    for d in docs:
-        k = dedup_key(d["text"])
+    for d, k in zip(docs, keys, strict=True):
         if k not in keeper or d["id"] < keeper[k]["id"]:
             keeper[k] = d
-    kept_ids = {d["id"] for d in keeper.values()}
-    kept = [d for d in docs if d["id"] in kept_ids]
-    removed = [(d, keeper[dedup_key(d["text"])]["id"]) for d in docs if d["id"] not in kept_ids]
+    kept, removed = [], []
+    for d, k in zip(docs, keys, strict=True):
+        if keeper[k] is d:
+            kept.append(d)
+        else:
+            removed.append((d, keeper[k]["id"]))
     return kept, removed

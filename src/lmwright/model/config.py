@@ -1,4 +1,4 @@
-"""Model configuration with derived sizes: parameter count and FLOPs per token."""
+"""Model configuration with derived sizes (parameter count)."""
 
 from __future__ import annotations
 
@@ -39,11 +39,6 @@ class ModelConfig:
         per_layer = d * d * 2 + d * kv * 2 + 3 * d * self.ffn_dim + 2 * d
         emb = self.vocab_size * d * (1 if self.tie_embeddings else 2)
         return self.n_layers * per_layer + d + (emb if embeddings else 0)
-
-    def flops_per_token(self, seq_len: int) -> int:
-        """Training FLOPs per token: 6 x non-embedding matmul params + attention + the output projection."""
-        matmul = self.n_params(embeddings=False) + self.vocab_size * self.d_model
-        return 6 * matmul + 12 * self.n_layers * self.d_model * seq_len
 
     def to_dict(self) -> dict:
         return asdict(self)
