@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen3ForCausalLM
 
 from lmwright.model.config import ModelConfig
 from lmwright.model.hf import load_hf, save_hf
@@ -21,19 +21,25 @@ def tokenizer_dir(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("tie,kv", [(True, 2), (False, 4), (True, 1)])
-def test_saved_model_loads_in_transformers_with_same_logits(tmp_path, tokenizer_dir, tie, kv):
+@pytest.mark.parametrize("tie,kv,options,arch", [
+    (True, 2, {}, LlamaForCausalLM),
+    (False, 4, {}, LlamaForCausalLM),
+    (True, 1, {}, LlamaForCausalLM),
+    (True, 2, {"attention_bias": True, "mlp_bias": True, "activation": "relu2"}, LlamaForCausalLM),
+    (False, 2, {"qk_norm": True, "attention_bias": True}, Qwen3ForCausalLM),
+])
+def test_saved_model_loads_in_transformers_with_same_logits(tmp_path, tokenizer_dir, tie, kv, options, arch):
     cfg = ModelConfig(vocab_size=300, n_layers=2, d_model=64, n_heads=4, n_kv_heads=kv, ffn_dim=96,
-                      max_seq_len=64, rope_theta=5000.0, tie_embeddings=tie)
+                      max_seq_len=64, rope_theta=5000.0, tie_embeddings=tie, **options)
     model = LlamaLM(cfg)
     model.init_weights(3)
-    with torch.no_grad():  # non-trivial norms so a mistake in their handling shows
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
+    with torch.no_grad():  # non-trivial norms and biases so a mistake in their handling shows
+        for p in model.parameters():
+            if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     save_hf(model, tokenizer_dir, tmp_path, {"bos": 0, "eos": 1, "pad": 2})
     hf = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
-    assert isinstance(hf, LlamaForCausalLM)
+    assert type(hf) is arch
     ids = torch.randint(0, 300, (3, 50), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         diff = (hf(ids).logits - model.eval()(ids)).abs().max().item()
@@ -69,3 +75,27 @@ def test_loss_matches_cross_entropy_and_gradients_flow():
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises(ValueError, match="exceeds max_seq_len"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_dropout_acts_only_in_training_and_checkpointing_keeps_gradients():
+    cfg = ModelConfig(vocab_size=50, n_layers=2, d_model=16, n_heads=2, n_kv_heads=1, ffn_dim=32, max_seq_len=16,
+                      dropout=0.3)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    ids = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(1))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(ids), model(ids))  # eval: deterministic
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(ids), model(ids))  # training: dropout draws differ
+
+    no_drop = LlamaLM(ModelConfig(**{**cfg.to_dict(), "dropout": 0.0}))
+    no_drop.init_weights(0)
+    grads = []
+    for ckpt in (False, True):  # activation checkpointing recomputes; the gradients are the same
+        no_drop.zero_grad()
+        no_drop.activation_checkpointing = ckpt
+        no_drop(ids[:, :-1], ids[:, 1:])[1].backward()
+        grads.append([p.grad.clone() for p in no_drop.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))

@@ -78,7 +78,7 @@ def test_each_schedule_warms_up_then_ends_at_its_floor(schedule):
         assert lrs[55] == pytest.approx(0.55)
 
 
-@pytest.mark.parametrize("name", ["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop"])
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "muon"])
 def test_each_optimizer_learns_and_decays_matrices_only(name):
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=40, n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, ffn_dim=64, max_seq_len=16)
@@ -87,7 +87,8 @@ def test_each_optimizer_learns_and_decays_matrices_only(name):
     lr = {"sgd": 0.3, "adadelta": 1.0, "adagrad": 0.05}.get(name, 0.01)
     tr = TrainSpec(optimizer=name, lr=lr, momentum=0.9, nesterov=name == "sgd")
     opt = make_optimizer(model, tr)
-    assert [g["weight_decay"] for g in opt.param_groups] == [tr.weight_decay, 0.0]
+    decays = [g["weight_decay"] for g in opt.param_groups]
+    assert decays == ([tr.weight_decay] * (name == "muon") + [tr.weight_decay, 0.0])
     x = torch.randint(0, 40, (8, 16))
     losses = []
     for _ in range(30):
@@ -140,3 +141,37 @@ def test_label_smoothing_changes_the_loss():
     assert lm_loss(logits, y).item() == pytest.approx(
         torch.nn.functional.cross_entropy(logits.reshape(-1, 11), y.reshape(-1)).item())
     assert lm_loss(logits, y, 0.1).item() != pytest.approx(lm_loss(logits, y).item())
+
+
+def test_muon_takes_hidden_matrices_and_adamw_the_rest():
+    cfg = ModelConfig(vocab_size=40, n_layers=2, d_model=32, n_heads=2, n_kv_heads=1, ffn_dim=64, max_seq_len=16,
+                      tie_embeddings=False)
+    model = LlamaLM(cfg)
+    opt = make_optimizer(model, TrainSpec(optimizer="muon", muon_lr=0.02, lr=0.003))
+    muon, adamw = opt.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    assert in_muon == {n for n, p in model.named_parameters() if p.dim() == 2 and n.startswith("model.layers")}
+    assert {g["peak_lr"] for g in muon.param_groups} == {0.02} and {g["peak_lr"] for g in adamw.param_groups} == {0.003}
+    opt.set_lr(0.5)
+    assert [g["lr"] for g in opt.param_groups] == [0.01, 0.0015, 0.0015]
+
+
+def test_a_muon_checkpoint_restores_both_optimizers(tmp_path):
+    cfg = ModelConfig(vocab_size=40, n_layers=1, d_model=16, n_heads=2, n_kv_heads=1, ffn_dim=32, max_seq_len=16)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    tr = TrainSpec(optimizer="muon")
+    opt = make_optimizer(model, tr)
+    x = torch.randint(0, 40, (2, 9))
+    model(x[:, :-1], x[:, 1:])[1].backward()
+    opt.step()
+    save_checkpoint(tmp_path, 1, model, opt, {"history": {}, "elapsed": 0.0})
+    fresh = LlamaLM(cfg)
+    fresh_opt = make_optimizer(fresh, tr)
+    load_latest(tmp_path, fresh, fresh_opt)
+    for a, b in zip(opt.optimizers, fresh_opt.optimizers, strict=True):
+        sa, sb = a.state_dict()["state"], b.state_dict()["state"]
+        assert sa.keys() == sb.keys() and sa
+        assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i] if isinstance(sa[i][k], torch.Tensor))

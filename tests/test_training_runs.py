@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 import lmwright
+from lmwright.core.workspace import Workspace
 from tests.conftest import quiet
 
 
@@ -73,3 +74,68 @@ def test_bad_accumulation_is_a_spec_error(tiny_copy):
 
     with pytest.raises(SpecError, match="divisible by grad_accum"):
         lmwright.run(tiny_copy, ["train.batch_size=6", "train.grad_accum=4"], reporter=quiet())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32_with_fp32_masters(tiny_copy, precision):
+    base = lmwright.run(tiny_copy, until="pretrain", reporter=quiet())["pretrain"]
+    mixed = lmwright.run(tiny_copy, [f"train.precision={precision}"], until="pretrain", reporter=quiet())["pretrain"]
+    assert mixed.summary["precision"] == precision
+    assert abs(mixed.summary["val_loss"] - base.summary["val_loss"]) < 0.05
+    weights = _weights(mixed)
+    assert all(v.dtype == torch.float32 for v in weights.values())  # master weights stay fp32
+    assert any(not torch.equal(weights[k], _weights(base)[k]) for k in weights)  # it did compute in low precision
+
+
+def test_fp16_checkpoint_holds_the_gradient_scaler(tiny_run, tmp_path):
+    from lmwright.spec import load_spec
+    from lmwright.tokenizer import load_tokenizer
+    from lmwright.train.checkpoint import read_latest
+    from lmwright.train.loop import pretrain
+
+    root, outs = tiny_run
+    spec = load_spec(root / "lmwright.yaml", ["train.precision=fp16", "train.max_steps=20", "train.checkpoint_every=5"])
+    pretrain(spec, outs["tokenize"].path, load_tokenizer(outs["tokenizer"].path), tmp_path, quiet())
+    state = read_latest(tmp_path).meta
+    assert state["step"] == 15 and state["scaler"]["scale"] > 0  # the last checkpoint before the end
+
+
+def test_activation_checkpointing_gives_the_same_weights(tiny_copy):
+    plain = _weights(lmwright.run(tiny_copy, until="pretrain", reporter=quiet())["pretrain"])
+    ckpt = _weights(lmwright.run(tiny_copy, ["train.activation_checkpointing=true"], until="pretrain",
+                                 reporter=quiet())["pretrain"])
+    assert all(torch.allclose(plain[k], ckpt[k], atol=1e-5) for k in plain)
+
+
+def test_pretrain_series_go_to_the_store_tensorboard_and_mlflow(tiny_copy):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lmwright.core.store import Store
+
+    out = lmwright.run(tiny_copy, ["train.log_to=[tensorboard, mlflow]"], until="pretrain", reporter=quiet())
+    store = Store(Workspace.open(tiny_copy).store_url)
+    run = store.last_run("pretrain")
+    assert run.output_digest == out["pretrain"].digest
+    losses = store.metrics(run.id, "train/loss")
+    assert [m.step for m in losses] == list(range(1, 25))
+    assert len(store.metrics(run.id, "val/bpb")) == 3
+    events = EventAccumulator(str(next((tiny_copy / ".lmwright" / "tensorboard").iterdir()))).Reload()
+    assert len(events.Scalars("train/loss")) == 24
+    assert [round(e.value, 5) for e in events.Scalars("train/loss")] == [round(m.value, 5) for m in losses]
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{(tiny_copy / '.lmwright' / 'mlflow.db').resolve()}")
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 1
+    assert runs[0].data.metrics["val_bits_per_byte"] == pytest.approx(out["pretrain"].summary["val_bpb"])
+    assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) == 24
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tiny_copy):
+    eager = lmwright.run(tiny_copy, until="pretrain", reporter=quiet())["pretrain"]
+    compiled = lmwright.run(tiny_copy, ["train.compile=true"], until="pretrain", reporter=quiet())["pretrain"]
+    assert abs(compiled.summary["final_loss"] - eager.summary["final_loss"]) < 1e-3

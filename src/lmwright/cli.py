@@ -248,6 +248,76 @@ for _name, _st in STAGES.items():
     app.command(name=_name)(_stage_command(_name, _st.help.rstrip(".")))
 
 
+@app.command()
+def train(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes (GPUs) to train with, via torchrun; "
+                                              "sets train.nproc.")] = None,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP2 instead of DDP.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Pretrain the model (the pretrain stage), optionally across processes: `lmwright train --nproc 4`."""
+    extra = [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else []), *(["train.distributed=fsdp"] if fsdp else [])]
+    _stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
+
+
+model_app = typer.Typer(no_args_is_help=True, help="Model design tools.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("plan")
+def model_plan(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    batch: Annotated[int | None, typer.Option(help="Sequences per step (default: train.batch_size / grad_accum "
+                                              "per process).")] = None,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (default: train.seq_len).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16 or fp16 (default: train.precision).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="Optimizer (default: train.optimizer).")] = None,
+    device: Annotated[str | None, typer.Option(help="A device to check the fit against: "
+                                               "h100, a100-40, l4, t4, rtx4090, ...")] = None,
+    memory_gib: Annotated[float | None, typer.Option("--memory-gib", help="Or a memory size in GiB.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Parameters, FLOPs per token and training memory of the spec's model, and whether it fits a device."""
+    from lmwright.model.config import ModelConfig
+    from lmwright.model.plan import DEVICES, GIB, PRECISION_BYTES, plan
+
+    spec = Workspace.open(dir, set_ or []).spec
+    tr = spec.train
+    if device is not None and device not in DEVICES:
+        raise LmwrightError(f"--device {device!r} is not one I know; use one of {', '.join(DEVICES)} "
+                            "or --memory-gib N")
+    precision = precision or tr.precision
+    if precision not in PRECISION_BYTES:
+        raise LmwrightError(f"--precision {precision!r}: use fp32, bf16 or fp16")
+    cfg = ModelConfig.from_spec(spec, spec.tokenizer.vocab_size)
+    b = batch or tr.batch_size // (tr.grad_accum * tr.nproc)
+    p = plan(cfg, b, seq or tr.seq_len, precision, optimizer or tr.optimizer, tr.activation_checkpointing,
+             device, memory_gib)
+    if json_:
+        out.print_json(json.dumps(p.to_dict()))
+        return
+    t = Table(title=f"{cfg.n_layers} layers · width {cfg.d_model} · {cfg.n_heads}/{cfg.n_kv_heads} heads · "
+                    f"batch {b} x {seq or tr.seq_len} · {precision} · {optimizer or tr.optimizer}")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("parameters", f"{p.params:,} ({p.params_non_embedding:,} without embeddings)")
+    t.add_row("training FLOPs per token", f"{p.flops_per_token:,.0f}")
+    t.add_row("training FLOPs per step", f"{p.flops_per_step:.3e}")
+    for label, v in [("weights (fp32)", p.weights_bytes), ("gradients", p.grads_bytes),
+                     ("optimizer state", p.optimizer_bytes), ("autocast weight copies", p.weight_copies_bytes),
+                     ("activations", p.activations_bytes), ("total", p.total_bytes)]:
+        t.add_row(label, f"{v / GIB:,.3f} GiB")
+    if p.fits is not None:
+        t.add_row(f"fits {device or ''} ({p.device_bytes / GIB:.0f} GiB)",
+                  "[green]yes[/green]" if p.fits else "[red]no[/red]")
+    out.print(t)
+
+
 def main() -> None:
     try:
         app()

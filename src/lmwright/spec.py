@@ -290,9 +290,17 @@ class ModelSpec(Section):
     init: Literal["gpt2", "normal", "xavier", "kaiming"] = "gpt2"  # gpt2 = normal with scaled residual outputs
     init_std: float = Field(0.02, gt=0)  # for normal and gpt2
     zero_init_output: bool = False  # start o_proj and down_proj at zero (each block begins as the identity)
+    activation: Literal["silu", "relu2"] = "silu"  # the gated MLP's activation: SwiGLU or squared ReLU
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys (saved as a Qwen3 model, Llama has none)
+    dropout: float = Field(0.0, ge=0, lt=1)  # attention probabilities and residual branches, training only
+    attention_bias: bool = False
+    mlp_bias: bool = False
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSpec:
+        if self.qk_norm and self.mlp_bias:
+            raise ValueError("qk_norm with mlp_bias has no Hugging Face architecture to save to (Qwen3 has "
+                             "QK-norm but no MLP bias); turn one of them off")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.n_heads % self.n_kv_heads:
@@ -315,8 +323,10 @@ class TrainSpec(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     seq_len: int = Field(256, ge=8)
-    optimizer: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop"] = "adamw"
+    optimizer: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "muon"] = "adamw"
     lr: float = Field(3e-3, gt=0)
+    muon_lr: float = Field(0.02, gt=0)  # muon: the hidden matrices' peak lr (the rest use lr with AdamW)
+    muon_momentum: float = Field(0.95, ge=0, lt=1)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
     nesterov: bool = False  # sgd
     schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"  # after warmup
@@ -331,11 +341,20 @@ class TrainSpec(Section):
     eval_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = all cores
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto = cuda when there is one, else cpu
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16 = autocast over fp32 master weights
+    compile: bool = False  # torch.compile the model for training
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory, ~1/3 more compute
+    nproc: int = Field(1, ge=1)  # processes (one per GPU, or CPU processes with gloo) launched with torchrun
+    distributed: Literal["ddp", "fsdp"] = "ddp"  # with nproc > 1: replicate (DDP) or shard (FSDP2) the model
+    log_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)  # optional metric writers
+    peak_tflops: float | None = Field(None, gt=0)  # the MFU denominator; None = a matmul measured at start
 
     @model_validator(mode="after")
     def _accum_divides(self) -> TrainSpec:
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
+        if self.batch_size % (self.grad_accum * self.nproc):
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by grad_accum x nproc "
+                             f"({self.grad_accum} x {self.nproc})")
         return self
 
 

@@ -233,25 +233,52 @@ def tokenize(ctx: StageContext) -> dict:
 
 @stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"),
        modules=("lmwright.train.loop", "lmwright.train.data", "lmwright.train.optim", "lmwright.train.checkpoint",
-                "lmwright.model.llama", "lmwright.model.config", "lmwright.evaluate.lm"), resumable=True)
+                "lmwright.train.distributed", "lmwright.train.worker", "lmwright.train.trackers",
+                "lmwright.model.llama", "lmwright.model.config", "lmwright.model.plan", "lmwright.evaluate.lm"),
+       resumable=True)
 def pretrain(ctx: StageContext) -> dict:
-    """Train the Llama decoder from scratch on the train shard; checkpoints make a killed run resumable."""
-    from lmwright.train.checkpoint import save_weights
-    from lmwright.train.loop import pretrain as train_loop
+    """Train the Llama decoder from scratch on the train shard; checkpoints make a killed run resumable.
 
-    tok = load_tokenizer(ctx.inputs["tokenizer"].path)
-    result = train_loop(ctx.spec, ctx.inputs["tokenize"].path, tok, ctx.work, ctx.reporter)
-    save_weights(result.model, ctx.out)
-    (ctx.out / "history.json").write_text(json.dumps(result.history))
-    h, tr = result.history, ctx.spec.train
-    tokens = result.steps * tr.batch_size * tr.seq_len
-    n_params = result.model.n_params()
-    return {"n_params": n_params, "steps": result.steps, "tokens": tokens, "resumed_from": result.resumed_from,
-            "best_step": result.best_step,
-            "train_seconds": round(result.seconds, 1), "tokens_per_s": round(tokens / max(result.seconds, 1e-9)),
-            "final_loss": h["loss"][-1], "val_loss": h["val_loss"][-1], "val_bpb": h["val_bpb"][-1],
-            "headline": f"{n_params / 1e6:.2f}M params, {result.steps} steps, loss {h['loss'][-1]:.3f}, "
-                        f"val {h['val_bpb'][-1]:.3f} bits/byte"}
+    With `train.nproc` > 1 the loop runs in that many processes under torchrun (DDP or FSDP2)."""
+    from lmwright.train.checkpoint import load_weights, save_weights
+
+    tr = ctx.spec.train
+    log_dir = ctx.ws.root / ".lmwright"
+    if tr.nproc > 1:
+        from lmwright.train.distributed import launch
+
+        job = {"spec": ctx.spec.model_dump(mode="json"), "shards": str(ctx.inputs["tokenize"].path),
+               "tokenizer": str(ctx.inputs["tokenizer"].path), "work": str(ctx.work), "out": str(ctx.out),
+               "log_dir": str(log_dir)}
+        ctx.log(f"  pretrain: launching {tr.nproc} processes ({tr.distributed}) with torchrun")
+        r = launch(job, tr.nproc, ctx.work)
+        (ctx.out / "result.json").unlink()
+        history = json.loads((ctx.out / "history.json").read_text())
+        n_params = load_weights(ctx.out).n_params()
+        steps, seconds, resumed_from, best_step, mfu = (r["steps"], r["seconds"], r["resumed_from"], r["best_step"],
+                                                        r["mfu"])
+    else:
+        from lmwright.train.loop import pretrain as train_loop
+
+        tok = load_tokenizer(ctx.inputs["tokenizer"].path)
+        result = train_loop(ctx.spec, ctx.inputs["tokenize"].path, tok, ctx.work, ctx.reporter, log_dir=log_dir)
+        save_weights(result.model, ctx.out)
+        history = result.history
+        (ctx.out / "history.json").write_text(json.dumps(history))
+        n_params, steps, seconds = result.model.n_params(), result.steps, result.seconds
+        resumed_from, best_step, mfu = result.resumed_from, result.best_step, result.mfu
+    ctx.metrics.extend(("train/loss", s, v) for s, v in zip(history["step"], history["loss"], strict=True))
+    ctx.metrics.extend(("train/lr", s, v) for s, v in zip(history["step"], history["lr"], strict=True))
+    for key in ("val_loss", "val_bpb"):
+        ctx.metrics.extend((f"val/{key[4:]}", s, v) for s, v in zip(history["val_step"], history[key], strict=True))
+    tokens = steps * tr.batch_size * tr.seq_len
+    return {"n_params": n_params, "steps": steps, "tokens": tokens, "resumed_from": resumed_from,
+            "best_step": best_step, "nproc": tr.nproc, "precision": tr.precision,
+            "train_seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9)),
+            "mfu": round(mfu, 4), "final_loss": history["loss"][-1], "val_loss": history["val_loss"][-1],
+            "val_bpb": history["val_bpb"][-1],
+            "headline": f"{n_params / 1e6:.2f}M params, {steps} steps, loss {history['loss'][-1]:.3f}, "
+                        f"val {history['val_bpb'][-1]:.3f} bits/byte, MFU {100 * mfu:.1f}%"}
 
 
 @stage("evaluate", deps=("pretrain", "tokenize", "tokenizer"), spec=("eval", "train.seq_len", "project.seed"),

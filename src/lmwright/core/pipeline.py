@@ -50,6 +50,7 @@ class StageContext:
     reporter: Reporter
     datasets: list[tuple[str, str, int]] = field(default_factory=list)
     model: tuple[str, int, dict] | None = None
+    metrics: list[tuple[str, int, float]] = field(default_factory=list)  # (key, step, value) series
 
     def dataset(self, name: str, relpath: str, rows: int) -> None:
         """Record a dataset (a file inside this stage's artifact) in the metadata store."""
@@ -199,7 +200,8 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
         raise
     digest = arts.commit(staging)
     seconds = time.perf_counter() - t0
-    store.finish_run(run, digest, summary, {n: o.digest for n, o in inputs.items()}, ctx.datasets, ctx.model, seconds)
+    store.finish_run(run, digest, summary, {n: o.digest for n, o in inputs.items()}, ctx.datasets, ctx.model, seconds,
+                     ctx.metrics)
     if st.resumable:  # finished: the resume state of this and older attempts is no longer needed
         for old in ws.work_dir.glob(f"{st.name}-*"):
             shutil.rmtree(old, ignore_errors=True)

@@ -83,6 +83,17 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Metric(Base):
+    """A stage run's series: one row per (key, step), e.g. train/loss at every step of a pretrain run."""
+
+    __tablename__ = "metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+
+
 class Audit(Base):
     """Append-only: on SQLite, triggers refuse UPDATE and DELETE."""
 
@@ -150,7 +161,7 @@ class Store:
 
     def finish_run(self, run: StageRun, digest: str, summary: dict, inputs: dict[str, str],
                    datasets: list[tuple[str, str, int]], model: tuple[str, int, dict] | None,
-                   duration_s: float) -> None:
+                   duration_s: float, metrics: list[tuple[str, int, float]] = ()) -> None:
         with self.session() as s, s.begin():
             run = s.get(StageRun, run.id)
             run.status, run.finished_at, run.output_digest, run.summary = "done", utcnow(), digest, summary
@@ -163,6 +174,7 @@ class Store:
                 s.add(Dataset(name=name, digest=digest, path=path, rows=rows, run_id=run.id))
             if model:
                 s.add(Model(name=model[0], digest=digest, n_params=model[1], metrics=model[2], run_id=run.id))
+            s.add_all(Metric(run_id=run.id, key=k, step=st, value=v) for k, st, v in metrics)
 
     def fail_run(self, run: StageRun, error: str, duration_s: float) -> None:
         with self.session() as s, s.begin():
@@ -190,6 +202,13 @@ class Store:
     def runs(self, limit: int = 50) -> list[StageRun]:
         with self.session() as s:
             return list(s.scalars(select(StageRun).order_by(StageRun.id.desc()).limit(limit)))
+
+    def metrics(self, run_id: int, key: str | None = None) -> list[Metric]:
+        with self.session() as s:
+            q = select(Metric).where(Metric.run_id == run_id)
+            if key:
+                q = q.where(Metric.key == key)
+            return list(s.scalars(q.order_by(Metric.key, Metric.step)))
 
     def audit_log(self) -> list[Audit]:
         with self.session() as s:

@@ -31,8 +31,11 @@ def token_bytes(tok: Tokenizer) -> torch.Tensor:
 def score_batches(model: torch.nn.Module, batches, nbytes: torch.Tensor, on_batch=lambda n: None) -> dict[str, float]:
     """Loss, perplexity and bits-per-byte over (input, target) batches; the model is left in eval mode."""
     model.eval()
+    device = next(model.parameters()).device
+    nbytes = nbytes.to(device)
     nats = n_tok = text_nats = text_bytes = 0.0
     for x, y in batches:
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         b = nbytes[y.flatten()]

@@ -2,8 +2,9 @@
 
 `save_hf` writes `config.json` (`LlamaForCausalLM`), `model.safetensors`, the tokenizer files and
 `generation_config.json`, which `transformers.AutoModelForCausalLM.from_pretrained` loads — the road to vLLM,
-llama.cpp and lm-evaluation-harness. `load_hf` reads such a directory (ours or any Llama-family one without
-biases) back into `LlamaLM`.
+llama.cpp and lm-evaluation-harness. A model with QK-norm is written as `Qwen3ForCausalLM`, the Llama-family
+architecture that has it (same parameter names plus `q_norm`/`k_norm`). `load_hf` reads such a directory (ours
+or any Llama or Qwen3 one) back into `LlamaLM`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def hf_config(cfg: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
+    arch = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "mlp_bias": cfg.mlp_bias}
+    if cfg.qk_norm:
+        arch = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "use_sliding_window": False,
+                "sliding_window": None}
     return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        **arch,
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.d_model,
         "intermediate_size": cfg.ffn_dim,
@@ -32,15 +36,14 @@ def hf_config(cfg: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
         "num_attention_heads": cfg.n_heads,
         "num_key_value_heads": cfg.n_kv_heads,
         "head_dim": cfg.head_dim,
-        "hidden_act": "silu",
+        "hidden_act": cfg.activation,
         "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
         "rope_scaling": None,
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "mlp_bias": False,
+        "attention_bias": cfg.attention_bias,
+        "attention_dropout": cfg.dropout,
         "tie_word_embeddings": cfg.tie_embeddings,
         "initializer_range": cfg.init_std,
         "bos_token_id": bos_id,
@@ -65,8 +68,8 @@ def save_hf(model: LlamaLM, tokenizer_dir: Path, out_dir: Path, ids: dict[str, i
 
 
 def config_from_hf(c: dict, where: Path) -> ModelConfig:
-    if c.get("attention_bias") or c.get("mlp_bias"):
-        raise LmwrightError(f"{where}: attention/MLP biases are not supported by lmwright's Llama yet")
+    if c.get("hidden_act", "silu") not in ("silu", "relu2"):
+        raise LmwrightError(f"{where}: hidden_act {c['hidden_act']!r} is not supported (silu or relu2)")
     if (c.get("rope_scaling") or {}).get("rope_type", "default") not in ("default", None):
         raise LmwrightError(f"{where}: rope_scaling {c['rope_scaling']} is not supported yet")
     heads = c["num_attention_heads"]
@@ -78,6 +81,8 @@ def config_from_hf(c: dict, where: Path) -> ModelConfig:
         n_kv_heads=c.get("num_key_value_heads") or heads, ffn_dim=c["intermediate_size"],
         max_seq_len=c.get("max_position_embeddings", 2048), rope_theta=theta, norm_eps=c.get("rms_norm_eps", 1e-6),
         tie_embeddings=c.get("tie_word_embeddings", False), init_std=c.get("initializer_range", 0.02),
+        qk_norm=c.get("model_type") == "qwen3", attention_bias=bool(c.get("attention_bias")),
+        mlp_bias=bool(c.get("mlp_bias")), activation=c.get("hidden_act", "silu"),
     )
 
 
@@ -87,8 +92,8 @@ def load_hf(path: Path) -> LlamaLM:
     if not cfg_file.exists():
         raise LmwrightError(f"{path}: no config.json; expected a Hugging Face model directory")
     c = json.loads(cfg_file.read_text())
-    if c.get("model_type") != "llama":
-        raise LmwrightError(f"{cfg_file}: model_type is {c.get('model_type')!r}; only 'llama' models load here")
+    if c.get("model_type") not in ("llama", "qwen3"):
+        raise LmwrightError(f"{cfg_file}: model_type is {c.get('model_type')!r}; 'llama' and 'qwen3' models load here")
     cfg = config_from_hf(c, cfg_file)
     model = LlamaLM(cfg)
     try:

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from lmwright.model.config import ModelConfig
 
@@ -49,34 +50,45 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * self.hd, bias=False)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * self.hd, bias=False)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * self.hd, bias=False)
-        self.o_proj = nn.Linear(cfg.n_heads * self.hd, cfg.d_model, bias=False)
+        self.n_heads, self.n_kv, self.hd, self.dropout = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.dropout
+        bias = cfg.attention_bias
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * self.hd, bias=bias)
+        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * self.hd, bias=bias)
+        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * self.hd, bias=bias)
+        self.o_proj = nn.Linear(cfg.n_heads * self.hd, cfg.d_model, bias=bias)
+        if cfg.qk_norm:  # RMSNorm over each head's query and key before RoPE (Qwen3's layout and names)
+            self.q_norm = RMSNorm(self.hd, cfg.norm_eps)
+            self.k_norm = RMSNorm(self.hd, cfg.norm_eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.hd).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
+        q = self.q_proj(x).view(b, t, self.n_heads, self.hd)
+        k = self.k_proj(x).view(b, t, self.n_kv, self.hd)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.n_kv != self.n_heads:  # grouped-query: each kv head serves n_heads / n_kv query heads
             rep = self.n_heads // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+
+
+ACTIVATIONS = {"silu": F.silu, "relu2": lambda x: F.relu(x).square()}  # gated: act(gate(x)) * up(x)
 
 
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
-        self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
-        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
+        self.gate_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=cfg.mlp_bias)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=cfg.mlp_bias)
+        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=cfg.mlp_bias)
+        self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
@@ -86,10 +98,12 @@ class Block(nn.Module):
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
+        # on each residual branch's output while training; absent at 0, where it would still keep a mask
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), cos, sin))
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
 class Decoder(nn.Module):
@@ -113,9 +127,10 @@ class LlamaLM(nn.Module):
         cos, sin = rope_tables(cfg, cfg.max_seq_len)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.activation_checkpointing = False  # recompute each block in backward instead of keeping activations
 
     def init_weights(self, seed: int) -> None:
-        """Initialise from `seed` with the configured strategy; norms start at one, biases (none) at zero.
+        """Initialise from `seed` with the configured strategy; norms start at one, biases at zero.
 
         - gpt2: normal(0, init_std), the residual output projections (o_proj, down_proj) scaled by
           1/sqrt(2 x layers) so the residual stream's variance does not grow with depth;
@@ -153,7 +168,10 @@ class LlamaLM(nn.Module):
         x = self.model.embed_tokens(ids)
         cos, sin = self.rope_cos[:t].to(x.dtype), self.rope_sin[:t].to(x.dtype)
         for block in self.model.layers:
-            x = block(x, cos, sin)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, cos, sin, use_reentrant=False)
+            else:
+                x = block(x, cos, sin)
         logits = self.lm_head(self.model.norm(x))
         if targets is None:
             return logits

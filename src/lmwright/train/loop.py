@@ -1,7 +1,9 @@
 """Pretraining: the one explicit training loop.
 
-Reads top to bottom: build the model, restore the newest checkpoint if a killed run left one, then for each
-step set the learning rate, draw the step's batch, forward and backward over its micro-batches, clip, step;
+Reads top to bottom: build the model, restore the newest checkpoint if a killed run left one, wrap it for
+the process group (DDP/FSDP2, see `distributed.py`) and compile it if asked, then for each step set the
+learning rate, draw the step's batch, forward (under autocast for bf16/fp16) and backward over its
+micro-batches, unscale (fp16), clip, step;
 validate every `eval_every` steps (early stopping, best weights, an overfitting warning) and checkpoint every
 `checkpoint_every`. The history (train loss per step, validation loss and bits-per-byte per evaluation) goes
 into the output for the report.
@@ -9,6 +11,7 @@ into the output for the report.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -19,12 +22,16 @@ import numpy as np
 import torch
 
 from lmwright.core.progress import Reporter
+from lmwright.errors import LmwrightError
 from lmwright.evaluate.lm import score_batches, token_bytes
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
-from lmwright.train.checkpoint import load_best, load_latest, save_best, save_checkpoint
+from lmwright.model.plan import flops_per_token
+from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.data import check_length, random_batch
-from lmwright.train.optim import lr_at, make_optimizer
+from lmwright.train.distributed import Dist, full_state, load_full_optimizer_state, wrap
+from lmwright.train.optim import lr_scale, make_optimizer
+from lmwright.train.trackers import MetricWriters, measured_peak_flops
 
 
 @dataclass
@@ -35,6 +42,9 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     best_step: int | None = None  # early stopping: the step whose weights are the result
+    flops_per_token: int = 0
+    peak_flops: float = 0.0  # per process: the MFU denominator
+    mfu: float = 0.0  # model FLOPs utilisation over this run's steps
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -54,21 +64,47 @@ def overfitting(history: dict, window: int) -> str | None:
     return None
 
 
-def set_threads(threads: int | None) -> None:
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+def set_threads(threads: int | None, world: int = 1) -> None:
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
 
 
-def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tensor) -> tuple[float, float]:
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LmwrightError("train.device is cuda but torch sees no CUDA GPU; set train.device: auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise LmwrightError("train.device is mps but this machine has no Metal GPU; set train.device: auto or cpu")
+    return torch.device(name)
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision: matmuls in bf16/fp16, the weights (and so the optimizer) stay fp32."""
+    dtype = AMP_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None) if dtype else contextlib.nullcontext()
+
+
+def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tensor,
+             device: torch.device = torch.device("cpu")) -> tuple[float, float]:
     """Mean loss (nats/token) and bits-per-byte on a fixed sample of `eval_batches` validation batches."""
     batches = (random_batch(val, tr.batch_size, tr.seq_len, seed + 1, i) for i in range(tr.eval_batches))
-    m = score_batches(model, batches, nbytes)  # seed + 1: never the training stream
+    with autocast(device, tr.precision):
+        m = score_batches(model, batches, nbytes)  # seed + 1: never the training stream
     model.train()
     return m["loss"], m["bits_per_byte"]
 
 
-def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter) -> TrainResult:
-    tr, seed = spec.train, spec.project.seed
-    set_threads(tr.threads)
+def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: Dist | None = None,
+             log_dir: Path | None = None) -> TrainResult:
+    tr, seed, d = spec.train, spec.project.seed, d or Dist()
+    device = pick_device(tr.device)
+    if tr.precision == "fp16" and d.mode == "fsdp":
+        raise LmwrightError("train.precision fp16 with FSDP is not supported (its gradient scaler is not "
+                            "shard-aware); use bf16")
+    set_threads(tr.threads, d.world)
     train = np.load(shards / "train.npy", mmap_mode="r")
     val = np.load(shards / "val.npy", mmap_mode="r")
     check_length(train, tr.seq_len, "train")
@@ -79,77 +115,138 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter) -> T
     cfg = ModelConfig.from_spec(spec, tokenizer.get_vocab_size())
     model = LlamaLM(cfg)
     model.init_weights(seed)
-    model.train()
+    model.activation_checkpointing = tr.activation_checkpointing
+    ckpt = read_latest(work)  # weights go in before sharding; optimizer state after
+    if ckpt is not None:
+        model.load_weights(ckpt.weights)
+    model.to(device).train()
+    fwd = wrap(model, d, device) if d.world > 1 else model
     opt = make_optimizer(model, tr)
+    step_model = torch.compile(fwd) if tr.compile else fwd
+    scaler = torch.amp.GradScaler(device.type, enabled=tr.precision == "fp16")
 
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bpb": []}
     step, elapsed, resumed_from = 0, 0.0, 0
     best = {"loss": math.inf, "step": None, "bad_evals": 0}  # early stopping
-    state = load_latest(work, model, opt)
-    if state is not None:
+    if ckpt is not None:
+        sharded = d.mode == "fsdp" and d.world > 1
+        state = ckpt.restore(None, opt, (lambda states: load_full_optimizer_state(model, opt, states))
+                             if sharded else None)
         step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         resumed_from = step
         reporter.log(f"  pretrain: resumed from checkpoint at step {step} of {tr.max_steps}")
     es = tr.early_stopping
-    micro = tr.batch_size // tr.grad_accum
+    per_rank = tr.batch_size // d.world
+    micro = per_rank // tr.grad_accum
+    writers = MetricWriters(tr.log_to, log_dir, spec.project.name) if d.main else MetricWriters([], None, "")
+
+    def full_weights() -> dict[str, torch.Tensor]:  # a collective under FSDP: every rank calls it
+        return full_state(model, [], d)[0] if d.mode == "fsdp" and d.world > 1 else model.weights()
 
     tokens_per_step = tr.batch_size * tr.seq_len
+    fpt = flops_per_token(cfg, tr.seq_len)
+    peak = tr.peak_tflops * 1e12 if tr.peak_tflops else measured_peak_flops(device, AMP_DTYPES.get(tr.precision))
     task = reporter.task("pretrain", total=tr.max_steps, info="")
     task.advance(step)
     t_start, t_window, tok_window = time.perf_counter(), time.perf_counter(), 0
+    tok_s = mfu = 0.0
     while step < tr.max_steps:
-        lr = lr_at(step, tr)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x, y = random_batch(train, tr.batch_size, tr.seq_len, seed, step)
-        loss_sum = 0.0
-        for i in range(0, tr.batch_size, micro):  # equal micro-batches: their mean is the batch mean
-            loss = lm_loss(model(x[i : i + micro]), y[i : i + micro], tr.label_smoothing) / tr.grad_accum
-            loss.backward()
-            loss_sum += loss.item()
+        scale = lr_scale(step, tr)
+        opt.set_lr(scale)
+        x, y = random_batch(train, tr.batch_size, tr.seq_len, seed, step)  # the global batch; this rank's rows:
+        x, y = x[d.rank * per_rank : (d.rank + 1) * per_rank], y[d.rank * per_rank : (d.rank + 1) * per_rank]
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, per_rank, micro):  # equal micro-batches: their mean is the batch mean
+            last = i + micro >= per_rank
+            with _grad_sync(fwd, model, d, last), autocast(device, tr.precision):
+                logits = step_model(x[i : i + micro].to(device, non_blocking=True))
+                loss = lm_loss(logits, y[i : i + micro].to(device, non_blocking=True), tr.label_smoothing)
+                loss = loss / tr.grad_accum
+            scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        for o in opt:
+            scaler.unscale_(o)  # a no-op unless fp16: clipping sees true gradients
         if tr.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-        opt.step()
+        for o in opt:
+            scaler.step(o)  # fp16: skipped when a gradient overflowed; the scale then shrinks
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         step += 1
-        loss_value = loss_sum
+        loss_value = d.mean(loss_sum.item())
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"training loss became {loss_value} at step {step}; lower train.lr")
+            raise FloatingPointError(f"training loss became {loss_value} at step {step}; lower train.lr"
+                                     + (" or use bf16" if tr.precision == "fp16" else ""))
+        lr = tr.lr * scale
         history["step"].append(step)
         history["loss"].append(loss_value)
         history["lr"].append(lr)
         tok_window += tokens_per_step
         now = time.perf_counter()
-        tok_s = tok_window / max(now - t_window, 1e-9)
-        if now - t_window > 5:
+        if now - t_window > 2 or step == resumed_from + 3:
+            tok_s = tok_window / max(now - t_window, 1e-9)
+            mfu = tok_s * fpt / (peak * d.world)
             t_window, tok_window = now, 0
-        info = f"loss {loss_value:.3f} · {tok_s:,.0f} tok/s"
+        info = f"loss {loss_value:.3f} · lr {lr:.1e} · {tok_s:,.0f} tok/s · MFU {100 * mfu:.1f}%"
+        writers.scalars(step, {"train/loss": loss_value, "train/lr": lr, "train/tokens_per_s": tok_s,
+                               "train/mfu": mfu})
         if step % tr.eval_every == 0 or step == tr.max_steps:
-            vl, vb = validate(model, val, tr, seed, nbytes)
+            vl, vb = validate(model, val, tr, seed, nbytes, device)
             history["val_step"].append(step)
             history["val_loss"].append(vl)
             history["val_bpb"].append(vb)
+            writers.scalars(step, {"val/loss": vl, "val/bits_per_byte": vb})
             info += f" · val {vl:.3f} ({vb:.3f} bpb)"
             reporter.log(f"  pretrain step {step}/{tr.max_steps}: loss {loss_value:.3f}, val loss {vl:.3f}, "
-                         f"val {vb:.3f} bits/byte, {tok_s:,.0f} tok/s, lr {lr:.2e}")
+                         f"val {vb:.3f} bits/byte, {tok_s:,.0f} tok/s, MFU {100 * mfu:.1f}%, lr {lr:.2e}")
             if warning := overfitting(history, tr.eval_every):
                 reporter.log(f"  [yellow]warning[/yellow] at step {step}: {warning}")
             if es.enabled:
                 if vl < best["loss"] - es.min_delta:
                     best = {"loss": vl, "step": step, "bad_evals": 0}
-                    save_best(work, model)
+                    weights = full_weights()
+                    if d.main:
+                        save_best(work, weights)
                 else:
                     best["bad_evals"] += 1
         task.advance(1, info=info)
         stop = es.enabled and best["bad_evals"] >= es.patience
         if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
-            save_checkpoint(work, step, model, opt,
-                            {"history": history, "elapsed": elapsed + time.perf_counter() - t_start, "best": best})
+            state = {"history": history, "elapsed": elapsed + time.perf_counter() - t_start, "best": best,
+                     "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+            if d.mode == "fsdp" and d.world > 1:
+                weights, osds = full_state(model, opt, d)
+                if d.main:
+                    save_checkpoint(work, step, model, opt, state, weights=weights, optim_states=osds)
+            elif d.main:
+                save_checkpoint(work, step, model, opt, state)
+            d.barrier()  # no rank runs ahead of a checkpoint that is still being written
         if stop:
             reporter.log(f"  pretrain: early stop at step {step}: no improvement of {es.min_delta} in validation "
                          f"loss for {es.patience} evaluations; keeping the weights of step {best['step']}")
             break
-    if es.enabled and best["step"] is not None:
-        load_best(work, model)
-    return TrainResult(model=model, history=history, resumed_from=resumed_from, steps=step,
-                       seconds=elapsed + time.perf_counter() - t_start, best_step=best["step"])
+    d.barrier()
+    final = load_best(work) if es.enabled and best["step"] is not None else full_weights()
+    result_model = LlamaLM(cfg)  # the result on the CPU, unsharded, uncompiled (rank 0 holds it under FSDP)
+    if d.main:
+        result_model.load_weights(final)
+    seconds = elapsed + time.perf_counter() - t_start
+    writers.close()
+    return TrainResult(model=result_model.eval(), history=history, resumed_from=resumed_from, steps=step,
+                       seconds=seconds, best_step=best["step"], flops_per_token=fpt, peak_flops=peak,
+                       mfu=(step - resumed_from) * tokens_per_step * fpt / max(seconds - elapsed, 1e-9)
+                       / (peak * d.world))
+
+
+def _grad_sync(fwd, model, d: Dist, sync: bool):
+    """Accumulation across processes: gradients are averaged only after the last micro-batch."""
+    if d.world == 1 or sync:
+        if d.mode == "fsdp" and d.world > 1:
+            model.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
+    if d.mode == "fsdp":
+        model.set_requires_gradient_sync(False)
+        return contextlib.nullcontext()
+    return fwd.no_sync()

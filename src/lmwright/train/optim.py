@@ -1,50 +1,104 @@
-"""Optimizers from `torch.optim` with weight decay on matrices only, and the learning-rate schedules."""
+"""Optimizers from `torch.optim` with weight decay on matrices only, and the learning-rate schedules.
+
+Muon (`torch.optim.Muon`) orthogonalises the update of 2-D matrices only, so `optimizer: muon` pairs it with
+AdamW for the rest (embeddings, the output head, norms, biases): `Optimizers` steps both as one. Every param
+group carries its `peak_lr`; the schedule scales all of them by the same factor each step.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
 
-def make_optimizer(model: torch.nn.Module, tr) -> torch.optim.Optimizer:
-    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()  # tied weights once
+class Optimizers:
+    """Several torch optimizers stepped together, with the optimizer interface the training loop uses."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = list(optimizers)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def __iter__(self) -> Iterator[torch.optim.Optimizer]:
+        return iter(self.optimizers)
+
+    def set_lr(self, scale: float) -> None:
+        for g in self.param_groups:
+            g["lr"] = g["peak_lr"] * scale
+
+
+def _groups(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> list[dict]:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": tr.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "peak_lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "peak_lr": lr}]
+
+
+def make_optimizer(model: torch.nn.Module, tr) -> Optimizers:
+    named = {id(p): (n, p) for n, p in model.named_parameters() if p.requires_grad}.values()  # tied weights once
+    params = [p for _, p in named]
+    if tr.optimizer == "muon":
+        # hidden matrices to Muon; the embedding and output head are lookups/classifiers, not linear maps
+        # between hidden states, and stay with AdamW, as in the Muon paper
+        hidden = [p for n, p in named if p.dim() == 2 and "embed_tokens" not in n and "lm_head" not in n]
+        rest = [p for p in params if all(p is not h for h in hidden)]
+        muon = torch.optim.Muon([{"params": hidden, "peak_lr": tr.muon_lr}], lr=tr.muon_lr,
+                                weight_decay=tr.weight_decay, momentum=tr.muon_momentum, nesterov=True)
+        adamw = torch.optim.AdamW(_groups(rest, tr.lr, tr.weight_decay), lr=tr.lr, betas=(tr.beta1, tr.beta2),
+                                  eps=1e-8)
+        return Optimizers(muon, adamw)
+    groups = _groups(params, tr.lr, tr.weight_decay)
     if tr.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), eps=1e-8)
+        return Optimizers(torch.optim.AdamW(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), eps=1e-8))
     if tr.optimizer == "adam":  # L2 penalty in the gradient, as torch's Adam does it
-        return torch.optim.Adam(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), eps=1e-8)
+        return Optimizers(torch.optim.Adam(groups, lr=tr.lr, betas=(tr.beta1, tr.beta2), eps=1e-8))
     if tr.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=tr.lr, momentum=tr.momentum, nesterov=tr.nesterov and tr.momentum > 0)
+        return Optimizers(torch.optim.SGD(groups, lr=tr.lr, momentum=tr.momentum,
+                                          nesterov=tr.nesterov and tr.momentum > 0))
     if tr.optimizer == "adagrad":
-        return torch.optim.Adagrad(groups, lr=tr.lr)
+        return Optimizers(torch.optim.Adagrad(groups, lr=tr.lr))
     if tr.optimizer == "adadelta":
-        return torch.optim.Adadelta(groups, lr=tr.lr)
+        return Optimizers(torch.optim.Adadelta(groups, lr=tr.lr))
     if tr.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=tr.lr, momentum=tr.momentum)
+        return Optimizers(torch.optim.RMSprop(groups, lr=tr.lr, momentum=tr.momentum))
     raise ValueError(f"unknown optimizer {tr.optimizer!r}")
 
 
-def lr_at(step: int, tr) -> float:
-    """Linear warmup to `lr`, then the schedule down to `lr * min_lr_ratio` at `max_steps`.
+def lr_scale(step: int, tr) -> float:
+    """The schedule as a factor of the peak learning rate: linear warmup to 1, then down to `min_lr_ratio`.
 
-    cosine: half a cosine; linear: a straight line; constant: `lr` throughout; wsd (warmup-stable-decay):
-    `lr` until the last `decay_frac` of the steps, then a straight line to the floor.
+    cosine: half a cosine; linear: a straight line; constant: 1 throughout; wsd (warmup-stable-decay):
+    1 until the last `decay_frac` of the steps, then a straight line to the floor.
     """
     if tr.warmup_steps and step < tr.warmup_steps:
-        return tr.lr * (step + 1) / tr.warmup_steps
-    floor = tr.lr * tr.min_lr_ratio
+        return (step + 1) / tr.warmup_steps
+    floor = tr.min_lr_ratio
     if tr.schedule == "constant":
-        return tr.lr
+        return 1.0
     if tr.schedule == "wsd":
         decay_start = tr.max_steps - max(1, round(tr.decay_frac * tr.max_steps))
         if step < decay_start:
-            return tr.lr
-        return tr.lr + (floor - tr.lr) * min(1.0, (step - decay_start) / max(1, tr.max_steps - decay_start))
+            return 1.0
+        return 1.0 + (floor - 1.0) * min(1.0, (step - decay_start) / max(1, tr.max_steps - decay_start))
     span = max(1, tr.max_steps - tr.warmup_steps)
     progress = min(1.0, (step - tr.warmup_steps) / span)
     if tr.schedule == "linear":
-        return tr.lr + (floor - tr.lr) * progress
-    return floor + (tr.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0 + (floor - 1.0) * progress
+    return floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_at(step: int, tr) -> float:
+    """The learning rate of `train.lr`'s groups at `step`."""
+    return tr.lr * lr_scale(step, tr)
