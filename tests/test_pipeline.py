@@ -29,7 +29,7 @@ def test_full_run_publishes_model_report_and_metrics(tiny_run):
     assert list(out) == STAGES and all(o.status == "done" for o in out.values())
     pub = root / "lmwright-out"
     for f in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
-              "model/generation_config.json", "report.md", "report.html", "training_curve.png", "metrics.json"):
+              "model/generation_config.json", "report.md", "report.html", "training_curve.png", "lr_curve.png", "metrics.json"):
         assert (pub / f).exists(), f
     metrics = json.loads((pub / "metrics.json").read_text())
     for split in ("val", "test"):
@@ -79,7 +79,8 @@ def test_report_has_every_section(tiny_run):
     html = (root / "lmwright-out" / "report.html").read_text()
     for section in ("summary", "data", "splits", "model", "training-curve", "metrics", "samples", "spec"):
         assert f"<section id='{section}'>" in html, section
-    assert "<img src='training_curve.png'" in html and "basic.too_short" in html
+    assert "<img src='training_curve.png'" in html and "<img src='lr_curve.png'" in html
+    assert "basic.too_short" in html and "MFU" in html
     png = (root / "lmwright-out" / "training_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     md = (root / "lmwright-out" / "report.md").read_text()

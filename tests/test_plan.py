@@ -24,19 +24,25 @@ def saved_activation_bytes(model: LlamaLM, batch: int, seq: int, dtype: torch.dt
     """Bytes of the distinct storages autograd saves for backward in one forward, weights excluded."""
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     weights |= {b.untyped_storage().data_ptr() for b in model.buffers()}
-    shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
+    # weight-shaped copies (autocast casts, the concatenated q|k|v and gate|up weights): the plan counts them
+    # as weight copies; the output head's gradient is also vocab x width but is an activation
+    c = model.cfg
+    kv = c.n_kv_heads * c.head_dim
+    copies = {(c.d_model, c.d_model), (c.d_model, kv), (c.d_model, c.ffn_dim), (c.ffn_dim, c.d_model),
+              (c.d_model, c.d_model + 2 * kv), (c.d_model, 2 * c.ffn_dim)}
+    copies |= {(b, a) for a, b in copies}
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         ptr = t.untyped_storage().data_ptr()
-        if ptr not in weights and not (t.dim() == 2 and tuple(t.shape) in shapes):  # autocast's weight copies
+        if ptr not in weights and not (t.dim() == 2 and tuple(t.shape) in copies):
             seen[ptr] = t.untyped_storage().nbytes()
         return t
 
     ids = torch.randint(0, model.cfg.vocab_size, (batch, seq + 1), generator=torch.Generator().manual_seed(0))
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-        lm_loss(model(ids[:, :-1]), ids[:, 1:])
+        model(ids[:, :-1], ids[:, 1:])  # the training path: loss fused with the output projection
     return sum(seen.values())
 
 

@@ -49,7 +49,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous(tmp_path):
     cfg = ModelConfig(vocab_size=40, n_layers=1, d_model=16, n_heads=2, n_kv_heads=1, ffn_dim=32)
     model = LlamaLM(cfg)
     opt = make_optimizer(model, TrainSpec())
-    model(torch.randint(0, 40, (2, 8)), torch.randint(0, 40, (2, 8)))[1].backward()
+    model(torch.randint(0, 40, (2, 8)), torch.randint(0, 40, (2, 8))).backward()
     opt.step()
     save_checkpoint(tmp_path, 1, model, opt, {"history": {}, "elapsed": 1.0})
     saved = {k: v.clone() for k, v in model.state_dict().items()}
@@ -92,7 +92,7 @@ def test_each_optimizer_learns_and_decays_matrices_only(name):
     x = torch.randint(0, 40, (8, 16))
     losses = []
     for _ in range(30):
-        _, loss = model(x[:, :-1], x[:, 1:])
+        loss = model(x[:, :-1], x[:, 1:])
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -165,7 +165,7 @@ def test_a_muon_checkpoint_restores_both_optimizers(tmp_path):
     tr = TrainSpec(optimizer="muon")
     opt = make_optimizer(model, tr)
     x = torch.randint(0, 40, (2, 9))
-    model(x[:, :-1], x[:, 1:])[1].backward()
+    model(x[:, :-1], x[:, 1:]).backward()
     opt.step()
     save_checkpoint(tmp_path, 1, model, opt, {"history": {}, "elapsed": 0.0})
     fresh = LlamaLM(cfg)

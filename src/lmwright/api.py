@@ -36,7 +36,8 @@ def run_workspace(ws: Workspace, until: str | None = None, from_: str | None = N
 
 # what is copied to the output directory: (stage, file or directory in its artifact, name in the output dir)
 PUBLISHED = [("save", ".", "model"), ("card", ".", "dataset_card"), ("report", "report.md", "report.md"), ("report", "report.html", "report.html"),
-             ("report", "training_curve.png", "training_curve.png"), ("evaluate", "metrics.json", "metrics.json"),
+             ("report", "training_curve.png", "training_curve.png"), ("report", "lr_curve.png", "lr_curve.png"),
+             ("evaluate", "metrics.json", "metrics.json"),
              ("evaluate", "samples.json", "samples.json")]
 
 

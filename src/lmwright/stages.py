@@ -330,11 +330,12 @@ def save(ctx: StageContext) -> dict:
                        "save"), spec=("*",), modules=("lmwright.evaluate.report",))
 def report(ctx: StageContext) -> dict:
     """Write report.md and report.html: spec, data counts, model, training curve, metrics, samples."""
-    from lmwright.evaluate.report import Section, render_html, render_markdown, training_curve
+    from lmwright.evaluate.report import Section, lr_curve, render_html, render_markdown, training_curve
 
     s, inp = ctx.spec, ctx.inputs
     history = json.loads((inp["pretrain"].path / "history.json").read_text())
     training_curve(history, ctx.out / "training_curve.png")
+    lr_curve(history, ctx.out / "lr_curve.png")
     data_rows = [["stage", "read", "kept", "removed (by reason)", "quarantined"]]
     for name in ("collect", "clean", "dedup", "split"):
         m = inp[name].summary
@@ -346,11 +347,18 @@ def report(ctx: StageContext) -> dict:
     pt = inp["pretrain"].summary
     model_rows = [["field", "value"], ["architecture", "LlamaForCausalLM"], ["parameters", f"{pt['n_params']:,}"],
                   *[[k, str(v)] for k, v in model_cfg.items()],
-                  ["optimizer", f"{s.train.optimizer}, lr {s.train.lr}, weight decay {s.train.weight_decay} (matrices)"],
+                  ["initialisation", f"{s.model.init} (std {s.model.init_std})"
+                                     + (", zero-init output projections" if s.model.zero_init_output else "")
+                                     + f", seed {s.project.seed}"],
+                  ["optimizer", f"{s.train.optimizer}, lr {s.train.lr}"
+                                + (f" (Muon matrices {s.train.muon_lr})" if s.train.optimizer == "muon" else "")
+                                + f", weight decay {s.train.weight_decay} (matrices)"],
+                  ["precision", f"{pt.get('precision', 'fp32')}, {pt.get('nproc', 1)} process(es)"],
                   ["schedule", f"{s.train.warmup_steps} warmup steps, then {s.train.schedule} to "
                                f"{s.train.min_lr_ratio} x lr"],
                   ["training steps", str(pt["steps"])], ["training tokens", f"{pt['tokens']:,}"],
-                  ["training time", f"{pt['train_seconds']:.0f} s ({pt['tokens_per_s']:,} tokens/s)"]]
+                  ["training time", f"{pt['train_seconds']:.0f} s ({pt['tokens_per_s']:,} tokens/s, "
+                                    f"MFU {100 * pt.get('mfu', 0):.1f}% of a measured matmul)"]]
     ev = inp["evaluate"].summary
     metric_rows = [["split", "loss (nats/token)", "perplexity", "bits per byte", "tokens"]] + [
         [k, f"{ev[k]['loss']:.4f}", f"{ev[k]['perplexity']:.2f}", f"{ev[k]['bits_per_byte']:.4f}",
@@ -368,6 +376,7 @@ def report(ctx: StageContext) -> dict:
                      f"{inp['tokenizer'].summary['bytes_per_token']} bytes per token on train text."),
         Section("Model", table=model_rows),
         Section("Training curve", image="training_curve.png"),
+        Section("Learning rate", image="lr_curve.png"),
         Section("Metrics", table=metric_rows),
         Section("Samples", text=f"Continuations of fixed prompts (temperature {s.eval.temperature}).",
                 items=[(x["prompt"], x["completion"]) for x in samples]),
@@ -376,4 +385,4 @@ def report(ctx: StageContext) -> dict:
     title = f"lmwright report: {s.project.name}"
     (ctx.out / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
     (ctx.out / "report.html").write_text(render_html(title, sections), encoding="utf-8")
-    return {"headline": "report.md, report.html, training_curve.png"}
+    return {"headline": "report.md, report.html, training_curve.png, lr_curve.png"}

@@ -45,6 +45,19 @@ def training_curve(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def lr_curve(history: dict, path: Path) -> None:
+    """The learning rate actually used at each step (warmup, then the schedule)."""
+    fig, ax = plt.subplots(figsize=(7, 2.6), dpi=110)
+    ax.plot(history["step"], history["lr"], lw=1.4, color="tab:purple")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def render_markdown(title: str, sections: list[Section]) -> str:
     out = [f"# {title}", ""]
     for s in sections:

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lmwright.model.config import ModelConfig
+from lmwright.model.fused_ce import linear_cross_entropy
 
 
 class RMSNorm(nn.Module):
@@ -25,6 +26,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused kernel; the same maths as below
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
@@ -62,17 +65,20 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.hd)
-        k = self.k_proj(x).view(b, t, self.n_kv, self.hd)
+        # one matmul for q, k and v (a wider GEMM runs faster than three narrow ones); weights stay separate
+        # parameters so names and checkpoints match Hugging Face's
+        qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                       torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+                       if self.q_proj.bias is not None else None)
+        q, k, v = qkv.split([self.n_heads * self.hd, self.n_kv * self.hd, self.n_kv * self.hd], dim=-1)
+        q, k, v = q.view(b, t, self.n_heads, self.hd), k.view(b, t, self.n_kv, self.hd), v.view(b, t, self.n_kv, self.hd)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if self.n_kv != self.n_heads:  # grouped-query: each kv head serves n_heads / n_kv query heads
-            rep = self.n_heads // self.n_kv
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        # grouped-query: each kv head serves n_heads / n_kv query heads, without copying k and v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_heads,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -88,7 +94,9 @@ class MLP(nn.Module):
         self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        bias = torch.cat([self.gate_proj.bias, self.up_proj.bias]) if self.gate_proj.bias is not None else None
+        gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]), bias).chunk(2, dim=-1)
+        return self.down_proj(self.act(gate) * up)
 
 
 class Block(nn.Module):
@@ -115,7 +123,9 @@ class Decoder(nn.Module):
 
 
 class LlamaLM(nn.Module):
-    """`forward(ids)` returns logits (batch, time, vocab); with `targets`, also the mean cross-entropy."""
+    """`forward(ids)` returns logits (batch, time, vocab); `forward(ids, targets)` returns only the mean
+    cross-entropy (targets of -100 ignored), computed fused with the output projection so the full logits are
+    never materialised (`fused_ce.py`)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -161,7 +171,8 @@ class LlamaLM(nn.Module):
                 if residual and cfg.zero_init_output:
                     p.zero_()
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
+                label_smoothing: float = 0.0) -> torch.Tensor:
         t = ids.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
@@ -172,11 +183,14 @@ class LlamaLM(nn.Module):
                 x = checkpoint(block, x, cos, sin, use_reentrant=False)
             else:
                 x = block(x, cos, sin)
-        logits = self.lm_head(self.model.norm(x))
+        h = self.model.norm(x)
         if targets is None:
-            return logits
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        return logits, loss
+            return self.lm_head(h)
+        if torch.is_autocast_enabled(h.device.type):  # the fused op runs outside autocast: cast as it would
+            h = h.to(torch.get_autocast_dtype(h.device.type))
+            with torch.autocast(h.device.type, enabled=False):
+                return linear_cross_entropy(h, self.lm_head.weight.to(h.dtype), targets, label_smoothing)
+        return linear_cross_entropy(h, self.lm_head.weight, targets, label_smoothing)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -47,32 +47,34 @@ def activation_bytes(cfg: ModelConfig, batch: int, seq_len: int, precision: str 
     """Bytes autograd keeps for backward after one forward pass, and the peak during backward (no dropout).
 
     Counted from this implementation, per layer and token. fp32: each RMSNorm keeps its input, 1/rms, its
-    output and the flattened copy its Linear consumers keep (3d + 1, twice); attention keeps the rotated q,
-    the (repeated) k and v and its output (4d), a log-sum-exp per head, and o_proj's input (d) — RoPE keeps
-    nothing per token, its tables are constants; the gated MLP keeps gate, up, act(gate) and their product
-    (4f). Under bf16/fp16 autocast the residual stream, norms and log-sum-exp stay fp32 (4d + 2 + heads)
-    while each Linear keeps its own low-precision copy of its input and outputs are low precision (9d + 4f).
-    After the layers: the final norm and the fp32 log-softmax over the vocabulary, and the token ids and
-    targets (int64). With checkpointing only each block's fp32 input is kept; backward recomputes one block
-    at a time, so the peak adds one block's activations.
+    output and the flattened input of the matmul after it (3d + 1, twice); attention keeps the fused q|k|v
+    output (d + 2kv), the rotated q and k, its output (which o_proj reads as a view) and a log-sum-exp per
+    head — RoPE keeps nothing per token, its tables are constants; the gated MLP keeps the fused gate|up output (2f),
+    act(gate) and the product (4f). Under bf16/fp16 autocast the residual stream, norms and log-sum-exp stay
+    fp32 (4d + 2 + heads) and the rest is low precision (5d + 3kv + 4f). The loss, fused with the output
+    projection, keeps the final norm's tensors and the gradients it formed in forward: one per token for the
+    hidden state and one vocabulary x width for the head. Plus the int64 token ids. With checkpointing only
+    each block's fp32 input is kept; backward recomputes one block at a time, so the peak adds one block.
     """
     d, f, h = cfg.d_model, cfg.ffn_dim, cfg.n_heads
     kv = cfg.n_kv_heads * cfg.head_dim
     tokens = batch * seq_len
     if precision == "fp32":
-        layer = 4 * (10 * d + h + 2 + 4 * f)
-        head = 4 * (3 * d + 1 + cfg.vocab_size)
+        layer = 4 * (9 * d + 3 * kv + h + 2 + 4 * f)
+        head = 4 * (3 * d + 1)
+        fixed = 4 * cfg.vocab_size * d
     else:
         low = PRECISION_BYTES[precision]
-        layer = 4 * (4 * d + h + 2) + low * (9 * d + 4 * f)
-        head = 4 * (2 * d + 1 + cfg.vocab_size) + low * d
-    if cfg.qk_norm:  # each norm keeps its input, output and 1/rms per head
-        layer += 4 * (2 * d + 2 * kv + h + cfg.n_kv_heads)
-    ids = 16  # int64 inputs and targets
+        layer = 4 * (4 * d + h + 2) + low * (5 * d + 3 * kv + 4 * f)
+        head = 4 * (2 * d + 1) + low * d
+        fixed = low * cfg.vocab_size * d
+    if cfg.qk_norm:  # each norm keeps its output and 1/rms per head (its input is the q|k|v output)
+        layer += 4 * (d + kv + h + cfg.n_kv_heads)
+    ids = 8  # int64 token ids, kept by the embedding's backward
     if checkpointing:
-        saved = tokens * (cfg.n_layers * 4 * d + head + ids)
+        saved = tokens * (cfg.n_layers * 4 * d + head + ids) + fixed
         return saved, saved + tokens * layer
-    saved = tokens * (cfg.n_layers * layer + head + ids)
+    saved = tokens * (cfg.n_layers * layer + head + ids) + fixed
     return saved, saved
 
 
@@ -106,7 +108,12 @@ def plan(cfg: ModelConfig, batch: int, seq_len: int, precision: str = "fp32", op
     if optimizer == "muon":  # Muon keeps one momentum buffer per matrix, AdamW two for the rest
         hidden = matmul_params(cfg) - cfg.vocab_size * cfg.d_model
         opt = 4 * (hidden + 2 * (n - hidden))
-    copies = low * matmul_params(cfg) if precision != "fp32" else 0  # autocast's cached weight casts
+    # the concatenated q|k|v and gate|up weights each layer builds for its fused matmuls, and under autocast
+    # the low-precision casts of every matmul weight
+    d, kv = cfg.d_model, cfg.n_kv_heads * cfg.head_dim
+    copies = low * cfg.n_layers * (d * (d + 2 * kv) + 2 * d * cfg.ffn_dim)
+    if precision != "fp32":
+        copies += low * matmul_params(cfg)
     _, act = activation_bytes(cfg, batch, seq_len, precision, checkpointing)
     total = weights + grads + opt + copies + act
     limit = None

@@ -161,8 +161,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         for i in range(0, per_rank, micro):  # equal micro-batches: their mean is the batch mean
             last = i + micro >= per_rank
             with _grad_sync(fwd, model, d, last), autocast(device, tr.precision):
-                logits = step_model(x[i : i + micro].to(device, non_blocking=True))
-                loss = lm_loss(logits, y[i : i + micro].to(device, non_blocking=True), tr.label_smoothing)
+                loss = step_model(x[i : i + micro].to(device, non_blocking=True),
+                                  y[i : i + micro].to(device, non_blocking=True), tr.label_smoothing)
                 loss = loss / tr.grad_accum
             scaler.scale(loss).backward()
             loss_sum += loss.detach()

@@ -1,0 +1,60 @@
+"""Cross-entropy fused with the output projection, computed in row chunks, gradients formed in forward.
+
+The usual path materialises the (tokens x vocab) logits, a log-softmax of the same size, and in backward a
+zero-filled one-hot and a softmax gradient: four passes over the largest tensors of a small model's step. Here
+each chunk of hidden states is projected, its log-sum-exp and loss taken, and the logits buffer turned in
+place into d(loss)/d(logits) = softmax - target distribution; the gradients for the hidden states and the
+output weight follow by two matmuls while the chunk is hot. Backward only scales what forward stored. The
+full logits are never held, so memory falls by 2 x tokens x vocab floats as well.
+
+It is the same maths as `F.cross_entropy(h @ W.T, targets, label_smoothing=eps)` (mean over targets that
+are not -100); `tests/test_model.py` checks loss and gradients against it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, smoothing: float,
+                chunk: int) -> torch.Tensor:
+        n, vocab = h.shape[0], weight.shape[0]
+        valid = targets != -100
+        count = valid.sum().clamp(min=1)
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros_like(weight, dtype=torch.float32)
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for s in range(0, n, chunk):
+            hc, tc, vc = h[s : s + chunk], targets[s : s + chunk], valid[s : s + chunk]
+            logits = (hc @ weight.t()).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            safe_t = tc.clamp(min=0)
+            picked = logits.gather(1, safe_t[:, None]).squeeze(1)
+            loss = lse - picked
+            if smoothing > 0:
+                loss = (1 - smoothing) * loss + smoothing * (lse - logits.mean(dim=-1))
+            total += (loss * vc).sum()
+            # logits -> softmax - target distribution, in place, then masked and scaled by 1/count
+            logits.sub_(lse[:, None]).exp_()
+            if smoothing > 0:
+                logits.sub_(smoothing / vocab)
+            logits.scatter_add_(1, safe_t[:, None], torch.full_like(lse[:, None], -(1 - smoothing)))
+            logits.mul_((vc.float() / count)[:, None])
+            g = logits.to(h.dtype)
+            grad_h[s : s + chunk] = g @ weight
+            grad_w.addmm_(g.t().float(), hc.float()) if h.dtype != torch.float32 else grad_w.addmm_(g.t(), hc)
+        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_out, grad_w * grad_out, None, None, None
+
+
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0,
+                         chunk: int = 1024) -> torch.Tensor:
+    """Mean cross-entropy of `h @ weight.T` against `targets` (-100 = ignored), without the full logits."""
+    return LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), smoothing, chunk)
