@@ -16,7 +16,7 @@ from lmwright.train.optim import lr_at, make_optimizer
 
 
 def test_warmup_then_cosine_to_floor():
-    tr = TrainSpec(max_steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    tr = TrainSpec(max_steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1, schedule="cosine")
     assert lr_at(0, tr) == pytest.approx(0.1) and lr_at(9, tr) == pytest.approx(1.0)
     assert lr_at(10, tr) == pytest.approx(1.0) and lr_at(55, tr) == pytest.approx(0.55)
     assert lr_at(100, tr) == pytest.approx(0.1)
@@ -39,7 +39,7 @@ def test_windows_score_every_token_once():
 
 def test_weight_decay_on_matrices_only():
     model = LlamaLM(ModelConfig(vocab_size=40, n_layers=1, d_model=16, n_heads=2, n_kv_heads=1, ffn_dim=32))
-    decay, no_decay = make_optimizer(model, TrainSpec()).param_groups
+    decay, no_decay = make_optimizer(model, TrainSpec(optimizer="adamw")).param_groups
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert no_decay["weight_decay"] == 0 and decay["weight_decay"] == TrainSpec().weight_decay
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))  # tied counted once
@@ -149,7 +149,7 @@ def test_muon_takes_hidden_matrices_and_adamw_the_rest():
     model = LlamaLM(cfg)
     opt = make_optimizer(model, TrainSpec(optimizer="muon", muon_lr=0.02, lr=0.003))
     muon, adamw = opt.optimizers
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)  # lmwright.Muon subclasses it
     names = {id(p): n for n, p in model.named_parameters()}
     in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
     assert in_muon == {n for n, p in model.named_parameters() if p.dim() == 2 and n.startswith("model.layers")}
@@ -175,3 +175,24 @@ def test_a_muon_checkpoint_restores_both_optimizers(tmp_path):
         sa, sb = a.state_dict()["state"], b.state_dict()["state"]
         assert sa.keys() == sb.keys() and sa
         assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i] if isinstance(sa[i][k], torch.Tensor))
+
+
+def test_cpu_muon_matches_torch_muon():
+    """lmwright's Muon runs Newton-Schulz in fp32 on CPU; torch's in bf16. Same update up to bf16 rounding."""
+    from lmwright.train.optim import Muon
+
+    g = torch.Generator().manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(24, 40, generator=g)), torch.nn.Parameter(torch.randn(40, 24, generator=g))]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    ref, ours = torch.optim.Muon(ps, lr=0.02), Muon(qs, lr=0.02)
+    start = [p.detach().clone() for p in ps]
+    for _ in range(3):
+        for p, q in zip(ps, qs, strict=True):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        ref.step()
+        ours.step()
+    for p, q, s in zip(ps, qs, start, strict=True):
+        moved = (p - s).norm()
+        assert (p - q).norm() / moved < 0.02  # bf16 vs fp32 orthogonalisation
+    assert ref.state_dict()["state"].keys() == ours.state_dict()["state"].keys()

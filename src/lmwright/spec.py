@@ -323,15 +323,16 @@ class TrainSpec(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     seq_len: int = Field(256, ge=8)
-    optimizer: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "muon"] = "adamw"
+    # muon: Muon for the hidden matrices, AdamW (at `lr`) for embeddings, head and norms; see RESULTS.md
+    optimizer: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "rmsprop", "muon"] = "muon"
     lr: float = Field(3e-3, gt=0)
     muon_lr: float = Field(0.02, gt=0)  # muon: the hidden matrices' peak lr (the rest use lr with AdamW)
     muon_momentum: float = Field(0.95, ge=0, lt=1)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
     nesterov: bool = False  # sgd
-    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"  # after warmup
-    decay_frac: float = Field(0.2, gt=0, le=1)  # wsd: the share of steps spent decaying at the end
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = "wsd"  # after warmup
+    decay_frac: float = Field(0.3, gt=0, le=1)  # wsd: the share of steps spent decaying at the end
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
     warmup_steps: int = Field(30, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)

@@ -125,7 +125,9 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     step_model = torch.compile(fwd) if tr.compile else fwd
     scaler = torch.amp.GradScaler(device.type, enabled=tr.precision == "fp16")
 
-    history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bpb": []}
+    # val_seconds: training time (validation excluded) at each validation, for time-to-loss comparisons
+    history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bpb": [],
+                     "val_seconds": []}
     step, elapsed, resumed_from = 0, 0.0, 0
     best = {"loss": math.inf, "step": None, "bad_evals": 0}  # early stopping
     if ckpt is not None:
@@ -151,6 +153,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     task = reporter.task("pretrain", total=tr.max_steps, info="")
     task.advance(step)
     t_start, t_window, tok_window = time.perf_counter(), time.perf_counter(), 0
+    val_time = 0.0  # spent validating in this process, kept out of val_seconds
     tok_s = mfu = 0.0
     while step < tr.max_steps:
         scale = lr_scale(step, tr)
@@ -193,7 +196,10 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         writers.scalars(step, {"train/loss": loss_value, "train/lr": lr, "train/tokens_per_s": tok_s,
                                "train/mfu": mfu})
         if step % tr.eval_every == 0 or step == tr.max_steps:
+            t_val = time.perf_counter()
+            history.setdefault("val_seconds", []).append(elapsed + t_val - t_start - val_time)
             vl, vb = validate(model, val, tr, seed, nbytes, device)
+            val_time += time.perf_counter() - t_val
             history["val_step"].append(step)
             history["val_loss"].append(vl)
             history["val_bpb"].append(vb)
