@@ -148,7 +148,8 @@ def main() -> None:
         "lmwright_recipe": {"optimizer": spec.train.optimizer, "schedule": spec.train.schedule,
                             "activation": spec.model.activation, "tie_embeddings": spec.model.tie_embeddings,
                             "qk_norm": spec.model.qk_norm, "steps": r.steps},
-        "lmwright_tokens_per_s": round(r.steps * spec.train.batch_size * spec.train.seq_len / r.seconds),
+        # the last validation is at the last step: its time is the whole run's training time
+        "lmwright_tokens_per_s": round(r.steps * spec.train.batch_size * spec.train.seq_len / ours_curve[-1][0]),
         "lmwright_final_val_loss": round(r.history["val_loss"][-1], 4),
         "lmwright_time_to_target_s": None if t_ours is None else round(t_ours, 1),
         "params": r.model.n_params(),

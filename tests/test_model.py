@@ -69,6 +69,9 @@ def test_loss_matches_cross_entropy_and_gradients_flow():
     model.init_weights(0)
     ids = torch.randint(0, 50, (2, 16))
     loss = model(ids[:, :-1], ids[:, 1:])  # fused with the output projection
+    model.fused_loss = False  # the plain path, used under torch.compile
+    assert torch.allclose(model(ids[:, :-1], ids[:, 1:]), loss, atol=1e-6)
+    model.fused_loss = True
     logits = model(ids[:, :-1])
     ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 50), ids[:, 1:].reshape(-1))
     assert torch.allclose(loss, ref, atol=1e-6)
@@ -122,3 +125,14 @@ def test_fused_linear_cross_entropy_equals_the_reference(smoothing):
     (2 * out).backward()
     assert torch.allclose(out, ref, atol=1e-6)
     assert torch.allclose(h.grad, 2 * gh, atol=1e-6) and torch.allclose(w.grad, 2 * gw, atol=1e-6)
+
+
+def test_rope_without_concatenation_equals_rotate_half_and_its_gradient_checks():
+    from lmwright.model.llama import _rotate_half, apply_rope
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    half = torch.randn(8, 8, dtype=torch.float64, generator=g)
+    cos, sin = torch.cat([half.cos()] * 2, -1), torch.cat([half.sin()] * 2, -1)
+    assert torch.allclose(apply_rope(x, cos, sin), x * cos + _rotate_half(x) * sin, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: apply_rope(t, cos, sin), (x,))

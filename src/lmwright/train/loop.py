@@ -116,6 +116,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     model = LlamaLM(cfg)
     model.init_weights(seed)
     model.activation_checkpointing = tr.activation_checkpointing
+    model.fused_loss = not tr.compile  # compiled, inductor fuses the plain loss better than it traces ours
     ckpt = read_latest(work)  # weights go in before sharding; optimizer state after
     if ckpt is not None:
         model.load_weights(ckpt.weights)
