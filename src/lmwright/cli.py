@@ -309,7 +309,7 @@ def model_plan(
     t.add_row("training FLOPs per token", f"{p.flops_per_token:,.0f}")
     t.add_row("training FLOPs per step", f"{p.flops_per_step:.3e}")
     for label, v in [("weights (fp32)", p.weights_bytes), ("gradients", p.grads_bytes),
-                     ("optimizer state", p.optimizer_bytes), ("autocast weight copies", p.weight_copies_bytes),
+                     ("optimizer state", p.optimizer_bytes), ("weight copies (fused matmuls, autocast)", p.weight_copies_bytes),
                      ("activations", p.activations_bytes), ("total", p.total_bytes)]:
         t.add_row(label, f"{v / GIB:,.3f} GiB")
     if p.fits is not None:
