@@ -264,6 +264,41 @@ def train(
     _stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
 
 
+@app.command()
+def tune(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Search hyper-parameters (tune.space) on the validation split with Optuna; resumable, parallel."""
+    from lmwright.core.store import Store
+    from lmwright.train.hpo import run_study, write_outputs
+
+    ws = Workspace.open(dir, set_ or [])
+    reporter = Reporter(err, quiet=quiet or json_)
+    outcomes = api.run_workspace(ws, until="tokenize", reporter=reporter)
+    t = ws.spec.tune
+    if not (quiet or json_):
+        err.print(f"tune: {t.trials} trials, {t.sampler} sampler, {t.pruner} pruning, {t.parallel} process(es), "
+                  f"minimising {t.metric} over {', '.join(t.space)}")
+    study, name, resumed = run_study(ws.spec, ws.store_url, outcomes["tokenize"].path, outcomes["tokenizer"].path,
+                                     outcomes["tokenize"].digest, reporter)
+    out_dir = ws.out_dir / "tune"
+    res = {"study": name, "resumed_trials": resumed, **write_outputs(study, ws.spec, out_dir),
+           "outputs": str(out_dir)}
+    Store(ws.store_url).audit("tune", study=name, trials=res["trials"], best_value=res["best_value"],
+                              best_params=res["best_params"])
+    if json_:
+        out.print_json(json.dumps(res))
+        return
+    table = Table(title=f"study {name}: {res['complete']} complete, {res['pruned']} pruned, {res['fail']} failed")
+    for col in ["#", "state", *t.space, t.metric]:
+        table.add_column(col)
+    for tr in study.trials:
+        table.add_row(str(tr.number), tr.state.name.lower(), *[f"{tr.params.get(k, '')!s:.8}" for k in t.space],
+                      "" if tr.value is None else f"{tr.value:.4f}")
+    out.print(table)
+    err.print(f"best {t.metric} {res['best_value']:.4f} with {res['best_params']}\n"
+              f"  overlay: {out_dir / 'best.yaml'}\n  importances: {res['importances']}\n"
+              f"  plots: {out_dir}")
+
+
 model_app = typer.Typer(no_args_is_help=True, help="Model design tools.")
 app.add_typer(model_app, name="model")
 

@@ -373,6 +373,40 @@ class EvalSpec(Section):
     top_k: int | None = Field(None, ge=1)
 
 
+class TuneParam(Section):
+    """One search dimension: a range (`low`, `high`, optional `log` or `step`) or a list of `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> TuneParam:
+        if self.choices is None and (self.low is None or self.high is None):
+            raise ValueError("give either choices: [...] or low and high")
+        if self.choices is None and self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        return self
+
+
+def _default_space() -> dict[str, TuneParam]:
+    return {"train.lr": TuneParam(low=1e-3, high=1e-2, log=True),
+            "train.muon_lr": TuneParam(low=0.005, high=0.05, log=True),
+            "train.warmup_steps": TuneParam(low=0, high=100, step=10)}
+
+
+class TuneSpec(Section):
+    trials: int = Field(12, ge=1)  # completed + pruned trials in the study
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"  # stops poor trials from their validation losses
+    parallel: int = Field(1, ge=1)  # processes running trials at once, sharing the study in the metadata store
+    metric: Literal["val_bpb", "val_loss"] = "val_bpb"  # minimised; never the test split
+    trial_overrides: list[str] = Field(default_factory=lambda: ["train.max_steps=200", "train.eval_every=50"])
+    space: dict[str, TuneParam] = Field(default_factory=_default_space)  # spec field -> range or choices
+
+
 class Spec(Section):
     version: Literal[1] = 1
     project: ProjectSpec = Field(default_factory=ProjectSpec)
@@ -382,6 +416,7 @@ class Spec(Section):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
 
     @model_validator(mode="after")
     def _context_fits(self) -> Spec:

@@ -98,7 +98,9 @@ def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tenso
 
 
 def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: Dist | None = None,
-             log_dir: Path | None = None) -> TrainResult:
+             log_dir: Path | None = None, on_validation=None) -> TrainResult:
+    """`on_validation(step, val_loss, val_bpb)` is called after each validation; returning True stops the run
+    there (hyper-parameter search prunes poor trials this way)."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
     device = pick_device(tr.device)
     if tr.precision == "fp16" and d.mode == "fsdp":
@@ -218,6 +220,9 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
                         save_best(work, weights)
                 else:
                     best["bad_evals"] += 1
+            if on_validation is not None and on_validation(step, vl, vb):
+                reporter.log(f"  pretrain: stopped at step {step} by the caller (pruned)")
+                break
         task.advance(1, info=info)
         stop = es.enabled and best["bad_evals"] >= es.patience
         if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
