@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from lmwright.cli import app
 from lmwright.model.config import ModelConfig
+from lmwright.model.fused_ce import lm_loss
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import activation_bytes, flops_per_token, plan
 from lmwright.spec import TrainSpec
-from lmwright.train.loop import lm_loss
 from lmwright.train.optim import make_optimizer
 
 CFG = dict(vocab_size=512, n_layers=3, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=160, max_seq_len=64)

@@ -27,8 +27,8 @@ def test_k_micro_batches_equal_one_big_batch(tiny_copy):
 
 def test_accumulated_gradients_equal_the_big_batch_gradient():
     from lmwright.model.config import ModelConfig
+    from lmwright.model.fused_ce import lm_loss
     from lmwright.model.llama import LlamaLM
-    from lmwright.train.loop import lm_loss
 
     model = LlamaLM(ModelConfig(vocab_size=50, n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, ffn_dim=64))
     model.init_weights(0)

@@ -63,7 +63,9 @@ def test_pruning_stops_poor_trials_from_their_validation_losses(tiny_copy, prune
 
 
 def test_parallel_processes_share_one_study(tiny_copy):
-    res = _tune(tiny_copy, "--set", "tune.parallel=2", "--set", "tune.trials=6", "--set", "tune.pruner=none")
+    # trials long enough (a few seconds in all) that the second process is up before the first has run them all
+    res = _tune(tiny_copy, "--set", "tune.parallel=2", "--set", "tune.trials=6", "--set", "tune.pruner=none",
+                "--set", "tune.trial_overrides=[train.max_steps=64, train.eval_every=32]")
     study = _study(tiny_copy, res["study"])
     counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(counted) >= 6

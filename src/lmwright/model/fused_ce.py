@@ -1,4 +1,6 @@
-"""Cross-entropy fused with the output projection, computed in row chunks, gradients formed in forward.
+"""The language-modelling loss: plain (`lm_loss`, over logits) and fused with the output projection.
+
+The fused form computes cross-entropy in row chunks, with the gradients formed in forward.
 
 The usual path materialises the (tokens x vocab) logits, a log-softmax of the same size, and in backward a
 zero-filled one-hot and a softmax gradient: four passes over the largest tensors of a small model's step. Here
@@ -14,6 +16,12 @@ are not -100); `tests/test_model.py` checks loss and gradients against it.
 from __future__ import annotations
 
 import torch
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of logits (..., vocab) against targets (-100 = ignored), computed in fp32."""
+    return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                                             ignore_index=-100, label_smoothing=label_smoothing)
 
 
 class LinearCrossEntropy(torch.autograd.Function):

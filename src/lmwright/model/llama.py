@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lmwright.model.config import ModelConfig
-from lmwright.model.fused_ce import linear_cross_entropy
+from lmwright.model.fused_ce import linear_cross_entropy, lm_loss
 
 
 class RMSNorm(nn.Module):
@@ -221,9 +221,7 @@ class LlamaLM(nn.Module):
         if targets is None:
             return self.lm_head(h)
         if not self.fused_loss:
-            logits = self.lm_head(h).float()
-            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100,
-                                   label_smoothing=label_smoothing)
+            return lm_loss(self.lm_head(h), targets, label_smoothing)
         if torch.is_autocast_enabled(h.device.type):  # the fused op runs outside autocast: cast as it would
             h = h.to(torch.get_autocast_dtype(h.device.type))
             with torch.autocast(h.device.type, enabled=False):

@@ -36,6 +36,11 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP across processes: parameters, and so weights and optimizer state, are split between ranks."""
+        return self.mode == "fsdp" and self.world > 1
+
     def mean(self, value: float) -> float:
         if self.world == 1:
             return value

@@ -47,11 +47,6 @@ class TrainResult:
     mfu: float = 0.0  # model FLOPs utilisation over this run's steps
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                                             ignore_index=-100, label_smoothing=label_smoothing)
-
-
 def overfitting(history: dict, window: int) -> str | None:
     """A warning when validation loss rose at the last evaluation while training loss fell."""
     if len(history["val_loss"]) < 2 or len(history["loss"]) < 2 * window:
@@ -84,7 +79,7 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def autocast(device: torch.device, precision: str):
     """Mixed precision: matmuls in bf16/fp16, the weights (and so the optimizer) stay fp32."""
     dtype = AMP_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None) if dtype else contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tensor,
@@ -134,9 +129,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     step, elapsed, resumed_from = 0, 0.0, 0
     best = {"loss": math.inf, "step": None, "bad_evals": 0}  # early stopping
     if ckpt is not None:
-        sharded = d.mode == "fsdp" and d.world > 1
         state = ckpt.restore(None, opt, (lambda states: load_full_optimizer_state(model, opt, states))
-                             if sharded else None)
+                             if d.sharded else None)
         step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -148,7 +142,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     writers = MetricWriters(tr.log_to, log_dir, spec.project.name) if d.main else MetricWriters([], None, "")
 
     def full_weights() -> dict[str, torch.Tensor]:  # a collective under FSDP: every rank calls it
-        return full_state(model, [], d)[0] if d.mode == "fsdp" and d.world > 1 else model.weights()
+        return full_state(model, [], d)[0] if d.sharded else model.weights()
 
     tokens_per_step = tr.batch_size * tr.seq_len
     fpt = flops_per_token(cfg, tr.seq_len)
@@ -200,7 +194,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
                                "train/mfu": mfu})
         if step % tr.eval_every == 0 or step == tr.max_steps:
             t_val = time.perf_counter()
-            history.setdefault("val_seconds", []).append(elapsed + t_val - t_start - val_time)
+            history["val_seconds"].append(elapsed + t_val - t_start - val_time)
             vl, vb = validate(model, val, tr, seed, nbytes, device)
             val_time += time.perf_counter() - t_val
             history["val_step"].append(step)
@@ -228,7 +222,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
             state = {"history": history, "elapsed": elapsed + time.perf_counter() - t_start, "best": best,
                      "scaler": scaler.state_dict() if scaler.is_enabled() else None}
-            if d.mode == "fsdp" and d.world > 1:
+            if d.sharded:
                 weights, osds = full_state(model, opt, d)
                 if d.main:
                     save_checkpoint(work, step, model, opt, state, weights=weights, optim_states=osds)
@@ -254,11 +248,9 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
 
 def _grad_sync(fwd, model, d: Dist, sync: bool):
     """Accumulation across processes: gradients are averaged only after the last micro-batch."""
-    if d.world == 1 or sync:
-        if d.mode == "fsdp" and d.world > 1:
-            model.set_requires_gradient_sync(True)
+    if d.sharded:
+        model.set_requires_gradient_sync(sync)
         return contextlib.nullcontext()
-    if d.mode == "fsdp":
-        model.set_requires_gradient_sync(False)
+    if d.world == 1 or sync:
         return contextlib.nullcontext()
     return fwd.no_sync()
