@@ -21,7 +21,10 @@ TINY = {
     "model": {"n_layers": 2, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 64},
     "train": {"max_steps": 24, "batch_size": 4, "seq_len": 32, "lr": 0.01, "warmup_steps": 2, "eval_every": 8,
               "eval_batches": 2, "checkpoint_every": 8, "threads": 1},
-    "eval": {"prompts": ["The json module"], "max_new_tokens": 8},
+    "eval": {"prompts": ["The json module"], "max_new_tokens": 8, "bootstrap": 100,
+             "continuation": {"docs": 16, "prompt_tokens": 8, "new_tokens": 4}},
+    "risk": {"canaries": {"repeats": [1, 8], "candidates": 50}, "verbatim": {"docs": 8, "prompt_tokens": 8,
+                                                                            "new_tokens": 4}, "samples": 4},
 }
 
 

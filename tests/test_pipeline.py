@@ -17,7 +17,7 @@ from lmwright.errors import LmwrightError
 from tests.conftest import quiet
 
 STAGES = ["collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize", "pretrain", "evaluate", "save",
-          "report"]
+          "test", "report"]
 
 
 def test_stage_order():
@@ -29,9 +29,10 @@ def test_full_run_publishes_model_report_and_metrics(tiny_run):
     assert list(out) == STAGES and all(o.status == "done" for o in out.values())
     pub = root / "lmwright-out"
     for f in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
-              "model/generation_config.json", "report.md", "report.html", "training_curve.png", "lr_curve.png", "metrics.json"):
+              "model/generation_config.json", "report.md", "report.html", "training_curve.png", "lr_curve.png", "metrics.json",
+              "test_metrics.json", "risk.json", "requirements.json"):
         assert (pub / f).exists(), f
-    metrics = json.loads((pub / "metrics.json").read_text())
+    metrics = {**json.loads((pub / "metrics.json").read_text()), **json.loads((pub / "test_metrics.json").read_text())}
     for split in ("val", "test"):
         m = metrics[split]
         assert m["bits_per_byte"] > 0 and m["perplexity"] == pytest.approx(2.718281828 ** m["loss"], rel=1e-6)
@@ -49,9 +50,9 @@ def test_second_run_is_all_cached_and_fast(tiny_copy):
 
 def test_changing_max_steps_reruns_pretrain_and_after_only(tiny_copy):
     ws = Workspace.open(tiny_copy, ["train.max_steps=16"])
-    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 7 + ["stale"] * 4
+    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 7 + ["stale"] * 5
     out = lmwright.run(tiny_copy, ["train.max_steps=16"], reporter=quiet())
-    assert [o.status for o in out.values()] == ["cached"] * 7 + ["done"] * 4
+    assert [o.status for o in out.values()] == ["cached"] * 7 + ["done"] * 5
     assert out["pretrain"].summary["steps"] == 16
 
 
@@ -59,7 +60,7 @@ def test_until_from_and_force(tiny_copy):
     out = lmwright.run(tiny_copy, until="split", reporter=quiet())
     assert list(out) == ["collect", "clean", "dedup", "split"] and all(o.status == "cached" for o in out.values())
     out = lmwright.run(tiny_copy, from_="evaluate", reporter=quiet())
-    assert [n for n, o in out.items() if o.status == "done"] == ["evaluate", "save", "report"]
+    assert [n for n, o in out.items() if o.status == "done"] == ["evaluate", "save", "test", "report"]
     out = lmwright.run(tiny_copy, force=("dedup",), reporter=quiet())
     assert [n for n, o in out.items() if o.status == "done"] == ["dedup"]  # same content: downstream stays cached
     with pytest.raises(LmwrightError, match="no such stage"):
@@ -106,7 +107,7 @@ def test_cli_status_evaluate_generate_json(tiny_copy):
     r = _cli("status", "-C", str(tiny_copy), "--json")
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
-    assert [s["state"] for s in st["stages"]] == ["cached"] * 11 and st["models"][0]["params"] > 0
+    assert [s["state"] for s in st["stages"]] == ["cached"] * 12 and st["models"][0]["params"] > 0
     assert {d["name"] for d in st["datasets"]} >= {"raw", "split/train"}
     r = _cli("evaluate", "-C", str(tiny_copy), "--json")
     assert r.returncode == 0, r.stderr

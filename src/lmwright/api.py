@@ -35,10 +35,10 @@ def run_workspace(ws: Workspace, until: str | None = None, from_: str | None = N
 
 
 # what is copied to the output directory: (stage, file or directory in its artifact, name in the output dir)
-PUBLISHED = [("save", ".", "model"), ("card", ".", "dataset_card"), ("report", "report.md", "report.md"), ("report", "report.html", "report.html"),
-             ("report", "training_curve.png", "training_curve.png"), ("report", "lr_curve.png", "lr_curve.png"),
-             ("evaluate", "metrics.json", "metrics.json"),
-             ("evaluate", "samples.json", "samples.json")]
+# ("report", "*", "") publishes every file of the report card (its HTML, markdown and images) at the top level
+PUBLISHED = [("save", ".", "model"), ("card", ".", "dataset_card"), ("report", "*", ""),
+             ("evaluate", "metrics.json", "metrics.json"), ("evaluate", "risk.json", "risk.json"),
+             ("test", "metrics.json", "test_metrics.json"), ("evaluate", "samples.json", "samples.json")]
 
 
 def publish(ws: Workspace, outcomes: dict[str, StageOutcome]) -> dict[str, Path]:
@@ -48,9 +48,16 @@ def publish(ws: Workspace, outcomes: dict[str, StageOutcome]) -> dict[str, Path]
     marker = out / ".published.json"
     done = json.loads(marker.read_text()) if marker.exists() else {}
     paths = {}
+    entries = []
     for stage_name, src, name in PUBLISHED:
         if stage_name not in outcomes:
             continue
+        if src == "*":
+            entries += [(stage_name, p.name, p.name) for p in sorted(outcomes[stage_name].path.iterdir())
+                        if p.is_file() and p.name != "MANIFEST.json"]
+        else:
+            entries.append((stage_name, src, name))
+    for stage_name, src, name in entries:
         o = outcomes[stage_name]
         target = out / name
         paths[name] = target
@@ -83,6 +90,42 @@ def load_model(path: str | Path):
         else:
             raise LmwrightError(f"{path}: no model here; run `lmwright run` first or pass a model directory")
     return load_hf(path)
+
+
+def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
+    """(directory, name, content digest) of a model given as a Hugging Face directory, a registered name (the
+    latest version), `name@N` (the N-th registered version), or a digest prefix from `lmwright status`."""
+    from lmwright.core.artifacts import MANIFEST, ArtifactStore, file_digest, tree_digest
+    from lmwright.core.store import Store
+
+    path = Path(ref)
+    if (path / "config.json").exists():
+        # the same digest the save stage's artifact has, so a published copy is recognised as that model
+        files = {p.relative_to(path).as_posix(): file_digest(p) for p in sorted(path.rglob("*"))
+                 if p.is_file() and p.name != MANIFEST}
+        digest = tree_digest(files)
+        known = [m for m in Store(ws.store_url).models() if m.digest == digest]
+        return path.resolve(), known[-1].name if known else path.resolve().name, digest
+    models = Store(ws.store_url).models()
+    name, _, version = ref.partition("@")
+    named = [m for m in models if m.name == name]
+    hit = None
+    if named and version:
+        if not version.isdigit() or not 1 <= int(version) <= len(named):
+            raise LmwrightError(f"model {name!r} has versions 1 to {len(named)}; {ref!r} is not one of them")
+        hit = named[int(version) - 1]
+    elif named:
+        hit = named[-1]
+    elif len(ref) >= 6:
+        by_digest = {m.digest: m for m in models if m.digest.startswith(ref)}
+        if len(by_digest) > 1:
+            raise LmwrightError(f"digest prefix {ref!r} matches {len(by_digest)} models; give more characters")
+        hit = next(iter(by_digest.values()), None)
+    if hit is None:
+        known = ", ".join(sorted({m.name for m in models})) or "none yet (run `lmwright run`)"
+        raise LmwrightError(f"{ref!r} is neither a model directory (with config.json) nor a registered model; "
+                            f"registered names: {known}")
+    return ArtifactStore(ws.artifacts_dir).open(hit.digest), hit.name, hit.digest
 
 
 def load_tokenizer(path: str | Path):

@@ -245,7 +245,133 @@ def _stage_command(name: str, help_text: str):
 
 load_stages()
 for _name, _st in STAGES.items():
-    app.command(name=_name)(_stage_command(_name, _st.help.rstrip(".")))
+    if _name not in ("evaluate", "test"):  # these two also take a model and data of the user's choosing, below
+        app.command(name=_name)(_stage_command(_name, _st.help.rstrip(".")))
+
+
+ModelArg = Annotated[str | None, typer.Argument(
+    help="A Hugging Face model directory, a registered model name (latest version), NAME@N, or a digest prefix "
+         "(see `lmwright status`). Default: the project's own model.")]
+
+
+def _print_results(title: str, res: dict, json_: bool) -> None:
+    from lmwright.evaluate.suite import flatten, interval
+
+    if json_:
+        out.print_json(json.dumps(res, default=float))
+        return
+    table = Table(title=title)
+    for col in ("metric", "value", "interval"):
+        table.add_column(col)
+    for name, value in flatten(res).items():
+        ci = interval(res, name)
+        table.add_row(name, f"{value:.4f}" if not float(value).is_integer() else f"{int(value):,}",
+                      f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+    out.print(table)
+
+
+@app.command()
+def evaluate(
+    model: ModelArg = None,
+    split: Annotated[str, typer.Option(help="The project split to score: val or train (test: `lmwright test`).")] = "val",
+    file: Annotated[Path | None, typer.Option(help="Score an external .jsonl/.csv/.parquet file instead.")] = None,
+    task: Annotated[str, typer.Option(help="With --file: lm, generate or classify.")] = "lm",
+    text_field: Annotated[str, typer.Option(help="--file: the text field (lm, classify).")] = "text",
+    label_field: Annotated[str, typer.Option(help="--file: the label field (classify).")] = "label",
+    labels: Annotated[str | None, typer.Option(help="--file, classify: the label set, comma-separated.")] = None,
+    prompt_field: Annotated[str, typer.Option(help="--file, generate: the prompt field.")] = "prompt",
+    reference_field: Annotated[str, typer.Option(help="--file, generate: the reference field.")] = "reference",
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Rerun the evaluate stage even if cached.")] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate a model on a split or an external file: loss, perplexity, bits/byte, generation or classification
+    metrics, with bootstrap intervals and slices. Without MODEL or --file: the pipeline's evaluate stage."""
+    from lmwright.evaluate.suite import evaluate_docs, evaluate_set
+    from lmwright.evaluate.testset import split_path
+    from lmwright.spec import EvalSet
+
+    if model is None and file is None and split == "val":
+        _stage_command("evaluate", "")(dir=dir, set_=set_, force=force, json_=json_, quiet=quiet)
+        return
+    if split not in ("val", "train", "test"):
+        raise LmwrightError(f"--split {split!r}: use val or train (or --file PATH for other data)")
+    ws = Workspace.open(dir, set_ or [])
+    reporter = Reporter(err, quiet=quiet or json_)
+    if model is None:
+        model_dir, name, _ = api.resolve_model(ws, ws.spec.project.name) if _registered(ws) else \
+            (api.run_workspace(ws, until="save", reporter=reporter)["save"].path, ws.spec.project.name, "")
+    else:
+        model_dir, name, _ = api.resolve_model(ws, model)
+    lm, tok = api.load_model(model_dir), api.load_tokenizer(model_dir)
+    e, target = ws.spec.eval, ws.out_dir / "eval"
+    target.mkdir(parents=True, exist_ok=True)
+    if file is not None:
+        es = EvalSet(name=file.stem, path=str(file.resolve()), task=task, text_field=text_field,
+                     label_field=label_field, labels=labels.split(",") if labels else None,
+                     prompt_field=prompt_field, reference_field=reference_field)
+        res = evaluate_set(lm, tok, es, ws.root, ws.spec.train.seq_len, e, ws.spec.project.seed, target)
+        what = str(file)
+    else:
+        split_dir = api.run_workspace(ws, until="split", reporter=reporter)["split"].path
+        from lmwright.data.document import read_docs
+
+        docs = read_docs(split_path(split_dir, split, ".parquet"))  # refuses test: see evaluate/testset.py
+        pydocs = {s.name for s in ws.spec.data.sources if s.kind == "pydocs"}
+        res = evaluate_docs(lm, tok, docs, ws.spec.train.seq_len, e, ws.spec.project.seed, pydocs)
+        what = f"the {split} split"
+    stem = f"{name}-{file.stem if file else split}"
+    (target / f"{stem}.json").write_text(json.dumps(res, indent=2, default=float))
+    _print_results(f"{name} on {what}", res, json_)
+    if not json_:
+        err.print(f"results: {target / (stem + '.json')}")
+
+
+def _registered(ws: Workspace) -> bool:
+    from lmwright.core.store import Store
+
+    return any(m.name == ws.spec.project.name for m in Store(ws.store_url).models())
+
+
+@app.command()
+def test(
+    model: ModelArg = None,
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Evaluate again although this model was tested "
+                                        "(recorded, with a warning).")] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The final evaluation on the test split: once per model, recorded in the store; a repeat warns."""
+    from lmwright.core.store import Store
+    from lmwright.evaluate.testset import final_evaluation
+
+    ws = Workspace.open(dir, set_ or [])
+    reporter = Reporter(err, quiet=quiet or json_)
+    if model is None:
+        outcomes = api.run_workspace(ws, until="test", force=("test",) if force else (), reporter=reporter)
+        o = outcomes["test"]
+        if o.status == "cached":
+            first = Store(ws.store_url).test_evaluations(outcomes["save"].digest)
+            when = f" at {first[0].at:%Y-%m-%d %H:%M} UTC" if first else ""
+            err.print(f"test: this model was evaluated on the test split{when}; these are the recorded figures "
+                      "(--force evaluates again, with a warning)")
+        res = json.loads((o.path / "metrics.json").read_text())["test"]
+        if json_:  # the stage's record, like every stage command, with the figures
+            res = {"stage": "test", "status": o.status, "digest": o.digest, "path": str(o.path),
+                   "headline": o.summary.get("headline", ""), **res}
+        _print_results(f"{ws.spec.project.name} on the test split", res, json_)
+        return
+    model_dir, name, digest = api.resolve_model(ws, model)
+    outcomes = api.run_workspace(ws, until="split", reporter=reporter)
+    split = outcomes["split"]
+    res, warning = final_evaluation(ws, model_dir, digest, name, split.path, split.digest, "cli", reporter)
+    if warning:
+        err.print(f"[yellow]{warning}[/yellow]")
+    _print_results(f"{name} on the test split", res, json_)
 
 
 @app.command()
@@ -262,6 +388,46 @@ def train(
     """Pretrain the model (the pretrain stage), optionally across processes: `lmwright train --nproc 4`."""
     extra = [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else []), *(["train.distributed=fsdp"] if fsdp else [])]
     _stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
+
+
+@app.command()
+def cv(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    folds: Annotated[int | None, typer.Option("--folds", help="k (sets cv.folds).")] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """k-fold cross-validation of the spec over the train + val documents (stratified); resumable."""
+    import hashlib
+
+    from lmwright.core.store import Store
+    from lmwright.tokenizer import load_tokenizer
+    from lmwright.train.cv import cross_validate
+
+    ws = Workspace.open(dir, [*(set_ or []), *([f"cv.folds={folds}"] if folds else [])])
+    reporter = Reporter(err, quiet=quiet or json_)
+    outcomes = api.run_workspace(ws, until="tokenizer", reporter=reporter)
+    key = json.dumps([ws.spec.slice("project.seed", "model", "train", "cv"), outcomes["split"].digest,
+                      outcomes["tokenizer"].digest], sort_keys=True)
+    work = ws.work_dir / f"cv-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    res = cross_validate(ws.spec, outcomes["split"].path, load_tokenizer(outcomes["tokenizer"].path), work, reporter)
+    target = ws.out_dir / "cv"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "results.json").write_text(json.dumps(res, indent=2))
+    Store(ws.store_url).audit("cv", k=res["k"], mean_bits_per_byte=res["mean_bits_per_byte"])
+    if json_:
+        out.print_json(json.dumps(res))
+        return
+    table = Table(title=f"{res['k']}-fold cross-validation (stratified by {res['stratify_by']})")
+    for col in ("fold", "train docs", "held-out docs", "bits/byte", "loss"):
+        table.add_column(col)
+    for r in res["folds"]:
+        table.add_row(str(r["fold"]), f"{r['train_docs']:,}", f"{r['heldout_docs']:,}", f"{r['bits_per_byte']:.4f}",
+                      f"{r['loss']:.4f}")
+    out.print(table)
+    err.print(f"mean {res['mean_bits_per_byte']:.4f} ± {res['sd_bits_per_byte']:.4f} bits/byte (sd over folds)\n"
+              f"  results: {target / 'results.json'}")
 
 
 @app.command()

@@ -1,6 +1,8 @@
 """The stages of the default pipeline, in order. Each is a plain function of a `StageContext`.
 
-collect → clean → dedup → split → tokenizer → tokenize → pretrain → evaluate → save → report
+collect → clean → dedup → split → card → tokenizer → tokenize → pretrain → evaluate → save → test → report
+
+The test split is read only by the test stage (see evaluate/testset.py).
 
 Each data stage accounts for every record: read = kept + removed (by reason) + quarantined, and writes what it
 removed next to what it kept, so a user can look at both.
@@ -9,11 +11,10 @@ removed next to what it kept, so a user can look at both.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
 
 from lmwright.core.pipeline import StageContext, stage
 from lmwright.data.dedup import exact_dedup
@@ -219,16 +220,26 @@ def tokenizer(ctx: StageContext) -> dict:
             "headline": f"vocabulary {tok.get_vocab_size():,}, {ratio:.2f} bytes/token"}
 
 
-@stage("tokenize", deps=("split", "tokenizer"), modules=("lmwright.tokenizer", "lmwright.data.document"))
+@stage("tokenize", deps=("split", "tokenizer"), spec=("risk.canaries", "project.seed"),
+       modules=("lmwright.tokenizer", "lmwright.data.document", "lmwright.evaluate.risk"))
 def tokenize(ctx: StageContext) -> dict:
-    """Encode each split into a flat token shard (numpy memmap)."""
+    """Encode each split into a flat token shard (numpy memmap), with the risk canaries planted in train."""
+    from lmwright.evaluate.risk import make_canaries, plant
+
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
     splits = {s: read_texts(ctx.inputs["split"].path / f"{s}.parquet") for s in SPLITS}
+    c = ctx.spec.risk.canaries
+    canaries = make_canaries(c.repeats, ctx.spec.project.seed) if c.enabled else []
+    splits["train"] = plant(splits["train"], canaries, ctx.spec.project.seed)
+    # the secrets stay inside the artifact: the risk checks read them, nothing publishes them
+    (ctx.out / "canaries.json").write_text(json.dumps(canaries, indent=1))
     task = ctx.reporter.task("tokenize", total=sum(len(v) for v in splits.values()))
     meta = write_shards(tok, splits, ctx.out, on_progress=lambda n: task.advance(n))
     tokens = {k: v["tokens"] for k, v in meta["splits"].items()}
-    return {"tokens": tokens, "dtype": meta["dtype"],
-            "headline": " / ".join(f"{k} {v:,}" for k, v in tokens.items()) + " tokens"}
+    return {"tokens": tokens, "dtype": meta["dtype"], "canaries": len(canaries),
+            "canary_copies": sum(x["repeats"] for x in canaries),
+            "headline": " / ".join(f"{k} {v:,}" for k, v in tokens.items()) + " tokens"
+                        + (f", {len(canaries)} canaries planted" if canaries else "")}
 
 
 @stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"),
@@ -281,38 +292,60 @@ def pretrain(ctx: StageContext) -> dict:
                         f"val {history['val_bpb'][-1]:.3f} bits/byte, MFU {100 * mfu:.1f}%"}
 
 
-@stage("evaluate", deps=("pretrain", "tokenize", "tokenizer"), spec=("eval", "train.seq_len", "project.seed"),
-       modules=("lmwright.evaluate.lm", "lmwright.model.generate", "lmwright.train.checkpoint", "lmwright.model.llama"))
+def _pydocs_sources(spec) -> set[str]:
+    return {src.name for src in spec.data.sources if src.kind == "pydocs"}
+
+
+@stage("evaluate", deps=("pretrain", "tokenize", "tokenizer", "split"),
+       spec=("eval", "risk", "train.seq_len", "project.seed", "data.sources"),
+       modules=("lmwright.evaluate.lm", "lmwright.evaluate.suite", "lmwright.evaluate.stats",
+                "lmwright.evaluate.generation", "lmwright.evaluate.classify", "lmwright.evaluate.risk",
+                "lmwright.evaluate.testset", "lmwright.model.generate", "lmwright.train.checkpoint",
+                "lmwright.model.llama", "lmwright.data.sources.pydocs"))
 def evaluate(ctx: StageContext) -> dict:
-    """Loss, perplexity and bits-per-byte on the whole val and test splits; samples from fixed prompts."""
-    from lmwright.evaluate.lm import lm_metrics, token_bytes
+    """Validation metrics with confidence intervals and slices, the eval sets, risk checks and samples."""
+    from lmwright.evaluate.suite import evaluate_docs, evaluate_set, flatten, risk_checks
+    from lmwright.evaluate.testset import split_path
     from lmwright.model.generate import generate_text
     from lmwright.train.checkpoint import load_weights
     from lmwright.train.loop import set_threads
 
-    set_threads(ctx.spec.train.threads)
+    spec, e = ctx.spec, ctx.spec.eval
+    set_threads(spec.train.threads)
     model = load_weights(ctx.inputs["pretrain"].path)
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
-    nbytes = token_bytes(tok)
-    seq_len, metrics = ctx.spec.train.seq_len, {}
-    for split_name in ("val", "test"):
-        tokens = np.load(ctx.inputs["tokenize"].path / f"{split_name}.npy", mmap_mode="r")
-        task = ctx.reporter.task(f"eval {split_name}", total=max(1, -(-tokens.size // seq_len)))
-        metrics[split_name] = lm_metrics(model, tokens, seq_len, nbytes, on_batch=lambda n, t=task: t.advance(n))
-    e = ctx.spec.eval
+    split_dir, seed = ctx.inputs["split"].path, spec.project.seed
+    val_docs = read_docs(split_path(split_dir, "val", ".parquet"))
+    task = ctx.reporter.task("eval val", total=None, info=f"{len(val_docs):,} documents")
+    val = evaluate_docs(model, tok, val_docs, spec.train.seq_len, e, seed, _pydocs_sources(spec),
+                        on_batch=lambda n: task.advance(n))
+    sets = {}
+    for es in e.sets:
+        task.update(info=f"eval set {es.name}")
+        sets[es.name] = evaluate_set(model, tok, es, ctx.ws.root, spec.train.seq_len, e, seed, ctx.out)
+    task.update(info="risk checks")
+    canaries = json.loads((ctx.inputs["tokenize"].path / "canaries.json").read_text())
+    train_texts = read_texts(split_path(split_dir, "train", ".parquet"))
+    risk = risk_checks(model, tok, spec.risk, e.prompts, train_texts, [d["text"] for d in val_docs], canaries, seed)
     samples = [{"prompt": p, "completion": generate_text(model, tok, p, e.max_new_tokens, e.temperature, e.top_k,
-                                                        seed=ctx.spec.project.seed)} for p in e.prompts]
-    (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+                                                        seed=seed)} for p in e.prompts]
+    (ctx.out / "metrics.json").write_text(json.dumps({"val": val, "sets": sets}, indent=2))
+    (ctx.out / "risk.json").write_text(json.dumps(risk, indent=2))
     (ctx.out / "samples.json").write_text(json.dumps(samples, indent=2))
-    return {**metrics, "headline": f"val {metrics['val']['bits_per_byte']:.3f} bits/byte "
-                                   f"(ppl {metrics['val']['perplexity']:.1f}), "
-                                   f"test {metrics['test']['bits_per_byte']:.3f} bits/byte"}
+    lm_keys = ("loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents")
+    summary = {"val": {k: val[k] for k in lm_keys}, "risk": flatten(risk), "sets": flatten(sets)}
+    if "generation" in val:
+        summary["val"]["generation"] = val["generation"]
+    lo, hi = val["ci"]["bits_per_byte"]
+    return {**summary, "headline": f"val {val['bits_per_byte']:.3f} bits/byte [{lo:.3f}, {hi:.3f}] "
+                                   f"(ppl {val['perplexity']:.1f}); risk: verbatim {risk.get('verbatim_rate', 0):.2f}, "
+                                   f"canary exposure <= {risk.get('canary_max_exposure', 0):.1f} bits"}
 
 
 @stage("save", deps=("pretrain", "tokenizer", "evaluate"),
        modules=("lmwright.model.hf", "lmwright.train.checkpoint", "lmwright.model.llama", "lmwright.tokenizer"))
 def save(ctx: StageContext) -> dict:
-    """Write the Hugging Face model directory (LlamaForCausalLM, safetensors, tokenizer)."""
+    """Write the Hugging Face model directory (LlamaForCausalLM, safetensors, tokenizer) and register it."""
     from lmwright.model.hf import save_hf
     from lmwright.train.checkpoint import load_weights
 
@@ -321,16 +354,67 @@ def save(ctx: StageContext) -> dict:
     ids = {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
     save_hf(model, ctx.inputs["tokenizer"].path, ctx.out, ids)
     n_params = model.n_params()
-    ev = ctx.inputs["evaluate"].summary
-    ctx.model = (ctx.spec.project.name, n_params, {s: ev[s] for s in ("val", "test") if s in ev})
+    ctx.model = (ctx.spec.project.name, n_params, {"val": ctx.inputs["evaluate"].summary["val"]})
     return {"n_params": n_params, "format": "huggingface/llama", "headline": "LlamaForCausalLM + tokenizer"}
 
 
+@stage("test", deps=("save", "split"), spec=("eval", "train.seq_len", "project.seed", "data.sources"),
+       modules=("lmwright.evaluate.testset", "lmwright.evaluate.suite", "lmwright.evaluate.lm",
+                "lmwright.evaluate.stats", "lmwright.evaluate.generation", "lmwright.model.hf"))
+def test(ctx: StageContext) -> dict:
+    """The final evaluation of the saved model on the test split: once per model, recorded in the store."""
+    from lmwright.evaluate.testset import final_evaluation
+
+    res, warning = final_evaluation(ctx.ws, ctx.inputs["save"].path, ctx.inputs["save"].digest,
+                                    ctx.spec.project.name, ctx.inputs["split"].path, ctx.inputs["split"].digest,
+                                    "pipeline", ctx.reporter)
+    if warning:
+        ctx.log(warning)
+    (ctx.out / "metrics.json").write_text(json.dumps({"test": res}, indent=2))
+    lo, hi = res["ci"]["bits_per_byte"]
+    keys = ("loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents")
+    return {"test": {k: res[k] for k in keys}, "repeated": warning is not None,
+            "headline": f"test {res['bits_per_byte']:.3f} bits/byte [{lo:.3f}, {hi:.3f}], recorded"}
+
+
+def _report_facts(ws) -> dict:
+    """The report also shows the latest tuning and cross-validation outputs: rerun it when they change."""
+    from lmwright.core.artifacts import file_digest
+
+    files = [ws.out_dir / "tune" / "trials.csv", ws.out_dir / "cv" / "results.json"]
+    return {f.parent.name: file_digest(f) if f.exists() else None for f in files}
+
+
+def _previous_version(ws, name: str, digest: str) -> dict | None:
+    """The model registered under the same name before this one, with its validation and test figures."""
+    from lmwright.core.store import Store
+    from lmwright.evaluate.suite import flatten
+
+    store = Store(ws.store_url)
+    models = [m for m in store.models() if m.name == name]
+    mine = [i for i, m in enumerate(models) if m.digest == digest]
+    older = [m for m in models[: mine[0] if mine else len(models)] if m.digest != digest]
+    if not older:
+        return None
+    prev = older[-1]
+    metrics = flatten(prev.metrics)
+    tests = store.test_evaluations(prev.digest)
+    if tests:  # its first (the recorded) test evaluation
+        keep = ("loss", "perplexity", "bits_per_byte")
+        metrics.update({f"test.{k}": v for k, v in tests[0].metrics.items()
+                        if k in keep or k.startswith("generation.")})
+    return {"digest": prev.digest, "at": f"{prev.created_at:%Y-%m-%d %H:%M}", "metrics": metrics}
+
+
 @stage("report", deps=("collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate",
-                       "save"), spec=("*",), modules=("lmwright.evaluate.report",))
+                       "save", "test"), spec=("*",), extra=_report_facts,
+       modules=("lmwright.evaluate.report", "lmwright.evaluate.card", "lmwright.evaluate.suite"))
 def report(ctx: StageContext) -> dict:
-    """Write report.md and report.html: spec, data counts, model, training curve, metrics, samples."""
+    """Write the report card (report.md, report.html and its plots): requirements, metrics with intervals,
+    the previous version, data, model, training and tuning, slices, risk, samples."""
+    from lmwright.evaluate import card
     from lmwright.evaluate.report import Section, lr_curve, render_html, render_markdown, training_curve
+    from lmwright.evaluate.suite import check_requirements, flatten
 
     s, inp = ctx.spec, ctx.inputs
     history = json.loads((inp["pretrain"].path / "history.json").read_text())
@@ -359,17 +443,31 @@ def report(ctx: StageContext) -> dict:
                   ["training steps", str(pt["steps"])], ["training tokens", f"{pt['tokens']:,}"],
                   ["training time", f"{pt['train_seconds']:.0f} s ({pt['tokens_per_s']:,} tokens/s, "
                                     f"MFU {100 * pt.get('mfu', 0):.1f}% of a measured matmul)"]]
-    ev = inp["evaluate"].summary
-    metric_rows = [["split", "loss (nats/token)", "perplexity", "bits per byte", "tokens"]] + [
-        [k, f"{ev[k]['loss']:.4f}", f"{ev[k]['perplexity']:.2f}", f"{ev[k]['bits_per_byte']:.4f}",
-         f"{ev[k]['tokens']:,}"] for k in ("val", "test")]
+    val = json.loads((inp["evaluate"].path / "metrics.json").read_text())
+    test = json.loads((inp["test"].path / "metrics.json").read_text())["test"]
+    risk = json.loads((inp["evaluate"].path / "risk.json").read_text())
+    splits = {"val": val["val"], "test": test}
+    results = {**splits, "risk": risk, "sets": val["sets"]}
+    checks = check_requirements(s.requirements.criteria(), results)
+    current = flatten({k: {m: v for m, v in r.items() if m in ("loss", "perplexity", "bits_per_byte", "generation")}
+                       for k, r in splits.items()})
+    previous = _previous_version(ctx.ws, s.project.name, inp["save"].digest)
+    for f in val["sets"].values():
+        if f.get("confusion_png"):
+            shutil.copyfile(inp["evaluate"].path / f["confusion_png"], ctx.out / f["confusion_png"])
     samples = json.loads((inp["evaluate"].path / "samples.json").read_text())
     src = inp["collect"].summary["by_source"]
+    passed = sum(c["verdict"] == "pass" for c in checks)
+    lo, hi = test["ci"]["bits_per_byte"]
     sections = [
         Section("Summary", text=f"Project '{s.project.name}': {inp['collect'].summary['read']:,} documents read from "
                 f"{', '.join(f'{k} ({v:,})' for k, v in src.items())}; a {pt['n_params'] / 1e6:.2f}M-parameter "
-                f"Llama model trained for {pt['steps']} steps reaches {ev['val']['bits_per_byte']:.3f} bits per byte "
-                f"on validation and {ev['test']['bits_per_byte']:.3f} on test."),
+                f"Llama model trained for {pt['steps']} steps reaches {val['val']['bits_per_byte']:.3f} bits per byte "
+                f"on validation and {test['bits_per_byte']:.3f} [{lo:.3f}, {hi:.3f}] on test (evaluated once). "
+                f"{passed} of {len(checks)} acceptance criteria pass."),
+        card.requirements_section(checks),
+        *card.metrics_section(splits, s.eval.confidence),
+        card.comparison_section(previous, current),
         Section("Data", table=data_rows),
         Section("Splits", table=split_rows,
                 text=f"Tokenizer: byte-level BPE, vocabulary {inp['tokenizer'].summary['vocab_size']:,}, "
@@ -377,12 +475,22 @@ def report(ctx: StageContext) -> dict:
         Section("Model", table=model_rows),
         Section("Training curve", image="training_curve.png"),
         Section("Learning rate", image="lr_curve.png"),
-        Section("Metrics", table=metric_rows),
+        *[x for x in (card.tuning_section(ctx.ws.out_dir / "tune", ctx.out),
+                      card.cv_section(ctx.ws.out_dir / "cv" / "results.json")) if x],
+        *card.slices_section(splits),
+        *card.sets_sections(val["sets"]),
+        *card.risk_sections(risk),
         Section("Samples", text=f"Continuations of fixed prompts (temperature {s.eval.temperature}).",
                 items=[(x["prompt"], x["completion"]) for x in samples]),
+        Section("Held-out continuations", text="The generation task: prompt, then the model's continuation; "
+                "the reference follows in the table.",
+                table=[["prompt", "model", "reference"]] + [[c["prompt"][-80:], c["prediction"], c["reference"]]
+                                                            for c in val["val"].get("continuations", [])]),
         Section("Spec", code=dump_spec(s)),
     ]
-    title = f"lmwright report: {s.project.name}"
+    title = f"lmwright report card: {s.project.name}"
     (ctx.out / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
     (ctx.out / "report.html").write_text(render_html(title, sections), encoding="utf-8")
-    return {"headline": "report.md, report.html, training_curve.png, lr_curve.png"}
+    (ctx.out / "requirements.json").write_text(json.dumps(checks, indent=2))
+    return {"requirements": {"passed": passed, "total": len(checks)},
+            "headline": f"report card: {passed}/{len(checks)} requirements pass; report.md, report.html"}

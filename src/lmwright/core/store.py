@@ -94,6 +94,19 @@ class Metric(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
+class TestEvaluation(Base):
+    """One evaluation of a model on the test split; a second row for the same model is a repeated test."""
+
+    __tablename__ = "test_evaluations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_digest: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    data_digest: Mapped[str] = mapped_column(String(64))  # the tokenize artifact whose test shard was read
+    via: Mapped[str] = mapped_column(String(32))  # "pipeline" (the test stage) or "cli" (`lmwright test MODEL`)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Audit(Base):
     """Append-only: on SQLite, triggers refuse UPDATE and DELETE."""
 
@@ -209,6 +222,21 @@ class Store:
             if key:
                 q = q.where(Metric.key == key)
             return list(s.scalars(q.order_by(Metric.key, Metric.step)))
+
+    def test_evaluations(self, model_digest: str | None = None) -> list[TestEvaluation]:
+        with self.session() as s:
+            q = select(TestEvaluation)
+            if model_digest:
+                q = q.where(TestEvaluation.model_digest == model_digest)
+            return list(s.scalars(q.order_by(TestEvaluation.id)))
+
+    def record_test(self, model_digest: str, model_name: str, data_digest: str, via: str,
+                    metrics: dict[str, Any]) -> TestEvaluation:
+        with self.session() as s, s.begin():
+            row = TestEvaluation(model_digest=model_digest, model_name=model_name, data_digest=data_digest, via=via,
+                                 metrics=metrics, at=utcnow())
+            s.add(row)
+        return row
 
     def audit_log(self) -> list[Audit]:
         with self.session() as s:

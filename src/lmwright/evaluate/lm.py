@@ -58,3 +58,50 @@ def lm_metrics(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, nbytes:
                batch: int = 16, on_batch=lambda n: None) -> dict[str, float]:
     """Every token of a split scored once, in non-overlapping windows."""
     return score_batches(model, windows(tokens, seq_len, batch), nbytes, on_batch)
+
+
+def doc_stream(tok: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The token stream the tokenize stage writes (`<|bos|> text <|eos|>` per document) and each document's start."""
+    from lmwright.tokenizer import BOS, EOS
+
+    bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    docs = [np.asarray([bos, *e.ids, eos], dtype=np.int64) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    starts = np.cumsum([0] + [len(d) for d in docs[:-1]])
+    return (np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)), starts
+
+
+@torch.no_grad()
+def doc_scores(model: torch.nn.Module, tok: Tokenizer, texts: list[str], seq_len: int, batch: int = 16,
+               on_batch=lambda n: None) -> dict[str, np.ndarray]:
+    """Per-document sums over the same windows as `lm_metrics`: nats of every target token, nats and UTF-8 bytes
+    of the text tokens, and token counts. Summed over documents they give exactly the split's figures; kept
+    apart they give slices and bootstrap confidence intervals."""
+    tokens, starts = doc_stream(tok, texts)
+    nbytes = token_bytes(tok)
+    model.eval()
+    device = next(model.parameters()).device
+    losses = np.zeros(max(tokens.size - 1, 0))
+    pos = 0
+    for x, y in windows(tokens, seq_len, batch):
+        logits = model(x.to(device))
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="none")
+        losses[pos: pos + loss.numel()] = loss.cpu().numpy()  # windows come in stream order
+        pos += loss.numel()
+        on_batch(x.shape[0])
+    targets = tokens[1:]
+    # target j (stream position j + 1) belongs to the document that contains position j + 1
+    owner = np.searchsorted(starts, np.arange(1, tokens.size), side="right") - 1
+    tb = nbytes.numpy()[targets]
+    n = len(texts)
+    return {"nats": np.bincount(owner, losses, minlength=n), "tokens": np.bincount(owner, minlength=n),
+            "text_nats": np.bincount(owner, losses * (tb > 0), minlength=n),
+            "bytes": np.bincount(owner, tb, minlength=n)}
+
+
+def metrics_from_scores(s: dict[str, np.ndarray], idx: np.ndarray | slice = slice(None)) -> dict[str, float]:
+    """Loss, perplexity and bits-per-byte of the documents `idx` (all by default)."""
+    nats, n_tok = float(s["nats"][idx].sum()), int(s["tokens"][idx].sum())
+    text_nats, text_bytes = float(s["text_nats"][idx].sum()), int(s["bytes"][idx].sum())
+    mean = nats / max(n_tok, 1)
+    return {"loss": mean, "perplexity": math.exp(min(mean, 50)),
+            "bits_per_byte": text_nats / (math.log(2) * max(text_bytes, 1)), "tokens": n_tok, "bytes": text_bytes}

@@ -1,7 +1,8 @@
 """The run report: `report.md` and `report.html` from one list of sections, plus the training-curve PNG.
 
-Sections: the spec, data counts per stage (read, kept, removed by reason, quarantined), the model and its size,
-the training curve, metrics, and sample generations.
+The report card is what a reviewer reads before promoting a model: requirements with pass/fail, metrics with
+intervals, the comparison with the previous version, data counts per stage, the model, training and tuning
+plots, slices, risk results and samples (the evaluation sections come from `card.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Section:
     table: list[list[str]] = field(default_factory=list)  # first row = header
     code: str = ""  # preformatted
     image: str = ""  # a file next to the report
+    images: list[str] = field(default_factory=list)  # more of them
     items: list[tuple[str, str]] = field(default_factory=list)  # (prompt, continuation)
 
 
@@ -70,8 +72,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
             out.append("|" + "|".join("---" for _ in head) + "|")
             out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
             out.append("")
-        if s.image:
-            out += [f"![{s.title}]({s.image})", ""]
+        for img in [s.image, *s.images] if s.image else s.images:
+            out += [f"![{s.title}]({img})", ""]
         if s.code:
             out += ["```yaml", s.code.rstrip(), "```", ""]
         for prompt, cont in s.items:
@@ -100,8 +102,8 @@ def render_html(title: str, sections: list[Section]) -> str:
             out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>")
             out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
             out.append("</table>")
-        if s.image:
-            out.append(f"<img src='{e(s.image)}' alt='{e(s.title)}' style='max-width:100%'>")
+        for img in [s.image, *s.images] if s.image else s.images:
+            out.append(f"<img src='{e(img)}' alt='{e(s.title)}' style='max-width:100%'>")
         if s.code:
             out.append(f"<pre>{e(s.code)}</pre>")
         for prompt, cont in s.items:

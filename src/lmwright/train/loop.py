@@ -24,6 +24,7 @@ import torch
 from lmwright.core.progress import Reporter
 from lmwright.errors import LmwrightError
 from lmwright.evaluate.lm import score_batches, token_bytes
+from lmwright.evaluate.testset import split_path
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import flops_per_token
@@ -102,8 +103,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         raise LmwrightError("train.precision fp16 with FSDP is not supported (its gradient scaler is not "
                             "shard-aware); use bf16")
     set_threads(tr.threads, d.world)
-    train = np.load(shards / "train.npy", mmap_mode="r")
-    val = np.load(shards / "val.npy", mmap_mode="r")
+    train = np.load(split_path(shards, "train", ".npy"), mmap_mode="r")
+    val = np.load(split_path(shards, "val", ".npy"), mmap_mode="r")  # never test: see evaluate/testset.py
     check_length(train, tr.seq_len, "train")
     check_length(val, tr.seq_len, "val")
     nbytes = token_bytes(tokenizer)

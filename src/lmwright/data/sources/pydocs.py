@@ -103,3 +103,54 @@ def collect_pydocs(source) -> Iterator[Document]:
 
         for key in sorted(topics):
             yield make(f"topics.{key}", topics[key].strip())
+
+
+# The chapters of the Python Library Reference (docs.python.org/3/library), by top-level module: a label every
+# pydocs document gets without a human. Documents of modules not listed here are "other".
+CHAPTERS: dict[str, tuple[str, ...]] = {
+    "text processing": ("string", "re", "difflib", "textwrap", "unicodedata", "stringprep", "readline",
+                        "rlcompleter"),
+    "binary data": ("struct", "codecs"),
+    "data types": ("datetime", "zoneinfo", "calendar", "collections", "heapq", "bisect", "array", "weakref",
+                   "types", "copy", "pprint", "reprlib", "enum", "graphlib"),
+    "numeric and mathematical": ("numbers", "math", "cmath", "decimal", "fractions", "random", "statistics"),
+    "functional programming": ("itertools", "functools", "operator"),
+    "file and directory access": ("pathlib", "posixpath", "ntpath", "genericpath", "stat", "filecmp", "tempfile",
+                                  "glob", "fnmatch", "linecache", "shutil"),
+    "data persistence": ("pickle", "copyreg", "shelve", "marshal", "dbm", "sqlite3"),
+    "compression and archiving": ("zlib", "gzip", "bz2", "lzma", "zipfile", "tarfile"),
+    "file formats": ("csv", "configparser", "tomllib", "netrc", "plistlib"),
+    "cryptographic services": ("hashlib", "hmac", "secrets"),
+    "operating system services": ("os", "io", "time", "argparse", "optparse", "getopt", "logging", "getpass",
+                                  "curses", "platform", "errno", "ctypes"),
+    "concurrent execution": ("threading", "multiprocessing", "concurrent", "subprocess", "sched", "queue",
+                             "contextvars", "_thread"),
+    "networking and interprocess communication": ("asyncio", "socket", "ssl", "select", "selectors", "signal",
+                                                  "mmap"),
+    "internet data handling": ("email", "json", "mailbox", "mimetypes", "base64", "binascii", "quopri"),
+    "structured markup": ("html", "xml"),
+    "internet protocols": ("webbrowser", "wsgiref", "urllib", "http", "ftplib", "poplib", "imaplib", "smtplib",
+                           "uuid", "socketserver", "xmlrpc", "ipaddress"),
+    "multimedia": ("wave", "colorsys"),
+    "internationalization": ("gettext", "locale"),
+    "program frameworks": ("turtle", "cmd", "shlex"),
+    "graphical user interfaces": ("tkinter", "idlelib"),
+    "development tools": ("typing", "pydoc", "doctest", "unittest", "test"),
+    "debugging and profiling": ("bdb", "faulthandler", "pdb", "timeit", "trace", "tracemalloc", "cProfile",
+                                "profile", "pstats"),
+    "software packaging": ("ensurepip", "venv", "zipapp"),
+    "runtime services": ("sys", "sysconfig", "builtins", "warnings", "dataclasses", "contextlib", "abc", "atexit",
+                         "traceback", "gc", "inspect", "site", "__future__"),
+    "custom interpreters": ("code", "codeop"),
+    "importing modules": ("zipimport", "pkgutil", "modulefinder", "runpy", "importlib"),
+    "language services": ("ast", "symtable", "token", "keyword", "tokenize", "tabnanny", "pyclbr", "py_compile",
+                          "compileall", "dis", "pickletools"),
+}
+_CHAPTER_OF = {m: chapter for chapter, mods in CHAPTERS.items() for m in mods}
+
+
+def chapter(locator: str) -> str:
+    """The library chapter of a pydocs locator ("json.dumps" -> "internet data handling")."""
+    if locator.startswith("topics."):
+        return "language reference"
+    return _CHAPTER_OF.get(locator.split(".")[0], "other")
