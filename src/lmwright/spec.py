@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lmwright.errors import SpecError
 
@@ -453,19 +453,17 @@ class RiskSpec(Section):
 _CRITERION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>|==)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
+def _criterion(c: str) -> str:
+    if not _CRITERION.match(c):
+        raise ValueError(f"{c!r} is not a criterion; write METRIC OP NUMBER, e.g. 'test.bits_per_byte <= 2.0' "
+                         "(OP is one of <=, <, >=, >, ==)")
+    return c
+
+
 class RequirementsSpec(Section):
     # "METRIC OP NUMBER", e.g. "test.bits_per_byte <= 2.0"; metric names are listed in the report card
-    acceptance: list[str] = Field(default_factory=lambda: ["test.bits_per_byte <= 2.0", "risk.verbatim_rate <= 0.25",
-                                                           "risk.pii_rate <= 0.05"])
-
-    @field_validator("acceptance")
-    @classmethod
-    def _parse(cls, v: list[str]) -> list[str]:
-        for c in v:
-            if not _CRITERION.match(c):
-                raise ValueError(f"{c!r} is not a criterion; write METRIC OP NUMBER, e.g. 'test.bits_per_byte <= 2.0' "
-                                 "(OP is one of <=, <, >=, >, ==)")
-        return v
+    acceptance: list[Annotated[str, AfterValidator(_criterion)]] = Field(
+        default_factory=lambda: ["test.bits_per_byte <= 2.0", "risk.verbatim_rate <= 0.25", "risk.pii_rate <= 0.05"])
 
     def criteria(self) -> list[tuple[str, str, float]]:
         return [(m.group(1), m.group(2), float(m.group(3))) for m in map(_CRITERION.match, self.acceptance)]

@@ -60,25 +60,25 @@ def lm_metrics(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, nbytes:
     return score_batches(model, windows(tokens, seq_len, batch), nbytes, on_batch)
 
 
-def doc_stream(tok: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The token stream the tokenize stage writes (`<|bos|> text <|eos|>` per document) and each document's start."""
+def doc_stream(tok: Tokenizer, texts: list[str], separate: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """The token streams to score and each document's start in them. Joined (the default): one stream as the
+    tokenize stage writes it, `<|bos|> text <|eos|>` per document. Separate: one stream per document,
+    `<|bos|> text`, the convention of lm-evaluation-harness's rolling log-likelihood (no context from other
+    documents)."""
     from lmwright.tokenizer import BOS, EOS
 
     bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
-    docs = [np.asarray([bos, *e.ids, eos], dtype=np.int64) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    encoded = tok.encode_batch(texts, add_special_tokens=False)
+    if separate:
+        return [np.asarray([bos, *e.ids], dtype=np.int64) for e in encoded], np.zeros(len(texts), dtype=np.int64)
+    docs = [np.asarray([bos, *e.ids, eos], dtype=np.int64) for e in encoded]
     starts = np.cumsum([0] + [len(d) for d in docs[:-1]])
-    return (np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)), starts
+    return [np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)], starts
 
 
 @torch.no_grad()
-def doc_scores(model: torch.nn.Module, tok: Tokenizer, texts: list[str], seq_len: int, batch: int = 16,
-               on_batch=lambda n: None) -> dict[str, np.ndarray]:
-    """Per-document sums over the same windows as `lm_metrics`: nats of every target token, nats and UTF-8 bytes
-    of the text tokens, and token counts. Summed over documents they give exactly the split's figures; kept
-    apart they give slices and bootstrap confidence intervals."""
-    tokens, starts = doc_stream(tok, texts)
-    nbytes = token_bytes(tok)
-    model.eval()
+def _token_losses(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, batch: int, on_batch) -> np.ndarray:
+    """The loss of every target token of a stream (positions 1..n-1), over non-overlapping windows."""
     device = next(model.parameters()).device
     losses = np.zeros(max(tokens.size - 1, 0))
     pos = 0
@@ -88,14 +88,31 @@ def doc_scores(model: torch.nn.Module, tok: Tokenizer, texts: list[str], seq_len
         losses[pos: pos + loss.numel()] = loss.cpu().numpy()  # windows come in stream order
         pos += loss.numel()
         on_batch(x.shape[0])
-    targets = tokens[1:]
-    # target j (stream position j + 1) belongs to the document that contains position j + 1
-    owner = np.searchsorted(starts, np.arange(1, tokens.size), side="right") - 1
-    tb = nbytes.numpy()[targets]
+    return losses
+
+
+def doc_scores(model: torch.nn.Module, tok: Tokenizer, texts: list[str], seq_len: int, batch: int = 16,
+               on_batch=lambda n: None, separate: bool = False) -> dict[str, np.ndarray]:
+    """Per-document sums: nats of every target token, nats and UTF-8 bytes of the text tokens, token counts.
+    Joined, over the same windows as `lm_metrics`, so summed over documents they give exactly the split's
+    figures; kept apart they give slices and bootstrap intervals. `separate`: each document on its own."""
+    streams, starts = doc_stream(tok, texts, separate)
+    nbytes = token_bytes(tok).numpy()
+    model.eval()
     n = len(texts)
-    return {"nats": np.bincount(owner, losses, minlength=n), "tokens": np.bincount(owner, minlength=n),
-            "text_nats": np.bincount(owner, losses * (tb > 0), minlength=n),
-            "bytes": np.bincount(owner, tb, minlength=n)}
+    out = {k: np.zeros(n) for k in ("nats", "text_nats", "bytes")}
+    out["tokens"] = np.zeros(n, dtype=np.int64)
+    for d, tokens in enumerate(streams):
+        losses = _token_losses(model, tokens, seq_len, batch, on_batch)
+        tb = nbytes[tokens[1:]]
+        # joined: target j (stream position j + 1) belongs to the document that contains position j + 1
+        owner = (np.searchsorted(starts, np.arange(1, tokens.size), side="right") - 1) if not separate \
+            else np.full(tokens.size - 1, d)
+        out["nats"] += np.bincount(owner, losses, minlength=n)
+        out["tokens"] += np.bincount(owner, minlength=n)
+        out["text_nats"] += np.bincount(owner, losses * (tb > 0), minlength=n)
+        out["bytes"] += np.bincount(owner, tb, minlength=n)
+    return out
 
 
 def metrics_from_scores(s: dict[str, np.ndarray], idx: np.ndarray | slice = slice(None)) -> dict[str, float]:

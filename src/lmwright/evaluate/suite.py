@@ -66,12 +66,14 @@ def _gen_ci(preds: list[str], refs: list[str], e, seed: int) -> dict[str, tuple[
 
 
 def evaluate_docs(model: torch.nn.Module, tok, docs: list[dict], seq_len: int, e, seed: int = 0,
-                  pydocs_sources: set[str] = frozenset(), on_batch: Callable[[int], None] = lambda n: None) -> dict:
-    """Every metric on a list of documents (dicts with text, and optionally source_name, locator, label)."""
+                  pydocs_sources: set[str] = frozenset(), on_batch: Callable[[int], None] = lambda n: None,
+                  separate: bool = False) -> dict:
+    """Every metric on a list of documents (dicts with text, and optionally source_name, locator, label).
+    Split documents are scored joined, as they were trained; `separate` scores each on its own (files)."""
     if not docs:
         raise LmwrightError("nothing to evaluate: the split or file has no documents")
     texts = [d["text"] for d in docs]
-    s = doc_scores(model, tok, texts, seq_len, on_batch=on_batch)
+    s = doc_scores(model, tok, texts, seq_len, on_batch=on_batch, separate=separate)
     out: dict = metrics_from_scores(s)
     out["documents"] = len(docs)
     ci = {k: bootstrap_ci(lambda i, k=k: metrics_from_scores(s, i)[k], len(docs), e.bootstrap, e.confidence, seed)
@@ -157,7 +159,8 @@ def evaluate_set(model: torch.nn.Module, tok, es, root: Path, seq_len: int, e, s
         texts = field_values(rows, path, es.text_field)
         docs = [{"text": t, "source_name": es.name, "locator": f"{path.name}:{n}",
                  "label": rec.get(es.label_field)} for t, (n, rec) in zip(texts, rows, strict=True)]
-        return {"task": "lm", **evaluate_docs(model, tok, docs, seq_len, e, seed)}
+        # records of a file are independent: each scored on its own (as lm-evaluation-harness does)
+        return {"task": "lm", **evaluate_docs(model, tok, docs, seq_len, e, seed, separate=True)}
     if es.task == "generate":
         from lmwright.model.generate import generate_text
 

@@ -20,7 +20,7 @@ from lmwright.errors import LmwrightError
 _FINAL = ContextVar("lmwright_final_test", default=False)
 
 
-class TestSplitGuarded(LmwrightError):
+class SplitGuardError(LmwrightError):
     pass
 
 
@@ -37,7 +37,7 @@ def final_test() -> Iterator[None]:
 def split_path(directory: Path, split: str, suffix: str) -> Path:
     """`directory/{split}{suffix}`, refusing the test split outside `final_test()`."""
     if split == "test" and not _FINAL.get():
-        raise TestSplitGuarded(
+        raise SplitGuardError(
             "the test split is read only by the final evaluation (`lmwright test`, or the test stage of "
             "`lmwright run`); tuning, early stopping and `lmwright evaluate` use the validation split. "
             "Use --split val, or `lmwright test MODEL` for the final figure.")
