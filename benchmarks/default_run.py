@@ -61,13 +61,21 @@ def main() -> None:
     out = run_pipeline(Workspace.open(root), reporter=Reporter(quiet=True))  # all cached: just the paths
     val = np.load(out["tokenize"].path / "val.npy", mmap_mode="r")
     diff = parity(root / "lmwright-out" / "model", val)
-    ev, pt = out["evaluate"].summary, out["pretrain"].summary
+    ev, pt, te = out["evaluate"].summary, out["pretrain"].summary, out["test"].summary
+    from lmwright.core.store import Store
+
+    ws = Workspace.open(root)
+    seconds = {r.stage: round(r.duration_s, 1) for r in Store(ws.store_url).runs(100) if r.status == "done"}
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "fresh_run_s": round(fresh, 1), "fresh_vs_budget": round(fresh / BUDGET_RUN_S, 3),
         "cached_run_s": round(cached, 2), "cached_vs_budget": round(cached / BUDGET_CACHED_S, 3),
         "params": pt["n_params"], "train_tokens": pt["tokens"], "train_tokens_per_s": pt["tokens_per_s"],
-        "val_bits_per_byte": round(ev["val"]["bits_per_byte"], 4), "test_bits_per_byte": round(ev["test"]["bits_per_byte"], 4),
+        "val_bits_per_byte": round(ev["val"]["bits_per_byte"], 4), "test_bits_per_byte": round(te["test"]["bits_per_byte"], 4),
+        "val_generation": {k: round(v, 4) for k, v in ev["val"].get("generation", {}).items()},
+        "risk": {k: round(v, 4) for k, v in ev["risk"].items()},
+        "requirements": out["report"].summary["requirements"],
+        "stage_seconds": {k: seconds.get(k) for k in ("pretrain", "evaluate", "test", "report")},
         "hf_parity_max_abs_logit_diff": diff, "parity_ok": diff <= BUDGET_PARITY,
     }
     if args.json:

@@ -148,7 +148,7 @@ def test_cross_validation_is_stratified_and_resumes(tiny_copy):
 @pytest.mark.slow
 def test_lm_evaluation_harness_agrees_with_lmwright(tiny_run, tmp_path):
     """EleutherAI's harness scores the exported model on a local task built from the project's validation
-    documents; its bits-per-byte equals lmwright's on the same file."""
+    documents; its bits-per-byte equals lmwright's on the same file (same windows: full context for the last one)."""
     root, out = tiny_run
     val = pq.read_table(out["split"].path / "val.parquet").to_pylist()
     data = _write_jsonl(tmp_path / "val.jsonl", [{"text": d["text"]} for d in val])
@@ -170,7 +170,7 @@ def test_lm_evaluation_harness_agrees_with_lmwright(tiny_run, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     harness = json.loads(p.stdout.split("RESULT", 1)[1])["bits_per_byte,none"]
     mine = _json(_invoke("evaluate", str(model), "--file", str(data), "-C", str(root), "--json"))["bits_per_byte"]
-    assert harness == pytest.approx(mine, rel=1e-3)
+    assert harness == pytest.approx(mine, rel=1e-5)
 
 
 @pytest.mark.slow

@@ -95,8 +95,16 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
                  "created_at": d.created_at.isoformat()} for d in store.datasets()]
     runs = [{"id": r.id, "stage": r.stage, "status": r.status, "seconds": r.duration_s,
              "started_at": r.started_at.isoformat(), "summary": r.summary} for r in store.runs(limit=30)]
-    models = [{"name": m.name, "digest": m.digest[:12], "params": m.n_params, "metrics": m.metrics,
-               "created_at": m.created_at.isoformat()} for m in store.models()]
+    tests: dict[str, list] = {}
+    for t in store.test_evaluations():
+        tests.setdefault(t.model_digest, []).append(t)
+    models = []
+    for m in store.models():
+        tested = tests.get(m.digest, [])
+        models.append({"name": m.name, "version": sum(x["name"] == m.name for x in models) + 1,
+                       "digest": m.digest[:12], "params": m.n_params, "metrics": m.metrics,
+                       "test": tested[0].metrics if tested else None, "test_evaluations": len(tested),
+                       "created_at": m.created_at.isoformat()})
     if json_:
         out.print_json(json.dumps({"project": ws.spec.project.name, "root": str(ws.root), "stages": stages,
                                    "datasets": datasets, "runs": runs, "models": models}))
@@ -123,13 +131,14 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
         t.add_row(str(r["id"]), r["stage"], r["status"], "" if r["seconds"] is None else f"{r['seconds']:.1f}",
                   r["started_at"][:19], (r["summary"] or {}).get("headline", ""))
     out.print(t)
-    t = Table(title="models")
-    for col in ("name", "params", "val bits/byte", "test bits/byte", "digest", "created"):
+    t = Table(title="models (test: the first test-split evaluation, and how many there were)")
+    for col in ("name@version", "params", "val bits/byte", "test bits/byte", "digest", "created"):
         t.add_column(col)
     for m in models:
-        bpb = {k: f"{v['bits_per_byte']:.3f}" for k, v in m["metrics"].items()}
-        t.add_row(m["name"], f"{m['params']:,}", bpb.get("val", ""), bpb.get("test", ""), m["digest"],
-                  m["created_at"][:19])
+        val = m["metrics"].get("val", {}).get("bits_per_byte")
+        test = f"{m['test']['bits_per_byte']:.3f} ({m['test_evaluations']}x)" if m["test"] else "not tested"
+        t.add_row(f"{m['name']}@{m['version']}", f"{m['params']:,}", "" if val is None else f"{val:.3f}", test,
+                  m["digest"], m["created_at"][:19])
     out.print(t)
 
 

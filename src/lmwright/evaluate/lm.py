@@ -64,7 +64,7 @@ def doc_stream(tok: Tokenizer, texts: list[str], separate: bool = False) -> tupl
     """The token streams to score and each document's start in them. Joined (the default): one stream as the
     tokenize stage writes it, `<|bos|> text <|eos|>` per document. Separate: one stream per document,
     `<|bos|> text`, the convention of lm-evaluation-harness's rolling log-likelihood (no context from other
-    documents)."""
+    documents, and the last window of a long document keeps a full window of context)."""
     from lmwright.tokenizer import BOS, EOS
 
     bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
@@ -77,17 +77,29 @@ def doc_stream(tok: Tokenizer, texts: list[str], separate: bool = False) -> tupl
 
 
 @torch.no_grad()
-def _token_losses(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, batch: int, on_batch) -> np.ndarray:
-    """The loss of every target token of a stream (positions 1..n-1), over non-overlapping windows."""
+def _token_losses(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, batch: int, on_batch,
+                  tail_context: bool = False) -> np.ndarray:
+    """The loss of every target token of a stream (positions 1..n-1), over non-overlapping windows. With
+    `tail_context` the last, partial window is moved back to end at the stream's end, so its tokens are
+    predicted with a full window of context (lm-evaluation-harness's rolling windows); only its new tokens count."""
     device = next(model.parameters()).device
-    losses = np.zeros(max(tokens.size - 1, 0))
+    n_targets = max(tokens.size - 1, 0)
+    full = n_targets // seq_len * seq_len
+    losses = np.zeros(n_targets)
     pos = 0
-    for x, y in windows(tokens, seq_len, batch):
+    body = tokens[: full + 1] if tail_context and full < n_targets and tokens.size > seq_len else tokens
+    for x, y in windows(body, seq_len, batch):
         logits = model(x.to(device))
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="none")
         losses[pos: pos + loss.numel()] = loss.cpu().numpy()  # windows come in stream order
         pos += loss.numel()
         on_batch(x.shape[0])
+    if pos < n_targets:  # the tail, with the full window before it as context
+        t = torch.from_numpy(np.asarray(tokens[-(seq_len + 1):], dtype=np.int64))[None]
+        logits = model(t[:, :-1].to(device))
+        loss = F.cross_entropy(logits.float()[0], t[0, 1:].to(device), reduction="none")
+        losses[pos:] = loss[-(n_targets - pos):].cpu().numpy()
+        on_batch(1)
     return losses
 
 
@@ -103,7 +115,7 @@ def doc_scores(model: torch.nn.Module, tok: Tokenizer, texts: list[str], seq_len
     out = {k: np.zeros(n) for k in ("nats", "text_nats", "bytes")}
     out["tokens"] = np.zeros(n, dtype=np.int64)
     for d, tokens in enumerate(streams):
-        losses = _token_losses(model, tokens, seq_len, batch, on_batch)
+        losses = _token_losses(model, tokens, seq_len, batch, on_batch, tail_context=separate)
         tb = nbytes[tokens[1:]]
         # joined: target j (stream position j + 1) belongs to the document that contains position j + 1
         owner = (np.searchsorted(starts, np.arange(1, tokens.size), side="right") - 1) if not separate \
