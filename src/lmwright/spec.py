@@ -509,6 +509,25 @@ class TuneSpec(Section):
     space: dict[str, TuneParam] = Field(default_factory=_default_space)  # spec field -> range or choices
 
 
+class SafetySpec(Section):
+    redact_pii: bool = True  # PII in prompts and outputs replaced by typed placeholders (data/filters/pii.py)
+    blocklist: Literal["flag", "refuse", "off"] = "flag"  # blocklisted words: record the flag, or refuse (400)
+
+
+class ServeSpec(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)  # 0 = any free port
+    model: str | None = None  # a model directory or registered name; None = the project's latest model
+    max_batch: int = Field(16, ge=1)  # requests decoded together (KV-cache slots)
+    max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
+    max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
+    max_body_kb: int = Field(64, ge=1)  # larger request bodies get 413
+    timeout_s: float = Field(60.0, gt=0)  # a request still running after this is stopped (finish_reason "timeout")
+    rate_limit_per_minute: int = Field(600, ge=0)  # per API key (or per client address without keys); 0 = off
+    log_prompts: bool = False  # store prompt and output text in the request log
+    safety: SafetySpec = Field(default_factory=SafetySpec)
+
+
 class Spec(Section):
     version: Literal[1] = 1
     project: ProjectSpec = Field(default_factory=ProjectSpec)
@@ -522,6 +541,7 @@ class Spec(Section):
     tune: TuneSpec = Field(default_factory=TuneSpec)
     cv: CVSpec = Field(default_factory=CVSpec)
     risk: RiskSpec = Field(default_factory=RiskSpec)
+    serve: ServeSpec = Field(default_factory=ServeSpec)
 
     @model_validator(mode="after")
     def _context_fits(self) -> Spec:

@@ -107,6 +107,53 @@ class TestEvaluation(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ApiKey(Base):
+    """A serving API key: only its SHA-256 is stored; the key itself is shown once, when it is made."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class RequestLog(Base):
+    """One served request: ids, model version, token counts, latencies, safety flags; text only if configured."""
+
+    __tablename__ = "requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    model_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    queue_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ttft_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    e2e_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Feedback(Base):
+    """A rating or correction of a served response (by its response id): raw material for retraining."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class Audit(Base):
     """Append-only: on SQLite, triggers refuse UPDATE and DELETE."""
 
@@ -237,6 +284,45 @@ class Store:
                                  metrics=metrics, at=utcnow())
             s.add(row)
         return row
+
+    # -- serving ----------------------------------------------------------------------------------------------------
+    def add_api_key(self, name: str, key_hash: str) -> None:
+        with self.session() as s, s.begin():
+            if s.scalars(select(ApiKey).where(ApiKey.name == name)).first():
+                raise ValueError(f"an API key named {name!r} exists; revoke it first or pick another name")
+            s.add(ApiKey(name=name, key_hash=key_hash))
+
+    def revoke_api_key(self, name: str) -> bool:
+        with self.session() as s, s.begin():
+            key = s.scalars(select(ApiKey).where(ApiKey.name == name)).first()
+            if key is None:
+                return False
+            s.delete(key)
+            return True
+
+    def api_keys(self) -> list[ApiKey]:
+        with self.session() as s:
+            return list(s.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+    def log_requests(self, rows: list[dict[str, Any]]) -> None:
+        with self.session() as s, s.begin():
+            s.add_all(RequestLog(**r) for r in rows)
+
+    def requests(self, limit: int = 100) -> list[RequestLog]:
+        with self.session() as s:
+            return list(s.scalars(select(RequestLog).order_by(RequestLog.id.desc()).limit(limit)))
+
+    def has_request(self, request_id: str) -> bool:
+        with self.session() as s:
+            return s.scalars(select(RequestLog.id).where(RequestLog.request_id == request_id)).first() is not None
+
+    def add_feedback(self, **row: Any) -> None:
+        with self.session() as s, s.begin():
+            s.add(Feedback(**row))
+
+    def feedback(self) -> list[Feedback]:
+        with self.session() as s:
+            return list(s.scalars(select(Feedback).order_by(Feedback.id)))
 
     def audit_log(self) -> list[Audit]:
         with self.session() as s:
