@@ -152,8 +152,9 @@ class EngineService:
                 if finished:
                     break
         finally:
-            if not req.finished:
+            if not req.finished:  # timed out, or the client went away: free the slot at the next step
                 self.engine.cancel(req)
+                served.finish_reason = served.finish_reason or "abort"
             served.text, served.completion_tokens = req.text, len(req.output_ids)
             served.finish_reason = served.finish_reason or req.finish_reason
             if req.scheduled is not None:
@@ -201,6 +202,7 @@ def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
     tok = engine.tok
     end_id = tok.token_to_id("<|end|>")
     page = (Path(__file__).parent / "web" / "chat.html").read_text(encoding="utf-8")
+    pending: set[asyncio.Task] = set()  # request-log writes that outlive a disconnected stream
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -376,7 +378,11 @@ def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
         finally:
             _, out_flags = screen(served.text, s.safety, "output")
             served.flags.update(out_flags)
-            await log(request, endpoint, status, served, prompt)
+            # shielded: when the client disconnects this generator is cancelled, and the log must still be written
+            task = asyncio.ensure_future(log(request, endpoint, status, served, prompt))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            await asyncio.shield(task)
         yield "data: [DONE]\n\n"
 
     @app.get("/health")

@@ -1,0 +1,229 @@
+"""`lmwright serve` against the official `openai` client on a live server (loopback): models, completions, chat,
+streaming, errors; keys, rate limits, body and token limits, timeouts; the metrics text; the request log,
+feedback and safety flags; the chat page in Chromium; `lmwright chat` in a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from lmwright.core.store import Store
+from lmwright.core.workspace import Workspace
+from lmwright.serve.api import build_app
+from lmwright.serve.auth import hash_key
+
+
+@contextlib.contextmanager
+def live(app):
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline, "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def served(tiny_copy):
+    """(base url, workspace) of the tiny model served with the default settings."""
+    ws = Workspace.open(tiny_copy)
+    with live(build_app(ws)) as url:
+        yield url, ws
+
+
+def client(url: str, key: str = "none") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+def test_models_chat_and_completions_with_the_openai_client(served):
+    url, ws = served
+    c = client(url)
+    (m,) = c.models.list().data
+    assert m.id == "tiny"
+    chat = c.chat.completions.create(model="tiny", messages=[{"role": "system", "content": "Be brief."},
+                                                             {"role": "user", "content": "What does json do?"}],
+                                     max_tokens=8, temperature=0)
+    assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert chat.choices[0].finish_reason in ("stop", "length")
+    assert chat.usage.completion_tokens <= 8 and chat.usage.prompt_tokens > 5
+    assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+    again = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "What does json do?"}],
+                                      max_tokens=8, temperature=0.9, seed=11)
+    same = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "What does json do?"}],
+                                     max_tokens=8, temperature=0.9, seed=11)
+    assert again.choices[0].message.content == same.choices[0].message.content  # seeded
+    comp = c.completions.create(model="tiny", prompt="The json module", max_tokens=6, temperature=0)
+    assert comp.object == "text_completion" and comp.usage.completion_tokens == 6
+    assert comp.choices[0].finish_reason == "length"
+
+
+def test_streaming_chunks_match_the_whole_response(served):
+    url, _ = served
+    c = client(url)
+    whole = c.completions.create(model="tiny", prompt="The json module", max_tokens=10, temperature=0)
+    chunks = list(c.completions.create(model="tiny", prompt="The json module", max_tokens=10, temperature=0,
+                                       stream=True, stream_options={"include_usage": True}))
+    assert "".join(ch.choices[0].text for ch in chunks if ch.choices) == whole.choices[0].text
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 10 and not chunks[-1].choices
+    chat = list(client(url).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
+                                                    max_tokens=6, temperature=0, stream=True))
+    assert chat[0].choices[0].delta.role == "assistant" and chat[-1].choices[0].finish_reason in ("stop", "length")
+    assert all(ch.object == "chat.completion.chunk" for ch in chat)
+    with httpx.stream("POST", f"{url}/v1/completions", json={"prompt": "x", "max_tokens": 2, "stream": True}) as r:
+        lines = [ln for ln in r.iter_lines() if ln]
+    assert r.headers["content-type"].startswith("text/event-stream") and lines[-1] == "data: [DONE]"
+
+
+def _error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    return err
+
+
+def test_bad_requests_get_openai_errors_never_a_500(served):
+    url, _ = served
+    c = client(url)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.completions.create(model="tiny", prompt="x", max_tokens=100_000)
+    assert e.value.status_code == 400 and e.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.NotFoundError) as e:
+        c.completions.create(model="gpt-4", prompt="x")
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError, match="role"):
+        c.chat.completions.create(model="tiny", messages=[{"role": "wizard", "content": "x"}])
+    with pytest.raises(openai.BadRequestError, match="context"):
+        c.completions.create(model="tiny", prompt="word " * 500, max_tokens=2)
+    cases = [({"prompt": "x", "max_tokens": "lots"}, "max_tokens"), ({"max_tokens": 3}, "prompt"),
+             ({"prompt": "x", "temperature": -1}, "temperature"), ({"prompt": "x", "n": 3}, "n"),
+             ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"prompt": ["a", "b"]}, "prompt"),
+             ({"prompt": "x", "frequency_penalty": 1}, "frequency_penalty")]
+    for body, param in cases:
+        assert _error(httpx.post(f"{url}/v1/completions", json=body), 400)["param"] == param, body
+    assert _error(httpx.post(f"{url}/v1/completions", content=b"{not json",
+                             headers={"content-type": "application/json"}), 400)["code"] == "invalid_json"
+    assert _error(httpx.post(f"{url}/v1/completions", json={"prompt": "x" * 70_000}), 413)["code"] == "body_too_large"
+    assert _error(httpx.get(f"{url}/v1/nothing"), 404)["type"] == "not_found_error"
+    assert _error(httpx.get(f"{url}/v1/completions"), 405)
+
+
+def test_keys_are_required_and_hashed_and_limits_apply(tiny_copy):
+    ws = Workspace.open(tiny_copy, ["serve.rate_limit_per_minute=4", "serve.timeout_s=0.001"])
+    store = Store(ws.store_url)
+    store.add_api_key("ci", hash_key("lmw-secret"))
+    assert all("lmw-secret" not in (k.key_hash + k.name) for k in store.api_keys())
+    with live(build_app(ws)) as url:
+        assert httpx.get(f"{url}/health").status_code == 200  # open
+        with pytest.raises(openai.AuthenticationError):
+            client(url, "wrong").models.list()
+        assert _error(httpx.get(f"{url}/metrics"), 401)["code"] == "invalid_api_key"
+        good = client(url, "lmw-secret")
+        assert good.models.list().data[0].id == "tiny"
+        with pytest.raises(openai.APIStatusError) as e:  # timeout_s is 1 ms
+            good.completions.create(model="tiny", prompt="x", max_tokens=50)
+        assert e.value.status_code == 408 and e.value.body["code"] == "request_timeout"
+        good.models.list()
+        good.models.list()
+        with pytest.raises(openai.RateLimitError) as e:  # the 5th request within the minute
+            good.models.list()
+        assert int(e.value.response.headers["retry-after"]) >= 1
+
+
+def test_metrics_request_log_feedback_and_safety(served):
+    url, ws = served
+    c = client(url)
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "mail bob@example.com"}],
+                                  max_tokens=4, temperature=0)
+    list(c.completions.create(model="tiny", prompt="The json", max_tokens=3, stream=True))
+    httpx.post(f"{url}/v1/completions", json={"prompt": "x", "max_tokens": -1})
+    text = httpx.get(f"{url}/metrics").text
+    for name in ("lmwright_time_to_first_token_seconds_bucket", "lmwright_inter_token_latency_seconds_bucket",
+                 "lmwright_e2e_request_latency_seconds_bucket", "lmwright_request_queue_time_seconds_bucket",
+                 "lmwright_prompt_tokens_total", "lmwright_generation_tokens_total", "lmwright_num_requests_running",
+                 "lmwright_num_requests_waiting", 'lmwright_request_success_total{finished_reason="length"',
+                 'lmwright_http_requests_total{route="/v1/completions",status="400"} 1.0'):
+        assert name in text, name
+    assert 'le="0.001"' in text and 'le="80.0"' in text  # LLM-sized buckets
+    log = {row.request_id: row for row in Store(ws.store_url).requests()}
+    row = log[r.id]
+    assert row.model == "tiny" and row.status == 200 and row.completion_tokens == r.usage.completion_tokens
+    assert row.flags == {"input_pii": {"email": 1}} and row.prompt is None and row.e2e_s > 0
+    ok = httpx.post(f"{url}/v1/feedback", json={"id": r.id, "rating": 1, "correction": "It encodes JSON."})
+    assert ok.status_code == 200 and ok.json()["recorded"]
+    (fb,) = Store(ws.store_url).feedback()
+    assert fb.request_id == r.id and fb.rating == 1
+    assert _error(httpx.post(f"{url}/v1/feedback", json={"id": "chatcmpl-nope", "rating": 1}), 404)
+    assert _error(httpx.post(f"{url}/v1/feedback", json={"id": r.id, "rating": 9}), 400)["param"] == "rating"
+
+
+def test_blocklist_refuse_policy(tiny_copy):
+    ws = Workspace.open(tiny_copy, ["serve.safety.blocklist=refuse"])
+    with live(build_app(ws)) as url:
+        err = _error(httpx.post(f"{url}/v1/completions", json={"prompt": "you fucking idiot"}), 400)
+        assert err["code"] == "content_filter"
+
+
+@pytest.mark.slow
+def test_chat_page_streams_and_stops_in_a_browser(tiny_copy):
+    from playwright.sync_api import sync_playwright
+
+    ws = Workspace.open(tiny_copy)
+    app = build_app(ws)
+    engine = app.state.service.engine
+    forward = engine._forward
+
+    def slow_forward(*a, **k):  # a slower model, so there is time to press Stop
+        time.sleep(0.03)
+        return forward(*a, **k)
+
+    with live(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url + "/")
+        assert "tiny" in page.title()
+        page.fill("#temperature", "0")
+        page.fill("#max_tokens", "8")
+        page.fill("#prompt", "What does the json module do?")
+        page.click("#send")
+        page.wait_for_selector(".assistant[data-done='true']", timeout=20_000)
+        first = page.eval_on_selector(".assistant", "e => e.textContent")  # the tiny model likes spaces
+        assert first and page.get_attribute(".assistant", "data-finish") in ("stop", "length")
+        engine._forward = slow_forward
+        page.fill("#max_tokens", "40")
+        page.fill("#prompt", "And csv?")
+        page.click("#send")
+        page.wait_for_function("document.querySelectorAll('.assistant')[1].textContent.length > 0", timeout=20_000)
+        assert page.is_enabled("#stop") and not page.is_enabled("#send")
+        page.click("#stop")
+        page.wait_for_selector(".assistant:nth-of-type(4)[data-done='true']", timeout=20_000)
+        assert page.get_attribute(".assistant:nth-of-type(4)", "data-finish") == "stopped"
+        assert page.is_enabled("#send")
+        browser.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(r.finish_reason == "abort" for r in Store(ws.store_url).requests()):
+        time.sleep(0.1)
+    assert any(r.finish_reason == "abort" for r in Store(ws.store_url).requests())  # the server stopped decoding
+
+
+def test_terminal_chat(tiny_copy):
+    p = subprocess.run([sys.executable, "-m", "lmwright", "chat", "-C", str(tiny_copy), "--temperature", "0",
+                        "--max-tokens", "5"], input="What is json?\n/reset\nAnd csv?\n/quit\n", capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("tiny> ") == 2 and "chatting with tiny" in p.stderr
