@@ -25,6 +25,7 @@ TINY = {
              "continuation": {"docs": 16, "prompt_tokens": 8, "new_tokens": 4}},
     "risk": {"canaries": {"repeats": [1, 8], "candidates": 50}, "verbatim": {"docs": 8, "prompt_tokens": 8,
                                                                             "new_tokens": 4}, "samples": 4},
+    "serve": {"compile": False},  # the eager engine: the same maths without a compile per test server
 }
 
 

@@ -519,6 +519,7 @@ class ServeSpec(Section):
     port: int = Field(8000, ge=0, le=65535)  # 0 = any free port
     model: str | None = None  # a model directory or registered name; None = the project's latest model
     max_batch: int = Field(16, ge=1)  # requests decoded together (KV-cache slots)
+    compile: bool = True  # torch.compile the decode step, one graph per batch size, built at start (~10 s each)
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
     max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
     max_body_kb: int = Field(64, ge=1)  # larger request bodies get 413

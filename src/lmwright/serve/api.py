@@ -462,5 +462,10 @@ def build_app(ws, ref: str | None = None, reporter=None) -> FastAPI:
     from lmwright.core.store import Store
 
     model, tok, name, digest = load_served_model(ws, ref, reporter)
-    engine = Engine(model, tok, max_batch=ws.spec.serve.max_batch)
+    engine = Engine(model, tok, max_batch=ws.spec.serve.max_batch, compile=ws.spec.serve.compile)
+    if engine.compiled is not None and reporter is not None:
+        reporter.log("compiling the decode step (once; a minute or so on a small CPU)")
+    seconds = engine.warm_up()
+    if engine.compiled is not None and reporter is not None:
+        reporter.log(f"compiled in {seconds:.0f} s")
     return create_app(engine, ServeConfig(name, digest, ws.spec.serve, Store(ws.store_url)))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lmwright.model.llama import LlamaLM, apply_rope
+from lmwright.model.llama import LlamaLM
 
 
 @dataclass
@@ -67,19 +67,61 @@ class Request:
         return self.finish_reason is not None
 
 
+class _DecodeLayer:
+    """One block's weights arranged for decoding: q|k|v and gate|up as single matrices, and the q and k rows of
+    each head reordered from RoPE's rotate-half layout (pairs i, i + hd/2) to interleaved pairs (2i, 2i + 1), so
+    RoPE rotates adjacent pairs. Attention scores are unchanged: q and k are permuted alike."""
+
+    def __init__(self, blk, cfg):
+        a, m = blk.self_attn, blk.mlp
+        hd = cfg.head_dim
+        perm = torch.stack([torch.arange(hd // 2), torch.arange(hd // 2) + hd // 2], 1).flatten()
+
+        def heads(w: torch.Tensor, n: int) -> torch.Tensor:
+            return w.view(n, hd, *w.shape[1:])[:, perm].reshape(w.shape)
+
+        self.n_heads, self.n_kv, self.hd, self.gqa = a.n_heads, a.n_kv, hd, a.n_kv != a.n_heads
+        self.w_qkv = torch.cat([heads(a.q_proj.weight, a.n_heads), heads(a.k_proj.weight, a.n_kv), a.v_proj.weight])
+        self.b_qkv = torch.cat([heads(a.q_proj.bias, a.n_heads), heads(a.k_proj.bias, a.n_kv), a.v_proj.bias]) \
+            if a.q_proj.bias is not None else None
+        self.q_norm = (a.q_norm.weight[perm], a.k_norm.weight[perm], a.q_norm.eps) if hasattr(a, "q_norm") else None
+        self.w_gu = torch.cat([m.gate_proj.weight, m.up_proj.weight])
+        self.b_gu = torch.cat([m.gate_proj.bias, m.up_proj.bias]) if m.gate_proj.bias is not None else None
+        self.n1, self.n2, self.eps = blk.input_layernorm.weight, blk.post_attention_layernorm.weight, cfg.norm_eps
+        self.w_o, self.b_o = a.o_proj.weight, a.o_proj.bias
+        self.w_down, self.b_down, self.act = m.down_proj.weight, m.down_proj.bias, m.act
+
+    def qkv(self, x: torch.Tensor, freqs: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (rows, d): one row per token (a prefill's positions, or a decode's requests); q, k, v as
+        (rows, heads, hd), q and k rotated. Two-dimensional on purpose: small matmuls run faster that way."""
+        qkv = F.linear(F.rms_norm(x, (x.shape[-1],), self.n1, self.eps), self.w_qkv, self.b_qkv)
+        q, k, v = qkv.view(x.shape[0], self.n_heads + 2 * self.n_kv, self.hd).split([self.n_heads, self.n_kv, self.n_kv], 1)
+        if self.q_norm is not None:
+            qw, kw, eps = self.q_norm
+            q, k = F.rms_norm(q, (self.hd,), qw, eps), F.rms_norm(k, (self.hd,), kw, eps)
+        return rope(q, freqs), rope(k, freqs), v
+
+    def rest(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The attention output projection, the residual, and the MLP with its residual; x, y (rows, d)."""
+        x = x + F.linear(y, self.w_o, self.b_o)
+        gate, up = F.linear(F.rms_norm(x, (x.shape[-1],), self.n2, self.eps), self.w_gu, self.b_gu).chunk(2, dim=-1)
+        return x + F.linear(self.act(gate) * up, self.w_down, self.b_down)
+
+
 class Engine:
     """`submit()` from any thread; `step()` (or `run_forever()` in one background thread) does the work."""
 
-    def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None):
+    def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None,
+                 compile: bool = False):
         self.model = model.eval()
         self.tok = tokenizer
         self.cfg = cfg = model.cfg
         self.max_batch, self.max_len = max_batch, cfg.max_seq_len
         self.device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
-        shape = (max_batch, cfg.n_kv_heads, cfg.max_seq_len, cfg.head_dim)
-        self.k_cache = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(cfg.n_layers)]
-        self.v_cache = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(cfg.n_layers)]
+        shape = (cfg.n_layers, max_batch, cfg.n_kv_heads, cfg.max_seq_len, cfg.head_dim)
+        self.k_cache = torch.zeros(shape, dtype=dtype, device=self.device)  # [layer, slot, kv head, position, hd]
+        self.v_cache = torch.zeros(shape, dtype=dtype, device=self.device)
         self.lengths = [0] * max_batch
         self.free = list(range(max_batch - 1, -1, -1))
         self.waiting: deque[Request] = deque()
@@ -88,14 +130,13 @@ class Engine:
         self.wake = threading.Event()
         self.eos_ids = eos_ids if eos_ids is not None else {tokenizer.token_to_id("<|eos|>")}
         self._ids = itertools.count()
-        with torch.no_grad():  # fused weights, built once
-            self.layers = []
-            for blk in model.model.layers:
-                a, m = blk.self_attn, blk.mlp
-                qkv_b = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]) if a.q_proj.bias is not None else None
-                gu_b = torch.cat([m.gate_proj.bias, m.up_proj.bias]) if m.gate_proj.bias is not None else None
-                self.layers.append((blk, torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), qkv_b,
-                                    torch.cat([m.gate_proj.weight, m.up_proj.weight]), gu_b))
+        with torch.no_grad():
+            self.layers = [_DecodeLayer(blk, cfg) for blk in model.model.layers]
+            half = cfg.head_dim // 2
+            # RoPE on interleaved pairs: (cos, sin) of each pair's angle, from the tables' first halves
+            self.freqs = torch.stack([model.rope_cos[:, :half], model.rope_sin[:, :half]], -1)  # (T, hd/2, 2)
+        # compiled: two graphs, one for a single row and one for any number of rows (the row count symbolic)
+        self.compiled = torch.compile(self._decode_core) if compile else None
 
     # -- requests ---------------------------------------------------------------------------------------------
     def submit(self, prompt_ids: list[int], params: SamplingParams,
@@ -125,46 +166,98 @@ class Engine:
         return len(self.waiting)
 
     # -- the model with a cache -------------------------------------------------------------------------------
+    def _rope(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+        """x (rows, heads, hd) in the interleaved layout of `_DecodeLayer`; freqs (rows, 1, hd/2, 2) = (cos, sin).
+        Real arithmetic (inductor does not generate code for complex numbers)."""
+        pairs = x.unflatten(-1, (-1, 2))
+        a, b = pairs[..., 0], pairs[..., 1]
+        c, s = freqs[..., 0], freqs[..., 1]
+        return torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2)
+
     @torch.no_grad()
-    def _forward(self, ids: torch.Tensor, slots: list[int], starts: list[int]) -> torch.Tensor:
-        """Logits of the last position of each row. Prefill: one row, `starts` [0]; decode: one token per row."""
-        b, t = ids.shape
-        m = self.model
-        x = m.model.embed_tokens(ids)
-        pos = torch.tensor(starts, device=self.device)[:, None] + torch.arange(t, device=self.device)  # (b, t)
-        cos, sin = m.rope_cos[pos][:, None].to(x.dtype), m.rope_sin[pos][:, None].to(x.dtype)  # (b, 1, t, hd)
-        slot_t = torch.tensor(slots, device=self.device)
-        total = max(s + t for s in starts)  # keys to attend over
-        single = b == 1
-        mask = None
-        if not single:  # decode of several rows of different lengths: row i sees its keys 0..starts[i]
-            mask = (torch.arange(total, device=self.device)[None, :] <= pos[:, -1:]).view(b, 1, 1, total)
-        for li, (blk, w_qkv, b_qkv, w_gu, b_gu) in enumerate(self.layers):
-            a = blk.self_attn
-            h = blk.input_layernorm(x)
-            q, k, v = F.linear(h, w_qkv, b_qkv).split([a.n_heads * a.hd, a.n_kv * a.hd, a.n_kv * a.hd], dim=-1)
-            q, k, v = q.view(b, t, a.n_heads, a.hd), k.view(b, t, a.n_kv, a.hd), v.view(b, t, a.n_kv, a.hd)
-            if hasattr(a, "q_norm"):
-                q, k = a.q_norm(q), a.k_norm(k)
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            kc, vc = self.k_cache[li], self.v_cache[li]
-            if single:
-                s0 = starts[0]
-                kc[slots[0], :, s0: s0 + t] = k[0]
-                vc[slots[0], :, s0: s0 + t] = v[0]
-                keys, vals = kc[slots[0]: slots[0] + 1, :, : s0 + t], vc[slots[0]: slots[0] + 1, :, : s0 + t]
-                # a prefill starts at 0 (causal over its own tokens); a decode token sees every cached key
-                y = F.scaled_dot_product_attention(q, keys, vals, is_causal=t > 1, enable_gqa=a.n_kv != a.n_heads)
-            else:
-                kc[slot_t, :, pos[:, 0]] = k[:, :, 0]
-                vc[slot_t, :, pos[:, 0]] = v[:, :, 0]
-                y = F.scaled_dot_product_attention(q, kc[slot_t, :, :total], vc[slot_t, :, :total], attn_mask=mask,
-                                                   enable_gqa=a.n_kv != a.n_heads)
-            x = x + a.o_proj(y.transpose(1, 2).reshape(b, t, -1))
-            gate, up = F.linear(blk.post_attention_layernorm(x), w_gu, b_gu).chunk(2, dim=-1)
-            x = x + blk.mlp.down_proj(blk.mlp.act(gate) * up)
-        return m.lm_head(m.model.norm(x[:, -1]))
+    def _prefill(self, ids: list[int], slot: int) -> torch.Tensor:
+        """The whole prompt into `slot`'s cache; the logits of its last position."""
+        m, t = self.model, len(ids)
+        x = m.model.embed_tokens(torch.tensor(ids, device=self.device))  # (t, d)
+        freqs = self.freqs[:t, None]
+        for li, layer in enumerate(self.layers):
+            q, k, v = layer.qkv(x, freqs, self._rope)  # (t, heads, hd)
+            k, v = k.transpose(0, 1), v.transpose(0, 1)
+            self.k_cache[li, slot, :, :t] = k
+            self.v_cache[li, slot, :, :t] = v
+            y = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k[None], v[None], is_causal=True,
+                                               enable_gqa=layer.gqa)
+            x = layer.rest(x, y[0].transpose(0, 1).reshape(t, -1))
+        return m.lm_head(m.model.norm(x[-1:]))
+
+    def _decode_core(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
+                     v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decode step over the first n slots, as a pure function (no writes), so `torch.compile` can fuse
+        it without copying the cache: (logits (n, V), new keys and values (layers, n, kv, hd)).
+
+        Attention is over the cached keys 0..pos-1 (the whole context length, masked) plus the new key, combined
+        by one softmax: every shape is fixed for a given n."""
+        m, n = self.model, tokens.shape[0]
+        x = m.model.embed_tokens(tokens)  # (n, d)
+        freqs = self.freqs[pos][:, None]
+        visible = (torch.arange(self.max_len, device=x.device)[None, :] < pos[:, None])[:, None, None]  # (n,1,1,T)
+        new_k, new_v = [], []
+        for li, layer in enumerate(self.layers):
+            q, k, v = layer.qkv(x, freqs, self._rope)  # (n, heads, hd)
+            g = layer.n_heads // layer.n_kv
+            qg = q.view(n, layer.n_kv, g, layer.hd) * layer.hd ** -0.5
+            kc, vc = k_cache[li, :n], v_cache[li, :n]  # (n, kv, T, hd)
+            scores = torch.matmul(qg, kc.transpose(-1, -2)).masked_fill(~visible, float("-inf"))  # (n, kv, g, T)
+            own = (qg * k[:, :, None]).sum(-1, keepdim=True)  # (n, kv, g, 1): the new token's own key
+            top = torch.maximum(scores.amax(-1, keepdim=True), own)
+            p_cache, p_own = torch.exp(scores - top), torch.exp(own - top)
+            y = (torch.matmul(p_cache, vc) + p_own * v[:, :, None]) / (p_cache.sum(-1, keepdim=True) + p_own)
+            x = layer.rest(x, y.reshape(n, -1))
+            new_k.append(k)
+            new_v.append(v)
+        return m.lm_head(m.model.norm(x)), torch.stack(new_k), torch.stack(new_v)
+
+    @torch.no_grad()
+    def _decode(self, rows: list[Request]) -> torch.Tensor:
+        """One token for each request in `rows`; their logits, in order.
+
+        The step runs over the slots 0..n-1, n = the highest slot in use + 1 (rounded up to a compiled size when
+        compiling), so the cache is read as a view, never gathered; idle slots' rows are computed and dropped."""
+        n = max(r.slot for r in rows) + 1
+        tokens, pos = [0] * n, [0] * n
+        for r in rows:
+            tokens[r.slot], pos[r.slot] = r.output_ids[-1], self.lengths[r.slot]
+        logits, new_k, new_v = self._core(torch.tensor(tokens, device=self.device),
+                                          torch.tensor(pos, device=self.device))
+        if len(rows) == 1:  # plain slicing: cheaper than an indexed write
+            slot, at = rows[0].slot, pos[rows[0].slot]
+            self.k_cache[:, slot, :, at] = new_k[:, slot]
+            self.v_cache[:, slot, :, at] = new_v[:, slot]
+            return logits[slot: slot + 1]
+        sl = torch.tensor([r.slot for r in rows], device=self.device)
+        at = torch.tensor([pos[r.slot] for r in rows], device=self.device)
+        # two index tensors apart: the indexed dimension comes first, so the values go (row, layer, kv, hd)
+        self.k_cache[:, sl, :, at] = new_k[:, sl].transpose(0, 1)
+        self.v_cache[:, sl, :, at] = new_v[:, sl].transpose(0, 1)
+        return logits[sl]
+
+    def _core(self, tokens: torch.Tensor, pos: torch.Tensor):
+        if self.compiled is None:
+            return self._decode_core(tokens, pos, self.k_cache, self.v_cache)
+        if tokens.shape[0] > 1:  # one graph for every row count above one, not one per count
+            torch._dynamo.mark_dynamic(tokens, 0)
+            torch._dynamo.mark_dynamic(pos, 0)
+        return self.compiled(tokens, pos, self.k_cache, self.v_cache)
+
+    @torch.no_grad()
+    def warm_up(self) -> float:
+        """Compile both decode graphs now rather than on a live request; returns the seconds it took."""
+        t0 = time.perf_counter()
+        if self.compiled is not None:
+            for n in sorted({1, min(2, self.max_batch)}):
+                self._core(torch.zeros(n, dtype=torch.long, device=self.device),
+                           torch.zeros(n, dtype=torch.long, device=self.device))
+        return time.perf_counter() - t0
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def _sample(self, req: Request, logits: torch.Tensor) -> int:
@@ -226,24 +319,25 @@ class Engine:
         with self.lock:
             while self.waiting and self.free:
                 req = self.waiting.popleft()
-                req.slot = self.free.pop()
+                req.slot = self.free.pop(self.free.index(min(self.free)))  # low slots: a smaller decode view
                 admitted.append(req)
         for req in admitted:  # prefill: the whole prompt into the slot's cache, then the first token
             req.scheduled = time.perf_counter()
             if req.cancelled:
                 self._finish(req)
                 continue
-            logits = self._forward(torch.tensor([req.prompt_ids], device=self.device), [req.slot], [0])
+            logits = self._prefill(req.prompt_ids, req.slot)
             self.lengths[req.slot] = len(req.prompt_ids)
             self.running[req.slot] = req
             self._after_token(req, self._sample(req, logits[0]))
         active = [r for r in self.running.values() if not r.finished and r not in admitted]
         if active:
-            ids = torch.tensor([[r.output_ids[-1]] for r in active], device=self.device)
-            logits = self._forward(ids, [r.slot for r in active], [self.lengths[r.slot] for r in active])
-            for r, row in zip(active, logits, strict=True):
+            logits = self._decode(active)
+            greedy = [r.params.temperature <= 0 and r.params.repetition_penalty == 1.0 for r in active]
+            best = logits.argmax(-1).tolist() if any(greedy) else []  # one op for every greedy row
+            for i, (r, row) in enumerate(zip(active, logits, strict=True)):
                 self.lengths[r.slot] += 1
-                self._after_token(r, self._sample(r, row))
+                self._after_token(r, best[i] if greedy[i] else self._sample(r, row))
         for slot in [s for s, r in self.running.items() if r.finished]:
             self._finish(self.running.pop(slot))
         return len(self.running) + len(self.waiting)
