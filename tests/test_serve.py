@@ -186,7 +186,7 @@ def test_chat_page_streams_and_stops_in_a_browser(tiny_copy):
     ws = Workspace.open(tiny_copy)
     app = build_app(ws)
     engine = app.state.service.engine
-    forward = engine._forward
+    forward = engine._decode
 
     def slow_forward(*a, **k):  # a slower model, so there is time to press Stop
         time.sleep(0.03)
@@ -204,7 +204,7 @@ def test_chat_page_streams_and_stops_in_a_browser(tiny_copy):
         page.wait_for_selector(".assistant[data-done='true']", timeout=20_000)
         first = page.eval_on_selector(".assistant", "e => e.textContent")  # the tiny model likes spaces
         assert first and page.get_attribute(".assistant", "data-finish") in ("stop", "length")
-        engine._forward = slow_forward
+        engine._decode = slow_forward
         page.fill("#max_tokens", "40")
         page.fill("#prompt", "And csv?")
         page.click("#send")
