@@ -4,38 +4,19 @@ feedback and safety flags; the chat page in Chromium; `lmwright chat` in a termi
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
 from lmwright.serve.api import build_app
 from lmwright.serve.auth import hash_key
-
-
-@contextlib.contextmanager
-def live(app):
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+from tests.conftest import live
 
 
 @pytest.fixture

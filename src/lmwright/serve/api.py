@@ -64,7 +64,7 @@ class _Sampling(BaseModel):
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     n: int = Field(1, ge=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -150,6 +150,8 @@ class EngineService:
                 if delta:
                     yield delta
                 if finished:
+                    if req.finish_reason == "error":
+                        raise ApiError(500, "the engine failed on this request", "server_error", code="engine_error")
                     break
         finally:
             if not req.finished:  # timed out, or the client went away: free the slot at the next step

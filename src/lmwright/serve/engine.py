@@ -267,18 +267,22 @@ class Engine:
             seen = torch.tensor(sorted(set(req.prompt_ids) | set(req.output_ids)), device=logits.device)
             vals = logits[seen]
             logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-        if p.temperature <= 0:
+        if p.temperature < 1e-5:  # greedy (as vLLM: a temperature this small is greedy, not a division by ~0)
             return int(logits.argmax())
-        logits = logits / p.temperature
+        # extreme penalties or temperatures overflow: keep the order, drop what is not a number
+        logits = torch.nan_to_num(logits / p.temperature, nan=float("-inf"), posinf=3e38)
         if p.top_k:
             kth = torch.topk(logits, min(p.top_k, logits.numel())).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         if p.top_p < 1.0:
             sorted_logits, order = torch.sort(logits, descending=True)
-            cum = torch.softmax(sorted_logits, -1).cumsum(-1)
-            drop = cum - torch.softmax(sorted_logits, -1) >= p.top_p  # keep the smallest set reaching top_p
+            probs = torch.softmax(sorted_logits, -1)
+            drop = probs.cumsum(-1) - probs >= p.top_p  # keep the smallest set reaching top_p
             logits[order[drop]] = float("-inf")
-        return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=req.generator))
+        probs = torch.softmax(logits, -1)
+        if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+            return int(logits.argmax())
+        return int(torch.multinomial(probs, 1, generator=req.generator))
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _emit(self, req: Request, tok_id: int | None) -> None:
@@ -361,11 +365,29 @@ class Engine:
             pass
 
     def run_forever(self, stop: threading.Event) -> None:
-        """The serving loop: steps while there is work, sleeps on `wake` when there is none."""
+        """The serving loop: steps while there is work, sleeps on `wake` when there is none. A step that fails
+        (a bug) ends the requests it held with finish_reason "error" and the loop goes on."""
+        import traceback
+
         while not stop.is_set():
-            if not self.step():
+            try:
+                busy = self.step()
+            except Exception:  # noqa: BLE001 - the server must outlive one bad step
+                traceback.print_exc()
+                self._fail_running()
+                continue
+            if not busy:
                 self.wake.wait(0.05)
                 self.wake.clear()
+
+    def _fail_running(self) -> None:
+        for slot, req in list(self.running.items()):
+            req.finish_reason = req.finish_reason or "error"
+            req.on_event(req, "", True)
+            self.running.pop(slot)
+            with self.lock:
+                if slot not in self.free:
+                    self.free.append(slot)
 
     # -- convenience -----------------------------------------------------------------------------------------------
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Request]:
