@@ -86,21 +86,30 @@ async def _stream(client, url: str, tokens: int) -> int:
     return n
 
 
-def bench_server(model_dir: Path, tokens: int, root: Path) -> dict:
-    import httpx
+@contextlib.contextmanager
+def live_server(app):
+    """`app` under uvicorn on a free loopback port, in a thread; yields the base URL."""
     import uvicorn
 
-    from lmwright.core.workspace import Workspace
-    from lmwright.serve.api import build_app
-
-    ws = Workspace.open(root, [f"serve.max_tokens={tokens}", "serve.rate_limit_per_minute=0"])
-    app = build_app(ws, str(model_dir))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def bench_server(model_dir: Path, tokens: int, root: Path) -> dict:
+    import httpx
+
+    from lmwright.core.workspace import Workspace
+    from lmwright.serve.api import build_app
+
+    ws = Workspace.open(root, [f"serve.max_tokens={tokens}", "serve.rate_limit_per_minute=0"])
 
     async def run(n: int) -> float:
         async with httpx.AsyncClient() as client:
@@ -109,12 +118,9 @@ def bench_server(model_dir: Path, tokens: int, root: Path) -> dict:
             counts = await asyncio.gather(*[_stream(client, url, tokens) for _ in range(n)])
             return sum(counts) / (time.perf_counter() - t)
 
-    try:
+    with live_server(build_app(ws, str(model_dir))) as url:
         one = asyncio.run(run(1))
         sixteen = asyncio.run(run(16))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     return {"one_stream_tok_s": round(one, 1), "sixteen_streams_tok_s": round(sixteen, 1),
             "ratio": round(sixteen / one, 2), "target": TARGET_CONCURRENT}
 
