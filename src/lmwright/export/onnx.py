@@ -21,6 +21,11 @@ from lmwright.errors import LmwrightError
 TOLERANCE = 1e-4
 
 
+def onnx_bytes(path: Path) -> int:
+    """The model file plus its external weights (`model.onnx.data`), which the exporter writes beside it."""
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+
+
 def export_onnx(model_dir: Path, out: Path) -> dict:
     import onnxruntime as ort
 
@@ -45,7 +50,7 @@ def export_onnx(model_dir: Path, out: Path) -> dict:
     diff = float(np.abs(got - want).max())
     if diff > TOLERANCE:
         raise LmwrightError(f"{path}: onnxruntime's logits differ from PyTorch's by {diff:.2e} (limit {TOLERANCE})")
-    return {"format": "onnx", "path": str(path), "bytes": path.stat().st_size, "max_abs_logit_diff": diff}
+    return {"format": "onnx", "path": str(path), "bytes": onnx_bytes(path), "max_abs_logit_diff": diff}
 
 
 def _loss(sess, texts_ids: list[list[int]]) -> float:
@@ -83,7 +88,7 @@ def quantize_int8(model_dir: Path, out: Path, texts: list[str]) -> dict:
         t = time.perf_counter()
         for _ in range(20):
             sess.run(None, {"input_ids": batch})
-        rows[name] = {"bytes": path.stat().st_size, "ms_per_forward": (time.perf_counter() - t) / 20 * 1e3,
+        rows[name] = {"bytes": onnx_bytes(path), "ms_per_forward": (time.perf_counter() - t) / 20 * 1e3,
                       "loss": _loss(sess, ids)}
     return {"format": "int8", "path": str(int8), "fp32": rows["fp32"], "int8": rows["int8"],
             "size_ratio": rows["int8"]["bytes"] / rows["fp32"]["bytes"],
