@@ -86,7 +86,10 @@ def test_llama_cpp_runs_the_gguf(model_dir, tmp_path):
     theirs = np.asarray(llm.scores[: len(ids)])
     with torch.no_grad():
         ours = model(torch.tensor([ids]))[0].numpy()
-    assert np.abs(theirs - ours).max() < 1e-3
+    assert np.abs(theirs - ours).max() < 5e-3  # llama.cpp's f32 kernels sum in another order
+    llm.reset()
+    out = llm("The json module", max_tokens=8, temperature=0)["choices"][0]["text"]
+    assert out == lmwright.generate(model, tok, "The json module", max_new_tokens=8)
 
 
 def test_export_refuses_what_llama_cpp_cannot_run(tmp_path):
