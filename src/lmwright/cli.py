@@ -399,157 +399,6 @@ def train(
     _stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
 
 
-@app.command(name="export")
-def export_cmd(
-    model: ModelArg = None,
-    format_: Annotated[str, typer.Option("--format", help="hf, onnx, gguf or int8 (ONNX with int8 weights).")] = "hf",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default lmwright-out/export/FORMAT).")] = None,
-    gguf_type: Annotated[str, typer.Option("--gguf-type", help="gguf: f32 or f16 weights.")] = "f32",
-    dir: DirOpt = Path("."),
-    set_: SetOpt = None,
-    json_: JsonOpt = False,
-) -> None:
-    """Export a model for other runtimes: Hugging Face, ONNX (checked with onnxruntime), GGUF (llama.cpp), int8."""
-    from lmwright.data.document import read_texts
-    from lmwright.export import export
-    from lmwright.serve.api import load_served_model
-
-    ws = Workspace.open(dir, set_ or [])
-    reporter = Reporter(err, quiet=json_)
-    _, _, name, digest = load_served_model(ws, model, reporter)
-    model_dir, _, _ = api.resolve_model(ws, model or name)
-    texts: list[str] = []
-    if format_ == "int8":  # the loss change is measured on validation documents
-        from lmwright.evaluate.testset import split_path
-
-        split_dir = api.run_workspace(ws, until="split", reporter=reporter)["split"].path
-        texts = read_texts(split_path(split_dir, "val", ".parquet"))[:64]
-    target = out_dir or ws.out_dir / "export" / format_
-    res = {"model": name, "digest": digest[:12], **export(model_dir, format_, target, texts,
-                                                            **({"dtype": gguf_type} if format_ == "gguf" else {}))}
-    from lmwright.core.store import Store
-
-    Store(ws.store_url).audit("export", model=name, digest=digest, format=format_, path=str(target))
-    if json_:
-        out.print_json(json.dumps(res))
-        return
-    for k, v in res.items():
-        err.print(f"{k:<20} {v}")
-
-
-@app.command()
-def serve(
-    model: ModelArg = None,
-    dir: DirOpt = Path("."),
-    set_: SetOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on (serve.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (serve.port; 0 = any free port).")] = None,
-) -> None:
-    """Serve a model: OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models), /metrics,
-    /health and a chat page at /. Keys: `lmwright keys add NAME`."""
-    import uvicorn
-
-    from lmwright.serve.api import build_app
-
-    extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
-    ws = Workspace.open(dir, extra)
-    app_ = build_app(ws, model, Reporter(err))
-    s = ws.spec.serve
-    keyed = "API keys required" if app_.state.keys.enabled else "no API keys configured: open to anyone who can reach it"
-    err.print(f"serving [bold]{app_.state.metrics.model}[/bold] on http://{s.host}:{s.port} ({keyed}); chat page at /")
-    uvicorn.run(app_, host=s.host, port=s.port, log_level="warning")
-
-
-keys_app = typer.Typer(help="API keys for `lmwright serve` (only their SHA-256 is stored).", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("add")
-def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
-             dir: DirOpt = Path(".")) -> None:
-    """Make a new key; it is printed once and only its hash is kept."""
-    from lmwright.core.store import Store
-    from lmwright.serve.auth import hash_key, new_key
-
-    ws = Workspace.open(dir)
-    key = new_key()
-    try:
-        Store(ws.store_url).add_api_key(name, hash_key(key))
-    except ValueError as exc:
-        raise LmwrightError(str(exc)) from None
-    Store(ws.store_url).audit("api_key_add", name=name)
-    out.print(key, highlight=False)
-    err.print(f"key {name!r} added; it is shown this once. Restart `lmwright serve` to use it.")
-
-
-@keys_app.command("list")
-def keys_list(dir: DirOpt = Path("."), json_: JsonOpt = False) -> None:
-    """The keys' names and creation times (never the keys)."""
-    from lmwright.core.store import Store
-
-    rows = [{"name": k.name, "created_at": k.created_at.isoformat()} for k in Store(Workspace.open(dir).store_url).api_keys()]
-    if json_:
-        out.print_json(json.dumps(rows))
-        return
-    for r in rows:
-        out.print(f"{r['name']:<24} {r['created_at'][:19]}")
-
-
-@keys_app.command("revoke")
-def keys_revoke(name: str, dir: DirOpt = Path(".")) -> None:
-    """Delete a key (takes effect when the server restarts)."""
-    from lmwright.core.store import Store
-
-    ws = Workspace.open(dir)
-    if not Store(ws.store_url).revoke_api_key(name):
-        raise LmwrightError(f"no API key named {name!r}; `lmwright keys list` shows them")
-    Store(ws.store_url).audit("api_key_revoke", name=name)
-    err.print(f"key {name!r} revoked")
-
-
-@app.command()
-def chat(
-    model: ModelArg = None,
-    dir: DirOpt = Path("."),
-    set_: SetOpt = None,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
-    top_p: Annotated[float, typer.Option()] = 0.95,
-    max_tokens: Annotated[int, typer.Option()] = 128,
-    seed: Annotated[int | None, typer.Option()] = None,
-) -> None:
-    """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
-    from lmwright.serve.api import Message, load_served_model, render_chat
-    from lmwright.serve.engine import Engine, SamplingParams
-
-    ws = Workspace.open(dir, set_ or [])
-    lm, tok, name, _ = load_served_model(ws, model, Reporter(err))
-    engine = Engine(lm, tok, max_batch=1)
-    end = tok.token_to_id("<|end|>")
-    history: list[Message] = []
-    err.print(f"chatting with [bold]{name}[/bold]; /reset starts over, /quit leaves")
-    while True:
-        try:
-            line = input("you> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            break
-        if line in ("/quit", "/exit"):
-            break
-        if line == "/reset":
-            history.clear()
-            continue
-        if not line:
-            continue
-        history.append(Message(role="user", content=line))
-        ids = tok.encode(render_chat(history)).ids[-(engine.max_len - max_tokens - 1):]
-        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop_token_ids=frozenset({end}) if end is not None else frozenset())
-        sys.stdout.write(f"{name}> ")
-        req = engine.submit(ids, params, lambda r, delta, done: (sys.stdout.write(delta), sys.stdout.flush()))
-        engine.run_until_done()
-        sys.stdout.write("\n")
-        history.append(Message(role="assistant", content=req.text))
-
-
 @app.command()
 def cv(
     dir: DirOpt = Path("."),
@@ -677,6 +526,10 @@ def model_plan(
         t.add_row(f"fits {device or ''} ({p.device_bytes / GIB:.0f} GiB)",
                   "[green]yes[/green]" if p.fits else "[red]no[/red]")
     out.print(t)
+
+
+# serving commands (export, serve, keys, chat) live beside the server; importing them registers them on `app`
+from lmwright.serve import commands as _serve_commands  # noqa: E402, F401
 
 
 def main() -> None:
