@@ -86,21 +86,10 @@ async def _stream(client, url: str, tokens: int) -> int:
     return n
 
 
-@contextlib.contextmanager
 def live_server(app):
-    """`app` under uvicorn on a free loopback port, in a thread; yields the base URL."""
-    import uvicorn
+    from lmwright.serve.api import serve_in_thread
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_in_thread(app)
 
 
 def bench_server(model_dir: Path, tokens: int, root: Path) -> dict:

@@ -3,10 +3,7 @@ whole pipeline in seconds."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -59,21 +56,8 @@ def tiny_copy(tiny_run, tmp_path):
     return dest
 
 
-@contextlib.contextmanager
 def live(app):
-    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
-    import uvicorn
+    """The app served on a free loopback port for the duration of a `with` block (yields its URL)."""
+    from lmwright.serve.api import serve_in_thread
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    return serve_in_thread(app)

@@ -13,6 +13,7 @@ engine thread feeds, so the event loop never blocks on the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -471,3 +472,25 @@ def build_app(ws, ref: str | None = None, reporter=None) -> FastAPI:
     if engine.compiled is not None and reporter is not None:
         reporter.log(f"compiled in {seconds:.0f} s")
     return create_app(engine, ServeConfig(name, digest, ws.spec.serve, Store(ws.store_url)))
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0):
+    """Run `app` under uvicorn in a background thread (port 0: any free port); yields its base URL and stops
+    the server on exit. For tests, benchmarks and notebooks; `lmwright serve` runs uvicorn in the foreground."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True, name="uvicorn")
+    thread.start()
+    deadline = time.time() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.time() > deadline:
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
