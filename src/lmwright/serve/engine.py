@@ -191,7 +191,7 @@ class Engine:
         return m.lm_head(m.model.norm(x[-1:]))
 
     def _decode_core(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
-                     v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     v_cache: torch.Tensor, span: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decode step over the first n slots, as a pure function (no writes), so `torch.compile` can fuse
         it without copying the cache: (logits (n, V), new keys and values (layers, n, kv, hd)).
 
@@ -200,13 +200,14 @@ class Engine:
         m, n = self.model, tokens.shape[0]
         x = m.model.embed_tokens(tokens)  # (n, d)
         freqs = self.freqs[pos][:, None]
-        visible = (torch.arange(self.max_len, device=x.device)[None, :] < pos[:, None])[:, None, None]  # (n,1,1,T)
+        span = span or self.max_len  # eager: only the positions in use; compiled: all, so the shapes never change
+        visible = (torch.arange(span, device=x.device)[None, :] < pos[:, None])[:, None, None]  # (n, 1, 1, span)
         new_k, new_v = [], []
         for li, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, freqs, self._rope)  # (n, heads, hd)
             g = layer.n_heads // layer.n_kv
             qg = q.view(n, layer.n_kv, g, layer.hd) * layer.hd ** -0.5
-            kc, vc = k_cache[li, :n], v_cache[li, :n]  # (n, kv, T, hd)
+            kc, vc = k_cache[li, :n, :, :span], v_cache[li, :n, :, :span]  # (n, kv, span, hd)
             scores = torch.matmul(qg, kc.transpose(-1, -2)).masked_fill(~visible, float("-inf"))  # (n, kv, g, T)
             own = (qg * k[:, :, None]).sum(-1, keepdim=True)  # (n, kv, g, 1): the new token's own key
             top = torch.maximum(scores.amax(-1, keepdim=True), own)
@@ -243,7 +244,7 @@ class Engine:
 
     def _core(self, tokens: torch.Tensor, pos: torch.Tensor):
         if self.compiled is None:
-            return self._decode_core(tokens, pos, self.k_cache, self.v_cache)
+            return self._decode_core(tokens, pos, self.k_cache, self.v_cache, span=int(pos.max()) + 1)
         if tokens.shape[0] > 1:  # one graph for every row count above one, not one per count
             torch._dynamo.mark_dynamic(tokens, 0)
             torch._dynamo.mark_dynamic(pos, 0)
