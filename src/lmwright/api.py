@@ -128,6 +128,18 @@ def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
     return ArtifactStore(ws.artifacts_dir).open(hit.digest), hit.name, hit.digest
 
 
+def project_model(ws: Workspace, ref: str | None = None, reporter: Reporter | None = None) -> tuple[Path, str, str]:
+    """`resolve_model(ref)`, or with no ref the project's latest registered model, built first if there is none."""
+    from lmwright.core.store import Store
+
+    if ref is None:
+        if any(m.name == ws.spec.project.name for m in Store(ws.store_url).models()):
+            ref = ws.spec.project.name
+        else:  # nothing registered yet: build it
+            ref = str(run_workspace(ws, until="save", reporter=reporter)["save"].path)
+    return resolve_model(ws, ref)
+
+
 def load_tokenizer(path: str | Path):
     """The `tokenizers.Tokenizer` of a saved model or tokenizer directory (or a tokenizer.json file)."""
     from lmwright.tokenizer import load_tokenizer as _load

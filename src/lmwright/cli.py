@@ -309,11 +309,7 @@ def evaluate(
         raise LmwrightError(f"--split {split!r}: use val or train (or --file PATH for other data)")
     ws = Workspace.open(dir, set_ or [])
     reporter = Reporter(err, quiet=quiet or json_)
-    if model is None:
-        model_dir, name, _ = api.resolve_model(ws, ws.spec.project.name) if _registered(ws) else \
-            (api.run_workspace(ws, until="save", reporter=reporter)["save"].path, ws.spec.project.name, "")
-    else:
-        model_dir, name, _ = api.resolve_model(ws, model)
+    model_dir, name, _ = api.project_model(ws, model, reporter)
     lm, tok = api.load_model(model_dir), api.load_tokenizer(model_dir)
     e, target = ws.spec.eval, ws.out_dir / "eval"
     target.mkdir(parents=True, exist_ok=True)
@@ -328,20 +324,14 @@ def evaluate(
         from lmwright.data.document import read_docs
 
         docs = read_docs(split_path(split_dir, split, ".parquet"))  # refuses test: see evaluate/testset.py
-        pydocs = {s.name for s in ws.spec.data.sources if s.kind == "pydocs"}
-        res = evaluate_docs(lm, tok, docs, ws.spec.train.seq_len, e, ws.spec.project.seed, pydocs)
+        res = evaluate_docs(lm, tok, docs, ws.spec.train.seq_len, e, ws.spec.project.seed,
+                            ws.spec.data.pydocs_sources())
         what = f"the {split} split"
     stem = f"{name}-{file.stem if file else split}"
     (target / f"{stem}.json").write_text(json.dumps(res, indent=2, default=float))
     _print_results(f"{name} on {what}", res, json_)
     if not json_:
         err.print(f"results: {target / (stem + '.json')}")
-
-
-def _registered(ws: Workspace) -> bool:
-    from lmwright.core.store import Store
-
-    return any(m.name == ws.spec.project.name for m in Store(ws.store_url).models())
 
 
 @app.command()

@@ -236,6 +236,10 @@ class DataSpec(Section):
     pii: PiiSpec = Field(default_factory=PiiSpec)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
 
+    def pydocs_sources(self) -> set[str]:
+        """Names of the pydocs sources: their documents are labelled by library chapter."""
+        return {src.name for src in self.sources if src.kind == "pydocs"}
+
     @model_validator(mode="before")
     @classmethod
     def _builtin_profiles(cls, data: Any) -> Any:

@@ -292,10 +292,6 @@ def pretrain(ctx: StageContext) -> dict:
                         f"val {history['val_bpb'][-1]:.3f} bits/byte, MFU {100 * mfu:.1f}%"}
 
 
-def _pydocs_sources(spec) -> set[str]:
-    return {src.name for src in spec.data.sources if src.kind == "pydocs"}
-
-
 @stage("evaluate", deps=("pretrain", "tokenize", "tokenizer", "split"),
        spec=("eval", "risk", "train.seq_len", "project.seed", "data.sources"),
        modules=("lmwright.evaluate.lm", "lmwright.evaluate.suite", "lmwright.evaluate.stats",
@@ -304,7 +300,7 @@ def _pydocs_sources(spec) -> set[str]:
                 "lmwright.model.llama", "lmwright.data.sources.pydocs"))
 def evaluate(ctx: StageContext) -> dict:
     """Validation metrics with confidence intervals and slices, the eval sets, risk checks and samples."""
-    from lmwright.evaluate.suite import evaluate_docs, evaluate_set, flatten, risk_checks
+    from lmwright.evaluate.suite import LM_FIGURES, evaluate_docs, evaluate_set, flatten, risk_checks
     from lmwright.evaluate.testset import split_path
     from lmwright.model.generate import generate_text
     from lmwright.train.checkpoint import load_weights
@@ -317,7 +313,7 @@ def evaluate(ctx: StageContext) -> dict:
     split_dir, seed = ctx.inputs["split"].path, spec.project.seed
     val_docs = read_docs(split_path(split_dir, "val", ".parquet"))
     task = ctx.reporter.task("eval val", total=None, info=f"{len(val_docs):,} documents")
-    val = evaluate_docs(model, tok, val_docs, spec.train.seq_len, e, seed, _pydocs_sources(spec),
+    val = evaluate_docs(model, tok, val_docs, spec.train.seq_len, e, seed, spec.data.pydocs_sources(),
                         on_batch=lambda n: task.advance(n))
     sets = {}
     for es in e.sets:
@@ -332,8 +328,7 @@ def evaluate(ctx: StageContext) -> dict:
     (ctx.out / "metrics.json").write_text(json.dumps({"val": val, "sets": sets}, indent=2))
     (ctx.out / "risk.json").write_text(json.dumps(risk, indent=2))
     (ctx.out / "samples.json").write_text(json.dumps(samples, indent=2))
-    lm_keys = ("loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents")
-    summary = {"val": {k: val[k] for k in lm_keys}, "risk": flatten(risk), "sets": flatten(sets)}
+    summary = {"val": {k: val[k] for k in LM_FIGURES}, "risk": flatten(risk), "sets": flatten(sets)}
     if "generation" in val:
         summary["val"]["generation"] = val["generation"]
     lo, hi = val["ci"]["bits_per_byte"]
@@ -363,6 +358,7 @@ def save(ctx: StageContext) -> dict:
                 "lmwright.evaluate.stats", "lmwright.evaluate.generation", "lmwright.model.hf"))
 def test(ctx: StageContext) -> dict:
     """The final evaluation of the saved model on the test split: once per model, recorded in the store."""
+    from lmwright.evaluate.suite import LM_FIGURES
     from lmwright.evaluate.testset import final_evaluation
 
     res, warning = final_evaluation(ctx.ws, ctx.inputs["save"].path, ctx.inputs["save"].digest,
@@ -372,8 +368,7 @@ def test(ctx: StageContext) -> dict:
         ctx.log(warning)
     (ctx.out / "metrics.json").write_text(json.dumps({"test": res}, indent=2))
     lo, hi = res["ci"]["bits_per_byte"]
-    keys = ("loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents")
-    return {"test": {k: res[k] for k in keys}, "repeated": warning is not None,
+    return {"test": {k: res[k] for k in LM_FIGURES}, "repeated": warning is not None,
             "headline": f"test {res['bits_per_byte']:.3f} bits/byte [{lo:.3f}, {hi:.3f}], recorded"}
 
 

@@ -31,13 +31,17 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a, dtype=float), where=b > 0)
 
 
-def scores_from_confusion(cm: np.ndarray) -> dict[str, float]:
+def per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of each class."""
     tp = np.diag(cm).astype(float)
-    pred, true = cm.sum(0).astype(float), cm.sum(1).astype(float)
-    p, r = _safe_div(tp, pred), _safe_div(tp, true)
-    f1 = _safe_div(2 * p * r, p + r)
-    total = cm.sum()
-    micro = tp.sum() / total if total else 0.0  # single-label: micro P = micro R = micro F1 = accuracy
+    p, r = _safe_div(tp, cm.sum(0).astype(float)), _safe_div(tp, cm.sum(1).astype(float))
+    return p, r, _safe_div(2 * p * r, p + r)
+
+
+def scores_from_confusion(cm: np.ndarray) -> dict[str, float]:
+    p, r, f1 = per_class(cm)
+    true, total = cm.sum(1).astype(float), cm.sum()
+    micro = np.trace(cm) / total if total else 0.0  # single-label: micro P = micro R = micro F1 = accuracy
     return {"accuracy": micro, "precision_macro": p.mean(), "recall_macro": r.mean(), "f1_macro": f1.mean(),
             "precision_micro": micro, "recall_micro": micro, "f1_micro": micro,
             "f1_weighted": float((f1 * true).sum() / true.sum()) if true.sum() else 0.0}
@@ -86,9 +90,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     out: dict = {k: float(v) for k, v in scores_from_confusion(cm).items()}
     if proba is not None:
         out["roc_auc"] = roc_auc(y_true, proba)
-    tp = np.diag(cm).astype(float)
-    p, r = _safe_div(tp, cm.sum(0).astype(float)), _safe_div(tp, cm.sum(1).astype(float))
-    f1 = _safe_div(2 * p * r, p + r)
+    p, r, f1 = per_class(cm)
     out["per_class"] = {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]),
                               "support": int(cm[i].sum())} for i, lab in enumerate(labels)}
     out["confusion"] = cm.tolist()

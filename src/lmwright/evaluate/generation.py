@@ -96,14 +96,21 @@ def continuation_examples(tok, texts: Sequence[str], prompt_tokens: int, new_tok
     return rows
 
 
+def greedy_continuations(model: torch.nn.Module, tok, texts: Sequence[str], prompt_tokens: int, new_tokens: int,
+                         limit: int) -> tuple[list, list[list[int]], list[float]]:
+    """The continuation examples, the model's greedy tokens for each, and the share of them that match."""
+    rows = continuation_examples(tok, texts, prompt_tokens, new_tokens, limit)
+    gen = greedy_batch(model, [p for _, p, _ in rows], new_tokens)
+    match = [float(np.mean(np.array(g) == np.array(r))) for g, (_, _, r) in zip(gen, rows, strict=True)]
+    return rows, gen, match
+
+
 def continuation_task(model: torch.nn.Module, tok, texts: Sequence[str], prompt_tokens: int, new_tokens: int,
                       limit: int) -> dict:
     """Continue held-out documents; the metrics plus the per-example rows (for slices and the bootstrap)."""
-    rows = continuation_examples(tok, texts, prompt_tokens, new_tokens, limit)
-    gen = greedy_batch(model, [p for _, p, _ in rows], new_tokens)
+    rows, gen, match = greedy_continuations(model, tok, texts, prompt_tokens, new_tokens, limit)
     preds = [tok.decode(g) for g in gen]
     refs = [tok.decode(r) for _, _, r in rows]
     return {"metrics": generation_metrics(preds, refs), "doc_index": [i for i, _, _ in rows],
             "predictions": preds, "references": refs,
-            "prompts": [tok.decode(p[1:]) for _, p, _ in rows],
-            "token_match": [float(np.mean(np.array(g) == np.array(r))) for g, (_, _, r) in zip(gen, rows, strict=True)]}
+            "prompts": [tok.decode(p[1:]) for _, p, _ in rows], "token_match": match}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lmwright.evaluate.classify import continuation_logprobs
-from lmwright.evaluate.generation import greedy_batch
+from lmwright.evaluate.generation import greedy_continuations
 
 CANARY_FRAME = "The secret access code of canary {name} is {secret}."
 SECRET_DIGITS = 6
@@ -82,14 +82,11 @@ def verbatim_rate(model: torch.nn.Module, tok, texts: list[str], prompt_tokens: 
                   limit: int) -> dict:
     """Share of documents whose next `new_tokens` tokens greedy decoding reproduces exactly, and the mean share of
     matching tokens."""
-    from lmwright.evaluate.generation import continuation_examples
-
-    rows = continuation_examples(tok, texts, prompt_tokens, new_tokens, limit)
-    if not rows:
+    _, _, match = greedy_continuations(model, tok, texts, prompt_tokens, new_tokens, limit)
+    if not match:
         return {"rate": float("nan"), "token_match": float("nan"), "n": 0}
-    gen = greedy_batch(model, [p for _, p, _ in rows], new_tokens)
-    match = np.array([np.mean(np.array(g) == np.array(r)) for g, (_, _, r) in zip(gen, rows, strict=True)])
-    return {"rate": float((match == 1.0).mean()), "token_match": float(match.mean()), "n": len(rows)}
+    match = np.array(match)
+    return {"rate": float((match == 1.0).mean()), "token_match": float(match.mean()), "n": len(match)}
 
 
 def counterfactual_bias(model: torch.nn.Module, tok, templates: list[dict], groups: dict[str, list[str]]) -> dict:

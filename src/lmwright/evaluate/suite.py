@@ -19,10 +19,17 @@ import numpy as np
 import torch
 
 from lmwright.errors import LmwrightError
-from lmwright.evaluate.classify import classification_metrics, classify_by_likelihood, scores_from_confusion
+from lmwright.evaluate.classify import (
+    classification_metrics,
+    classify_by_likelihood,
+    confusion,
+    scores_from_confusion,
+)
 from lmwright.evaluate.generation import continuation_task, exact_match, generation_metrics, rouge
 from lmwright.evaluate.lm import doc_scores, metrics_from_scores
 from lmwright.evaluate.stats import bootstrap_ci, groups, length_bucket
+
+LM_FIGURES = ("loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents")  # a split's headline figures
 
 
 def doc_labels(docs: list[dict], pydocs_sources: set[str]) -> list[str | None]:
@@ -181,7 +188,7 @@ def evaluate_set(model: torch.nn.Module, tok, es, root: Path, seq_len: int, e, s
     k = len(labels)
 
     def from_idx(i: np.ndarray, key: str) -> float:
-        return scores_from_confusion(np.bincount(y[i] * k + pred[i], minlength=k * k).reshape(k, k))[key]
+        return scores_from_confusion(confusion(y[i], pred[i], k))[key]
 
     res["ci"] = {m: bootstrap_ci(lambda i, m=m: from_idx(i, m), len(y), e.bootstrap, e.confidence, seed)
                  for m in ("accuracy", "f1_macro")}

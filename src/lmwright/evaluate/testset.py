@@ -69,10 +69,9 @@ def final_evaluation(ws, model_dir: Path, model_digest: str, model_name: str, sp
     with final_test():
         docs = read_docs(split_path(split_dir, "test", ".parquet"))
     model, tok = load_hf(model_dir), load_tokenizer(model_dir)
-    pydocs = {s.name for s in spec.data.sources if s.kind == "pydocs"}
     task = reporter.task("test", total=None, info=f"{len(docs):,} documents")
-    res = evaluate_docs(model, tok, docs, spec.train.seq_len, spec.eval, spec.project.seed, pydocs,
-                        on_batch=lambda n: task.advance(n))
+    res = evaluate_docs(model, tok, docs, spec.train.seq_len, spec.eval, spec.project.seed,
+                        spec.data.pydocs_sources(), on_batch=lambda n: task.advance(n))
     store = Store(ws.store_url)
     warning = repeat_warning(store.test_evaluations(model_digest), model_name)
     store.record_test(model_digest, model_name, split_digest, via, flatten(res))

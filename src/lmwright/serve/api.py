@@ -35,8 +35,10 @@ from lmwright.serve.auth import KeyChecker, RateLimiter
 from lmwright.serve.engine import Engine, SamplingParams
 from lmwright.serve.metrics import ServeMetrics
 from lmwright.serve.safety import Refused, screen
+from lmwright.tokenizer import CHAT_TOKENS
 
 ROLES = ("system", "user", "assistant")
+END_OF_TURN = CHAT_TOKENS[-1]  # <|end|>
 
 
 class ApiError(Exception):
@@ -192,8 +194,14 @@ def render_chat(messages: list[Message]) -> str:
                 raise ApiError(400, f"messages[{i}].content: only text parts are supported",
                                param=f"messages.{i}.content")
             content = "".join(str(p.get("text", "")) for p in content)
-        parts.append(f"<|{m.role}|>{content or ''}<|end|>")
+        parts.append(f"<|{m.role}|>{content or ''}{END_OF_TURN}")
     return "".join(parts) + "<|assistant|>"
+
+
+def chat_stop_ids(tok) -> frozenset[int]:
+    """A chat turn ends at the template's end-of-turn token (as well as end-of-sequence)."""
+    end = tok.token_to_id(END_OF_TURN)
+    return frozenset() if end is None else frozenset({end})
 
 
 def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
@@ -203,7 +211,7 @@ def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
     keys = KeyChecker([(k.name, k.key_hash) for k in cfg.store.api_keys()] if cfg.store else [])
     limiter = RateLimiter(s.rate_limit_per_minute)
     tok = engine.tok
-    end_id = tok.token_to_id("<|end|>")
+    chat_stops = chat_stop_ids(tok)
     page = (Path(__file__).parent / "web" / "chat.html").read_text(encoding="utf-8")
     pending: set[asyncio.Task] = set()  # request-log writes that outlive a disconnected stream
 
@@ -304,7 +312,7 @@ def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
             raise ApiError(400, "stop takes up to 4 non-empty strings", param="stop", code="invalid_value")
         return SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                               top_k=body.top_k, repetition_penalty=body.repetition_penalty, stop=stop, seed=body.seed,
-                              stop_token_ids=frozenset({end_id}) if chat and end_id is not None else frozenset())
+                              stop_token_ids=chat_stops if chat else frozenset())
 
     def encode(text: str, flags: dict) -> tuple[str, list[int]]:
         try:
@@ -446,17 +454,8 @@ def _finish(reason: str | None) -> Literal["stop", "length"] | str:
 def load_served_model(ws, ref: str | None, reporter=None):
     """(engine-ready model, tokenizer, name, digest) of `ref`, serve.model, or the project's latest model."""
     from lmwright import api
-    from lmwright.core.store import Store
 
-    ref = ref or ws.spec.serve.model
-    if ref is None:
-        names = {m.name for m in Store(ws.store_url).models()}
-        if ws.spec.project.name in names:
-            ref = ws.spec.project.name
-        else:  # nothing registered yet: build it
-            model_dir = api.run_workspace(ws, until="save", reporter=reporter)["save"].path
-            ref = str(model_dir)
-    model_dir, name, digest = api.resolve_model(ws, ref)
+    model_dir, name, digest = api.project_model(ws, ref or ws.spec.serve.model, reporter)
     return api.load_model(model_dir), api.load_tokenizer(model_dir), name, digest
 
 

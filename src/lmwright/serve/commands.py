@@ -33,12 +33,10 @@ def export_cmd(
     """Export a model for other runtimes: Hugging Face, ONNX (checked with onnxruntime), GGUF (llama.cpp), int8."""
     from lmwright.data.document import read_texts
     from lmwright.export import export
-    from lmwright.serve.api import load_served_model
 
     ws = Workspace.open(dir, set_ or [])
     reporter = Reporter(err, quiet=json_)
-    _, _, name, digest = load_served_model(ws, model, reporter)
-    model_dir, _, _ = api.resolve_model(ws, model or name)
+    model_dir, name, digest = api.project_model(ws, model or ws.spec.serve.model, reporter)
     texts: list[str] = []
     if format_ == "int8":  # the loss change is measured on validation documents
         from lmwright.evaluate.testset import split_path
@@ -139,13 +137,12 @@ def chat(
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
-    from lmwright.serve.api import Message, load_served_model, render_chat
+    from lmwright.serve.api import Message, chat_stop_ids, load_served_model, render_chat
     from lmwright.serve.engine import Engine, SamplingParams
 
     ws = Workspace.open(dir, set_ or [])
     lm, tok, name, _ = load_served_model(ws, model, Reporter(err))
     engine = Engine(lm, tok, max_batch=1)
-    end = tok.token_to_id("<|end|>")
     history: list[Message] = []
     err.print(f"chatting with [bold]{name}[/bold]; /reset starts over, /quit leaves")
     while True:
@@ -163,7 +160,7 @@ def chat(
         history.append(Message(role="user", content=line))
         ids = tok.encode(render_chat(history)).ids[-(engine.max_len - max_tokens - 1):]
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop_token_ids=frozenset({end}) if end is not None else frozenset())
+                                stop_token_ids=chat_stop_ids(tok))
         sys.stdout.write(f"{name}> ")
         req = engine.submit(ids, params, lambda r, delta, done: (sys.stdout.write(delta), sys.stdout.flush()))
         engine.run_until_done()

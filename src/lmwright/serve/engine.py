@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lmwright.model.llama import LlamaLM
+from lmwright.tokenizer import EOS
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Engine:
         self.running: dict[int, Request] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
-        self.eos_ids = eos_ids if eos_ids is not None else {tokenizer.token_to_id("<|eos|>")}
+        self.eos_ids = eos_ids if eos_ids is not None else {tokenizer.token_to_id(EOS)}
         self._ids = itertools.count()
         with torch.no_grad():
             self.layers = [_DecodeLayer(blk, cfg) for blk in model.model.layers]

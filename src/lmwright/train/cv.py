@@ -37,7 +37,7 @@ def fold_labels(spec: Spec, docs: list[dict]) -> tuple[list[str] | None, str]:
     from lmwright.evaluate.suite import doc_labels
 
     if spec.cv.stratify_by == "label":
-        labels = doc_labels(docs, {s.name for s in spec.data.sources if s.kind == "pydocs"})
+        labels = doc_labels(docs, spec.data.pydocs_sources())
         if any(v is not None for v in labels):
             return [v or "(none)" for v in labels], "label"
     if spec.cv.stratify_by == "source":
