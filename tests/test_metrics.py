@@ -107,6 +107,10 @@ def test_length_buckets_name_their_ranges():
     assert [length_bucket(n, edges) for n in (0, 255, 256, 1023, 1024, 10**6)] == \
         ["<256 B", "<256 B", "256-1023 B", "256-1023 B", ">=1024 B", ">=1024 B"]
     assert bucket_order(edges) == ["<256 B", "256-1023 B", ">=1024 B"]
+    from lmwright.evaluate.suite import _ordered
+
+    grouped = {b: [] for b in (">=1024 B", "256-1023 B", "<256 B")}  # as strings they sort wrongly
+    assert [k for k, _ in _ordered(grouped, "length", edges)] == bucket_order(edges)
 
 
 def test_per_document_scores_sum_to_the_split_figures(tiny_run):

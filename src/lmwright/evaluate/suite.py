@@ -27,7 +27,7 @@ from lmwright.evaluate.classify import (
 )
 from lmwright.evaluate.generation import continuation_task, exact_match, generation_metrics, rouge
 from lmwright.evaluate.lm import doc_scores, metrics_from_scores
-from lmwright.evaluate.stats import bootstrap_ci, groups, length_bucket
+from lmwright.evaluate.stats import bootstrap_ci, bucket_order, groups, length_bucket
 
 LM_FIGURES = ("loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents")  # a split's headline figures
 
@@ -97,7 +97,7 @@ def evaluate_docs(model: torch.nn.Module, tok, docs: list[dict], seq_len: int, e
     out["slices"] = {}
     for kind, keys in slice_keys(docs, e.slices, e.length_buckets, pydocs_sources).items():
         rows = {}
-        for key, idx in sorted(groups(keys).items()):
+        for key, idx in _ordered(groups(keys), kind, e.length_buckets):
             row = {"documents": len(idx), **{k: v for k, v in metrics_from_scores(s, idx).items()
                                             if k in ("loss", "perplexity", "bits_per_byte")}}
             if gen and gen["predictions"]:
@@ -194,13 +194,22 @@ def evaluate_set(model: torch.nn.Module, tok, es, root: Path, seq_len: int, e, s
                  for m in ("accuracy", "f1_macro")}
     lengths = [length_bucket(len(t.encode("utf-8")), e.length_buckets) for t in texts]
     res["slices"] = {"length": {b: {"examples": len(i), "accuracy": float((pred[i] == y[i]).mean())}
-                                for b, i in sorted(groups(lengths).items())}}
+                                for b, i in _ordered(groups(lengths), "length", e.length_buckets)}}
     if out_dir is not None:
         from lmwright.evaluate.classify import confusion_png
 
         res["confusion_png"] = f"confusion_{es.name}.png"
         confusion_png(res["confusion"], labels, out_dir / res["confusion_png"], title=es.name)
     return {"task": "classify", **res}
+
+
+def _ordered(grouped: dict, kind: str, edges) -> list:
+    """Slices in reading order: length buckets shortest first (as strings '<256 B' would sort after '1024...'),
+    the others by name."""
+    if kind == "length":
+        rank = {b: i for i, b in enumerate(bucket_order(edges))}
+        return sorted(grouped.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+    return sorted(grouped.items())
 
 
 # -- risk ----------------------------------------------------------------------------------------------------------
