@@ -192,23 +192,24 @@ class Engine:
         return m.lm_head(m.model.norm(x[-1:]))
 
     def _decode_core(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
-                     v_cache: torch.Tensor, span: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decode step over the first n slots, as a pure function (no writes), so `torch.compile` can fuse
         it without copying the cache: (logits (n, V), new keys and values (layers, n, kv, hd)).
 
-        Attention is over the cached keys 0..pos-1 (the whole context length, masked) plus the new key, combined
-        by one softmax: every shape is fixed for a given n."""
+        The caches come cut to the positions in use, `span` = the longest row's length (a symbolic size when
+        compiled, so one graph serves every length). Attention is over each row's cached keys 0..pos-1 (the rest
+        of the span masked) plus the new key, combined by one softmax."""
         m, n = self.model, tokens.shape[0]
         x = m.model.embed_tokens(tokens)  # (n, d)
         freqs = self.freqs[pos][:, None]
-        span = span or self.max_len  # eager: only the positions in use; compiled: all, so the shapes never change
+        span = k_cache.shape[3]
         visible = (torch.arange(span, device=x.device)[None, :] < pos[:, None])[:, None, None]  # (n, 1, 1, span)
         new_k, new_v = [], []
         for li, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, freqs, self._rope)  # (n, heads, hd)
             g = layer.n_heads // layer.n_kv
             qg = q.view(n, layer.n_kv, g, layer.hd) * layer.hd ** -0.5
-            kc, vc = k_cache[li, :n, :, :span], v_cache[li, :n, :, :span]  # (n, kv, span, hd)
+            kc, vc = k_cache[li, :n], v_cache[li, :n]  # (n, kv, span, hd)
             scores = torch.matmul(qg, kc.transpose(-1, -2)).masked_fill(~visible, float("-inf"))  # (n, kv, g, T)
             own = (qg * k[:, :, None]).sum(-1, keepdim=True)  # (n, kv, g, 1): the new token's own key
             top = torch.maximum(scores.amax(-1, keepdim=True), own)
@@ -244,12 +245,17 @@ class Engine:
         return logits[sl]
 
     def _core(self, tokens: torch.Tensor, pos: torch.Tensor):
+        # at least 2 positions: compiled graphs specialise a size of 1, and a span of 2 costs nothing
+        span = max(int(pos.max()), 1) + 1
+        k, v = self.k_cache[:, :, :, :span], self.v_cache[:, :, :, :span]
         if self.compiled is None:
-            return self._decode_core(tokens, pos, self.k_cache, self.v_cache, span=int(pos.max()) + 1)
+            return self._decode_core(tokens, pos, k, v)
         if tokens.shape[0] > 1:  # one graph for every row count above one, not one per count
             torch._dynamo.mark_dynamic(tokens, 0)
             torch._dynamo.mark_dynamic(pos, 0)
-        return self.compiled(tokens, pos, self.k_cache, self.v_cache)
+        torch._dynamo.mark_dynamic(k, 3)  # and one for every span
+        torch._dynamo.mark_dynamic(v, 3)
+        return self.compiled(tokens, pos, k, v)
 
     @torch.no_grad()
     def warm_up(self) -> float:
@@ -258,7 +264,7 @@ class Engine:
         if self.compiled is not None:
             for n in sorted({1, min(2, self.max_batch)}):
                 self._core(torch.zeros(n, dtype=torch.long, device=self.device),
-                           torch.zeros(n, dtype=torch.long, device=self.device))
+                           torch.full((n,), 2, dtype=torch.long, device=self.device))
         return time.perf_counter() - t0
 
     # -- sampling ---------------------------------------------------------------------------------------------
