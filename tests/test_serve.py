@@ -4,6 +4,7 @@ feedback and safety flags; the chat page in Chromium; `lmwright chat` in a termi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -100,6 +101,13 @@ def test_bad_requests_get_openai_errors_never_a_500(served):
     assert _error(httpx.post(f"{url}/v1/completions", content=b"{not json",
                              headers={"content-type": "application/json"}), 400)["code"] == "invalid_json"
     assert _error(httpx.post(f"{url}/v1/completions", json={"prompt": "x" * 70_000}), 413)["code"] == "body_too_large"
+    chunked = {"content-type": "application/json"}  # a generator body goes without content-length
+    big = json.dumps({"prompt": "x" * 70_000}).encode()
+    assert _error(httpx.post(f"{url}/v1/completions", content=iter([big]), headers=chunked), 413)["code"] == \
+        "body_too_large"
+    small = json.dumps({"prompt": "The json module", "max_tokens": 2}).encode()
+    r = httpx.post(f"{url}/v1/completions", content=iter([small[:5], small[5:]]), headers=chunked)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2  # the body read once, then replayed
     assert _error(httpx.get(f"{url}/v1/nothing"), 404)["type"] == "not_found_error"
     assert _error(httpx.get(f"{url}/v1/completions"), 405)
 
