@@ -98,12 +98,15 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        # one matmul for q, k and v (a wider GEMM runs faster than three narrow ones); weights stay separate
-        # parameters so names and checkpoints match Hugging Face's
-        qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
-                       torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
-                       if self.q_proj.bias is not None else None)
-        q, k, v = qkv.split([self.n_heads * self.hd, self.n_kv * self.hd, self.n_kv * self.hd], dim=-1)
+        if _plain(self.q_proj, self.k_proj, self.v_proj):
+            # one matmul for q, k and v (a wider GEMM runs faster than three narrow ones); weights stay separate
+            # parameters so names and checkpoints match Hugging Face's
+            qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                           torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+                           if self.q_proj.bias is not None else None)
+            q, k, v = qkv.split([self.n_heads * self.hd, self.n_kv * self.hd, self.n_kv * self.hd], dim=-1)
+        else:  # adapters (LoRA) wrap some projections: each must run its own forward
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q, k, v = q.view(b, t, self.n_heads, self.hd), k.view(b, t, self.n_kv, self.hd), v.view(b, t, self.n_kv, self.hd)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
@@ -127,9 +130,16 @@ class MLP(nn.Module):
         self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _plain(self.gate_proj, self.up_proj):  # adapters: each projection's own forward
+            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
         bias = torch.cat([self.gate_proj.bias, self.up_proj.bias]) if self.gate_proj.bias is not None else None
         gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]), bias).chunk(2, dim=-1)
         return self.down_proj(self.act(gate) * up)
+
+
+def _plain(*layers: nn.Module) -> bool:
+    """True when every layer is a bare `nn.Linear`, so their weights can be fused into one matmul."""
+    return all(type(layer) is nn.Linear for layer in layers)
 
 
 class Block(nn.Module):
@@ -205,8 +215,8 @@ class LlamaLM(nn.Module):
                 if residual and cfg.zero_init_output:
                     p.zero_()
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
-                label_smoothing: float = 0.0) -> torch.Tensor:
+    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        """The final normed hidden states (batch, time, d): what the output head (or a classifier) reads."""
         t = ids.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
@@ -217,7 +227,11 @@ class LlamaLM(nn.Module):
                 x = checkpoint(block, x, cos, sin, use_reentrant=False)
             else:
                 x = block(x, cos, sin)
-        h = self.model.norm(x)
+        return self.model.norm(x)
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
+                label_smoothing: float = 0.0) -> torch.Tensor:
+        h = self.hidden(ids)
         if targets is None:
             return self.lm_head(h)
         if not self.fused_loss:
