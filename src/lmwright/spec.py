@@ -518,6 +518,73 @@ class SafetySpec(Section):
     blocklist: Literal["flag", "refuse", "off"] = "flag"  # blocklisted words: record the flag, or refuse (400)
 
 
+class LoraSpec(Section):
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)  # the update is scaled by alpha / r
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                               "up_proj", "down_proj"])
+
+
+class RecipeSpec(Section):
+    """One fine-tuning recipe. `data`: a JSONL or Parquet file (None = made from the pydocs corpus);
+    `val_data`: its held-out rows (None = made from the validation split, or 10% of `data`)."""
+    enabled: bool = True  # run it in `lmwright run`
+    data: str | None = None
+    val_data: str | None = None
+    steps: int | None = Field(None, ge=1)  # None = finetune.steps
+    lr: float | None = Field(None, gt=0)  # None = finetune.lr
+    seq_len: int | None = Field(None, ge=8)  # None = finetune.seq_len
+
+
+class SftSpec(RecipeSpec):
+    packing: bool = True  # conversations end to end in full rows (no padding)
+    eval_examples: int = Field(64, ge=0)  # held-out instructions answered for ROUGE-L (0 = none)
+    max_new_tokens: int = Field(48, ge=1)
+
+
+class ClassifySpec(RecipeSpec):
+    class_weights: Literal["balanced", "none"] = "balanced"  # balanced: n / (classes x count), for imbalance
+    min_examples: int = Field(80, ge=1)  # pydocs: chapters with fewer training examples are left out
+    labels: list[str] | None = None  # None = those in the training data
+    lr: float | None = Field(2e-3, gt=0)
+
+
+class PreferenceSpec(RecipeSpec):
+    enabled: bool = False
+    beta: float = Field(0.1, gt=0)  # DPO's temperature: how far the policy may move from the reference
+
+
+class FinetuneSpec(Section):
+    base: str | None = None  # a model directory, registered name, name@N or digest; None = the project's model
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    freeze_layers: int = Field(0, ge=0)  # the first N decoder blocks keep their weights (full fine-tuning)
+    freeze_embeddings: bool = False
+    steps: int = Field(150, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-3, gt=0)  # LoRA takes a larger learning rate than full fine-tuning (try 1e-4 there)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    seq_len: int = Field(256, ge=8)
+    eval_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    sft: SftSpec = Field(default_factory=SftSpec)
+    classify: ClassifySpec = Field(default_factory=ClassifySpec)
+    preference: PreferenceSpec = Field(default_factory=lambda: PreferenceSpec(lr=2e-3))
+
+    @model_validator(mode="after")
+    def _accum_divides(self) -> FinetuneSpec:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"finetune.batch_size ({self.batch_size}) must be divisible by finetune.grad_accum "
+                             f"({self.grad_accum})")
+        return self
+
+
 class ServeSpec(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)  # 0 = any free port
@@ -547,6 +614,7 @@ class Spec(Section):
     cv: CVSpec = Field(default_factory=CVSpec)
     risk: RiskSpec = Field(default_factory=RiskSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
 
     @model_validator(mode="after")
     def _context_fits(self) -> Spec:

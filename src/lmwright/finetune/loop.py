@@ -1,0 +1,106 @@
+"""The fine-tuning loop: the pretraining loop's steps over task rows instead of a token stream.
+
+Each step draws its rows from an RNG seeded by (seed, step), so a resumed run sees the batches an uninterrupted one
+would; checkpoints (`train/checkpoint.py`: weights, optimizer, RNG states, history) hold the whole trainable state,
+LoRA adapters included, so resuming is exact. Accumulation, autocast mixed precision, clipping, the learning-rate
+schedule, validation with early stopping and best weights work as in pretraining. A separate, smaller loop and
+not the pretraining one: pretraining's is built around token shards, FSDP and MFU, which fine-tuning does not
+use; DDP for fine-tuning is not wired yet.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from lmwright.core.progress import Reporter
+from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
+from lmwright.train.loop import autocast
+from lmwright.train.optim import lr_scale, make_optimizer
+
+
+def rows_for_step(n_rows: int, batch: int, seed: int, step: int) -> np.ndarray:
+    return np.random.default_rng([seed, step]).integers(0, n_rows, size=batch)
+
+
+def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[np.ndarray], torch.Tensor],
+          val_fn: Callable[[], dict[str, float]], work, reporter: Reporter, seed: int, name: str,
+          early_stopping=None) -> dict:
+    """`loss_fn(row indices)` -> mean loss of those rows; `val_fn()` -> {"loss": ..., other figures}.
+    `tr` is a TrainSpec (steps, lr, schedule, batch_size, grad_accum, precision, eval_every, checkpoint_every).
+    Returns the history, with the step whose weights the model ends with."""
+    device = torch.device("cpu")
+    opt = make_optimizer(model, tr)
+    history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val": []}
+    step, elapsed, best = 0, 0.0, {"loss": math.inf, "step": None, "bad_evals": 0}
+    resumed_from = 0
+    ckpt = read_latest(work)
+    if ckpt is not None:
+        model.load_weights(ckpt.weights)
+        state = ckpt.restore(None, opt)
+        step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
+        resumed_from = step
+        reporter.log(f"  {name}: resumed from checkpoint at step {step} of {tr.max_steps}")
+    model.train()
+    es = early_stopping
+    micro = tr.batch_size // tr.grad_accum
+    task = reporter.task(name, total=tr.max_steps, info="")
+    task.advance(step)
+    t0 = time.perf_counter()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    while step < tr.max_steps:
+        scale = lr_scale(step, tr)
+        opt.set_lr(scale)
+        idx = rows_for_step(n_rows, tr.batch_size, seed, step)
+        total = 0.0
+        for i in range(0, tr.batch_size, micro):
+            with autocast(device, tr.precision):
+                loss = loss_fn(idx[i: i + micro]) / tr.grad_accum
+            loss.backward()
+            total += loss.item()
+        if tr.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, tr.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        if not math.isfinite(total):
+            raise FloatingPointError(f"{name}: the loss became {total} at step {step}; lower the learning rate")
+        history["step"].append(step)
+        history["loss"].append(total)
+        history["lr"].append(tr.lr * scale)
+        info = f"loss {total:.3f}"
+        if step % tr.eval_every == 0 or step == tr.max_steps:
+            model.eval()
+            with torch.no_grad(), autocast(device, tr.precision):
+                figures = val_fn()
+            model.train()
+            history["val_step"].append(step)
+            history["val"].append(figures)
+            info += " · " + ", ".join(f"val {k} {v:.3f}" for k, v in figures.items())
+            reporter.log(f"  {name} step {step}/{tr.max_steps}: loss {total:.3f}, "
+                         + ", ".join(f"val {k} {v:.4f}" for k, v in figures.items()))
+            if es is not None and es.enabled:
+                if figures["loss"] < best["loss"] - es.min_delta:
+                    best = {"loss": figures["loss"], "step": step, "bad_evals": 0}
+                    save_best(work, model.weights())
+                else:
+                    best["bad_evals"] += 1
+        task.advance(1, info=info)
+        stop = es is not None and es.enabled and best["bad_evals"] >= es.patience
+        if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
+            save_checkpoint(work, step, model, opt, {"history": history, "best": best,
+                                                     "elapsed": elapsed + time.perf_counter() - t0})
+        if stop:
+            reporter.log(f"  {name}: early stop at step {step}; keeping the weights of step {best['step']}")
+            break
+    if es is not None and es.enabled and best["step"] is not None:
+        model.load_weights(load_best(work))
+    model.eval()
+    history["seconds"] = elapsed + time.perf_counter() - t0
+    history["resumed_from"] = resumed_from
+    history["best_step"] = best["step"] or step
+    return history

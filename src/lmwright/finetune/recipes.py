@@ -1,0 +1,306 @@
+"""The three recipes end to end: data, model (LoRA or full, freezing), the loop, saving, and base-vs-tuned
+evaluation on held-out rows. Each writes into `out`: `model/` (a Hugging Face directory, LoRA merged),
+`adapter/` (LoRA only, PEFT's format), `metrics.json`, `history.json` and `quarantine.jsonl`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmwright.core.progress import Reporter
+from lmwright.data.document import read_docs
+from lmwright.errors import LmwrightError
+from lmwright.evaluate.testset import split_path
+from lmwright.finetune import formats, lora, pydocs_tasks
+from lmwright.finetune.chat import encode_conversation, encode_prompt, pack
+from lmwright.finetune.loop import train
+from lmwright.finetune.objectives import Classifier, class_weights, dpo_loss, sequence_logprob, sft_loss
+from lmwright.model.hf import load_hf, save_hf
+from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer
+
+
+def train_spec(spec, recipe):
+    """The fine-tuning hyper-parameters as a TrainSpec, for the optimizer and schedule code of pretraining."""
+    ft = spec.finetune
+    return spec.train.model_copy(update={
+        "max_steps": recipe.steps or ft.steps, "batch_size": ft.batch_size, "grad_accum": ft.grad_accum,
+        "lr": recipe.lr or ft.lr, "optimizer": "adamw", "schedule": "cosine", "min_lr_ratio": 0.1,
+        "warmup_steps": ft.warmup_steps, "weight_decay": ft.weight_decay, "grad_clip": ft.grad_clip,
+        "precision": ft.precision, "eval_every": ft.eval_every, "checkpoint_every": ft.checkpoint_every})
+
+
+def _held_out(i: int) -> bool:  # a stable 10% of a file's rows when no validation file is given
+    return hashlib.sha256(str(i).encode()).digest()[0] < 26
+
+
+def load_rows(kind: str, recipe, split_dir: Path | None, seed: int, out: Path,
+              make_default) -> tuple[list, list, dict]:
+    """(train rows, held-out rows, accounting) from the recipe's files, or made from the pydocs splits."""
+    if recipe.data:
+        loaded = formats.load(Path(recipe.data), kind)
+        quarantined = list(loaded.quarantined)
+        if recipe.val_data:
+            val = formats.load(Path(recipe.val_data), kind)
+            quarantined += val.quarantined
+            train_rows, val_rows = loaded.rows, val.rows
+        else:
+            train_rows = [r for i, r in enumerate(loaded.rows) if not _held_out(i)]
+            val_rows = [r for i, r in enumerate(loaded.rows) if _held_out(i)]
+        acct = {**loaded.summary(), "source": recipe.data}
+    else:
+        if split_dir is None:
+            raise LmwrightError(f"finetune.{kind}.data is not set and there is no pydocs split to make data from")
+        train_docs = read_docs(split_path(split_dir, "train", ".parquet"))
+        val_docs = read_docs(split_path(split_dir, "val", ".parquet"))
+        train_rows, val_rows = make_default(train_docs, seed), make_default(val_docs, seed)
+        quarantined = []
+        acct = {"read": len(train_rows) + len(val_rows), "kept": len(train_rows) + len(val_rows), "quarantined": 0,
+                "source": "pydocs (made from the train and validation splits)"}
+    with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
+        for q in quarantined:
+            f.write(json.dumps(q) + "\n")
+    if not train_rows or not val_rows:
+        raise LmwrightError(f"finetune {kind}: {len(train_rows)} training and {len(val_rows)} held-out rows; "
+                            "both need at least one (give more data or a val_data file)")
+    return train_rows, val_rows, {**acct, "train": len(train_rows), "val": len(val_rows)}
+
+
+def prepare(spec, base_dir: Path, reporter: Reporter):
+    """The base model with LoRA adapters or frozen layers as the spec asks; (model, tokenizer, trainable count)."""
+    ft = spec.finetune
+    torch.manual_seed(spec.project.seed)  # adapters and heads start the same in every run (and resume)
+    model, tok = load_hf(base_dir), load_tokenizer(base_dir)
+    if ft.method == "lora":
+        model = lora.add_lora(model, ft.lora.r, ft.lora.alpha, ft.lora.dropout, ft.lora.target_modules)
+    else:
+        frozen = lora.freeze(model, ft.freeze_layers, ft.freeze_embeddings)
+        if frozen:
+            reporter.log(f"  finetune: {frozen:,} parameters frozen (embeddings: {ft.freeze_embeddings}, "
+                         f"first {ft.freeze_layers} blocks)")
+    return model, tok
+
+
+def _finish_lm(model, spec, base_dir: Path, base_name: str, tok, out: Path) -> torch.nn.Module:
+    """Save the adapter (LoRA), merge, and save the merged model as a Hugging Face directory."""
+    if spec.finetune.method == "lora":
+        lora.save_adapter(model, out / "adapter", base_name)
+        model = lora.merge(model)
+    ids = {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
+    save_hf(model.eval(), base_dir, out / "model", ids)
+    return model
+
+
+def _trainable(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# -- SFT ---------------------------------------------------------------------------------------------------------
+
+def _answers(model, tok, prompts: list[list[int]], max_new: int) -> list[str]:
+    from lmwright.serve.engine import Engine, SamplingParams
+
+    stops = frozenset(i for i in (tok.token_to_id("<|end|>"),) if i is not None)
+    engine = Engine(model, tok, max_batch=16, compile=False)
+    reqs = engine.generate(prompts, SamplingParams(max_tokens=max_new, temperature=0, stop_token_ids=stops))
+    return [r.text.strip() for r in reqs]
+
+
+def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
+        reporter: Reporter) -> dict:
+    from lmwright.evaluate.generation import rouge
+
+    ft, r = spec.finetune, spec.finetune.sft
+    seq_len = r.seq_len or ft.seq_len
+
+    def default(docs, _seed):
+        return [formats.sft_messages(x)[1] for x in pydocs_tasks.instructions(docs)]
+
+    train_rows, val_rows, acct = load_rows("sft", r, split_dir, spec.project.seed, out, default)
+    model, tok = prepare(spec, base_dir, reporter)
+    pad = tok.token_to_id(PAD) or 0
+    t_ids, t_lab, _ = pack([encode_conversation(tok, m) for m in train_rows], seq_len, pad, r.packing)
+    v_ids, v_lab, _ = pack([encode_conversation(tok, m) for m in val_rows], seq_len, pad, r.packing)
+    v_ids, v_lab = v_ids[:64], v_lab[:64]
+
+    def loss_fn(idx: np.ndarray) -> torch.Tensor:
+        return sft_loss(model, torch.from_numpy(t_ids[idx]), torch.from_numpy(t_lab[idx]))
+
+    def val_loss(m) -> float:
+        with torch.no_grad():
+            return float(np.mean([m(torch.from_numpy(v_ids[i:i + 16, :-1]), torch.from_numpy(v_lab[i:i + 16, 1:])).item()
+                                  for i in range(0, len(v_ids), 16)]))
+
+    base_val = val_loss(load_hf(base_dir))
+    n_trainable = _trainable(model)
+    reporter.log(f"  finetune sft: {acct['train']:,} conversations ({len(t_ids):,} rows of {seq_len}), "
+                 f"{n_trainable:,} trainable parameters ({ft.method})")
+    hist = train(model, train_spec(spec, r), len(t_ids), loss_fn, lambda: {"loss": val_loss(model)}, work,
+                 reporter, spec.project.seed, "finetune sft", ft.early_stopping)
+    model = _finish_lm(model, spec, base_dir, base_name, tok, out)
+    # base against fine-tuned on held-out single-turn instructions
+    probe = [m for m in val_rows if [x["role"] for x in m][-2:] == ["user", "assistant"]][: r.eval_examples]
+    result = {"task": "sft", "data": acct, "method": ft.method, "trainable_params": n_trainable,
+              "seconds": round(hist["seconds"], 1), "steps": hist["step"][-1] if hist["step"] else 0,
+              "base": {"val_loss": base_val}, "tuned": {"val_loss": val_loss(model)}, "examples": []}
+    if probe:
+        prompts = [encode_prompt(tok, m[:-1]) for m in probe]
+        refs = [m[-1]["content"] for m in probe]
+        for key, mdl in (("base", load_hf(base_dir)), ("tuned", model)):
+            preds = _answers(mdl, tok, prompts, r.max_new_tokens)
+            result[key]["rouge_l"] = float(rouge(preds, refs)["rougeL"].mean())
+            result[key]["answers"] = preds[:8]
+        result["examples"] = [{"instruction": m[-2]["content"], "reference": ref, "base": b, "tuned": t}
+                              for m, ref, b, t in zip(probe[:8], refs[:8], result["base"].pop("answers"),
+                                                      result["tuned"].pop("answers"), strict=False)]
+        result["eval_examples"] = len(probe)
+    (out / "history.json").write_text(json.dumps(hist))
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+# -- classification ------------------------------------------------------------------------------------------------
+
+def _encode_texts(tok, texts: list[str], seq_len: int, pad: int) -> np.ndarray:
+    bos = tok.token_to_id(BOS)
+    rows = np.full((len(texts), seq_len), pad, dtype=np.int64)
+    for i, t in enumerate(texts):
+        ids = ([bos] if bos is not None else []) + tok.encode(t, add_special_tokens=False).ids
+        ids = ids[:seq_len]
+        rows[i, : len(ids)] = ids
+    return rows
+
+
+def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
+             reporter: Reporter) -> dict:
+    from lmwright.evaluate.classify import classification_metrics, classify_by_likelihood, confusion_png
+
+    ft, r = spec.finetune, spec.finetune.classify
+    seq_len = min(r.seq_len or ft.seq_len, 128)
+    train_rows, val_rows, acct = load_rows("classify", r, split_dir, spec.project.seed, out,
+                                           lambda docs, _s: pydocs_tasks.classification(docs))
+    labels = r.labels or (pydocs_tasks.frequent_labels(train_rows, r.min_examples) if not r.data
+                          else sorted({x["label"] for x in train_rows}))
+    train_rows = [x for x in train_rows if x["label"] in labels]
+    val_rows = [x for x in val_rows if x["label"] in labels]
+    acct.update(labels=len(labels), train=len(train_rows), val=len(val_rows))
+    lm, tok = prepare(spec, base_dir, reporter)
+    pad = tok.token_to_id(PAD) or 0
+    model = Classifier(lm, labels, pad)
+    t_x = torch.from_numpy(_encode_texts(tok, [x["text"] for x in train_rows], seq_len, pad))
+    t_y = torch.tensor([labels.index(x["label"]) for x in train_rows])
+    v_x = torch.from_numpy(_encode_texts(tok, [x["text"] for x in val_rows], seq_len, pad))
+    v_y = np.array([labels.index(x["label"]) for x in val_rows])
+    weights = class_weights(t_y.tolist(), len(labels), r.class_weights)
+
+    def loss_fn(idx: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(t_x[idx]), t_y[idx], weight=weights)
+
+    def predict() -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            logits = torch.cat([model(v_x[i:i + 32]) for i in range(0, len(v_x), 32)])
+        return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
+
+    def val_fn() -> dict:
+        pred, _ = predict()
+        m = classification_metrics(v_y, pred, labels)
+        return {"loss": 1 - m["f1_macro"], "accuracy": m["accuracy"], "f1_macro": m["f1_macro"]}
+
+    reporter.log(f"  finetune classify: {len(train_rows):,} examples, {len(labels)} classes, "
+                 f"{_trainable(model):,} trainable parameters ({ft.method} + head)")
+    hist = train(model, train_spec(spec, r), len(train_rows), loss_fn, val_fn, work, reporter, spec.project.seed,
+                 "finetune classify", ft.early_stopping)
+    if ft.method == "lora":
+        lora.save_adapter(model.lm, out / "adapter", base_name)
+        model.lm = lora.merge(model.lm)
+    model.eval()
+    pred, proba = predict()
+    tuned = classification_metrics(v_y, pred, labels, proba)
+    base_lm, base_tok = load_hf(base_dir), load_tokenizer(base_dir)
+    b_pred, b_proba = classify_by_likelihood(base_lm, base_tok, [x["text"][:300] for x in val_rows], labels)
+    base = classification_metrics(v_y, b_pred, labels, b_proba)
+    model.save_hf(base_dir, out / "model")
+    confusion_png(tuned["confusion"], labels, out / "confusion.png", title="fine-tuned classifier")
+    keep = ("accuracy", "f1_macro", "f1_weighted", "roc_auc")
+    result = {"task": "classify", "data": acct, "labels": labels, "method": ft.method,
+              "seconds": round(hist["seconds"], 1), "steps": hist["step"][-1] if hist["step"] else 0,
+              "class_weights": r.class_weights,
+              "base": {"how": "zero-shot: each label's likelihood as the text's continuation",
+                       **{k: base[k] for k in keep if k in base}},
+              "tuned": {"how": "classification head", **{k: tuned[k] for k in keep if k in tuned}},
+              "confusion": tuned["confusion"], "per_class": tuned.get("per_class")}
+    (out / "history.json").write_text(json.dumps(hist))
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+# -- preference (DPO) -----------------------------------------------------------------------------------------------
+
+def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
+               reporter: Reporter) -> dict:
+    ft, r = spec.finetune, spec.finetune.preference
+    seq_len = r.seq_len or ft.seq_len
+    train_rows, val_rows, acct = load_rows("preference", r, split_dir, spec.project.seed, out,
+                                           pydocs_tasks.preferences)
+    model, tok = prepare(spec, base_dir, reporter)
+    pad = tok.token_to_id(PAD) or 0
+
+    def encode(rows: list[dict], which: str) -> tuple[torch.Tensor, torch.Tensor]:
+        ex = [encode_conversation(tok, [{"role": "user", "content": x["prompt"]},
+                                        {"role": "assistant", "content": x[which]}]) for x in rows]
+        ids, lab, _ = pack(ex, seq_len, pad, packing=False)
+        return torch.from_numpy(ids), torch.from_numpy(lab)
+
+    data = {s: {w: encode(rows, w) for w in ("chosen", "rejected")} for s, rows in (("train", train_rows),
+                                                                                    ("val", val_rows))}
+    # the reference model is the base: its log-probabilities once, up front (no second model in memory)
+    base = load_hf(base_dir)
+    with torch.no_grad():
+        ref = {s: {w: torch.cat([sequence_logprob(base, i[k:k + 32], lab[k:k + 32]) for k in range(0, len(i), 32)])
+                   for w, (i, lab) in d.items()} for s, d in data.items()}
+
+    def margins(split: str, idx=None) -> tuple[torch.Tensor, ...]:
+        (ci, cl), (ri, rl) = data[split]["chosen"], data[split]["rejected"]
+        sel = slice(None) if idx is None else torch.from_numpy(idx)
+        return (sequence_logprob(model, ci[sel], cl[sel]), sequence_logprob(model, ri[sel], rl[sel]),
+                ref[split]["chosen"][sel], ref[split]["rejected"][sel])
+
+    def loss_fn(idx: np.ndarray) -> torch.Tensor:
+        return dpo_loss(*margins("train", idx), r.beta)[0]
+
+    def val_fn() -> dict:
+        loss, wins = dpo_loss(*margins("val"), r.beta)
+        return {"loss": float(loss), "preference_accuracy": float(wins.mean())}
+
+    def likelihood_accuracy(m) -> float:  # how often the chosen answer is more likely than the rejected one
+        (ci, cl), (ri, rl) = data["val"]["chosen"], data["val"]["rejected"]
+        with torch.no_grad():
+            return float((sequence_logprob(m, ci, cl) > sequence_logprob(m, ri, rl)).float().mean())
+
+    base_acc = likelihood_accuracy(base)
+    reporter.log(f"  finetune preference: {len(train_rows):,} pairs, beta {r.beta}, {_trainable(model):,} "
+                 f"trainable parameters ({ft.method})")
+    model.eval()
+    with torch.no_grad():
+        start = val_fn()
+    model.train()
+    hist = train(model, train_spec(spec, r), len(train_rows), loss_fn, val_fn, work, reporter, spec.project.seed,
+                 "finetune preference", ft.early_stopping)
+    with torch.no_grad():
+        end = val_fn()
+    model = _finish_lm(model, spec, base_dir, base_name, tok, out)
+    result = {"task": "preference", "data": acct, "method": ft.method, "beta": r.beta,
+              "seconds": round(hist["seconds"], 1), "steps": hist["step"][-1] if hist["step"] else 0,
+              "base": {"dpo_loss": start["loss"], "preference_accuracy": start["preference_accuracy"],
+                       "likelihood_accuracy": base_acc},
+              "tuned": {"dpo_loss": end["loss"], "preference_accuracy": end["preference_accuracy"],
+                        "likelihood_accuracy": likelihood_accuracy(model)}}
+    (out / "history.json").write_text(json.dumps(hist))
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+RECIPES = {"sft": sft, "classify": classify, "preference": preference}
