@@ -26,6 +26,9 @@ TINY = {
     "risk": {"canaries": {"repeats": [1, 8], "candidates": 50}, "verbatim": {"docs": 8, "prompt_tokens": 8,
                                                                             "new_tokens": 4}, "samples": 4},
     "serve": {"compile": False},  # the eager engine: the same maths without a compile per test server
+    "finetune": {"steps": 6, "batch_size": 4, "seq_len": 48, "eval_every": 3, "checkpoint_every": 3,
+                 "lora": {"r": 2}, "sft": {"eval_examples": 4, "max_new_tokens": 4},
+                 "classify": {"min_examples": 3}},
 }
 
 

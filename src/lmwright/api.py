@@ -38,7 +38,10 @@ def run_workspace(ws: Workspace, until: str | None = None, from_: str | None = N
 # ("report", "*", "") publishes every file of the report card (its HTML, markdown and images) at the top level
 PUBLISHED = [("save", ".", "model"), ("card", ".", "dataset_card"), ("report", "*", ""),
              ("evaluate", "metrics.json", "metrics.json"), ("evaluate", "risk.json", "risk.json"),
-             ("test", "metrics.json", "test_metrics.json"), ("evaluate", "samples.json", "samples.json")]
+             ("test", "metrics.json", "test_metrics.json"), ("evaluate", "samples.json", "samples.json"),
+             ("sft", "model", "assistant"), ("sft", "adapter", "assistant_adapter"),
+             ("classify", "model", "classifier"), ("classify", "adapter", "classifier_adapter"),
+             ("preference", "model", "preferred"), ("preference", "adapter", "preferred_adapter")]
 
 
 def publish(ws: Workspace, outcomes: dict[str, StageOutcome]) -> dict[str, Path]:
@@ -55,7 +58,7 @@ def publish(ws: Workspace, outcomes: dict[str, StageOutcome]) -> dict[str, Path]
         if src == "*":
             entries += [(stage_name, p.name, p.name) for p in sorted(outcomes[stage_name].path.iterdir())
                         if p.is_file() and p.name != "MANIFEST.json"]
-        else:
+        elif (outcomes[stage_name].path / src).exists():  # a stage that was off (fine-tuning) has nothing to publish
             entries.append((stage_name, src, name))
     for stage_name, src, name in entries:
         o = outcomes[stage_name]

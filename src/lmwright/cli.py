@@ -254,7 +254,9 @@ def _stage_command(name: str, help_text: str):
 
 load_stages()
 for _name, _st in STAGES.items():
-    if _name not in ("evaluate", "test"):  # these two also take a model and data of the user's choosing, below
+    # evaluate and test also take a model and data of the user's choosing (below); the fine-tuning stages are
+    # `lmwright finetune sft|classify|preference` (finetune/commands.py)
+    if _name not in ("evaluate", "test", "sft", "classify", "preference"):
         app.command(name=_name)(_stage_command(_name, _st.help.rstrip(".")))
 
 
@@ -519,6 +521,7 @@ def model_plan(
 
 
 # serving commands (export, serve, keys, chat) live beside the server; importing them registers them on `app`
+from lmwright.finetune import commands as _finetune_commands  # noqa: E402, F401
 from lmwright.serve import commands as _serve_commands  # noqa: E402, F401
 
 

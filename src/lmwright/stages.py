@@ -1,6 +1,7 @@
 """The stages of the default pipeline, in order. Each is a plain function of a `StageContext`.
 
-collect → clean → dedup → split → card → tokenizer → tokenize → pretrain → evaluate → save → test → report
+collect → clean → dedup → split → card → tokenizer → tokenize → pretrain → evaluate → save → test
+→ sft → classify → preference (fine-tuning; preference off by default) → report
 
 The test split is read only by the test stage (see evaluate/testset.py).
 
@@ -372,6 +373,109 @@ def test(ctx: StageContext) -> dict:
             "headline": f"test {res['bits_per_byte']:.3f} bits/byte [{lo:.3f}, {hi:.3f}], recorded"}
 
 
+def _finetune_facts(kind: str):
+    """What a fine-tuning stage's result depends on beyond the spec: its data files' and base model's contents."""
+    def facts(ws) -> dict:
+        from lmwright.core.artifacts import file_digest
+
+        r, base = getattr(ws.spec.finetune, kind), ws.spec.finetune.base
+        files = {f: file_digest(Path(f)) for f in (r.data, r.val_data) if f and Path(f).exists()}
+        if base:
+            from lmwright.api import resolve_model
+
+            files["base"] = resolve_model(ws, base)[2]
+        return files
+    return facts
+
+
+def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
+    from lmwright.finetune.recipes import RECIPES
+
+    ft = ctx.spec.finetune
+    recipe = getattr(ft, kind)
+    if not recipe.enabled:
+        return {"skipped": True, "headline": f"off (finetune.{kind}.enabled: false; `lmwright finetune {kind}` "
+                                              "runs it)"}
+    if ft.base:
+        from lmwright.api import resolve_model
+
+        base_dir, base_name, _ = resolve_model(ctx.ws, ft.base)
+    else:
+        base_dir, base_name = ctx.inputs["save"].path, ctx.spec.project.name
+    res = RECIPES[kind](ctx.spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work, ctx.reporter)
+    from safetensors.torch import load_file
+
+    n_params = sum(t.numel() for t in load_file(str(ctx.out / "model" / "model.safetensors")).values())
+    name = f"{ctx.spec.project.name}-{registered_as}"
+    figures = {k: v for k, v in res["tuned"].items() if isinstance(v, int | float)}
+    ctx.model = (name, n_params, {"finetune": {kind: figures}, "base": base_name})
+    b, t = res["base"], res["tuned"]
+    key = {"sft": "rouge_l", "classify": "f1_macro", "preference": "likelihood_accuracy"}[kind]
+    head = f"{key} {b.get(key, float('nan')):.3f} -> {t.get(key, float('nan')):.3f} ({ft.method}, {res['seconds']:.0f} s)"
+    return {"task": kind, "base": base_name, "registered_as": name, "method": ft.method, "seconds": res["seconds"],
+            "base_figures": {k: v for k, v in b.items() if isinstance(v, int | float)}, "tuned_figures": figures,
+            "data": res["data"], "headline": head}
+
+
+_FT_MODULES = ("lmwright.finetune.recipes", "lmwright.finetune.formats", "lmwright.finetune.chat",
+               "lmwright.finetune.lora", "lmwright.finetune.loop", "lmwright.finetune.objectives",
+               "lmwright.finetune.pydocs_tasks", "lmwright.model.llama", "lmwright.model.hf", "lmwright.serve.engine")
+
+
+@stage("sft", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,
+       extra=_finetune_facts("sft"), resumable=True)
+def sft(ctx: StageContext) -> dict:
+    """Fine-tune the model into an assistant on instructions (SFT), registered as PROJECT-assistant."""
+    return _finetune_stage(ctx, "sft", "assistant")
+
+
+@stage("classify", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,
+       extra=_finetune_facts("classify"), resumable=True)
+def classify(ctx: StageContext) -> dict:
+    """Fine-tune the model into a classifier with a classification head, registered as PROJECT-classifier."""
+    return _finetune_stage(ctx, "classify", "classifier")
+
+
+@stage("preference", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,
+       extra=_finetune_facts("preference"), resumable=True)
+def preference(ctx: StageContext) -> dict:
+    """Preference-tune the model with DPO on chosen/rejected pairs, registered as PROJECT-preferred."""
+    return _finetune_stage(ctx, "preference", "preferred")
+
+
+def _finetune_sections(inp, out: Path) -> list:
+    """The fine-tuned models against their base on held-out rows, one table; examples and the confusion matrix."""
+    from lmwright.evaluate.report import Section
+
+    rows = [["recipe", "registered as", "metric", "base", "fine-tuned", "method", "train rows", "wall time"]]
+    extra = []
+    for kind, metrics in (("sft", ("rouge_l", "val_loss")), ("classify", ("accuracy", "f1_macro", "roc_auc")),
+                          ("preference", ("likelihood_accuracy", "dpo_loss"))):
+        o = inp.get(kind)
+        if o is None or o.summary.get("skipped"):
+            continue
+        sm = o.summary
+        for m in metrics:
+            b, t = sm["base_figures"].get(m), sm["tuned_figures"].get(m)
+            if b is not None and t is not None:
+                rows.append([kind, sm["registered_as"], m, f"{b:.4f}", f"{t:.4f}", sm["method"],
+                             f"{sm['data'].get('train', 0):,}", f"{sm['seconds']:.0f} s"])
+        res = json.loads((o.path / "metrics.json").read_text())
+        if res.get("examples"):
+            extra.append(Section("Fine-tuned assistant: held-out instructions", table=[
+                ["instruction", "reference", "base model", "fine-tuned"]] + [
+                [e["instruction"], e["reference"], e["base"][:120], e["tuned"][:120]] for e in res["examples"]]))
+        if (o.path / "confusion.png").exists():
+            shutil.copyfile(o.path / "confusion.png", out / "finetune_confusion.png")
+            extra.append(Section("Fine-tuned classifier: confusion matrix (held-out)", image="finetune_confusion.png"))
+    if len(rows) == 1:
+        return []
+    return [Section("Fine-tuning", table=rows, text="Each fine-tuned model against the model it started from, on "
+                    "held-out rows (made from the validation split's documents unless a file was given). The base "
+                    "classifies zero-shot (each label's likelihood); the tuned classifier uses its trained head."),
+            *extra]
+
+
 def _report_facts(ws) -> dict:
     """The report also shows the latest tuning and cross-validation outputs: rerun it when they change."""
     from lmwright.core.artifacts import file_digest
@@ -402,7 +506,7 @@ def _previous_version(ws, name: str, digest: str) -> dict | None:
 
 
 @stage("report", deps=("collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate",
-                       "save", "test"), spec=("*",), extra=_report_facts,
+                       "save", "test", "sft", "classify", "preference"), spec=("*",), extra=_report_facts,
        modules=("lmwright.evaluate.report", "lmwright.evaluate.card", "lmwright.evaluate.suite"))
 def report(ctx: StageContext) -> dict:
     """Write the report card (report.md, report.html and its plots): requirements, metrics with intervals,
@@ -472,6 +576,7 @@ def report(ctx: StageContext) -> dict:
         Section("Learning rate", image="lr_curve.png"),
         *[x for x in (card.tuning_section(ctx.ws.out_dir / "tune", ctx.out),
                       card.cv_section(ctx.ws.out_dir / "cv" / "results.json")) if x],
+        *_finetune_sections(inp, ctx.out),
         *card.slices_section(splits),
         *card.sets_sections(val["sets"]),
         *card.risk_sections(risk),
