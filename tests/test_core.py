@@ -56,6 +56,8 @@ def test_lineage_and_registry_after_a_run(tiny_run):
     assert runs["collect"].duration_s is not None and "python" in runs["collect"].params["extra"]
     names = {d.name for d in store.datasets()}
     assert {"raw", "clean", "dedup", "split/train", "split/val", "split/test"} <= names
-    (model,) = store.models()
-    assert model.n_params > 0 and "bits_per_byte" in model.metrics["val"]
+    models = {m.name: m for m in store.models()}
+    assert sorted(models) == ["tiny", "tiny-assistant", "tiny-classifier"]  # pretrained, then fine-tuned twice
+    assert models["tiny"].n_params > 0 and "bits_per_byte" in models["tiny"].metrics["val"]
+    assert models["tiny-assistant"].metrics["base"] == "tiny"
     assert any(a.action == "run" for a in store.audit_log())

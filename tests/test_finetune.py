@@ -181,6 +181,14 @@ def test_the_default_pipeline_ends_with_an_assistant_and_a_classifier(tiny_run):
     out = root / "lmwright-out"
     assert (out / "assistant" / "config.json").exists() and (out / "assistant_adapter" / "adapter_config.json").exists()
     assert "## Fine-tuning" in (out / "report.md").read_text()
+    from lmwright.api import resolve_model
+    from lmwright.core.workspace import Workspace
+    from lmwright.export import export
+
+    assistant = resolve_model(Workspace.open(root), "tiny-assistant")[0]
+    assert (assistant / "config.json").exists()  # what serve, chat and export resolve the name to
+    written = export(assistant, "gguf", root / "gguf-out")  # merged: exports like any other model
+    assert Path(written["path"]).stat().st_size > 0
     # the classifier is transformers' LlamaForSequenceClassification, with the same logits
     path = outcomes["classify"].path / "model"
     hf = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()

@@ -17,7 +17,7 @@ from lmwright.errors import LmwrightError
 from tests.conftest import quiet
 
 STAGES = ["collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize", "pretrain", "evaluate", "save",
-          "test", "report"]
+          "test", "sft", "classify", "preference", "report"]
 
 
 def test_stage_order():
@@ -50,9 +50,9 @@ def test_second_run_is_all_cached_and_fast(tiny_copy):
 
 def test_changing_max_steps_reruns_pretrain_and_after_only(tiny_copy):
     ws = Workspace.open(tiny_copy, ["train.max_steps=16"])
-    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 7 + ["stale"] * 5
+    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 7 + ["stale"] * 8  # fine-tuning included
     out = lmwright.run(tiny_copy, ["train.max_steps=16"], reporter=quiet())
-    assert [o.status for o in out.values()] == ["cached"] * 7 + ["done"] * 5
+    assert [o.status for o in out.values()] == ["cached"] * 7 + ["done"] * 8
     assert out["pretrain"].summary["steps"] == 16
 
 
@@ -60,7 +60,8 @@ def test_until_from_and_force(tiny_copy):
     out = lmwright.run(tiny_copy, until="split", reporter=quiet())
     assert list(out) == ["collect", "clean", "dedup", "split"] and all(o.status == "cached" for o in out.values())
     out = lmwright.run(tiny_copy, from_="evaluate", reporter=quiet())
-    assert [n for n, o in out.items() if o.status == "done"] == ["evaluate", "save", "test", "report"]
+    assert [n for n, o in out.items() if o.status == "done"] == ["evaluate", "save", "test", "sft", "classify",
+                                                                 "preference", "report"]
     out = lmwright.run(tiny_copy, force=("dedup",), reporter=quiet())
     assert [n for n, o in out.items() if o.status == "done"] == ["dedup"]  # same content: downstream stays cached
     with pytest.raises(LmwrightError, match="no such stage"):
@@ -107,7 +108,7 @@ def test_cli_status_evaluate_generate_json(tiny_copy):
     r = _cli("status", "-C", str(tiny_copy), "--json")
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
-    assert [s["state"] for s in st["stages"]] == ["cached"] * 12 and st["models"][0]["params"] > 0
+    assert [s["state"] for s in st["stages"]] == ["cached"] * 15 and st["models"][0]["params"] > 0
     assert {d["name"] for d in st["datasets"]} >= {"raw", "split/train"}
     r = _cli("evaluate", "-C", str(tiny_copy), "--json")
     assert r.returncode == 0, r.stderr
@@ -133,10 +134,14 @@ def test_each_stage_is_a_command_with_json(tiny_copy, stage_name):
 
     from lmwright.cli import app
 
-    r = CliRunner().invoke(app, [stage_name, "-C", str(tiny_copy), "--json"])
+    finetune = stage_name in ("sft", "classify", "preference")  # `lmwright finetune TASK`
+    args = ["finetune", stage_name] if finetune else [stage_name]
+    r = CliRunner().invoke(app, [*args, "-C", str(tiny_copy), "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["stage"] == stage_name and data["status"] == "cached" and data["headline"]
+    assert data["task" if finetune else "stage"] == stage_name and data["headline"]
+    # a fine-tuning command switches its recipe on: preference (off in `lmwright run`) runs here
+    assert data["status"] == ("done" if stage_name == "preference" else "cached")
 
 
 def test_store_url_points_anywhere(tmp_path):

@@ -128,7 +128,10 @@ def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
         known = ", ".join(sorted({m.name for m in models})) or "none yet (run `lmwright run`)"
         raise LmwrightError(f"{ref!r} is neither a model directory (with config.json) nor a registered model; "
                             f"registered names: {known}")
-    return ArtifactStore(ws.artifacts_dir).open(hit.digest), hit.name, hit.digest
+    path = ArtifactStore(ws.artifacts_dir).open(hit.digest)
+    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        path = path / "model"  # a fine-tuning stage's artifact: the model beside its adapter and metrics
+    return path, hit.name, hit.digest
 
 
 def project_model(ws: Workspace, ref: str | None = None, reporter: Reporter | None = None) -> tuple[Path, str, str]:
