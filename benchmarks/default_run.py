@@ -2,7 +2,8 @@
 
 Prints the fresh run's wall time against the 10-minute budget, the cached rerun's wall time against its
 15-second budget, the validation/test bits-per-byte reached, and the parity of the saved model with Hugging
-Face `transformers` (max |logit difference| on validation text, fp32; budget 1e-4).
+Face `transformers` (max |logit difference| on validation text, fp32; budget 1e-4), and the fine-tuned assistant
+and classifier against the pretrained base on held-out rows (ROUGE-L; accuracy and macro-F1).
 
     python benchmarks/default_run.py [--dir DIR] [--json]
 """
@@ -75,7 +76,13 @@ def main() -> None:
         "val_generation": {k: round(v, 4) for k, v in ev["val"].get("generation", {}).items()},
         "risk": {k: round(v, 4) for k, v in ev["risk"].items()},
         "requirements": out["report"].summary["requirements"],
-        "stage_seconds": {k: seconds.get(k) for k in ("pretrain", "evaluate", "test", "report")},
+        "stage_seconds": {k: seconds.get(k) for k in ("pretrain", "evaluate", "test", "sft", "classify", "report")},
+        # the fine-tuned assistant and classifier against the pretrained base, on held-out rows
+        "finetune": {k: {"base": {m: round(v, 4) for m, v in out[k].summary["base_figures"].items()},
+                         "tuned": {m: round(v, 4) for m, v in out[k].summary["tuned_figures"].items()},
+                         "train_rows": out[k].summary["data"]["train"], "held_out": out[k].summary["data"]["val"],
+                         "train_seconds": out[k].summary["seconds"]}
+                     for k in ("sft", "classify") if not out[k].summary.get("skipped")},
         "hf_parity_max_abs_logit_diff": diff, "parity_ok": diff <= BUDGET_PARITY,
     }
     if args.json:
