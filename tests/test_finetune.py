@@ -226,3 +226,22 @@ def test_finetune_command_on_a_transformers_llama_base(tiny_copy, tmp_path):
     q = [json.loads(x) for x in (Path(res["path"]) / "quarantine.jsonl").read_text().splitlines()]
     assert q[0]["line"] == 31 and q[0]["reason"].startswith("invalid json")
     assert np.isfinite(res["tuned_figures"]["val_loss"])
+
+
+def test_full_fine_tuning_keeps_frozen_layers_and_embeddings(tiny_run, tmp_path):
+    from lmwright.finetune.recipes import sft
+
+    rows = [{"instruction": f"Repeat {w}", "output": f"{w}."} for w in ("alpha", "beta", "gamma", "delta")] * 5
+    spec = _spec(steps=4, method="full", freeze_layers=1, freeze_embeddings=True, lr=1e-3, precision="bf16")
+    spec.finetune.sft.data = str(_jsonl(tmp_path / "sft.jsonl", rows))
+    spec.finetune.sft.eval_examples = 0
+    out = tmp_path / "out"
+    out.mkdir()
+    res = sft(spec, _model_dir(tiny_run), "tiny", None, out, tmp_path / "work", quiet())
+    before = load_file(str(_model_dir(tiny_run) / "model.safetensors"))
+    after = load_file(str(out / "model" / "model.safetensors"))
+    assert not (out / "adapter").exists() and res["method"] == "full"
+    frozen = [k for k in before if k.startswith(("model.embed_tokens", "model.layers.0."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert all(not torch.equal(before[k], after[k]) for k in before if k.startswith("model.layers.1.")
+               and k.endswith("proj.weight"))  # the rest trained (under bf16 autocast)

@@ -70,7 +70,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
             head, *rows = s.table
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "|".join("---" for _ in head) + "|")
-            out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+            # a cell is one line: a newline would end the table row (model outputs have them)
+            out += ["| " + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in r) + " |" for r in rows]
             out.append("")
         for img in [s.image, *s.images] if s.image else s.images:
             out += [f"![{s.title}]({img})", ""]

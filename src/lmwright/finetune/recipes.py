@@ -142,7 +142,8 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
                  reporter, spec.project.seed, "finetune sft", ft.early_stopping)
     model = _finish_lm(model, spec, base_dir, base_name, tok, out)
     # base against fine-tuned on held-out single-turn instructions
-    probe = [m for m in val_rows if [x["role"] for x in m][-2:] == ["user", "assistant"]][: r.eval_examples]
+    single = [m for m in val_rows if [x["role"] for x in m][-2:] == ["user", "assistant"]]
+    probe = single[:: max(1, len(single) // max(1, r.eval_examples))][: r.eval_examples]  # spread over the set
     result = {"task": "sft", "data": acct, "method": ft.method, "trainable_params": n_trainable,
               "seconds": round(hist["seconds"], 1), "steps": hist["step"][-1] if hist["step"] else 0,
               "base": {"val_loss": base_val}, "tuned": {"val_loss": val_loss(model)}, "examples": []}
