@@ -199,6 +199,14 @@ def test_the_default_pipeline_ends_with_an_assistant_and_a_classifier(tiny_run):
     ids = torch.tensor([[1, 40, 41, 42, 43, cfg["pad_token_id"], cfg["pad_token_id"]], [1, 50, 51, 52, 53, 54, 55]])
     with torch.no_grad():
         assert (hf(ids).logits - ours.eval()(ids)).abs().max() < 1e-4
+    # and its LoRA adapter, with the head as PEFT's modules_to_save, loads onto transformers' classifier of the base
+    from peft import PeftModel
+
+    bare = AutoModelForSequenceClassification.from_pretrained(_model_dir(tiny_run), num_labels=len(labels),
+                                                              pad_token_id=cfg["pad_token_id"], dtype=torch.float32)
+    peft = PeftModel.from_pretrained(bare, outcomes["classify"].path / "adapter").eval()
+    with torch.no_grad():
+        assert (peft(ids).logits - hf(ids).logits).abs().max() < 1e-4
 
 
 def test_finetune_command_on_a_transformers_llama_base(tiny_copy, tmp_path):

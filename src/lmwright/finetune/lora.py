@@ -54,14 +54,22 @@ def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -
         raise LmwrightError(f"the adapter does not fit this model: {result.unexpected_keys[:3]}")
 
 
-def save_adapter(model: torch.nn.Module, out_dir: Path, base: str) -> None:
-    """`adapter_config.json` + `adapter_model.safetensors`, PEFT's layout; `base` names the base model."""
+def save_adapter(model: torch.nn.Module, out_dir: Path, base: str,
+                 trained_modules: dict[str, torch.Tensor] | None = None) -> None:
+    """`adapter_config.json` + `adapter_model.safetensors`, PEFT's layout; `base` names the base model.
+    `trained_modules` (e.g. a classifier's {"score.weight": ...}) are saved whole beside the adapters, as PEFT's
+    `modules_to_save`, and make it a sequence-classification adapter."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = model._lora_config.to_dict()
-    cfg.update(base_model_name_or_path=base, task_type="CAUSAL_LM", peft_type="LORA")
+    cfg.update(base_model_name_or_path=base, task_type="SEQ_CLS" if trained_modules else "CAUSAL_LM",
+               peft_type="LORA")
     cfg["target_modules"] = sorted(cfg["target_modules"])
+    state = adapter_state(model)
+    if trained_modules:
+        cfg["modules_to_save"] = sorted({k.rsplit(".", 1)[0] for k in trained_modules})
+        state.update({PREFIX + k: v.detach().contiguous().cpu() for k, v in trained_modules.items()})
     (out_dir / "adapter_config.json").write_text(json.dumps(cfg, indent=2, default=str))
-    save_file(adapter_state(model), str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    save_file(state, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
 def merge(model: torch.nn.Module) -> torch.nn.Module:

@@ -215,7 +215,7 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
     hist = train(model, train_spec(spec, r), len(train_rows), loss_fn, val_fn, work, reporter, spec.project.seed,
                  "finetune classify", ft.early_stopping)
     if ft.method == "lora":
-        lora.save_adapter(model.lm, out / "adapter", base_name)
+        lora.save_adapter(model.lm, out / "adapter", base_name, {"score.weight": model.score.weight})
         model.lm = lora.merge(model.lm)
     model.eval()
     pred, proba = predict()
