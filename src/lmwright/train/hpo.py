@@ -17,6 +17,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,8 @@ def _objective(spec_raw: dict, shards: str, tokenizer: str):
     return objective
 
 
-def _worker(storage: str, name: str, spec_raw: dict, shards: str, tokenizer: str, threads: int) -> None:
+def _worker(storage: str, name: str, spec_raw: dict, shards: str, tokenizer: str, threads: int,
+            first: bool = True) -> None:
     import optuna
     import torch
     from optuna.study import MaxTrialsCallback
@@ -162,6 +164,13 @@ def _worker(storage: str, name: str, spec_raw: dict, shards: str, tokenizer: str
     spec = Spec.model_validate(spec_raw)
     spec_raw = {**spec_raw, "train": {**spec_raw["train"], "threads": threads}}
     study = _load_study(storage, name, spec)
+    if not first:
+        # SQLite cannot lock a row, so two processes can pop the same enqueued trial (the baseline) and the
+        # second to finish fails with "Cannot tell a COMPLETE trial" (optuna#4002, #4621): the first process
+        # takes the queue, the others start once it is empty
+        deadline = time.time() + 120
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) and time.time() < deadline:
+            time.sleep(0.2)
     study.optimize(_objective(spec_raw, shards, tokenizer), n_trials=spec.tune.trials,
                    callbacks=[MaxTrialsCallback(spec.tune.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
 
@@ -203,7 +212,7 @@ def run_study(spec: Spec, storage: str, shards: Path, tokenizer: Path, data_dige
             _worker(*args)
         else:
             ctx = mp.get_context("spawn")
-            procs = [ctx.Process(target=_worker, args=args) for _ in range(n)]
+            procs = [ctx.Process(target=_worker, args=(*args, i == 0)) for i in range(n)]
             for p in procs:
                 p.start()
             for p in procs:
