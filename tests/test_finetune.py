@@ -49,12 +49,14 @@ def test_each_sft_shape_parses_and_malformed_rows_are_quarantined(tmp_path):
     ]
     got = formats.load(_jsonl(tmp_path / "sft.jsonl", rows), "sft")
     assert got.read == 9 and len(got.rows) == 3 and len(got.quarantined) == 6  # kept + quarantined = read
+    assert got.summary()["quarantine_reasons"] == {"bad line": 2, "missing field": 1, "bad role": 1,
+                                                   "no assistant turn": 1, "unknown shape": 1}
     assert got.formats == {"alpaca": 1, "sharegpt": 1, "openai": 1}
     assert got.rows[0] == [{"role": "user", "content": "Add\n\n1 and 2"}, {"role": "assistant", "content": "3"}]
     assert [m["role"] for m in got.rows[1]] == ["user", "assistant", "user", "assistant"]
     why = {q["line"]: q["reason"] for q in got.quarantined}
-    assert why[4].startswith("invalid json") and "'output'" in why[5] and "wizard" in why[6]
-    assert why[7].startswith("no assistant turn") and why[8].startswith("not an object")
+    assert why[4].startswith("bad line: not valid JSON") and "'output'" in why[5] and "wizard" in why[6]
+    assert why[7].startswith("no assistant turn") and why[8].startswith("bad line: not an object")
     assert why[9].startswith("unknown shape") and all(q["file"].endswith("sft.jsonl") for q in got.quarantined)
     # Parquet, and the other two tasks
     pq.write_table(pa.Table.from_pylist([{"text": "a", "label": "x"}, {"text": "", "label": "y"}]), tmp_path / "c.parquet")
@@ -232,7 +234,7 @@ def test_finetune_command_on_a_transformers_llama_base(tiny_copy, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(Path(res["path"]) / "model", dtype=torch.float32)
     assert merged.config.num_hidden_layers == 2
     q = [json.loads(x) for x in (Path(res["path"]) / "quarantine.jsonl").read_text().splitlines()]
-    assert q[0]["line"] == 31 and q[0]["reason"].startswith("invalid json")
+    assert q[0]["line"] == 31 and q[0]["reason"].startswith("bad line: not valid JSON")
     assert np.isfinite(res["tuned_figures"]["val_loss"])
 
 

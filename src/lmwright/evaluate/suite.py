@@ -9,8 +9,6 @@ memorisation, bias and safety checks. `flatten` names every figure (`val.bits_pe
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -117,30 +115,14 @@ def evaluate_docs(model: torch.nn.Module, tok, docs: list[dict], seq_len: int, e
 
 def read_rows(path: Path) -> list[tuple[int, dict]]:
     """(line or row number, record) from .jsonl, .csv or .parquet; a bad line names the file and line."""
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise LmwrightError(f"{path}: no such evaluation file")
-    if suffix in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LmwrightError(f"{path}, line {n}: not valid JSON ({exc.msg}); one JSON object per line") from None
-            if not isinstance(rec, dict):
-                raise LmwrightError(f"{path}, line {n}: expected a JSON object, got {type(rec).__name__}")
-            rows.append((n, rec))
-        return rows
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            return [(n, rec) for n, rec in enumerate(csv.DictReader(f), 2)]
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+    from lmwright.data.rows import read_records
 
-        return list(enumerate(pq.read_table(path).to_pylist(), 1))
-    raise LmwrightError(f"{path}: unsupported evaluation file type {suffix!r}; use .jsonl, .csv or .parquet")
+    rows = []
+    for n, rec, why in read_records(path, "evaluation"):
+        if rec is None:
+            raise LmwrightError(f"{path}, line {n}: {why}")
+        rows.append((n, rec))
+    return rows
 
 
 def field_values(rows: list[tuple[int, dict]], path: Path, name: str) -> list[str]:

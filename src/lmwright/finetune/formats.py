@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmwright.data.rows import read_records
 from lmwright.errors import LmwrightError
 
 ROLES = ("system", "user", "assistant")
@@ -40,31 +41,6 @@ class Loaded:
             reasons[q["reason"].split(":")[0]] = reasons.get(q["reason"].split(":")[0], 0) + 1
         return {"read": self.read, "kept": len(self.rows), "quarantined": len(self.quarantined),
                 "quarantine_reasons": reasons, "formats": self.formats}
-
-
-def read_records(path: Path) -> list[tuple[int, dict | None, str | None]]:
-    """(line or row number, record or None, why not) for every row of a .jsonl/.json or .parquet file."""
-    path = Path(path)
-    if not path.exists():
-        raise LmwrightError(f"{path}: no such fine-tuning data file")
-    if path.suffix in (".jsonl", ".json"):
-        out: list[tuple[int, dict | None, str | None]] = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                out.append((n, None, f"invalid json: {exc.msg}"))
-                continue
-            out.append((n, rec, None) if isinstance(rec, dict) else
-                       (n, None, f"not an object: a JSON {type(rec).__name__}, expected one object per line"))
-        return out
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return [(i, rec, None) for i, rec in enumerate(pq.read_table(path).to_pylist(), 1)]
-    raise LmwrightError(f"{path}: unsupported fine-tuning data type {path.suffix!r}; use .jsonl or .parquet")
 
 
 def _text(rec: dict, name: str, required: bool = True) -> str:
@@ -125,11 +101,11 @@ def _answer(v: Any, name: str) -> str:
 def load(path: Path, kind: str, label_field: str = "label", text_field: str = "text") -> Loaded:
     """Rows of `kind` (sft, classify, preference) from `path`, malformed rows quarantined."""
     out = Loaded()
-    for n, rec, why in read_records(path):
+    for n, rec, why in read_records(path, "fine-tuning data"):
         out.read += 1
         try:
             if rec is None:
-                raise BadRow(why)
+                raise BadRow(f"bad line: {why}")
             if kind == "sft":
                 shape, msgs = sft_messages(rec)
                 out.formats[shape] = out.formats.get(shape, 0) + 1
