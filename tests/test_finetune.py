@@ -255,3 +255,19 @@ def test_full_fine_tuning_keeps_frozen_layers_and_embeddings(tiny_run, tmp_path)
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert all(not torch.equal(before[k], after[k]) for k in before if k.startswith("model.layers.1.")
                and k.endswith("proj.weight"))  # the rest trained (under bf16 autocast)
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_like_one_with_the_same_global_batch(tiny_copy):
+    import lmwright
+
+    same = ["finetune.classify.class_weights=none", "finetune.lora.dropout=0.0"]  # per-example means, no RNG
+    one = lmwright.run(tiny_copy, same, until="classify", reporter=quiet())["classify"]
+    two = lmwright.run(tiny_copy, [*same, "finetune.nproc=2"], until="classify", reporter=quiet())["classify"]
+    assert two.digest != one.digest and two.status == "done"
+    h1, h2 = (json.loads((o.path / "history.json").read_text()) for o in (one, two))
+    assert len(h2["loss"]) == TINY["finetune"]["steps"]
+    assert max(abs(a - b) for a, b in zip(h1["loss"], h2["loss"], strict=True)) < 1e-4
+    a, b = (load_file(str(o.path / "model" / "model.safetensors")) for o in (one, two))
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    assert two.summary["tuned_figures"] == pytest.approx(one.summary["tuned_figures"], abs=1e-4)

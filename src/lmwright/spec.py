@@ -573,15 +573,16 @@ class FinetuneSpec(Section):
     eval_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    nproc: int = Field(1, ge=1)  # > 1: that many processes under torchrun, data-parallel (DDP)
     sft: SftSpec = Field(default_factory=SftSpec)
     classify: ClassifySpec = Field(default_factory=ClassifySpec)
     preference: PreferenceSpec = Field(default_factory=lambda: PreferenceSpec(lr=2e-3))
 
     @model_validator(mode="after")
     def _accum_divides(self) -> FinetuneSpec:
-        if self.batch_size % self.grad_accum:
-            raise ValueError(f"finetune.batch_size ({self.batch_size}) must be divisible by finetune.grad_accum "
-                             f"({self.grad_accum})")
+        if self.batch_size % (self.grad_accum * self.nproc):
+            raise ValueError(f"finetune.batch_size ({self.batch_size}) must be divisible by finetune.grad_accum x "
+                             f"finetune.nproc ({self.grad_accum} x {self.nproc})")
         return self
 
 

@@ -402,7 +402,18 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
         base_dir, base_name, _ = resolve_model(ctx.ws, ft.base)
     else:
         base_dir, base_name = ctx.inputs["save"].path, ctx.spec.project.name
-    res = RECIPES[kind](ctx.spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work, ctx.reporter)
+    if ft.nproc > 1:
+        from lmwright.train.distributed import launch
+
+        job = {"spec": ctx.spec.model_dump(mode="json"), "kind": kind, "base_dir": str(base_dir),
+               "base_name": base_name, "split_dir": str(ctx.inputs["split"].path), "out": str(ctx.out),
+               "work": str(ctx.work)}
+        ctx.log(f"  finetune {kind}: launching {ft.nproc} processes (DDP) with torchrun")
+        res = launch(job, ft.nproc, ctx.work, module="lmwright.finetune.worker")
+        (ctx.out / "result.json").unlink()
+    else:
+        res = RECIPES[kind](ctx.spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work,
+                            ctx.reporter)
     from safetensors.torch import load_file
 
     n_params = sum(t.numel() for t in load_file(str(ctx.out / "model" / "model.safetensors")).values())
@@ -419,7 +430,8 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
 
 _FT_MODULES = ("lmwright.finetune.recipes", "lmwright.finetune.formats", "lmwright.finetune.chat",
                "lmwright.finetune.lora", "lmwright.finetune.loop", "lmwright.finetune.objectives",
-               "lmwright.finetune.pydocs_tasks", "lmwright.model.llama", "lmwright.model.hf", "lmwright.serve.engine")
+               "lmwright.finetune.pydocs_tasks", "lmwright.finetune.worker", "lmwright.train.distributed",
+               "lmwright.model.llama", "lmwright.model.hf", "lmwright.serve.engine")
 
 
 @stage("sft", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,

@@ -5,11 +5,13 @@ would; checkpoints (`train/checkpoint.py`: weights, optimizer, RNG states, histo
 LoRA adapters included, so resuming is exact. Accumulation, autocast mixed precision, clipping, the learning-rate
 schedule, validation with early stopping and best weights work as in pretraining. A separate, smaller loop and
 not the pretraining one: pretraining's is built around token shards, FSDP and MFU, which fine-tuning does not
-use; DDP for fine-tuning is not wired yet.
+use. With `finetune.nproc` > 1 it runs under torchrun with DDP (`finetune/worker.py`): each process takes its
+share of every step's rows, gradients are averaged, and only the first process writes checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ import torch
 
 from lmwright.core.progress import Reporter
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
+from lmwright.train.distributed import Dist, wrap
 from lmwright.train.loop import autocast
 from lmwright.train.optim import lr_scale, make_optimizer
 
@@ -27,12 +30,14 @@ def rows_for_step(n_rows: int, batch: int, seed: int, step: int) -> np.ndarray:
     return np.random.default_rng([seed, step]).integers(0, n_rows, size=batch)
 
 
-def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[np.ndarray], torch.Tensor],
+def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.Module, np.ndarray], torch.Tensor],
           val_fn: Callable[[], dict[str, float]], work, reporter: Reporter, seed: int, name: str,
-          early_stopping=None) -> dict:
-    """`loss_fn(row indices)` -> mean loss of those rows; `val_fn()` -> {"loss": ..., other figures}.
-    `tr` is a TrainSpec (steps, lr, schedule, batch_size, grad_accum, precision, eval_every, checkpoint_every).
-    Returns the history, with the step whose weights the model ends with."""
+          early_stopping=None, d: Dist | None = None) -> dict:
+    """`loss_fn(net, row indices)` -> mean loss of those rows, computed by calling `net` (the model, or its DDP
+    wrapper); `val_fn()` -> {"loss": ..., other figures}. `tr` is a TrainSpec (steps, lr, schedule, batch_size,
+    grad_accum, precision, eval_every, checkpoint_every). Returns the history, with the step whose weights the
+    model ends with."""
+    d = d or Dist()
     device = torch.device("cpu")
     opt = make_optimizer(model, tr)
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val": []}
@@ -46,8 +51,10 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[np.ndarray
         resumed_from = step
         reporter.log(f"  {name}: resumed from checkpoint at step {step} of {tr.max_steps}")
     model.train()
+    net = wrap(model, d, device) if d.world > 1 else model  # DDP: gradients averaged across processes
     es = early_stopping
-    micro = tr.batch_size // tr.grad_accum
+    per_rank = tr.batch_size // d.world
+    micro = per_rank // tr.grad_accum
     task = reporter.task(name, total=tr.max_steps, info="")
     task.advance(step)
     t0 = time.perf_counter()
@@ -55,13 +62,15 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[np.ndarray
     while step < tr.max_steps:
         scale = lr_scale(step, tr)
         opt.set_lr(scale)
-        idx = rows_for_step(n_rows, tr.batch_size, seed, step)
+        idx = rows_for_step(n_rows, tr.batch_size, seed, step)[d.rank * per_rank: (d.rank + 1) * per_rank]
         total = 0.0
-        for i in range(0, tr.batch_size, micro):
-            with autocast(device, tr.precision):
-                loss = loss_fn(idx[i: i + micro]) / tr.grad_accum
-            loss.backward()
+        for i in range(0, per_rank, micro):
+            sync = d.world == 1 or i + micro >= per_rank  # DDP: average gradients after the last micro-batch
+            with (contextlib.nullcontext() if sync else net.no_sync()), autocast(device, tr.precision):
+                loss = loss_fn(net, idx[i: i + micro]) / tr.grad_accum
+                loss.backward()
             total += loss.item()
+        total = d.mean(total)
         if tr.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(trainable, tr.grad_clip)
         opt.step()
@@ -84,16 +93,20 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[np.ndarray
             reporter.log(f"  {name} step {step}/{tr.max_steps}: loss {total:.3f}, "
                          + ", ".join(f"val {k} {v:.4f}" for k, v in figures.items()))
             if es is not None and es.enabled:
-                if figures["loss"] < best["loss"] - es.min_delta:
+                if figures["loss"] < best["loss"] - es.min_delta:  # every process evaluates alike: same verdict
                     best = {"loss": figures["loss"], "step": step, "bad_evals": 0}
-                    save_best(work, model.weights())
+                    if d.main:
+                        save_best(work, model.weights())
+                    d.barrier()
                 else:
                     best["bad_evals"] += 1
         task.advance(1, info=info)
         stop = es is not None and es.enabled and best["bad_evals"] >= es.patience
         if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
-            save_checkpoint(work, step, model, opt, {"history": history, "best": best,
-                                                     "elapsed": elapsed + time.perf_counter() - t0})
+            if d.main:
+                save_checkpoint(work, step, model, opt, {"history": history, "best": best,
+                                                         "elapsed": elapsed + time.perf_counter() - t0})
+            d.barrier()  # no process runs ahead of a checkpoint still being written
         if stop:
             reporter.log(f"  {name}: early stop at step {step}; keeping the weights of step {best['step']}")
             break

@@ -21,6 +21,7 @@ from lmwright.finetune.loop import train
 from lmwright.finetune.objectives import Classifier, class_weights, dpo_loss, sequence_logprob, sft_loss
 from lmwright.model.hf import load_hf, save_hf
 from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer
+from lmwright.train.distributed import Dist
 
 
 def train_spec(spec, recipe):
@@ -110,7 +111,7 @@ def _answers(model, tok, prompts: list[list[int]], max_new: int) -> list[str]:
 
 
 def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
-        reporter: Reporter) -> dict:
+        reporter: Reporter, d: Dist | None = None) -> dict:
     from lmwright.evaluate.generation import rouge
 
     ft, r = spec.finetune, spec.finetune.sft
@@ -126,8 +127,8 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
     v_ids, v_lab, _ = pack([encode_conversation(tok, m) for m in val_rows], seq_len, pad, r.packing)
     v_ids, v_lab = v_ids[:64], v_lab[:64]
 
-    def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        return sft_loss(model, torch.from_numpy(t_ids[idx]), torch.from_numpy(t_lab[idx]))
+    def loss_fn(net, idx: np.ndarray) -> torch.Tensor:
+        return sft_loss(net, torch.from_numpy(t_ids[idx]), torch.from_numpy(t_lab[idx]))
 
     def val_loss(m) -> float:
         with torch.no_grad():
@@ -139,7 +140,9 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
     reporter.log(f"  finetune sft: {acct['train']:,} conversations ({len(t_ids):,} rows of {seq_len}), "
                  f"{n_trainable:,} trainable parameters ({ft.method})")
     hist = train(model, train_spec(spec, r), len(t_ids), loss_fn, lambda: {"loss": val_loss(model)}, work,
-                 reporter, spec.project.seed, "finetune sft", ft.early_stopping)
+                 reporter, spec.project.seed, "finetune sft", ft.early_stopping, d)
+    if d is not None and not d.main:
+        return {}  # the first process saves and evaluates
     model = _finish_lm(model, spec, base_dir, base_name, tok, out)
     # base against fine-tuned on held-out single-turn instructions
     single = [m for m in val_rows if [x["role"] for x in m][-2:] == ["user", "assistant"]]
@@ -176,7 +179,7 @@ def _encode_texts(tok, texts: list[str], seq_len: int, pad: int) -> np.ndarray:
 
 
 def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
-             reporter: Reporter) -> dict:
+             reporter: Reporter, d: Dist | None = None) -> dict:
     from lmwright.evaluate.classify import classification_metrics, classify_by_likelihood, confusion_png
 
     ft, r = spec.finetune, spec.finetune.classify
@@ -191,14 +194,16 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
     lm, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
     model = Classifier(lm, labels, pad)
+    if not lm.cfg.tie_embeddings:  # the output head is not used by a classifier: not a parameter to train
+        lm.lm_head.requires_grad_(False)
     t_x = torch.from_numpy(_encode_texts(tok, [x["text"] for x in train_rows], seq_len, pad))
     t_y = torch.tensor([labels.index(x["label"]) for x in train_rows])
     v_x = torch.from_numpy(_encode_texts(tok, [x["text"] for x in val_rows], seq_len, pad))
     v_y = np.array([labels.index(x["label"]) for x in val_rows])
     weights = class_weights(t_y.tolist(), len(labels), r.class_weights)
 
-    def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(model(t_x[idx]), t_y[idx], weight=weights)
+    def loss_fn(net, idx: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(net(t_x[idx]), t_y[idx], weight=weights)
 
     def predict() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -213,7 +218,9 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
     reporter.log(f"  finetune classify: {len(train_rows):,} examples, {len(labels)} classes, "
                  f"{_trainable(model):,} trainable parameters ({ft.method} + head)")
     hist = train(model, train_spec(spec, r), len(train_rows), loss_fn, val_fn, work, reporter, spec.project.seed,
-                 "finetune classify", ft.early_stopping)
+                 "finetune classify", ft.early_stopping, d)
+    if d is not None and not d.main:
+        return {}
     if ft.method == "lora":
         lora.save_adapter(model.lm, out / "adapter", base_name, {"score.weight": model.score.weight})
         model.lm = lora.merge(model.lm)
@@ -241,7 +248,7 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
 # -- preference (DPO) -----------------------------------------------------------------------------------------------
 
 def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
-               reporter: Reporter) -> dict:
+               reporter: Reporter, d: Dist | None = None) -> dict:
     ft, r = spec.finetune, spec.finetune.preference
     seq_len = r.seq_len or ft.seq_len
     train_rows, val_rows, acct = load_rows("preference", r, split_dir, spec.project.seed, out,
@@ -249,31 +256,35 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
     model, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
 
-    def encode(rows: list[dict], which: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(rows: list[dict]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Chosen and rejected rows at one width, so a batch can hold both."""
         ex = [encode_conversation(tok, [{"role": "user", "content": x["prompt"]},
-                                        {"role": "assistant", "content": x[which]}]) for x in rows]
+                                        {"role": "assistant", "content": x[which]}])
+              for which in ("chosen", "rejected") for x in rows]
         ids, lab, _ = pack(ex, seq_len, pad, packing=False)
-        return torch.from_numpy(ids), torch.from_numpy(lab)
+        ids, lab, n = torch.from_numpy(ids), torch.from_numpy(lab), len(rows)
+        return {"chosen": (ids[:n], lab[:n]), "rejected": (ids[n:], lab[n:])}
 
-    data = {s: {w: encode(rows, w) for w in ("chosen", "rejected")} for s, rows in (("train", train_rows),
-                                                                                    ("val", val_rows))}
+    data = {"train": encode(train_rows), "val": encode(val_rows)}
     # the reference model is the base: its log-probabilities once, up front (no second model in memory)
     base = load_hf(base_dir)
     with torch.no_grad():
         ref = {s: {w: torch.cat([sequence_logprob(base, i[k:k + 32], lab[k:k + 32]) for k in range(0, len(i), 32)])
                    for w, (i, lab) in d.items()} for s, d in data.items()}
 
-    def margins(split: str, idx=None) -> tuple[torch.Tensor, ...]:
+    def margins(net, split: str, idx=None) -> tuple[torch.Tensor, ...]:
         (ci, cl), (ri, rl) = data[split]["chosen"], data[split]["rejected"]
         sel = slice(None) if idx is None else torch.from_numpy(idx)
-        return (sequence_logprob(model, ci[sel], cl[sel]), sequence_logprob(model, ri[sel], rl[sel]),
-                ref[split]["chosen"][sel], ref[split]["rejected"][sel])
+        # chosen and rejected in one forward: DDP wants one forward per backward
+        pair = sequence_logprob(net, torch.cat([ci[sel], ri[sel]]), torch.cat([cl[sel], rl[sel]]))
+        n = len(pair) // 2
+        return pair[:n], pair[n:], ref[split]["chosen"][sel], ref[split]["rejected"][sel]
 
-    def loss_fn(idx: np.ndarray) -> torch.Tensor:
-        return dpo_loss(*margins("train", idx), r.beta)[0]
+    def loss_fn(net, idx: np.ndarray) -> torch.Tensor:
+        return dpo_loss(*margins(net, "train", idx), r.beta)[0]
 
     def val_fn() -> dict:
-        loss, wins = dpo_loss(*margins("val"), r.beta)
+        loss, wins = dpo_loss(*margins(model, "val"), r.beta)
         return {"loss": float(loss), "preference_accuracy": float(wins.mean())}
 
     def likelihood_accuracy(m) -> float:  # how often the chosen answer is more likely than the rejected one
@@ -289,7 +300,9 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
         start = val_fn()
     model.train()
     hist = train(model, train_spec(spec, r), len(train_rows), loss_fn, val_fn, work, reporter, spec.project.seed,
-                 "finetune preference", ft.early_stopping)
+                 "finetune preference", ft.early_stopping, d)
+    if d is not None and not d.main:
+        return {}
     with torch.no_grad():
         end = val_fn()
     model = _finish_lm(model, spec, base_dir, base_name, tok, out)

@@ -118,14 +118,14 @@ def load_full_optimizer_state(model: torch.nn.Module, opt, states: list[dict]) -
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=False))
 
 
-def launch(job: dict, nproc: int, work: Path) -> dict:
-    """Run the training job in `nproc` processes with torchrun; returns rank 0's result."""
+def launch(job: dict, nproc: int, work: Path, module: str = "lmwright.train.worker") -> dict:
+    """Run the training job in `nproc` processes of `module` with torchrun; returns rank 0's result."""
     work.mkdir(parents=True, exist_ok=True)
     job_file = work / "job.json"
     job_file.write_text(json.dumps(job))
     result_file = Path(job["out"]) / "result.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "lmwright.train.worker", str(job_file)]
+           "-m", module, str(job_file)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0 or not result_file.exists():
