@@ -179,6 +179,9 @@ def test_the_default_pipeline_ends_with_an_assistant_and_a_classifier(tiny_run):
     assert sft["registered_as"] == "tiny-assistant" and "rouge_l" in sft["tuned_figures"]
     assert sft["tuned_figures"]["val_loss"] < sft["base_figures"]["val_loss"]
     assert clf["registered_as"] == "tiny-classifier" and 0 <= clf["tuned_figures"]["f1_macro"] <= 1
+    for summary, metric in ((sft, "rouge_l"), (clf, "accuracy"), (clf, "f1_macro")):  # bootstrap intervals
+        lo, hi = summary["ci"]["tuned"][metric]
+        assert lo <= summary["tuned_figures"][metric] + 1e-9 and summary["tuned_figures"][metric] <= hi + 1e-9
     assert outcomes["preference"].summary["skipped"]
     out = root / "lmwright-out"
     assert (out / "assistant" / "config.json").exists() and (out / "assistant_adapter" / "adapter_config.json").exists()

@@ -424,6 +424,7 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
     key = {"sft": "rouge_l", "classify": "f1_macro", "preference": "likelihood_accuracy"}[kind]
     head = f"{key} {b.get(key, float('nan')):.3f} -> {t.get(key, float('nan')):.3f} ({ft.method}, {res['seconds']:.0f} s)"
     return {"task": kind, "base": base_name, "registered_as": name, "method": ft.method, "seconds": res["seconds"],
+            "ci": res.get("ci", {}),
             "base_figures": {k: v for k, v in b.items() if isinstance(v, int | float)}, "tuned_figures": figures,
             "data": res["data"], "headline": head}
 
@@ -455,6 +456,11 @@ def preference(ctx: StageContext) -> dict:
     return _finetune_stage(ctx, "preference", "preferred")
 
 
+def _with_ci(value: float, summary: dict, side: str, metric: str) -> str:
+    lo_hi = summary.get("ci", {}).get(side, {}).get(metric)
+    return f"{value:.4f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+
+
 def _finetune_sections(inp, out: Path) -> list:
     """The fine-tuned models against their base on held-out rows, one table; examples and the confusion matrix."""
     from lmwright.evaluate.report import Section
@@ -470,8 +476,8 @@ def _finetune_sections(inp, out: Path) -> list:
         for m in metrics:
             b, t = sm["base_figures"].get(m), sm["tuned_figures"].get(m)
             if b is not None and t is not None:
-                rows.append([kind, sm["registered_as"], m, f"{b:.4f}", f"{t:.4f}", sm["method"],
-                             f"{sm['data'].get('train', 0):,}", f"{sm['seconds']:.0f} s"])
+                rows.append([kind, sm["registered_as"], m, _with_ci(b, sm, "base", m), _with_ci(t, sm, "tuned", m),
+                             sm["method"], f"{sm['data'].get('train', 0):,}", f"{sm['seconds']:.0f} s"])
         res = json.loads((o.path / "metrics.json").read_text())
         if res.get("examples"):
             extra.append(Section("Fine-tuned assistant: held-out instructions", table=[
@@ -483,7 +489,8 @@ def _finetune_sections(inp, out: Path) -> list:
     if len(rows) == 1:
         return []
     return [Section("Fine-tuning", table=rows, text="Each fine-tuned model against the model it started from, on "
-                    "held-out rows (made from the validation split's documents unless a file was given). The base "
+                    "held-out rows (made from the validation split's documents unless a file was given), with "
+                    "bootstrap intervals over the held-out examples where there are per-example scores. The base "
                     "classifies zero-shot (each label's likelihood); the tuned classifier uses its trained head."),
             *extra]
 

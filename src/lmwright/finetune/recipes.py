@@ -99,6 +99,13 @@ def _trainable(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _interval(spec, metric, n: int) -> list[float]:
+    """A bootstrap interval over the held-out examples, with the evaluation section's settings."""
+    from lmwright.evaluate.stats import bootstrap_ci
+
+    return list(bootstrap_ci(metric, n, spec.eval.bootstrap, spec.eval.confidence, spec.project.seed))
+
+
 # -- SFT ---------------------------------------------------------------------------------------------------------
 
 def _answers(model, tok, prompts: list[list[int]], max_new: int) -> list[str]:
@@ -153,10 +160,13 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
     if probe:
         prompts = [encode_prompt(tok, m[:-1]) for m in probe]
         refs = [m[-1]["content"] for m in probe]
+        result["ci"] = {}
         for key, mdl in (("base", load_hf(base_dir)), ("tuned", model)):
             preds = _answers(mdl, tok, prompts, r.max_new_tokens)
-            result[key]["rouge_l"] = float(rouge(preds, refs)["rougeL"].mean())
+            per_example = rouge(preds, refs)["rougeL"]
+            result[key]["rouge_l"] = float(per_example.mean())
             result[key]["answers"] = preds[:8]
+            result["ci"][key] = {"rouge_l": _interval(spec, lambda i, x=per_example: float(x[i].mean()), len(refs))}
         result["examples"] = [{"instruction": m[-2]["content"], "reference": ref, "base": b, "tuned": t}
                               for m, ref, b, t in zip(probe[:8], refs[:8], result["base"].pop("answers"),
                                                       result["tuned"].pop("answers"), strict=False)]
@@ -180,7 +190,13 @@ def _encode_texts(tok, texts: list[str], seq_len: int, pad: int) -> np.ndarray:
 
 def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path, work: Path,
              reporter: Reporter, d: Dist | None = None) -> dict:
-    from lmwright.evaluate.classify import classification_metrics, classify_by_likelihood, confusion_png
+    from lmwright.evaluate.classify import (
+        classification_metrics,
+        classify_by_likelihood,
+        confusion,
+        confusion_png,
+        scores_from_confusion,
+    )
 
     ft, r = spec.finetune, spec.finetune.classify
     seq_len = min(r.seq_len or ft.seq_len, 128)
@@ -239,7 +255,10 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
               "base": {"how": "zero-shot: each label's likelihood as the text's continuation",
                        **{k: base[k] for k in keep if k in base}},
               "tuned": {"how": "classification head", **{k: tuned[k] for k in keep if k in tuned}},
-              "confusion": tuned["confusion"], "per_class": tuned.get("per_class")}
+              "confusion": tuned["confusion"], "per_class": tuned.get("per_class"),
+              "ci": {key: {m: _interval(spec, lambda i, p=p, m=m: scores_from_confusion(
+                  confusion(v_y[i], p[i], len(labels)))[m], len(v_y)) for m in ("accuracy", "f1_macro")}
+                  for key, p in (("base", b_pred), ("tuned", pred))}}
     (out / "history.json").write_text(json.dumps(hist))
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     return result
