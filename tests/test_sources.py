@@ -138,7 +138,17 @@ def site():
     server.server_close()
 
 
-def test_crawler_is_polite_and_accounts_for_every_url(site):
+def test_crawler_is_polite_and_accounts_for_every_url(site, monkeypatch):
+    from lmwright.data.sources import crawl
+
+    released: list[float] = []  # when the crawler let each request to the host go (its own clock)
+    real_wait = crawl._Fetcher._wait
+
+    def spy(self, host):
+        real_wait(self, host)
+        released.append(self.last[host])
+
+    monkeypatch.setattr(crawl._Fetcher, "_wait", spy)
     src = CrawlSource(seeds=[site + "/"], max_depth=2, delay_s=0.05, retries=2, backoff_s=0.01, timeout_s=5)
     recs = list(collect_crawl(src))
     docs = {r.locator: r for r in recs if hasattr(r, "text")}
@@ -147,8 +157,8 @@ def test_crawler_is_polite_and_accounts_for_every_url(site):
     assert bad == {site + "/private/x": "robots_disallowed", site + "/img.png": "content_type"}
     assert "Flaky page recovered" in docs[site + "/flaky"].text and len(_Site.hits["/flaky"]) == 2  # retried
     assert "/private/x" not in _Site.hits and not any("example.invalid" in k for k in docs)  # same site only
-    times = sorted(t for ts in _Site.hits.values() for t in ts)
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.04  # per-host delay
+    # per-host delay, on the crawler's side: arrival times at the server jitter with the machine's load
+    assert len(released) >= 6 and min(b - a for a, b in zip(released, released[1:], strict=False)) >= 0.05
     assert len(list(collect_crawl(src.model_copy(update={"max_pages": 2})))) <= 3  # robots record + 2 pages
 
 
