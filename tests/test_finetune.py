@@ -274,3 +274,16 @@ def test_two_processes_fine_tune_like_one_with_the_same_global_batch(tiny_copy):
     a, b = (load_file(str(o.path / "model" / "model.safetensors")) for o in (one, two))
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
     assert two.summary["tuned_figures"] == pytest.approx(one.summary["tuned_figures"], abs=1e-4)
+
+
+def test_a_recipe_setting_reruns_that_recipe_only(tiny_copy):
+    from lmwright.core.pipeline import stage_status
+    from lmwright.core.workspace import Workspace
+
+    def states(*overrides: str) -> dict:
+        return {s["stage"]: s["state"] for s in stage_status(Workspace.open(tiny_copy, list(overrides)))}
+
+    st = states("finetune.sft.steps=3")
+    assert (st["sft"], st["classify"], st["report"]) == ("stale", "cached", "stale")
+    st = states("finetune.lora.r=4")  # shared by every recipe
+    assert st["sft"] == st["classify"] == "stale"

@@ -538,6 +538,7 @@ class RecipeSpec(Section):
 
 
 class SftSpec(RecipeSpec):
+    steps: int | None = Field(100, ge=1)  # None = finetune.steps; 100 keeps the default run in its time budget
     packing: bool = True  # conversations end to end in full rows (no padding)
     eval_examples: int = Field(64, ge=0)  # held-out instructions answered for ROUGE-L (0 = none)
     max_new_tokens: int = Field(48, ge=1)

@@ -22,7 +22,7 @@ from lmwright.data.dedup import exact_dedup
 from lmwright.data.document import accounting, read_docs, read_texts, write_docs
 from lmwright.data.sources import Quarantined, iter_source
 from lmwright.data.split import SPLITS, assign_split
-from lmwright.spec import dump_spec
+from lmwright.spec import FinetuneSpec, dump_spec
 from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer, save_tokenizer, train_tokenizer, write_shards
 
 
@@ -429,27 +429,30 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
             "data": res["data"], "headline": head}
 
 
+# each recipe's fingerprint: the settings all three share and its own sub-section (changing SFT's steps does not
+# retrain the classifier)
+_FT_COMMON = tuple(f"finetune.{k}" for k in FinetuneSpec.model_fields if k not in ("sft", "classify", "preference"))
 _FT_MODULES = ("lmwright.finetune.recipes", "lmwright.finetune.formats", "lmwright.finetune.chat",
                "lmwright.finetune.lora", "lmwright.finetune.loop", "lmwright.finetune.objectives",
                "lmwright.finetune.pydocs_tasks", "lmwright.finetune.worker", "lmwright.train.distributed",
                "lmwright.model.llama", "lmwright.model.hf", "lmwright.serve.engine")
 
 
-@stage("sft", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,
+@stage("sft", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.sft", "project", "train"), modules=_FT_MODULES,
        extra=_finetune_facts("sft"), resumable=True)
 def sft(ctx: StageContext) -> dict:
     """Fine-tune the model into an assistant on instructions (SFT), registered as PROJECT-assistant."""
     return _finetune_stage(ctx, "sft", "assistant")
 
 
-@stage("classify", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,
+@stage("classify", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.classify", "project", "train"), modules=_FT_MODULES,
        extra=_finetune_facts("classify"), resumable=True)
 def classify(ctx: StageContext) -> dict:
     """Fine-tune the model into a classifier with a classification head, registered as PROJECT-classifier."""
     return _finetune_stage(ctx, "classify", "classifier")
 
 
-@stage("preference", deps=("save", "split"), spec=("finetune", "project", "train"), modules=_FT_MODULES,
+@stage("preference", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.preference", "project", "train"), modules=_FT_MODULES,
        extra=_finetune_facts("preference"), resumable=True)
 def preference(ctx: StageContext) -> dict:
     """Preference-tune the model with DPO on chosen/rejected pairs, registered as PROJECT-preferred."""
