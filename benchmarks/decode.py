@@ -32,7 +32,7 @@ def make_model(root: Path) -> Path:
     from lmwright.model.config import ModelConfig
     from lmwright.model.hf import save_hf
     from lmwright.model.llama import LlamaLM
-    from lmwright.tokenizer import BOS, EOS, PAD, save_tokenizer, train_tokenizer
+    from lmwright.tokenizer import save_tokenizer, special_ids, train_tokenizer
 
     texts = [(m.__doc__ or "") for m in (json, argparse, asyncio, threading, contextlib, platform)]
     tok = train_tokenizer(texts * 20, 4096, 1)
@@ -44,7 +44,7 @@ def make_model(root: Path) -> Path:
     model = LlamaLM(cfg)
     model.init_weights(0)
     out = root / "model"
-    save_hf(model, tok_dir, out, {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)})
+    save_hf(model, tok_dir, out, special_ids(tok))
     return out
 
 

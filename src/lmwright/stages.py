@@ -23,7 +23,7 @@ from lmwright.data.document import accounting, read_docs, read_texts, write_docs
 from lmwright.data.sources import Quarantined, iter_source
 from lmwright.data.split import SPLITS, assign_split
 from lmwright.spec import FinetuneSpec, dump_spec
-from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer, save_tokenizer, train_tokenizer, write_shards
+from lmwright.tokenizer import load_tokenizer, save_tokenizer, special_ids, train_tokenizer, write_shards
 
 
 def _collect_facts(ws) -> dict:
@@ -347,8 +347,7 @@ def save(ctx: StageContext) -> dict:
 
     model = load_weights(ctx.inputs["pretrain"].path)
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
-    ids = {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
-    save_hf(model, ctx.inputs["tokenizer"].path, ctx.out, ids)
+    save_hf(model, ctx.inputs["tokenizer"].path, ctx.out, special_ids(tok))
     n_params = model.n_params()
     ctx.model = (ctx.spec.project.name, n_params, {"val": ctx.inputs["evaluate"].summary["val"]})
     return {"n_params": n_params, "format": "huggingface/llama", "headline": "LlamaForCausalLM + tokenizer"}

@@ -19,11 +19,24 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 SPECIAL_TOKENS = [BOS, EOS, PAD, *CHAT_TOKENS]
+CHAT_ROLES = ("system", "user", "assistant")
+END_OF_TURN = CHAT_TOKENS[-1]  # <|end|>: closes every message of the chat template
 # A minimal chat template over the role tokens, stored with the tokenizer for the fine-tuning and serving stages.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
+
+
+def special_ids(tok: Tokenizer) -> dict[str, int | None]:
+    """The ids a saved model's config names: {"bos", "eos", "pad"}."""
+    return {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
+
+
+def chat_stop_ids(tok: Tokenizer) -> frozenset[int]:
+    """A chat turn ends at the template's end-of-turn token (as well as end-of-sequence)."""
+    end = tok.token_to_id(END_OF_TURN)
+    return frozenset() if end is None else frozenset({end})
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmwright.tokenizer import BOS
+from lmwright.tokenizer import BOS, END_OF_TURN
 
-END = "<|end|>"
 IGNORE = -100
 
 
@@ -32,7 +31,7 @@ def encode_conversation(tok, messages: list[dict]) -> tuple[list[int], list[int]
     bos = tok.token_to_id(BOS)
     ids = [bos] if bos is not None else []
     labels = [IGNORE] * len(ids)
-    end = _special(tok, END)
+    end = _special(tok, END_OF_TURN)
     for m in messages:
         head = _special(tok, f"<|{m['role']}|>")
         body = _ids(tok, m["content"]) + end

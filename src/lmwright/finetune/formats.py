@@ -18,8 +18,8 @@ from typing import Any
 
 from lmwright.data.rows import read_records
 from lmwright.errors import LmwrightError
+from lmwright.tokenizer import CHAT_ROLES
 
-ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
 
@@ -77,7 +77,7 @@ def _messages(turns: Any, field_name: str, role_key: str, content_key: str, role
 def sft_messages(rec: dict) -> tuple[str, list[dict]]:
     """(shape, messages) of one SFT row, in whichever shape it comes."""
     if "messages" in rec:
-        return "openai", _messages(rec["messages"], "messages", "role", "content", {r: r for r in ROLES})
+        return "openai", _messages(rec["messages"], "messages", "role", "content", {r: r for r in CHAT_ROLES})
     if "conversations" in rec:
         return "sharegpt", _messages(rec["conversations"], "conversations", "from", "value", SHAREGPT_ROLES)
     if "instruction" in rec or "output" in rec:

@@ -20,7 +20,7 @@ from lmwright.finetune.chat import encode_conversation, encode_prompt, pack
 from lmwright.finetune.loop import train
 from lmwright.finetune.objectives import Classifier, class_weights, dpo_loss, sequence_logprob, sft_loss
 from lmwright.model.hf import load_hf, save_hf
-from lmwright.tokenizer import BOS, EOS, PAD, load_tokenizer
+from lmwright.tokenizer import BOS, PAD, chat_stop_ids, load_tokenizer, special_ids
 from lmwright.train.distributed import Dist
 
 
@@ -71,7 +71,7 @@ def load_rows(kind: str, recipe, split_dir: Path | None, seed: int, out: Path,
 
 
 def prepare(spec, base_dir: Path, reporter: Reporter):
-    """The base model with LoRA adapters or frozen layers as the spec asks; (model, tokenizer, trainable count)."""
+    """The base model with LoRA adapters or frozen layers as the spec asks, and its tokenizer."""
     ft = spec.finetune
     torch.manual_seed(spec.project.seed)  # adapters and heads start the same in every run (and resume)
     model, tok = load_hf(base_dir), load_tokenizer(base_dir)
@@ -90,8 +90,7 @@ def _finish_lm(model, spec, base_dir: Path, base_name: str, tok, out: Path) -> t
     if spec.finetune.method == "lora":
         lora.save_adapter(model, out / "adapter", base_name)
         model = lora.merge(model)
-    ids = {"bos": tok.token_to_id(BOS), "eos": tok.token_to_id(EOS), "pad": tok.token_to_id(PAD)}
-    save_hf(model.eval(), base_dir, out / "model", ids)
+    save_hf(model.eval(), base_dir, out / "model", special_ids(tok))
     return model
 
 
@@ -111,9 +110,9 @@ def _interval(spec, metric, n: int) -> list[float]:
 def _answers(model, tok, prompts: list[list[int]], max_new: int) -> list[str]:
     from lmwright.serve.engine import Engine, SamplingParams
 
-    stops = frozenset(i for i in (tok.token_to_id("<|end|>"),) if i is not None)
     engine = Engine(model, tok, max_batch=16, compile=False)
-    reqs = engine.generate(prompts, SamplingParams(max_tokens=max_new, temperature=0, stop_token_ids=stops))
+    reqs = engine.generate(prompts, SamplingParams(max_tokens=max_new, temperature=0,
+                                                   stop_token_ids=chat_stop_ids(tok)))
     return [r.text.strip() for r in reqs]
 
 
@@ -142,7 +141,8 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
             return float(np.mean([m(torch.from_numpy(v_ids[i:i + 16, :-1]), torch.from_numpy(v_lab[i:i + 16, 1:])).item()
                                   for i in range(0, len(v_ids), 16)]))
 
-    base_val = val_loss(load_hf(base_dir))
+    base = load_hf(base_dir)
+    base_val = val_loss(base)
     n_trainable = _trainable(model)
     reporter.log(f"  finetune sft: {acct['train']:,} conversations ({len(t_ids):,} rows of {seq_len}), "
                  f"{n_trainable:,} trainable parameters ({ft.method})")
@@ -161,7 +161,7 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
         prompts = [encode_prompt(tok, m[:-1]) for m in probe]
         refs = [m[-1]["content"] for m in probe]
         result["ci"] = {}
-        for key, mdl in (("base", load_hf(base_dir)), ("tuned", model)):
+        for key, mdl in (("base", base), ("tuned", model)):
             preds = _answers(mdl, tok, prompts, r.max_new_tokens)
             per_example = rouge(preds, refs)["rougeL"]
             result[key]["rouge_l"] = float(per_example.mean())
@@ -243,8 +243,7 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
     model.eval()
     pred, proba = predict()
     tuned = classification_metrics(v_y, pred, labels, proba)
-    base_lm, base_tok = load_hf(base_dir), load_tokenizer(base_dir)
-    b_pred, b_proba = classify_by_likelihood(base_lm, base_tok, [x["text"][:300] for x in val_rows], labels)
+    b_pred, b_proba = classify_by_likelihood(load_hf(base_dir), tok, [x["text"][:300] for x in val_rows], labels)
     base = classification_metrics(v_y, b_pred, labels, b_proba)
     model.save_hf(base_dir, out / "model")
     confusion_png(tuned["confusion"], labels, out / "confusion.png", title="fine-tuned classifier")
@@ -289,7 +288,7 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
     base = load_hf(base_dir)
     with torch.no_grad():
         ref = {s: {w: torch.cat([sequence_logprob(base, i[k:k + 32], lab[k:k + 32]) for k in range(0, len(i), 32)])
-                   for w, (i, lab) in d.items()} for s, d in data.items()}
+                   for w, (i, lab) in rows.items()} for s, rows in data.items()}
 
     def margins(net, split: str, idx=None) -> tuple[torch.Tensor, ...]:
         (ci, cl), (ri, rl) = data[split]["chosen"], data[split]["rejected"]

@@ -35,10 +35,8 @@ from lmwright.serve.auth import KeyChecker, RateLimiter
 from lmwright.serve.engine import Engine, SamplingParams
 from lmwright.serve.metrics import ServeMetrics
 from lmwright.serve.safety import Refused, screen
-from lmwright.tokenizer import CHAT_TOKENS
-
-ROLES = ("system", "user", "assistant")
-END_OF_TURN = CHAT_TOKENS[-1]  # <|end|>
+from lmwright.tokenizer import CHAT_ROLES as ROLES
+from lmwright.tokenizer import END_OF_TURN, chat_stop_ids
 
 
 class ApiError(Exception):
@@ -199,12 +197,6 @@ def render_chat(messages: list[Message]) -> str:
             content = "".join(str(p.get("text", "")) for p in content)
         parts.append(f"<|{m.role}|>{content or ''}{END_OF_TURN}")
     return "".join(parts) + "<|assistant|>"
-
-
-def chat_stop_ids(tok) -> frozenset[int]:
-    """A chat turn ends at the template's end-of-turn token (as well as end-of-sequence)."""
-    end = tok.token_to_id(END_OF_TURN)
-    return frozenset() if end is None else frozenset({end})
 
 
 def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
