@@ -11,7 +11,6 @@ share of every step's rows, gradients are averaged, and only the first process w
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import torch
 from lmwright.core.progress import Reporter
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.distributed import Dist, wrap
-from lmwright.train.loop import autocast
+from lmwright.train.loop import _grad_sync, autocast
 from lmwright.train.optim import lr_scale, make_optimizer
 
 
@@ -59,21 +58,28 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     task.advance(step)
     t0 = time.perf_counter()
     trainable = [p for p in model.parameters() if p.requires_grad]
+    scaler = torch.amp.GradScaler(device.type, enabled=tr.precision == "fp16")
+    if ckpt is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     while step < tr.max_steps:
         scale = lr_scale(step, tr)
         opt.set_lr(scale)
         idx = rows_for_step(n_rows, tr.batch_size, seed, step)[d.rank * per_rank: (d.rank + 1) * per_rank]
         total = 0.0
         for i in range(0, per_rank, micro):
-            sync = d.world == 1 or i + micro >= per_rank  # DDP: average gradients after the last micro-batch
-            with (contextlib.nullcontext() if sync else net.no_sync()), autocast(device, tr.precision):
+            # DDP averages gradients after the last micro-batch only (pretraining's rule)
+            with _grad_sync(net, model, d, i + micro >= per_rank), autocast(device, tr.precision):
                 loss = loss_fn(net, idx[i: i + micro]) / tr.grad_accum
-                loss.backward()
+            scaler.scale(loss).backward()
             total += loss.item()
         total = d.mean(total)
+        for o in opt:
+            scaler.unscale_(o)  # a no-op unless fp16: clipping sees true gradients
         if tr.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(trainable, tr.grad_clip)
-        opt.step()
+        for o in opt:
+            scaler.step(o)  # fp16: skipped when a gradient overflowed; the scale then shrinks
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         step += 1
         if not math.isfinite(total):
@@ -105,7 +111,8 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
         if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
             if d.main:
                 save_checkpoint(work, step, model, opt, {"history": history, "best": best,
-                                                         "elapsed": elapsed + time.perf_counter() - t0})
+                                                         "elapsed": elapsed + time.perf_counter() - t0,
+                                                         "scaler": scaler.state_dict() if scaler.is_enabled() else None})
             d.barrier()  # no process runs ahead of a checkpoint still being written
         if stop:
             reporter.log(f"  {name}: early stop at step {step}; keeping the weights of step {best['step']}")
