@@ -19,8 +19,8 @@ import lmwright
 from lmwright.cli import app
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
+from lmwright.data.split import SplitGuardError, final_test, split_path
 from lmwright.errors import LmwrightError
-from lmwright.evaluate.testset import SplitGuardError, final_test, split_path
 from lmwright.spec import SpecError, load_spec
 from tests.conftest import quiet
 

@@ -301,7 +301,7 @@ def evaluate(
     """Evaluate a model on a split or an external file: loss, perplexity, bits/byte, generation or classification
     metrics, with bootstrap intervals and slices. Without MODEL or --file: the pipeline's evaluate stage."""
     from lmwright.evaluate.suite import evaluate_docs, evaluate_set
-    from lmwright.evaluate.testset import split_path
+    from lmwright.data.split import split_path
     from lmwright.spec import EvalSet
 
     if model is None and file is None and split == "val":
@@ -325,7 +325,7 @@ def evaluate(
         split_dir = api.run_workspace(ws, until="split", reporter=reporter)["split"].path
         from lmwright.data.document import read_docs
 
-        docs = read_docs(split_path(split_dir, split, ".parquet"))  # refuses test: see evaluate/testset.py
+        docs = read_docs(split_path(split_dir, split, ".parquet"))  # refuses test: see data/split.py
         res = evaluate_docs(lm, tok, docs, ws.spec.train.seq_len, e, ws.spec.project.seed,
                             ws.spec.data.pydocs_sources())
         what = f"the {split} split"

@@ -302,7 +302,7 @@ def pretrain(ctx: StageContext) -> dict:
 def evaluate(ctx: StageContext) -> dict:
     """Validation metrics with confidence intervals and slices, the eval sets, risk checks and samples."""
     from lmwright.evaluate.suite import LM_FIGURES, evaluate_docs, evaluate_set, flatten, risk_checks
-    from lmwright.evaluate.testset import split_path
+    from lmwright.data.split import split_path
     from lmwright.model.generate import generate_text
     from lmwright.train.checkpoint import load_weights
     from lmwright.train.loop import set_threads

@@ -1,47 +1,13 @@
-"""Test-set discipline: the test split is read only inside `final_test()`, and every read is recorded.
-
-Every reader of a split (the training loop, early stopping, tuning, cross-validation, `lmwright evaluate`)
-opens it through `split_path`, which refuses the test split unless the caller is the final evaluation: the
-`test` stage of the pipeline or `lmwright test MODEL`. That makes "tuning never reads the test split" a property
-of the code, not a convention. Each final evaluation is recorded in the metadata store by the model's digest;
-evaluating the same model on the test split again works but warns, because choosing between models by their
-test scores turns the test split into a second validation split.
+"""The final evaluation: the one reader of the test split (through `final_test()`, the guard in data/split.py),
+recorded in the metadata store by the model's digest. Evaluating the same model on the test split again works but
+warns, because choosing between models by their test scores turns the test split into a second validation split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 
-from lmwright.errors import LmwrightError
-
-_FINAL = ContextVar("lmwright_final_test", default=False)
-
-
-class SplitGuardError(LmwrightError):
-    pass
-
-
-@contextmanager
-def final_test() -> Iterator[None]:
-    """The one context in which the test split may be read."""
-    token = _FINAL.set(True)
-    try:
-        yield
-    finally:
-        _FINAL.reset(token)
-
-
-def split_path(directory: Path, split: str, suffix: str) -> Path:
-    """`directory/{split}{suffix}`, refusing the test split outside `final_test()`."""
-    if split == "test" and not _FINAL.get():
-        raise SplitGuardError(
-            "the test split is read only by the final evaluation (`lmwright test`, or the test stage of "
-            "`lmwright run`); tuning, early stopping and `lmwright evaluate` use the validation split. "
-            "Use --split val, or `lmwright test MODEL` for the final figure.")
-    return Path(directory) / f"{split}{suffix}"
+from lmwright.data.split import final_test, split_path
 
 
 def repeat_warning(previous: list, model_name: str) -> str | None:

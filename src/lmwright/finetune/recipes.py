@@ -13,8 +13,8 @@ import torch
 
 from lmwright.core.progress import Reporter
 from lmwright.data.document import read_docs
+from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
-from lmwright.evaluate.testset import split_path
 from lmwright.finetune import formats, lora, pydocs_tasks
 from lmwright.finetune.chat import encode_conversation, encode_prompt, pack
 from lmwright.finetune.loop import train

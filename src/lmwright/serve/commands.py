@@ -39,7 +39,7 @@ def export_cmd(
     model_dir, name, digest = api.project_model(ws, model or ws.spec.serve.model, reporter)
     texts: list[str] = []
     if format_ == "int8":  # the loss change is measured on validation documents
-        from lmwright.evaluate.testset import split_path
+        from lmwright.data.split import split_path
 
         split_dir = api.run_workspace(ws, until="split", reporter=reporter)["split"].path
         texts = read_texts(split_path(split_dir, "val", ".parquet"))[:64]

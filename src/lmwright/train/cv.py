@@ -20,8 +20,8 @@ import numpy as np
 
 from lmwright.core.progress import Reporter
 from lmwright.data.document import read_docs
+from lmwright.data.split import split_path
 from lmwright.evaluate.stats import kfold_assign
-from lmwright.evaluate.testset import split_path
 from lmwright.spec import Spec, apply_override
 
 

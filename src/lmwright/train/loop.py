@@ -24,7 +24,7 @@ import torch
 from lmwright.core.progress import Reporter
 from lmwright.errors import LmwrightError
 from lmwright.evaluate.lm import score_batches, token_bytes
-from lmwright.evaluate.testset import split_path
+from lmwright.data.split import split_path
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import flops_per_token
@@ -104,7 +104,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
                             "shard-aware); use bf16")
     set_threads(tr.threads, d.world)
     train = np.load(split_path(shards, "train", ".npy"), mmap_mode="r")
-    val = np.load(split_path(shards, "val", ".npy"), mmap_mode="r")  # never test: see evaluate/testset.py
+    val = np.load(split_path(shards, "val", ".npy"), mmap_mode="r")  # never test: see data/split.py
     check_length(train, tr.seq_len, "train")
     check_length(val, tr.seq_len, "val")
     nbytes = token_bytes(tokenizer)
