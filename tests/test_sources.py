@@ -60,9 +60,76 @@ def test_files_html_csv_parquet_and_every_kind_of_bad_input(tmp_path):
     assert by_loc["corpus/big.jsonl:2"]["text"] == PARA
 
 
+def test_compressed_shards_byte_order_marks_and_unsupported_files_are_all_accounted_for(tmp_path):
+    """Corpora ship compressed; a BOM loses no record; a matched file of another type is quarantined, not
+    skipped: read = kept + quarantined holds for every file the glob matches."""
+    import bz2
+    import gzip
+    import lzma
+
+    d = tmp_path / "corpus" / "shards"
+    d.mkdir(parents=True)
+    rows = [json.dumps({"text": f"{PARA} Record {i}."}) for i in range(3)]
+    (d / "a.jsonl.gz").write_bytes(gzip.compress("\n".join(rows).encode()))
+    with pa.output_stream(str(d / "b.jsonl.zst"), compression="zstd") as f:
+        f.write("\n".join(rows[:2]).encode())
+    (d / "c.jsonl.xz").write_bytes(lzma.compress(rows[0].encode()))
+    (d / "d.txt.gz").write_bytes(gzip.compress(PARA.encode()))
+    (d / "e.csv.bz2").write_bytes(bz2.compress(f'text\n"{PARA}"\n'.encode()))
+    pq.write_table(pa.table({"text": [PARA]}), d / "f.parquet")
+    (d / "f.parquet.gz").write_bytes(gzip.compress((d / "f.parquet").read_bytes()))
+    (d / "f.parquet").unlink()
+    # a byte-order mark: UTF-8 text, UTF-8 mark on Windows-1252 text, and the marks of concatenated files
+    (d / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "\n".join(rows[:2]).encode())
+    (d / "bom1252.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "caf\u00e9 " + PARA},
+                                                                   ensure_ascii=False).encode("cp1252"))
+    (d / "cat.jsonl").write_bytes(b"\xef\xbb\xbf" + rows[0].encode() + b"\n\xef\xbb\xbf" + rows[1].encode())
+    (d / "utf16.txt").write_bytes(FRENCH.encode("utf-16"))  # with its BOM
+    (d / "broken.jsonl.gz").write_bytes(gzip.compress(b"x" * 100)[:20])
+    (d / "notes.docx").write_bytes(b"PK\x03\x04 a zip")
+    (d / "LICENSE").write_text("MIT")
+    docs, quarantined = _collect(tmp_path, {"kind": "files", "paths": ["corpus/**/*"]})
+    by_loc = {x["locator"]: x["text"] for x in docs}
+    reasons = {q["locator"]: q["reason"] for q in quarantined}
+    assert reasons == {"corpus/shards/broken.jsonl.gz": "unreadable_file",
+                       "corpus/shards/notes.docx": "unsupported_type", "corpus/shards/LICENSE": "unsupported_type"}
+    assert "jsonl" in next(q["detail"] for q in quarantined if q["reason"] == "unsupported_type")
+    assert [by_loc[f"corpus/shards/a.jsonl.gz:{i}"] for i in (1, 2, 3)] == [json.loads(r)["text"] for r in rows]
+    assert by_loc["corpus/shards/b.jsonl.zst:2"].endswith("Record 1.")
+    assert by_loc["corpus/shards/c.jsonl.xz:1"].endswith("Record 0.")
+    assert by_loc["corpus/shards/d.txt.gz"] == by_loc["corpus/shards/e.csv.bz2:2"] == PARA
+    assert by_loc["corpus/shards/f.parquet.gz:row1"] == PARA
+    assert by_loc["corpus/shards/bom.jsonl:1"].endswith("Record 0.")  # the first record is not lost
+    assert by_loc["corpus/shards/bom1252.jsonl:1"].startswith("café ")
+    assert by_loc["corpus/shards/cat.jsonl:2"].endswith("Record 1.")
+    assert by_loc["corpus/shards/utf16.txt"] == FRENCH
+    assert len(docs) == 3 + 2 + 1 + 1 + 1 + 1 + 2 + 1 + 2 + 1
+
+
+def test_a_glob_that_matches_only_unsupported_files_says_what_it_reads(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.docx").write_bytes(b"PK")
+    with pytest.raises(LmwrightError, match=r"only files of other types \(\.docx\).*\.jsonl.*\.zst"):
+        _collect(tmp_path, {"kind": "files", "paths": ["corpus/*"]})
+
+
+def test_rows_files_read_compressed_and_with_a_byte_order_mark(tmp_path):
+    import gzip
+
+    from lmwright.data.rows import read_records
+
+    (tmp_path / "a.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "one"}\n{"text": "two"}\n')
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b'{"text": "one"}\n'))
+    (tmp_path / "c.csv").write_bytes(b"\xef\xbb\xbftext,label\nhi,1\n")
+    assert [r for _, r, _ in read_records(tmp_path / "a.jsonl")] == [{"text": "one"}, {"text": "two"}]
+    assert read_records(tmp_path / "b.jsonl.gz") == [(1, {"text": "one"}, None)]
+    assert read_records(tmp_path / "c.csv") == [(2, {"text": "hi", "label": "1"}, None)]
+
+
 def test_encoding_policy():
     assert decode("Grüße".encode())[0] == "Grüße"
     assert decode("\ufeffBOM text".encode())[0] == "BOM text"
+    assert decode(b"\xef\xbb\xbfcaf\xe9 au lait, un caf\xe9 cr\xe8me")[0] == "café au lait, un café crème"
     assert decode("Grüße aus München, schöne Grüße".encode("latin-1"))[0] == "Grüße aus München, schöne Grüße"
     assert decode(b"ok \xff", encoding="utf-8")[0] == "ok \ufffd"  # explicit codec: replacement, no crash
     russian = "Комитет собрался в мэрии, чтобы обсудить бюджет на следующий год. Депутаты решили продлить часы."

@@ -1,13 +1,15 @@
-"""Rows of a user's data file (.jsonl/.json, .csv or .parquet) with their line numbers, and what is wrong with
-each bad line instead of an exception: evaluation refuses a bad file at its first bad line, fine-tuning
-quarantines the line and goes on."""
+"""Rows of a user's data file (.jsonl/.json, .csv or .parquet, each optionally compressed: .gz, .bz2, .xz, .zst)
+with their line numbers, and what is wrong with each bad line instead of an exception: evaluation refuses a bad
+file at its first bad line, fine-tuning quarantines the line and goes on."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
+from lmwright.data.compressed import read_bytes, split_suffix
 from lmwright.errors import LmwrightError
 
 
@@ -16,10 +18,11 @@ def read_records(path: Path, what: str = "data") -> list[tuple[int, dict | None,
     path = Path(path)
     if not path.exists():
         raise LmwrightError(f"{path}: no such {what} file")
-    suffix = path.suffix.lower()
+    suffix = split_suffix(path)[0]
     if suffix in (".jsonl", ".json"):
         out: list[tuple[int, dict | None, str | None]] = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_bytes(path).decode("utf-8").splitlines(), 1):
+            line = line.removeprefix("\ufeff")  # a byte-order mark (at the start of each concatenated file)
             if not line.strip():
                 continue
             try:
@@ -31,10 +34,13 @@ def read_records(path: Path, what: str = "data") -> list[tuple[int, dict | None,
                        (n, None, f"not an object: a JSON {type(rec).__name__}; one JSON object per line"))
         return out
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            return [(n, rec, None) for n, rec in enumerate(csv.DictReader(f), 2)]
+        text = read_bytes(path).decode("utf-8-sig")
+        return [(n, rec, None) for n, rec in enumerate(csv.DictReader(io.StringIO(text, newline="")), 2)]
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return [(n, rec, None) for n, rec in enumerate(pq.read_table(path).to_pylist(), 1)]
-    raise LmwrightError(f"{path}: unsupported {what} file type {suffix!r}; use .jsonl, .csv or .parquet")
+        table = pq.read_table(path if split_suffix(path)[1] is None else pa.BufferReader(read_bytes(path)))
+        return [(n, rec, None) for n, rec in enumerate(table.to_pylist(), 1)]
+    raise LmwrightError(f"{path}: unsupported {what} file type {suffix!r}; use .jsonl, .csv or .parquet "
+                        "(each may be compressed: .gz, .bz2, .xz, .zst)")

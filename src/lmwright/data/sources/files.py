@@ -3,12 +3,16 @@
 - `.txt`, `.md`: one document per file. `.html`/`.htm`: one document per file, its main text (trafilatura).
 - `.jsonl`: one document per line, text in `text_field`. `.csv` and `.parquet`: one per row, text in the
   `text_field` column.
-- Encoding (`encoding: auto`): UTF-8 (a BOM is dropped); if that fails, the encoding charset-normalizer
-  detects (windows-1252 when it is among the near-best guesses); if none is found, UTF-8 with replacement characters, and the clean stage's encoding check decides.
-  Undecodable bytes never stop the run.
-- Quarantined with file, line and reason, the run going on: empty files, binary files, files or records over
-  `max_record_mb`, an HTML page with no main text, a `.jsonl` line that is not JSON or lacks the text field,
-  a table without the text column or with an empty cell.
+- Each of these may be compressed: `.gz`, `.bz2`, `.xz`, `.zst` (e.g. `shard-00001.jsonl.zst`).
+- Encoding (`encoding: auto`): a byte-order mark decides when there is one (and is dropped, also at the start of
+  a line, as concatenated files have it); else UTF-8; if that fails, the encoding charset-normalizer detects
+  (windows-1252 when it is among the near-best guesses); if none is found, UTF-8 with replacement characters, and
+  the clean stage's encoding check decides. Undecodable bytes never stop the run.
+- Quarantined with file, line and reason, the run going on: a matched file of a type this source does not read
+  (`unsupported_type`, with the types it does read), empty files, binary files, unreadable compressed files,
+  files or records over `max_record_mb`, an HTML page with no main text, a `.jsonl` line that is not JSON or
+  lacks the text field, a table without the text column or with an empty cell. Every file the globs match is
+  read or quarantined: nothing a user pointed at vanishes.
 """
 
 from __future__ import annotations
@@ -20,34 +24,53 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lmwright.data.compressed import COMPRESSIONS, read_bytes, split_suffix
 from lmwright.data.document import Document, doc_id
 from lmwright.data.sources import Quarantined
 from lmwright.errors import LmwrightError
 
 SUFFIXES = {".txt", ".md", ".jsonl", ".csv", ".parquet", ".html", ".htm"}
+READS = f"{', '.join(sorted(SUFFIXES))}, each optionally compressed ({', '.join(COMPRESSIONS)})"
+
+
+def supported(path: Path) -> bool:
+    return split_suffix(path)[0] in SUFFIXES
 
 
 def matched_files(source, root: Path) -> list[Path]:
+    """Every file the source's globs match, supported or not (the unsupported ones are quarantined)."""
     files: set[Path] = set()
     for pattern in source.paths:
         p = Path(pattern)
         matches = [p] if p.is_absolute() and p.exists() else list(root.glob(pattern)) if not p.is_absolute() \
             else list(Path(p.anchor).glob(str(p.relative_to(p.anchor))))
-        files.update(m for m in matches if m.is_file() and m.suffix.lower() in SUFFIXES)
-    if not files:
+        files.update(m for m in matches if m.is_file())
+    if not any(supported(f) for f in files):
+        types = sorted({"".join(f.suffixes) or f.name for f in files})
+        found = f"only files of other types ({', '.join(types[:8])})" if files else "no file"
         raise LmwrightError(
-            f"source '{source.name}': no {'/'.join(sorted(SUFFIXES))} file matches {source.paths} under {root}. "
+            f"source '{source.name}': {found} under {root} match {source.paths}; this source reads {READS}. "
             "Fix data.sources[].paths in lmwright.yaml (globs are relative to the project directory)."
         )
     return sorted(files)
 
 
+BOMS = [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")]
+
+
 def decode(data: bytes, encoding: str = "auto") -> tuple[str, str]:
     """(text, encoding used): the policy in the module docstring."""
     if encoding != "auto":
-        return data.decode(encoding, errors="replace"), encoding
+        return data.decode(encoding, errors="replace").removeprefix("\ufeff"), encoding
+    for bom, codec in BOMS:
+        if data.startswith(bom):
+            data = data[len(bom):]
+            try:
+                return data.decode(codec), codec
+            except UnicodeDecodeError:
+                break  # a mark that the bytes after it contradict (a UTF-8 mark on Windows-1252 text): detect
     try:
-        return data.decode("utf-8-sig"), "utf-8"
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
@@ -79,18 +102,33 @@ def collect_files(source, root: Path) -> Iterator[Document | Quarantined]:
 
     for path in matched_files(source, root):
         rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-        suffix = path.suffix.lower()
+        suffix, compression = split_suffix(path)
+        if suffix not in SUFFIXES:
+            yield bad(rel, "unsupported_type", f"'{''.join(path.suffixes) or path.name}' is not a type this source "
+                                               f"reads ({READS}); convert it, or narrow the glob to leave it out")
+            continue
         size = path.stat().st_size
         if size == 0:
             yield bad(rel, "empty_file", "the file is empty")
             continue
         if suffix == ".parquet":
-            yield from _parquet(path, rel, source, doc, bad)
+            yield from _parquet(path, compression, rel, source, doc, bad)
             continue
-        if size > limit and suffix not in (".jsonl", ".csv"):
+        whole_file = suffix in (".txt", ".md", ".html", ".htm")  # one document: the limit is on the file
+        if whole_file and compression is None and size > limit:
             yield bad(rel, "record_too_large", f"{size / 2**20:.1f} MB > max_record_mb {source.max_record_mb}")
             continue
-        data = path.read_bytes()
+        try:
+            data = read_bytes(path, limit if whole_file else None)
+        except (OSError, ValueError, EOFError) as exc:
+            yield bad(rel, "unreadable_file", f"cannot decompress the {compression} file ({exc}); re-create it")
+            continue
+        if whole_file and len(data) > limit:
+            yield bad(rel, "record_too_large", f"over max_record_mb {source.max_record_mb} decompressed")
+            continue
+        if not data:
+            yield bad(rel, "empty_file", "the file is empty once decompressed")
+            continue
         if _is_binary(data):
             yield bad(rel, "binary_file", "NUL bytes: not a text file; remove it from the glob")
             continue
@@ -116,6 +154,7 @@ def _jsonl(text, rel, source, limit, doc, bad):
         if len(line) > limit:
             yield bad(loc, "record_too_large", f"line of {len(line) / 2**20:.1f} MB > max_record_mb")
             continue
+        line = line.removeprefix("\ufeff")  # concatenated files keep each one's byte-order mark
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -146,11 +185,12 @@ def _csv(text, rel, source, limit, doc, bad):
             yield doc(rel, loc, value)
 
 
-def _parquet(path, rel, source, doc, bad):
+def _parquet(path: Path, compression: str | None, rel, source, doc, bad):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        pf = pq.ParquetFile(path)
+    try:  # an uncompressed file is read in batches; a compressed one is decompressed whole first
+        pf = pq.ParquetFile(path if compression is None else pa.BufferReader(read_bytes(path)))
     except Exception as exc:  # noqa: BLE001 - any unreadable parquet is quarantined, not fatal
         yield bad(rel, "unreadable_file", f"not a readable Parquet file ({exc})")
         return
