@@ -197,3 +197,39 @@ def test_cpu_muon_matches_torch_muon():
         moved = (p - s).norm()
         assert (p - q).norm() / moved < 0.02  # bf16 vs fp32 orthogonalisation
     assert ref.state_dict()["state"].keys() == ours.state_dict()["state"].keys()
+
+
+def test_mfu_peak_is_the_datasheet_or_a_robust_measurement_and_mfu_never_exceeds_one():
+    from lmwright.train.mfu import MfuMeter, Peak, datasheet_peak, find_peak
+
+    assert datasheet_peak("NVIDIA H100 80GB HBM3", "bf16") == 989.4e12  # SXM
+    assert datasheet_peak("NVIDIA H100 PCIe", "bf16") == 756.5e12
+    assert datasheet_peak("NVIDIA H200 NVL", "fp16") == 835.5e12
+    assert datasheet_peak("NVIDIA A100-SXM4-80GB", "fp32") == 19.5e12
+    assert datasheet_peak("NVIDIA A10G", "bf16") is None and datasheet_peak("Tesla T4", "bf16") is None  # measured
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")  # fp32 matmuls may run on TF32 tensor cores: that peak
+        assert datasheet_peak("NVIDIA A100-SXM4-80GB", "fp32") == 156e12
+    finally:
+        torch.set_float32_matmul_precision(before)
+    cpu = torch.device("cpu")
+    measured = find_peak(cpu, "fp32")
+    assert measured.source.startswith("measured: best of 20") and measured.flops > 1e9
+    assert find_peak(cpu, "fp32", peak_tflops=2.0) == Peak(2e12, "train.peak_tflops")
+
+    warnings: list[str] = []
+    meter = MfuMeter(Peak(1e9, "datasheet"), flops_per_token=1e6, world=2, device=cpu, precision="fp32",
+                     warn=warnings.append)
+    assert meter(1000) == 0.5 and not warnings  # 1e9 FLOP/s over two processes: half of each one's peak
+    assert meter(8000) == 1.0 and len(warnings) == 1 and meter.peak.flops == 4e9  # a wrong peak is raised
+    assert meter(4000) == 0.5
+    low = MfuMeter(Peak(1.0, "measured: taken during a hiccup"), 1.0, 1, cpu, "fp32", warnings.append)
+    assert 0 < low(1e6) <= 1 and low.peak.source.endswith("re-measured")  # a measured peak is measured again
+
+
+def test_the_pipeline_reports_mfu_with_its_peak(tiny_run):
+    root, out = tiny_run
+    pt = out["pretrain"].summary
+    assert 0 < pt["mfu"] <= 1 and pt["peak_tflops"] > 0 and pt["peak_source"].startswith("measured")
+    assert pt["peak_source"] in (root / "lmwright-out" / "report.md").read_text()

@@ -354,7 +354,7 @@ class TrainSpec(Section):
     nproc: int = Field(1, ge=1)  # processes (one per GPU, or CPU processes with gloo) launched with torchrun
     distributed: Literal["ddp", "fsdp"] = "ddp"  # with nproc > 1: replicate (DDP) or shard (FSDP2) the model
     log_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)  # optional metric writers
-    peak_tflops: float | None = Field(None, gt=0)  # the MFU denominator; None = a matmul measured at start
+    peak_tflops: float | None = Field(None, gt=0)  # MFU denominator per process; None = datasheet (known GPUs) or measured
 
     @model_validator(mode="after")
     def _accum_divides(self) -> TrainSpec:

@@ -267,8 +267,8 @@ def pretrain(ctx: StageContext) -> dict:
         (ctx.out / "result.json").unlink()
         history = json.loads((ctx.out / "history.json").read_text())
         n_params = load_weights(ctx.out).n_params()
-        steps, seconds, resumed_from, best_step, mfu = (r["steps"], r["seconds"], r["resumed_from"], r["best_step"],
-                                                        r["mfu"])
+        steps, seconds, resumed_from, best_step = r["steps"], r["seconds"], r["resumed_from"], r["best_step"]
+        mfu, peak, peak_source = r["mfu"], r["peak_flops"], r["peak_source"]
     else:
         from lmwright.train.loop import pretrain as train_loop
 
@@ -278,7 +278,8 @@ def pretrain(ctx: StageContext) -> dict:
         history = result.history
         (ctx.out / "history.json").write_text(json.dumps(history))
         n_params, steps, seconds = result.model.n_params(), result.steps, result.seconds
-        resumed_from, best_step, mfu = result.resumed_from, result.best_step, result.mfu
+        resumed_from, best_step = result.resumed_from, result.best_step
+        mfu, peak, peak_source = result.mfu, result.peak_flops, result.peak_source
     ctx.metrics.extend(("train/loss", s, v) for s, v in zip(history["step"], history["loss"], strict=True))
     ctx.metrics.extend(("train/lr", s, v) for s, v in zip(history["step"], history["lr"], strict=True))
     for key in ("val_loss", "val_bpb"):
@@ -287,7 +288,8 @@ def pretrain(ctx: StageContext) -> dict:
     return {"n_params": n_params, "steps": steps, "tokens": tokens, "resumed_from": resumed_from,
             "best_step": best_step, "nproc": tr.nproc, "precision": tr.precision,
             "train_seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9)),
-            "mfu": round(mfu, 4), "final_loss": history["loss"][-1], "val_loss": history["val_loss"][-1],
+            "mfu": round(mfu, 4), "peak_tflops": round(peak / 1e12, 4), "peak_source": peak_source,
+            "final_loss": history["loss"][-1], "val_loss": history["val_loss"][-1],
             "val_bpb": history["val_bpb"][-1],
             "headline": f"{n_params / 1e6:.2f}M params, {steps} steps, loss {history['loss'][-1]:.3f}, "
                         f"val {history['val_bpb'][-1]:.3f} bits/byte, MFU {100 * mfu:.1f}%"}
@@ -562,7 +564,9 @@ def report(ctx: StageContext) -> dict:
                                f"{s.train.min_lr_ratio} x lr"],
                   ["training steps", str(pt["steps"])], ["training tokens", f"{pt['tokens']:,}"],
                   ["training time", f"{pt['train_seconds']:.0f} s ({pt['tokens_per_s']:,} tokens/s, "
-                                    f"MFU {100 * pt.get('mfu', 0):.1f}% of a measured matmul)"]]
+                                    f"MFU {100 * pt.get('mfu', 0):.1f}% of a peak of "
+                                    f"{pt.get('peak_tflops', 0):.3g} TFLOP/s per process: "
+                                    f"{pt.get('peak_source', 'a measured matmul')})"]]
     val = json.loads((inp["evaluate"].path / "metrics.json").read_text())
     test = json.loads((inp["test"].path / "metrics.json").read_text())["test"]
     risk = json.loads((inp["evaluate"].path / "risk.json").read_text())

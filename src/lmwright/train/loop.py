@@ -22,17 +22,18 @@ import numpy as np
 import torch
 
 from lmwright.core.progress import Reporter
+from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
 from lmwright.evaluate.lm import score_batches, token_bytes
-from lmwright.data.split import split_path
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import flops_per_token
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.data import check_length, random_batch
 from lmwright.train.distributed import Dist, full_state, load_full_optimizer_state, wrap
+from lmwright.train.mfu import MfuMeter, find_peak
 from lmwright.train.optim import lr_scale, make_optimizer
-from lmwright.train.trackers import MetricWriters, measured_peak_flops
+from lmwright.train.trackers import MetricWriters
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TrainResult:
     best_step: int | None = None  # early stopping: the step whose weights are the result
     flops_per_token: int = 0
     peak_flops: float = 0.0  # per process: the MFU denominator
+    peak_source: str = ""  # where that peak comes from (datasheet, measured, train.peak_tflops)
     mfu: float = 0.0  # model FLOPs utilisation over this run's steps
 
 
@@ -147,7 +149,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
 
     tokens_per_step = tr.batch_size * tr.seq_len
     fpt = flops_per_token(cfg, tr.seq_len)
-    peak = tr.peak_tflops * 1e12 if tr.peak_tflops else measured_peak_flops(device, AMP_DTYPES.get(tr.precision))
+    meter = MfuMeter(find_peak(device, tr.precision, tr.peak_tflops), fpt, d.world, device, tr.precision,
+                     warn=lambda msg: reporter.log(f"  [yellow]warning[/yellow]: {msg}"))
     task = reporter.task("pretrain", total=tr.max_steps, info="")
     task.advance(step)
     t_start, t_window, tok_window = time.perf_counter(), time.perf_counter(), 0
@@ -188,7 +191,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         now = time.perf_counter()
         if now - t_window > 2 or step == resumed_from + 3:
             tok_s = tok_window / max(now - t_window, 1e-9)
-            mfu = tok_s * fpt / (peak * d.world)
+            mfu = meter(tok_s)
             t_window, tok_window = now, 0
         info = f"loss {loss_value:.3f} · lr {lr:.1e} · {tok_s:,.0f} tok/s · MFU {100 * mfu:.1f}%"
         writers.scalars(step, {"train/loss": loss_value, "train/lr": lr, "train/tokens_per_s": tok_s,
@@ -241,10 +244,10 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         result_model.load_weights(final)
     seconds = elapsed + time.perf_counter() - t_start
     writers.close()
+    mfu = meter((step - resumed_from) * tokens_per_step / max(seconds - elapsed, 1e-9))
     return TrainResult(model=result_model.eval(), history=history, resumed_from=resumed_from, steps=step,
-                       seconds=seconds, best_step=best["step"], flops_per_token=fpt, peak_flops=peak,
-                       mfu=(step - resumed_from) * tokens_per_step * fpt / max(seconds - elapsed, 1e-9)
-                       / (peak * d.world))
+                       seconds=seconds, best_step=best["step"], flops_per_token=fpt, peak_flops=meter.peak.flops,
+                       peak_source=meter.peak.source, mfu=mfu)
 
 
 def _grad_sync(fwd, model, d: Dist, sync: bool):

@@ -1,13 +1,11 @@
 """Where training figures go besides the progress bar and the metadata store: optional TensorBoard and
-MLflow writers, and the measured peak FLOP rate that MFU is a fraction of."""
+MLflow writers."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
-
-import torch
 
 from lmwright.errors import LmwrightError
 
@@ -22,14 +20,14 @@ class MetricWriters:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise LmwrightError("train.log_to names tensorboard but it is not installed: "
-                                    "pip install tensorboard (or remove it from train.log_to)") from None
+                                    "pip install 'lmwright[tracking]' (or remove it from train.log_to)") from None
             self._tb = SummaryWriter(log_dir=str((log_dir or Path("runs")) / "tensorboard" / _stamp()))
         if "mlflow" in names:
             try:
                 import mlflow
             except ImportError:
                 raise LmwrightError("train.log_to names mlflow but it is not installed: "
-                                    "pip install mlflow-skinny (or remove it from train.log_to)") from None
+                                    "pip install 'lmwright[tracking]' (or remove it from train.log_to)") from None
             if "MLFLOW_TRACKING_URI" not in os.environ and log_dir is not None:
                 mlflow.set_tracking_uri(f"sqlite:///{(log_dir / 'mlflow.db').resolve()}")
             mlflow.set_experiment(run_name or "lmwright")
@@ -52,30 +50,3 @@ class MetricWriters:
 
 def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
-
-
-def measured_peak_flops(device: torch.device, dtype: torch.dtype | None = None) -> float:
-    """FLOP/s of a large square matmul on this device and dtype: what "100% MFU" means here.
-
-    Measured, not looked up, so MFU is honest on any CPU or GPU (a datasheet peak is rarely reachable).
-    """
-    dtype = dtype or torch.float32
-    n = 4096 if device.type == "cuda" else 1024
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(2):
-        a @ b
-    sync()
-    reps, t0 = 0, time.perf_counter()
-    while reps < 3 or time.perf_counter() - t0 < 0.2:
-        a @ b
-        reps += 1
-        if device.type == "cuda" and reps % 10 == 0:
-            sync()
-    sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)

@@ -33,7 +33,8 @@ def main(job_file: str) -> None:
             (out / "result.json").write_text(json.dumps({
                 "steps": result.steps, "resumed_from": result.resumed_from, "seconds": result.seconds,
                 "best_step": result.best_step, "flops_per_token": result.flops_per_token,
-                "peak_flops": result.peak_flops, "mfu": result.mfu, "world": d.world}))
+                "peak_flops": result.peak_flops, "peak_source": result.peak_source, "mfu": result.mfu,
+                "world": d.world}))
     finally:
         dist.destroy_process_group()
 
