@@ -182,3 +182,119 @@ def test_dataset_card(tiny_run):
     assert "basic.too_short" in text and "| pydocs | pydocs | PSF-2.0 | technical |" in text
     for png in ("languages.png", "lengths.png"):
         assert (card / png).read_bytes()[:4] == b"\x89PNG"
+
+
+# -- code versions, packages and failures --------------------------------------------------------------------------
+
+
+def test_each_stage_hashes_every_module_it_can_run():
+    """The modules the issue found missing from hand-kept lists are in the derived closures."""
+    from lmwright.core.pipeline import stage_code
+
+    stages = load_stages()
+    reach = {name: stage_code(st)[1].internal for name, st in stages.items()}
+    assert {"lmwright.data.filters.pii", "lmwright.data.filters.blocklist", "lmwright.data.rows"} <= reach["evaluate"]
+    assert "lmwright.model.fused_ce" in reach["pretrain"]
+    for kind in ("sft", "classify", "preference"):
+        assert {"lmwright.train.loop", "lmwright.train.optim", "lmwright.train.checkpoint",
+                "lmwright.evaluate.classify", "lmwright.finetune.worker"} <= reach[kind]
+    assert "lmwright.train.worker" in reach["pretrain"]  # launched by name with `python -m`
+    assert not any(m in ("lmwright.serve.api", "lmwright.cli") for r in reach.values() for m in r)
+    assert "lmwright.train.loop" not in reach["clean"] and "torch" not in stage_code(stages["dedup"])[1].external
+
+
+def test_code_version_follows_the_bytes_of_the_closure(tiny_copy, monkeypatch):
+    from lmwright.core import closure
+
+    original = closure.module_source
+
+    def states_after_editing(module: str) -> dict[str, str]:
+        monkeypatch.setattr(closure, "module_source", lambda m: original(m) + (b"# edit" if m == module else b""))
+        try:
+            return {s["stage"]: s["state"] for s in stage_status(Workspace.open(tiny_copy))}
+        finally:
+            monkeypatch.setattr(closure, "module_source", original)
+
+    after_pretrain = set(STAGES[STAGES.index("pretrain"):])
+    states = states_after_editing("lmwright.model.fused_ce")
+    assert {s for s, v in states.items() if v == "stale"} == after_pretrain
+    states = states_after_editing("lmwright.data.filters.pii")  # clean's, and evaluate's risk checks'
+    assert {s for s, v in states.items() if v == "stale"} == set(STAGES[1:])
+    assert set(states_after_editing("lmwright.serve.api").values()) == {"cached"}
+
+
+@pytest.mark.slow
+def test_editing_a_real_module_file_makes_its_stages_stale(tiny_copy, tmp_path):
+    """On a copy of the package: an edit to data/rows.py (evaluation and fine-tuning read files through it) makes
+    evaluate and what follows stale and leaves pretraining cached; an edit to the server changes nothing."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(lmwright.__file__).parent, src / "lmwright", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(src)}
+
+    def stale() -> set[str]:
+        r = subprocess.run([sys.executable, "-m", "lmwright", "status", "--json", "-C", str(tiny_copy)], env=env,
+                           capture_output=True, text=True, check=True)
+        return {s["stage"] for s in json.loads(r.stdout)["stages"] if s["state"] != "cached"}
+
+    probe = subprocess.run([sys.executable, "-c", "import lmwright; print(lmwright.__file__)"], env=env,
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.startswith(str(src))
+    assert stale() == set()
+    rows = src / "lmwright" / "data" / "rows.py"
+    rows.write_text(rows.read_text() + "\n# an edit\n")
+    assert stale() == {"evaluate", "save", "test", "sft", "classify", "preference", "report"}
+    rows.write_text(rows.read_text().removesuffix("\n# an edit\n"))
+    api = src / "lmwright" / "serve" / "api.py"
+    api.write_text(api.read_text() + "\n# an edit\n")
+    assert stale() == set()
+
+
+def _cli_with(prelude: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    """`lmwright ARGS` in a fresh interpreter after running `prelude` (to take a package away, or break a stage)."""
+    code = f"import sys\n{prelude}\nsys.argv = ['lmwright', *{list(args)!r}]\nfrom lmwright.cli import main\nmain()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+
+
+def test_a_missing_package_stops_the_run_before_any_stage_starts(tmp_path):
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path / "p")
+    r = _cli_with("sys.modules['peft'] = None", "run", "-C", str(root))
+    assert r.returncode == 2, r.stderr
+    assert "stages sft, classify need peft" in r.stderr and "fix: pip install 'peft>=" in r.stderr
+    assert "Traceback" not in r.stderr
+    from lmwright.core.store import Store
+
+    assert Store(Workspace.open(root).store_url).runs(limit=10) == []  # nothing started
+
+
+def test_stage_packages_follow_the_spec():
+    from lmwright.core.pipeline import stage_packages
+    from lmwright.spec import load_spec
+
+    stages = load_stages()
+    assert "peft" in stage_packages(stages["sft"], load_spec(None))
+    assert stage_packages(stages["sft"], load_spec(None, ["finetune.sft.enabled=false"])) == []
+    assert "ray" not in stage_packages(stages["clean"], load_spec(None))  # an extra: only when the spec uses it
+    assert "ray" in stage_packages(stages["clean"], load_spec(None, ["data.executor.kind=ray"]))
+    assert "mlflow" in stage_packages(stages["pretrain"], load_spec(None, ["train.log_to=[mlflow]"]))
+
+
+def test_a_failing_stage_prints_its_name_cause_and_fix_and_logs_the_traceback(tmp_path):
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path / "p")
+    breaks = "import lmwright.stages as s\ns.assign_split = lambda *a: 1 / 0"
+    r = _cli_with(breaks, "run", "-C", str(root), "--until", "split")
+    assert r.returncode == 2
+    assert "stage 'split' failed: ZeroDivisionError: division by zero" in r.stderr
+    assert "what to do: run the same command again" in r.stderr and "Traceback" not in r.stderr
+    logs = list((root / ".lmwright" / "logs").glob("*-split.log"))
+    assert len(logs) == 1 and "Traceback (most recent call last)" in logs[0].read_text()
+    assert str(logs[0]) in r.stderr.replace("\n", "")
+    r = _cli_with(breaks, "run", "-C", str(root), "--until", "split", "--debug")
+    assert r.returncode == 2 and "Traceback (most recent call last)" in r.stderr and ", in split" in r.stderr

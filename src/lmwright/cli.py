@@ -1,29 +1,37 @@
 """The `lmwright` command: one command per stage, each thin — parse, call the stage, print.
 
 Every command takes `-C DIR` (the project directory, default `.`) and `--set a.b=c` overrides; commands that
-report figures take `--json`. A `LmwrightError` is printed as a one-paragraph message (exit 2), never a traceback.
+report figures take `--json`. A `LmwrightError` is printed as a one-paragraph message (exit 2), never a traceback;
+so is any other error (exit 1), whose traceback goes to a log file under the workspace. `--debug` anywhere on the
+command line (or LMWRIGHT_DEBUG=1) prints tracebacks in the terminal too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lmwright import api
 from lmwright.core.pipeline import STAGES, load_stages, stage_status
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
-from lmwright.errors import LmwrightError
+from lmwright.errors import LmwrightError, StageFailed
 from lmwright.spec import DEFAULT_SPEC_TEXT, SPEC_FILENAME
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Build a language model through its whole life from one project file, lmwright.yaml.")
+                  help="Build a language model through its whole life from one project file, lmwright.yaml. "
+                       "Add --debug to any command to see the full traceback of a failure.")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # log lines are not wrapped at 80 columns in CI
 
@@ -300,8 +308,8 @@ def evaluate(
 ) -> None:
     """Evaluate a model on a split or an external file: loss, perplexity, bits/byte, generation or classification
     metrics, with bootstrap intervals and slices. Without MODEL or --file: the pipeline's evaluate stage."""
-    from lmwright.evaluate.suite import evaluate_docs, evaluate_set
     from lmwright.data.split import split_path
+    from lmwright.evaluate.suite import evaluate_docs, evaluate_set
     from lmwright.spec import EvalSet
 
     if model is None and file is None and split == "val":
@@ -525,15 +533,38 @@ from lmwright.finetune import commands as _finetune_commands  # noqa: E402, F401
 from lmwright.serve import commands as _serve_commands  # noqa: E402, F401
 
 
+def _crash_log(text: str) -> Path:
+    """Where an error outside any stage keeps its traceback: the workspace in the current directory if there is
+    one, else the system's temporary directory."""
+    here = Path.cwd() / ".lmwright"
+    logs = here / "logs" if here.is_dir() else Path(tempfile.gettempdir()) / "lmwright-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-error.log"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def main() -> None:
+    debug = "--debug" in sys.argv[1:] or os.environ.get("LMWRIGHT_DEBUG", "") not in ("", "0")
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
     try:
         app()
     except LmwrightError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        if debug and isinstance(exc, StageFailed):
+            err.print(exc.traceback, highlight=False, markup=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)  # 'lmwright[ray]' is not markup
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted; run the same command again to resume")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: a message, and the trace in a file
+        text = "".join(traceback.format_exception(exc))
+        if debug:
+            err.print(text, highlight=False, markup=False)
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}\n  this is likely a bug in lmwright; please report "
+                  f"it with the traceback in {_crash_log(text)} (--debug prints it here)", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

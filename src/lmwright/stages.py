@@ -47,10 +47,7 @@ def _collect_facts(ws) -> dict:
     return facts
 
 
-@stage("collect", spec=("data.sources",), extra=_collect_facts,
-       modules=("lmwright.data.sources", "lmwright.data.sources.pydocs", "lmwright.data.sources.files",
-                "lmwright.data.sources.html", "lmwright.data.sources.sql", "lmwright.data.sources.crawl",
-                "lmwright.data.document", "lmwright.data.executors"), resumable=True)
+@stage("collect", spec=("data.sources",), extra=_collect_facts, resumable=True)
 def collect(ctx: StageContext) -> dict:
     """Read every source into documents with stable ids, source, license and collection time."""
     import pyarrow as pa
@@ -93,10 +90,7 @@ def collect(ctx: StageContext) -> dict:
 
 @stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources",
                                        "data.executor.shard_docs"),
-       modules=("lmwright.data.clean_shard", "lmwright.data.executors", "lmwright.data.filters",
-                "lmwright.data.filters.normalise", "lmwright.data.filters.quality", "lmwright.data.filters.language",
-                "lmwright.data.filters.blocklist", "lmwright.data.filters.pii", "lmwright.data.document"),
-       resumable=True)
+       needs=lambda spec: ["ray"] if spec.data.executor.kind == "ray" else [], resumable=True)
 def clean(ctx: StageContext) -> dict:
     """Repair text; run each source's filter profile (quality, repetition, language, blocklist); redact PII."""
     import pyarrow as pa
@@ -131,8 +125,7 @@ def clean(ctx: StageContext) -> dict:
             "headline": f"{kept:,} kept, {n_docs - kept:,} removed ({top}), {sum(pii.values())} PII spans redacted"}
 
 
-@stage("dedup", deps=("clean",), spec=("data.dedup",),
-       modules=("lmwright.data.dedup", "lmwright.data.minhash", "lmwright.data.document"))
+@stage("dedup", deps=("clean",), spec=("data.dedup",))
 def dedup(ctx: StageContext) -> dict:
     """Remove exact duplicates, then MinHash/LSH near-duplicates; of each group the smallest id is kept."""
     from lmwright.data.minhash import near_duplicate_clusters, signatures
@@ -172,7 +165,7 @@ def dedup(ctx: StageContext) -> dict:
                         f"{counts['near_duplicate']:,} near duplicates removed ({len(clusters_out)} clusters)"}
 
 
-@stage("split", deps=("dedup",), spec=("split",), modules=("lmwright.data.split", "lmwright.data.document"))
+@stage("split", deps=("dedup",), spec=("split",))
 def split(ctx: StageContext) -> dict:
     """Assign each document to train/val/test by a stable hash of its id."""
     cfg = ctx.spec.split
@@ -188,8 +181,7 @@ def split(ctx: StageContext) -> dict:
             "headline": " / ".join(f"{k} {v:,}" for k, v in counts.items())}
 
 
-@stage("card", deps=("collect", "clean", "dedup", "split"), spec=("project.name", "data", "split"),
-       modules=("lmwright.data.card", "lmwright.data.filters.language", "lmwright.data.document"))
+@stage("card", deps=("collect", "clean", "dedup", "split"), spec=("project.name", "data", "split"))
 def card(ctx: StageContext) -> dict:
     """Write the dataset card: licenses, languages, sources, size, splits, curation, removals, PII, dedup."""
     from lmwright.data.card import histograms, render_card
@@ -206,8 +198,7 @@ def card(ctx: StageContext) -> dict:
             f"{', '.join(f'{k} {v}' for k, v in languages.most_common(3))}"}
 
 
-@stage("tokenizer", deps=("split",), spec=("tokenizer", "model.max_seq_len"),
-       modules=("lmwright.tokenizer", "lmwright.data.document"))
+@stage("tokenizer", deps=("split",), spec=("tokenizer", "model.max_seq_len"))
 def tokenizer(ctx: StageContext) -> dict:
     """Train a byte-level BPE tokenizer on the train split."""
     cfg = ctx.spec.tokenizer
@@ -221,8 +212,7 @@ def tokenizer(ctx: StageContext) -> dict:
             "headline": f"vocabulary {tok.get_vocab_size():,}, {ratio:.2f} bytes/token"}
 
 
-@stage("tokenize", deps=("split", "tokenizer"), spec=("risk.canaries", "project.seed"),
-       modules=("lmwright.tokenizer", "lmwright.data.document", "lmwright.evaluate.risk"))
+@stage("tokenize", deps=("split", "tokenizer"), spec=("risk.canaries", "project.seed"))
 def tokenize(ctx: StageContext) -> dict:
     """Encode each split into a flat token shard (numpy memmap), with the risk canaries planted in train."""
     from lmwright.evaluate.risk import make_canaries, plant
@@ -244,9 +234,7 @@ def tokenize(ctx: StageContext) -> dict:
 
 
 @stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"),
-       modules=("lmwright.train.loop", "lmwright.train.data", "lmwright.train.optim", "lmwright.train.checkpoint",
-                "lmwright.train.distributed", "lmwright.train.worker", "lmwright.train.trackers",
-                "lmwright.model.llama", "lmwright.model.config", "lmwright.model.plan", "lmwright.evaluate.lm"),
+       needs=lambda spec: list(spec.train.log_to),  # the optional metric writers: tensorboard, mlflow
        resumable=True)
 def pretrain(ctx: StageContext) -> dict:
     """Train the Llama decoder from scratch on the train shard; checkpoints make a killed run resumable.
@@ -296,15 +284,11 @@ def pretrain(ctx: StageContext) -> dict:
 
 
 @stage("evaluate", deps=("pretrain", "tokenize", "tokenizer", "split"),
-       spec=("eval", "risk", "train.seq_len", "project.seed", "data.sources"),
-       modules=("lmwright.evaluate.lm", "lmwright.evaluate.suite", "lmwright.evaluate.stats",
-                "lmwright.evaluate.generation", "lmwright.evaluate.classify", "lmwright.evaluate.risk",
-                "lmwright.evaluate.testset", "lmwright.model.generate", "lmwright.train.checkpoint",
-                "lmwright.model.llama", "lmwright.data.sources.pydocs"))
+       spec=("eval", "risk", "train.seq_len", "project.seed", "data.sources"))
 def evaluate(ctx: StageContext) -> dict:
     """Validation metrics with confidence intervals and slices, the eval sets, risk checks and samples."""
-    from lmwright.evaluate.suite import LM_FIGURES, evaluate_docs, evaluate_set, flatten, risk_checks
     from lmwright.data.split import split_path
+    from lmwright.evaluate.suite import LM_FIGURES, evaluate_docs, evaluate_set, flatten, risk_checks
     from lmwright.model.generate import generate_text
     from lmwright.train.checkpoint import load_weights
     from lmwright.train.loop import set_threads
@@ -340,8 +324,7 @@ def evaluate(ctx: StageContext) -> dict:
                                    f"canary exposure <= {risk.get('canary_max_exposure', 0):.1f} bits"}
 
 
-@stage("save", deps=("pretrain", "tokenizer", "evaluate"),
-       modules=("lmwright.model.hf", "lmwright.train.checkpoint", "lmwright.model.llama", "lmwright.tokenizer"))
+@stage("save", deps=("pretrain", "tokenizer", "evaluate"))
 def save(ctx: StageContext) -> dict:
     """Write the Hugging Face model directory (LlamaForCausalLM, safetensors, tokenizer) and register it."""
     from lmwright.model.hf import save_hf
@@ -355,9 +338,7 @@ def save(ctx: StageContext) -> dict:
     return {"n_params": n_params, "format": "huggingface/llama", "headline": "LlamaForCausalLM + tokenizer"}
 
 
-@stage("test", deps=("save", "split"), spec=("eval", "train.seq_len", "project.seed", "data.sources"),
-       modules=("lmwright.evaluate.testset", "lmwright.evaluate.suite", "lmwright.evaluate.lm",
-                "lmwright.evaluate.stats", "lmwright.evaluate.generation", "lmwright.model.hf"))
+@stage("test", deps=("save", "split"), spec=("eval", "train.seq_len", "project.seed", "data.sources"))
 def test(ctx: StageContext) -> dict:
     """The final evaluation of the saved model on the test split: once per model, recorded in the store."""
     from lmwright.evaluate.suite import LM_FIGURES
@@ -433,28 +414,24 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
 # each recipe's fingerprint: the settings all three share and its own sub-section (changing SFT's steps does not
 # retrain the classifier)
 _FT_COMMON = tuple(f"finetune.{k}" for k in FinetuneSpec.model_fields if k not in ("sft", "classify", "preference"))
-_FT_MODULES = ("lmwright.finetune.recipes", "lmwright.finetune.formats", "lmwright.finetune.chat",
-               "lmwright.finetune.lora", "lmwright.finetune.loop", "lmwright.finetune.objectives",
-               "lmwright.finetune.pydocs_tasks", "lmwright.finetune.worker", "lmwright.train.distributed",
-               "lmwright.model.llama", "lmwright.model.hf", "lmwright.serve.engine")
 
 
-@stage("sft", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.sft", "project", "train"), modules=_FT_MODULES,
-       extra=_finetune_facts("sft"), resumable=True)
+@stage("sft", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.sft", "project", "train"),
+       extra=_finetune_facts("sft"), enabled=lambda spec: spec.finetune.sft.enabled, resumable=True)
 def sft(ctx: StageContext) -> dict:
     """Fine-tune the model into an assistant on instructions (SFT), registered as PROJECT-assistant."""
     return _finetune_stage(ctx, "sft", "assistant")
 
 
-@stage("classify", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.classify", "project", "train"), modules=_FT_MODULES,
-       extra=_finetune_facts("classify"), resumable=True)
+@stage("classify", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.classify", "project", "train"),
+       extra=_finetune_facts("classify"), enabled=lambda spec: spec.finetune.classify.enabled, resumable=True)
 def classify(ctx: StageContext) -> dict:
     """Fine-tune the model into a classifier with a classification head, registered as PROJECT-classifier."""
     return _finetune_stage(ctx, "classify", "classifier")
 
 
-@stage("preference", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.preference", "project", "train"), modules=_FT_MODULES,
-       extra=_finetune_facts("preference"), resumable=True)
+@stage("preference", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.preference", "project", "train"),
+       extra=_finetune_facts("preference"), enabled=lambda spec: spec.finetune.preference.enabled, resumable=True)
 def preference(ctx: StageContext) -> dict:
     """Preference-tune the model with DPO on chosen/rejected pairs, registered as PROJECT-preferred."""
     return _finetune_stage(ctx, "preference", "preferred")
@@ -529,8 +506,7 @@ def _previous_version(ws, name: str, digest: str) -> dict | None:
 
 
 @stage("report", deps=("collect", "clean", "dedup", "split", "tokenizer", "tokenize", "pretrain", "evaluate",
-                       "save", "test", "sft", "classify", "preference"), spec=("*",), extra=_report_facts,
-       modules=("lmwright.evaluate.report", "lmwright.evaluate.card", "lmwright.evaluate.suite"))
+                       "save", "test", "sft", "classify", "preference"), spec=("*",), extra=_report_facts)
 def report(ctx: StageContext) -> dict:
     """Write the report card (report.md, report.html and its plots): requirements, metrics with intervals,
     the previous version, data, model, training and tuning, slices, risk, samples."""

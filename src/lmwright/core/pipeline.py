@@ -1,10 +1,16 @@
 """The stage pipeline: a DAG of named stages, each cached by a fingerprint.
 
 A stage is a plain function `fn(ctx) -> summary` registered with `@stage(...)`. Its fingerprint hashes the
-stage name, its code version (the source of the modules it names), the spec slice it reads, any extra facts it
-declares (e.g. the Python version for the pydocs source) and the digests of its inputs. A finished run with the
-same fingerprint whose artifact is still present means the stage is cached and does no work. A stage that
-declares `resumable=True` gets a work directory that survives a kill (pretrain keeps its checkpoints there).
+stage name, its code version (the source of every lmwright module the function can run: the transitive closure of
+its imports, see `closure.py`), the spec slice it reads, any extra facts it declares (e.g. the Python version for
+the pydocs source) and the digests of its inputs. A finished run with the same fingerprint whose artifact is still
+present means the stage is cached and does no work. A stage that declares `resumable=True` gets a work directory
+that survives a kill (pretrain keeps its checkpoints there).
+
+Before any stage starts, `run_pipeline` checks that every package the stages about to run import is importable,
+so a missing dependency is one clear message up front, not a traceback after an hour of training. A stage that
+fails anyway is reported with its name, the cause and what to do; its traceback goes to a log file in the
+workspace (`StageFailed`).
 
 The CLI, `lmwright.run()` and the tests all go through `run_pipeline`.
 """
@@ -13,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import inspect
 import json
 import shutil
@@ -21,15 +26,17 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from lmwright import __version__
+from lmwright.core import closure, packages
 from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.progress import Reporter
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
-from lmwright.errors import LmwrightError
+from lmwright.errors import LmwrightError, StageFailed
 from lmwright.spec import Spec
 
 
@@ -66,23 +73,27 @@ class Stage:
     fn: Callable[[StageContext], dict[str, Any]]
     deps: tuple[str, ...]
     spec_keys: tuple[str, ...]
-    modules: tuple[str, ...]
     extra: Callable[[Workspace], dict[str, Any]] | None = None
     resumable: bool = False
     help: str = ""
+    # whether the spec turns the stage on (an off stage still runs, to record that it was skipped, but needs
+    # no packages), and the optional packages (imported by name) that the spec's choices need, e.g. ray
+    enabled: Callable[[Spec], bool] | None = None
+    needs: Callable[[Spec], list[str]] | None = None
 
 
 STAGES: dict[str, Stage] = {}  # in registration order, which is a topological order
 
 
-def stage(name: str, deps: tuple[str, ...] = (), spec: tuple[str, ...] = (), modules: tuple[str, ...] = (),
-          extra: Callable[[Workspace], dict[str, Any]] | None = None, resumable: bool = False):
+def stage(name: str, deps: tuple[str, ...] = (), spec: tuple[str, ...] = (),
+          extra: Callable[[Workspace], dict[str, Any]] | None = None, resumable: bool = False,
+          enabled: Callable[[Spec], bool] | None = None, needs: Callable[[Spec], list[str]] | None = None):
     def register(fn):
         unknown = [d for d in deps if d not in STAGES]
         if unknown:
             raise ValueError(f"stage {name} depends on unregistered {unknown}")
         doc = inspect.getdoc(fn) or ""
-        STAGES[name] = Stage(name, fn, deps, spec, modules, extra, resumable, doc.split("\n")[0])
+        STAGES[name] = Stage(name, fn, deps, spec, extra, resumable, doc.split("\n")[0], enabled, needs)
         return fn
 
     return register
@@ -93,14 +104,57 @@ def load_stages() -> dict[str, Stage]:
     return STAGES
 
 
+@cache
+def stage_code(st: Stage) -> tuple[list[str], closure.Imports]:
+    """The stage's own source (with the helpers and constants of its module it uses) and the closure of the
+    lmwright modules and third-party packages it imports (their bytes are read afresh by `code_version`)."""
+    texts, roots = closure.function_roots(st.fn)
+    reach = closure.closure(roots.internal)
+    return texts, closure.Imports(reach.internal, reach.external | roots.external)
+
+
 def code_version(st: Stage) -> str:
-    """The stage function's own source plus the modules it names: editing one stage reruns only it (and what
-    follows), while a change to shared code such as the tokenizer reruns every stage that uses it."""
+    """A hash of the code the stage can run: its source and every lmwright module in its import closure. Editing
+    one stage reruns only it (and what follows); editing shared code such as the tokenizer reruns every stage
+    that reaches it; editing a module no stage reaches (the server, say) reruns nothing."""
+    texts, reach = stage_code(st)
     h = hashlib.sha256(__version__.encode())
-    h.update(inspect.getsource(st.fn).encode())
-    for mod in sorted(set(st.modules)):
-        h.update(Path(importlib.util.find_spec(mod).origin).read_bytes())  # the file, without importing it
+    for t in texts:
+        h.update(t.encode())
+    for mod in sorted(reach.internal):
+        h.update(mod.encode())
+        h.update(closure.module_source(mod))
     return h.hexdigest()[:16]
+
+
+def stage_packages(st: Stage, spec: Spec) -> list[str]:
+    """The third-party packages (import names) this stage needs under this spec: every package its code imports
+    that the base install declares, and the optional ones its spec turns on; none when the spec turns it off."""
+    if st.enabled is not None and not st.enabled(spec):
+        return []
+    _, reach = stage_code(st)
+    required = {p for p in reach.external if not packages.is_optional(p)}
+    return sorted(required | set(st.needs(spec) if st.needs else []))
+
+
+def check_packages(names: list[str], spec: Spec) -> None:
+    """Refuse, before any work, to run stages whose packages do not import: one message naming each stage, the
+    package and the `pip install` that fixes it."""
+    problems: dict[str, tuple[str, list[str]]] = {}  # package: (why it does not import, the stages needing it)
+    for name in names:
+        for pkg in stage_packages(STAGES[name], spec):
+            if pkg in problems:
+                problems[pkg][1].append(name)
+            elif (why := packages.import_error(pkg)) is not None:
+                problems[pkg] = (why, [name])
+    if not problems:
+        return
+    lines = [f"  {'stages' if len(stages) > 1 else 'stage'} {', '.join(stages)} {'need' if len(stages) > 1 else 'needs'} "
+             f"{pkg}, which does not import ({why})"
+             for pkg, (why, stages) in problems.items()]
+    fixes = dict.fromkeys(packages.install_hint(pkg) for pkg in problems)
+    raise LmwrightError("some stages of this run need packages that are missing, so nothing was started:\n"
+                        + "\n".join(lines) + "\nfix: " + " && ".join(fixes))
 
 
 def fingerprint(st: Stage, ws: Workspace, input_digests: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -147,6 +201,21 @@ def _check_stage(name: str | None, flag: str) -> None:
         raise LmwrightError(f"{flag} {name!r}: no such stage. Stages: {', '.join(STAGES)}")
 
 
+def _cached(ws: Workspace, names: list[str], forced: set[str], store: Store, arts: ArtifactStore) -> dict:
+    """Each stage's cached run, or None where it must run: not cached, forced, or after one that must run."""
+    digests: dict[str, str | None] = {}
+    hits: dict[str, Any] = {}
+    for name in names:
+        st, hits[name], digests[name] = STAGES[name], None, None
+        if name in forced or not all(digests.get(d) for d in st.deps):
+            continue
+        fp, _ = fingerprint(st, ws, {d: digests[d] for d in st.deps})
+        hit = store.cached_run(name, fp)
+        if hit and arts.exists(hit.output_digest):
+            hits[name], digests[name] = hit, hit.output_digest
+    return hits
+
+
 def run_pipeline(ws: Workspace, until: str | None = None, from_: str | None = None,
                  force: tuple[str, ...] | list[str] = (), reporter: Reporter | None = None) -> dict[str, StageOutcome]:
     """Run every stage needed (up to `until`), reusing cached results; returns each stage's outcome."""
@@ -156,6 +225,7 @@ def run_pipeline(ws: Workspace, until: str | None = None, from_: str | None = No
     order = ancestors(until) if until else list(STAGES)
     forced = set(force) | (descendants(from_) if from_ else set())
     store, arts = Store(ws.store_url), ArtifactStore(ws.artifacts_dir)
+    check_packages([n for n, hit in _cached(ws, order, forced, store, arts).items() if hit is None], ws.spec)
     reporter = reporter or Reporter()
     store.audit("run", root=str(ws.root), spec=str(ws.spec_path or "built-in default"), until=until,
                 from_=from_, force=sorted(forced))
@@ -197,6 +267,9 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
         store.fail_run(run, "".join(traceback.format_exception_only(type(exc), exc)).strip(),
                        time.perf_counter() - t0)
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, Exception) and not isinstance(exc, LmwrightError):
+            text = "".join(traceback.format_exception(exc))
+            raise StageFailed(st.name, exc, advice(exc), write_log(ws, st.name, text), text) from exc
         raise
     digest = arts.commit(staging)
     seconds = time.perf_counter() - t0
@@ -209,22 +282,37 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
     return StageOutcome(st.name, "done", digest, arts.open(digest), summary, seconds)
 
 
+def write_log(ws: Workspace, what: str, text: str) -> Path:
+    """A traceback kept in the workspace (`.lmwright/logs/`), so the terminal gets a message, not the trace."""
+    logs = ws.internal / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}.log"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def advice(exc: BaseException) -> str:
+    """What a user can do about an unexpected error in a stage."""
+    again = "run the same command again: finished stages are cached and interrupted ones resume"
+    if isinstance(exc, ImportError):
+        return f"install the missing package ({packages.install_hint((exc.name or '').split('.')[0])}), then {again}"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return (f"lower train.batch_size (or raise train.grad_accum), the model size or the sequence length, or "
+                f"set train.activation_checkpointing: true; then {again}")
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return f"free disk space in {exc.filename or 'the workspace'}, then {again}"
+    return f"{again}. If it fails the same way, it is likely a bug in lmwright: please report it with the log below"
+
+
 def stage_status(ws: Workspace) -> list[dict[str, Any]]:
     """Each stage's state without running anything: cached (up to date), stale (inputs or spec changed), or new."""
     load_stages()
     store = Store(ws.store_url)
-    arts = ArtifactStore(ws.artifacts_dir)
-    digests: dict[str, str | None] = {}
+    hits = _cached(ws, list(STAGES), set(), store, ArtifactStore(ws.artifacts_dir))
     rows = []
     for name, st in STAGES.items():
-        last = store.last_run(name)
-        state = "new" if last is None else "stale"
-        digests[name] = None
-        if all(digests[d] for d in st.deps):
-            fp, _ = fingerprint(st, ws, {d: digests[d] for d in st.deps})
-            hit = store.cached_run(name, fp)
-            if hit and arts.exists(hit.output_digest):
-                state, digests[name], last = "cached", hit.output_digest, hit
+        last = hits[name] or store.last_run(name)
+        state = "cached" if hits[name] else "new" if last is None else "stale"
         rows.append({
             "stage": name, "state": state, "help": st.help,
             "last_run": last.finished_at.isoformat() if last and last.finished_at else None,
