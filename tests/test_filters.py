@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -129,21 +130,99 @@ def test_checksums():
     assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82 WEST 1234 5698 7654 33")
 
 
+def _pii_scores(rows: list[dict]) -> tuple[dict, list]:
+    """Per type and overall (tp, fp, fn); a span counts when its type and exact text match a gold span."""
+    counts: dict = {}
+    misses = []
+    for row in rows:
+        gold = Counter((t, s) for t, s in row["pii"])
+        got = Counter((s.type, s.text) for s in find_pii(row["text"]))
+        for kind, diff in (("tp", gold & got), ("fp", got - gold), ("fn", gold - got)):
+            for (t, _), n in diff.items():
+                for key in (t, "overall"):
+                    counts.setdefault(key, Counter())[kind] += n
+        if gold != got:
+            misses.append((row["text"], sorted(gold - got), sorted(got - gold)))
+    return counts, misses
+
+
+def _labelled(name: str) -> list[dict]:
+    return [json.loads(line) for line in (Path(__file__).parent / "data" / name).read_text().splitlines()]
+
+
 def test_pii_precision_and_recall_on_the_labelled_set():
     """A labelled set of real-shaped PII and look-alikes that must survive: versions, dates, hashes, UUIDs,
     netmasks, private addresses, numbers in code."""
-    tp = fp = fn = 0
-    misses = []
-    for line in (Path(__file__).parent / "data" / "pii_labelled.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        gold = {(t, s) for t, s in row["pii"]}
-        got = {(s.type, s.text) for s in find_pii(row["text"])}
-        tp, fp, fn = tp + len(gold & got), fp + len(got - gold), fn + len(gold - got)
-        if gold != got:
-            misses.append((row["text"], gold - got, got - gold))
-    assert tp >= 35
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    assert precision >= 0.95 and recall >= 0.95, misses
+    counts, misses = _pii_scores(_labelled("pii_labelled.jsonl"))
+    c = counts["overall"]
+    assert c["tp"] >= 35
+    assert c["tp"] / (c["tp"] + c["fp"]) >= 0.97 and c["tp"] / (c["tp"] + c["fn"]) >= 0.97, misses
+
+
+def test_pii_precision_and_recall_per_type_on_all_labelled_sets():
+    """The hand-written sets, `pii_blind.jsonl` (written by an annotator who had not seen the detector) and
+    `pii_wild.jsonl` (real-world formats from benchmarks/pii_set.py): overall precision and recall >= 0.97, and
+    every type >= 0.9 on both."""
+    rows = [r for f in ("pii_labelled.jsonl", "pii_hard.jsonl", "pii_blind.jsonl", "pii_wild.jsonl")
+            for r in _labelled(f)]
+    assert len(rows) >= 1000
+    counts, misses = _pii_scores(rows)
+    assert set(counts) == {"email", "phone", "ip", "credit_card", "iban", "national_id", "secret", "overall"}
+    for kind, c in counts.items():
+        precision, recall = c["tp"] / (c["tp"] + c["fp"]), c["tp"] / (c["tp"] + c["fn"])
+        bar = 0.97 if kind == "overall" else 0.9
+        assert c["tp"] + c["fn"] >= 30 and precision >= bar and recall >= bar, (kind, c, misses)
+
+
+def test_pii_wild_set_is_what_its_builder_writes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pii_set", Path(__file__).parent.parent / "benchmarks" / "pii_set.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import phonenumbers
+
+    if phonenumbers.__version__ != module.BUILT_WITH:
+        pytest.skip(f"the set was built with phonenumbers {module.BUILT_WITH}, not {phonenumbers.__version__}")
+    assert module.build_set(13, 3) == _labelled("pii_wild.jsonl")
+
+
+@pytest.mark.parametrize(("text", "gold"), [
+    ("the gateway 8.8.4.4 was under maintenance", [("ip", "8.8.4.4")]),
+    ("ssh admin@8.8.4.4 -p 22", [("ip", "8.8.4.4")]),
+    ("Call 010-8888-6666 after lunch", [("phone", "010-8888-6666")]),
+    ("Berlin 030 901820, Paris 06 12 34 56 78, London 020 7946 0958, Tokyo 03-1234-5678",
+     [("phone", "030 901820"), ("phone", "06 12 34 56 78"), ("phone", "020 7946 0958"), ("phone", "03-1234-5678")]),
+    ("SP (11) 91234-5678, Shanghai 138 0013 8000, DC (202) 555-0143, +44 (0)20 7946 0958",
+     [("phone", "(11) 91234-5678"), ("phone", "138 0013 8000"), ("phone", "(202) 555-0143"),
+      ("phone", "+44 (0)20 7946 0958")]),
+    ("Failed password for root from 185.220.101.4 port 22 ssh2; GET http://8.8.8.8:8080/x", [
+        ("ip", "185.220.101.4"), ("ip", "8.8.8.8")]),
+    ('"Jane Doe" <jane@x.org>, mailto:bob@x.org?subject=hi', [("email", "jane@x.org"), ("email", "bob@x.org")]),
+    ("postgres://app:S3cret-Pass@db.example.com/app", [("secret", "S3cret-Pass")]),
+    ("Tested on 1.2.3.4, v2.0.0.1, Python 3.11.7, numpy==1.26.4 and .NET 4.0.30319.42000.", []),
+    ("Dates 2024-03-05, 05/03/2024, 20240305 at 12:30:45; ts 1700000000; order 112-3456789-1234567", []),
+    ("OID 1.3.6.1.4.1.311, netmask 255.255.255.0 and /24, port :8080, ISBN 978-3-16-148410-0", []),
+    ("logo@2x.png, git@github.com:org/repo.git, password: ********, api_key = settings.API_KEY", []),
+    ('headers={"X-API-Key": api_key}; the password database; password is required.', []),
+    ("Das neue WLAN-Passwort lautet: Sonnenblume#2024! / mot de passe : Azerty!9876",
+     [("secret", "Sonnenblume#2024!"), ("secret", "Azerty!9876")]),
+    ("ping reply from 2001:4860:4860::8888: bytes=32", [("ip", "2001:4860:4860::8888")]),
+])
+def test_pii_formats_named_in_the_issue(text, gold):
+    assert [(s.type, s.text) for s in find_pii(text)] == gold
+
+
+def test_ip_scope_all_counts_private_loopback_and_documentation_addresses():
+    text = "LAN 10.0.0.5 and 192.168.1.1, loopback 127.0.0.1, docs 203.0.113.9, public 151.101.1.69, mask 255.255.255.0"
+    assert [s.text for s in find_pii(text)] == ["151.101.1.69"]
+    assert [s.text for s in find_pii(text, ip_scope="all")] == ["10.0.0.5", "192.168.1.1", "127.0.0.1", "203.0.113.9",
+                                                                "151.101.1.69"]
+    assert redact("from 10.0.0.5", ip_scope="all")[0] == "from <IP>" and redact("from 10.0.0.5")[0] == "from 10.0.0.5"
+    assert Spec().data.pii.ip_scope == "public"
+    assert load_spec(None, ["data.pii.ip_scope=all"]).data.pii.ip_scope == "all"
+    with pytest.raises(SpecError):
+        load_spec(None, ["data.pii.ip_scope=private"])
 
 
 def test_redact_uses_typed_placeholders_and_counts():

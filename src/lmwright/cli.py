@@ -176,11 +176,16 @@ def data_redact(
     file: Annotated[str, typer.Argument(help="A text file (one document per line) or - for standard input.")],
     field: Annotated[str | None, typer.Option(help="Read JSONL and redact this field of each record.")] = None,
     types: Annotated[list[str] | None, typer.Option("--type", help="Only these PII types (repeatable).")] = None,
+    ip_scope: Annotated[str, typer.Option("--ip-scope", help="public: only public addresses are PII (as "
+                                          "data.pii.ip_scope's default); all: private and documentation ones "
+                                          "too.")] = "public",
     json_: Annotated[bool, typer.Option("--json", help="Print the spans found, one JSON object per line.")] = False,
 ) -> None:
     """Redact PII with the same detector as the clean stage; prints the redacted text (or spans with --json)."""
     from lmwright.data.filters.pii import find_pii, redact
 
+    if ip_scope not in ("public", "all"):
+        raise LmwrightError(f"--ip-scope {ip_scope!r}: use public or all")
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
     with stream:
         for lineno, line in enumerate(stream, start=1):
@@ -196,10 +201,11 @@ def data_redact(
             else:
                 text = line
             if json_:
-                spans = [{"start": x.start, "end": x.end, "type": x.type, "text": x.text} for x in find_pii(text, types)]
+                spans = [{"start": x.start, "end": x.end, "type": x.type, "text": x.text}
+                         for x in find_pii(text, types, ip_scope=ip_scope)]
                 out.print_json(json.dumps({"line": lineno, "spans": spans}), indent=None)
                 continue
-            redacted, _ = redact(text, types)
+            redacted, _ = redact(text, types, ip_scope=ip_scope)
             if record is not None:
                 record[field] = redacted
                 redacted = json.dumps(record, ensure_ascii=False)

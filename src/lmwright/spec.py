@@ -198,6 +198,7 @@ PII_TYPES = ("email", "phone", "ip", "credit_card", "iban", "national_id", "secr
 class PiiSpec(Toggle):
     types: list[Literal["email", "phone", "ip", "credit_card", "iban", "national_id", "secret"]] = Field(
         default_factory=lambda: list(PII_TYPES))
+    ip_scope: Literal["public", "all"] = "public"  # all: private, loopback and documentation addresses count too
 
 
 class NearDedupSpec(Toggle):

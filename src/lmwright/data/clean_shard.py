@@ -35,7 +35,7 @@ class CleanShard:
         for d in table.to_pylist():
             text, reason = apply_profile(clean_text(d["text"], data.clean), profile_of[d["source_name"]])
             if reason is None and data.pii.enabled:
-                text, found = redact(text, data.pii.types)
+                text, found = redact(text, data.pii.types, ip_scope=data.pii.ip_scope)
                 pii.update(found)
             d["text"] = text
             if reason:

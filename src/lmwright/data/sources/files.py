@@ -49,7 +49,7 @@ def matched_files(source, root: Path) -> list[Path]:
         types = sorted({"".join(f.suffixes) or f.name for f in files})
         found = f"only files of other types ({', '.join(types[:8])})" if files else "no file"
         raise LmwrightError(
-            f"source '{source.name}': {found} under {root} match {source.paths}; this source reads {READS}. "
+            f"source '{source.name}': {source.paths} matched {found} under {root}; this source reads {READS}. "
             "Fix data.sources[].paths in lmwright.yaml (globs are relative to the project directory)."
         )
     return sorted(files)
