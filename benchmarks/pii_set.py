@@ -356,12 +356,13 @@ def secret_token(rng: random.Random) -> tuple[str, str]:
     return s, "secret"
 
 
-def password(rng: random.Random) -> tuple[str, str]:
+def password(rng: random.Random, marks: tuple[str, ...] = ("!", "#", "$", "@", "&", ""),
+             alphabet: str = string.ascii_letters + string.digits + "!#%^*-_") -> tuple[str, str]:
     """A password someone chose: words with digits and symbols, or a generated string."""
     if rng.random() < 0.5:
         word = rng.choice(["Summer", "Tr0ub4dor", "Kangaroo", "Bl4ckb1rd", "Winter", "Dragon", "Sunshine"])
-        return f"{word}{rng.choice(['!', '#', '$', '@', '&', ''])}{rng.randint(10, 2099)}", "secret"
-    return _alnum(rng, rng.randint(12, 24), string.ascii_letters + string.digits + "!#%^*-_"), "secret"
+        return f"{word}{rng.choice(list(marks))}{rng.randint(10, 2099)}", "secret"
+    return _alnum(rng, rng.randint(12, 24), alphabet), "secret"
 
 
 def api_value(rng: random.Random) -> tuple[str, str]:
@@ -376,10 +377,7 @@ def api_value(rng: random.Random) -> tuple[str, str]:
 
 def url_password(rng: random.Random) -> tuple[str, str]:
     """A password as it appears in a URL or on a command line: no characters that would need escaping."""
-    if rng.random() < 0.5:
-        word = rng.choice(["Summer", "Tr0ub4dor", "Kangaroo", "Bl4ckb1rd", "Winter", "Dragon", "Sunshine"])
-        return f"{word}{rng.choice(['!', '-', '_', '.', ''])}{rng.randint(10, 2099)}", "secret"
-    return _alnum(rng, rng.randint(12, 24), string.ascii_letters + string.digits + "-_.~"), "secret"
+    return password(rng, ("!", "-", "_", ".", ""), string.ascii_letters + string.digits + "-_.~")
 
 
 def basic_auth(rng: random.Random) -> tuple[str, str]:
