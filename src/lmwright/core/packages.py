@@ -46,9 +46,11 @@ def distribution(import_name: str) -> str:
 
 
 def is_optional(import_name: str) -> bool:
-    """Declared only by an extra (so not every install has it)."""
+    """Declared only by an extra (so not every install has it). Without lmwright's metadata (a source tree run
+    from PYTHONPATH) nothing can be told apart, so nothing is demanded up front: a stage still names a missing
+    package when it fails."""
     d = declared().get(distribution(import_name))
-    return d is not None and d[1] is not None
+    return not declared() or (d is not None and d[1] is not None)
 
 
 def install_hint(import_name: str) -> str:
