@@ -265,3 +265,18 @@ def test_data_inspect_shows_samples_by_reason(tiny_copy):
     assert r.returncode == 0
     groups = json.loads(r.stdout)["stages"]["clean"]["groups"]
     assert groups and all(g["reason"].startswith("basic") for g in groups)
+
+
+@pytest.mark.parametrize("text", [
+    "password is" + " " * 65536, "a-" * 32768 + " ://", "curl " * 13000, "mysql " * 11000,
+    "-----BEGIN PRIVATE KEY-----\n" * 2300, "tel 12 34 56 78 " * 4000, "8.8.4.4 " * 8000, "1" * 65536,
+    "a." * 32768 + "@", "(" * 65536, "1:" * 32768,
+], ids=["prose-password", "url-scheme", "curl", "mysql", "pem", "phones", "ips", "digits", "email", "parens", "ipv6"])
+def test_pii_stays_linear_on_hostile_input(text):
+    """The server redacts request text up to serve.max_body_kb (64 KB): no pattern may backtrack quadratically.
+    A quadratic pattern takes minutes on these 64 KB strings; a linear one well under a second or two."""
+    import time
+
+    t0 = time.perf_counter()
+    find_pii(text)
+    assert time.perf_counter() - t0 < 15

@@ -137,7 +137,9 @@ NINO = re.compile(r"[A-CEGHJ-PR-TW-Z](?<![A-Za-z0-9].)[A-CEGHJ-NPR-TW-Z](?<!BG|G
 # --- secrets ---------------------------------------------------------------------------------------------------
 # (pattern, literals one of which the text must contain before the pattern is run at all)
 SECRETS = [(re.compile(p), needles) for p, needles in [
-    (r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]+?-----END (?:[A-Z]+ )*PRIVATE KEY-----", ("PRIVATE KEY",)),
+    # bounded: a text of BEGIN lines with no END must not cost a scan to its end per BEGIN
+    (r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]{1,8192}?-----END (?:[A-Z]+ )*PRIVATE KEY-----",
+     ("PRIVATE KEY",)),
     (r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])", ("AKIA", "ASIA")),  # AWS access key id
     (r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{36,255}(?![A-Za-z0-9])", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
     (r"(?<![A-Za-z0-9])github_pat_[A-Za-z0-9_]{40,255}", ("github_pat_",)),  # GitHub
@@ -155,16 +157,17 @@ ASSIGNED_SECRET = re.compile(
 # a password given in prose, in several languages: "the password is X", "WLAN-Passwort lautet: X", "mot de passe : X"
 PROSE_PASSWORD = re.compile(
     r"(?i)(?:\b(?:password|passwort|kennwort|mot de passe|contrase[ñn]a|senha|wachtwoord|passcode)\b|パスワード|"
-    r"비밀번호|密码|密碼)(?:\s+(?:is|was|lautet|ist|est|es|é|era)\s*[:=：]?|\s*[:=：])\s*[\"'“«]?"
+    r"비밀번호|密码|密碼)(?:\s+(?:is|was|lautet|ist|est|es|é|era)(?:\s*[:=：])?|\s*[:=：])\s*[\"'“«]?"
     r"(?P<value>[^\s\"'`”»]{6,})")
 _PROSE_PASSWORD_WORDS = ("passw", "kennwort", "mot de passe", "contrase", "senha", "wachtwoord", "passcode",
                          "パスワード", "비밀번호", "密码", "密碼")
 # the password of scheme://user:password@host
-URL_CREDENTIAL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<value>[^\s/@]+)@")
+# (the scheme may not start inside a run of scheme characters: `a-a-a-...://` would be rescanned from each `a`)
+URL_CREDENTIAL = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,31}://[^\s:/@]+:(?P<value>[^\s/@]+)@")
 # passwords given on the command line: mysql -pX, redis-cli -a X, curl -u user:X, sshpass -p X
 COMMAND_SECRET = re.compile(
-    r"\bmysql(?:dump|admin)?\b[^\n|;]*?\s-p(?P<a>[^\s-]\S{5,})|\bredis-cli\b[^\n|;]*?\s-a\s+(?P<b>\S{6,})"
-    r"|\bcurl\b[^\n|;]*?\s(?:-u|--user)\s+[^\s:]+:(?P<c>\S{6,})|\bsshpass\s+-p\s*(?P<d>\S{6,})")
+    r"\bmysql(?:dump|admin)?\b[^\n|;]{0,200}?\s-p(?P<a>[^\s-]\S{5,})|\bredis-cli\b[^\n|;]{0,200}?\s-a\s+(?P<b>\S{6,})"
+    r"|\bcurl\b[^\n|;]{0,200}?\s(?:-u|--user)\s+[^\s:]+:(?P<c>\S{6,})|\bsshpass\s+-p\s*(?P<d>\S{6,})")  # bounded
 AUTH_HEADER = re.compile(r"(?i)\bauthorization\s*[:=]\s*[\"']?(?:bearer|basic|token)\s+"
                          r"(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 _NOT_SECRETS = {"none", "null", "true", "false", "required", "optional", "redacted", "changeme", "password",
