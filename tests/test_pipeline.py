@@ -201,6 +201,8 @@ def test_each_stage_hashes_every_module_it_can_run():
     assert "lmwright.train.worker" in reach["pretrain"]  # launched by name with `python -m`
     assert not any(m in ("lmwright.serve.api", "lmwright.cli") for r in reach.values() for m in r)
     assert "lmwright.train.loop" not in reach["clean"] and "torch" not in stage_code(stages["dedup"])[1].external
+    # importing data.filters.pii runs data/filters/__init__.py first, which imports every filter (and ftfy)
+    assert "lmwright.data.filters" in reach["tokenize"] and "ftfy" in stage_code(stages["tokenize"])[1].external
 
 
 def test_code_version_follows_the_bytes_of_the_closure(tiny_copy, monkeypatch):
@@ -316,3 +318,16 @@ def test_every_package_the_code_imports_is_declared_and_optional_ones_are_extras
     assert optional == ["mlflow", "onnxruntime", "ray"], optional  # each says which extra to install
     assert {"peft", "gguf", "starlette", "phonenumbers", "torch"} <= {p for p in reach.external
                                                                      if not packages.is_optional(p)}
+
+
+def test_advice_names_a_package_only_when_a_third_party_one_is_missing(tmp_path):
+    from lmwright.core.pipeline import advice, write_log
+
+    assert "pip install 'peft>=" in advice(ModuleNotFoundError("No module named 'peft'", name="peft"))
+    for exc in (ModuleNotFoundError("No module named 'lmwright.x'", name="lmwright.x"), ImportError("boom"),
+                KeyError("k")):
+        assert "pip install" not in advice(exc) and "likely a bug in lmwright" in advice(exc)
+    assert "free disk space" in advice(OSError(28, "No space left on device"))
+    assert write_log(tmp_path / "logs", "x", "trace").read_text() == "trace"
+    (tmp_path / "file").write_text("")
+    assert write_log(tmp_path / "file" / "logs", "x", "trace") is None  # cannot be written: no second error

@@ -86,12 +86,15 @@ def test_compressed_shards_byte_order_marks_and_unsupported_files_are_all_accoun
     (d / "cat.jsonl").write_bytes(b"\xef\xbb\xbf" + rows[0].encode() + b"\n\xef\xbb\xbf" + rows[1].encode())
     (d / "utf16.txt").write_bytes(FRENCH.encode("utf-16"))  # with its BOM
     (d / "broken.jsonl.gz").write_bytes(gzip.compress(b"x" * 100)[:20])
+    (d / "garbage.jsonl.xz").write_bytes(b"not xz at all")
+    (d / "garbage.txt.zst").write_bytes(b"not zstd at all")
     (d / "notes.docx").write_bytes(b"PK\x03\x04 a zip")
     (d / "LICENSE").write_text("MIT")
     docs, quarantined = _collect(tmp_path, {"kind": "files", "paths": ["corpus/**/*"]})
     by_loc = {x["locator"]: x["text"] for x in docs}
     reasons = {q["locator"]: q["reason"] for q in quarantined}
-    assert reasons == {"corpus/shards/broken.jsonl.gz": "unreadable_file",
+    assert reasons == {"corpus/shards/broken.jsonl.gz": "unreadable_file", "corpus/shards/garbage.jsonl.xz":
+                       "unreadable_file", "corpus/shards/garbage.txt.zst": "unreadable_file",
                        "corpus/shards/notes.docx": "unsupported_type", "corpus/shards/LICENSE": "unsupported_type"}
     assert "jsonl" in next(q["detail"] for q in quarantined if q["reason"] == "unsupported_type")
     assert [by_loc[f"corpus/shards/a.jsonl.gz:{i}"] for i in (1, 2, 3)] == [json.loads(r)["text"] for r in rows]
@@ -124,12 +127,20 @@ def test_rows_files_read_compressed_and_with_a_byte_order_mark(tmp_path):
     assert [r for _, r, _ in read_records(tmp_path / "a.jsonl")] == [{"text": "one"}, {"text": "two"}]
     assert read_records(tmp_path / "b.jsonl.gz") == [(1, {"text": "one"}, None)]
     assert read_records(tmp_path / "c.csv") == [(2, {"text": "hi", "label": "1"}, None)]
+    (tmp_path / "d.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(LmwrightError, match=r"d\.jsonl\.gz: cannot read this data file .*re-create it"):
+        read_records(tmp_path / "d.jsonl.gz")
+    (tmp_path / "e.jsonl").write_bytes('{"text": "café"}'.encode("cp1252"))
+    with pytest.raises(LmwrightError, match=r"e\.jsonl: this data file is not UTF-8 .*convert it"):
+        read_records(tmp_path / "e.jsonl")
 
 
 def test_encoding_policy():
     assert decode("Grüße".encode())[0] == "Grüße"
     assert decode("\ufeffBOM text".encode())[0] == "BOM text"
     assert decode(b"\xef\xbb\xbfcaf\xe9 au lait, un caf\xe9 cr\xe8me")[0] == "café au lait, un café crème"
+    assert decode("Grüße".encode("utf-32")) == ("Grüße", "utf-32-le")  # not read as UTF-16 with NULs
+    assert decode("Grüße".encode("utf-16") + b"x")[0] == "Grüße\ufffd"  # an odd byte is replaced, not NULs
     assert decode("Grüße aus München, schöne Grüße".encode("latin-1"))[0] == "Grüße aus München, schöne Grüße"
     assert decode(b"ok \xff", encoding="utf-8")[0] == "ok \ufffd"  # explicit codec: replacement, no crash
     russian = "Комитет собрался в мэрии, чтобы обсудить бюджет на следующий год. Депутаты решили продлить часы."

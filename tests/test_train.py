@@ -207,6 +207,7 @@ def test_mfu_peak_is_the_datasheet_or_a_robust_measurement_and_mfu_never_exceeds
     assert datasheet_peak("NVIDIA H200 NVL", "fp16") == 835.5e12
     assert datasheet_peak("NVIDIA A100-SXM4-80GB", "fp32") == 19.5e12
     assert datasheet_peak("NVIDIA A10G", "bf16") is None and datasheet_peak("Tesla T4", "bf16") is None  # measured
+    assert datasheet_peak("NVIDIA RTX A1000", "bf16") is None  # not an A100
     before = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("high")  # fp32 matmuls may run on TF32 tensor cores: that peak

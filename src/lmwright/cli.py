@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -539,15 +538,13 @@ from lmwright.finetune import commands as _finetune_commands  # noqa: E402, F401
 from lmwright.serve import commands as _serve_commands  # noqa: E402, F401
 
 
-def _crash_log(text: str) -> Path:
+def _crash_log(text: str) -> Path | None:
     """Where an error outside any stage keeps its traceback: the workspace in the current directory if there is
     one, else the system's temporary directory."""
+    from lmwright.core.pipeline import write_log
+
     here = Path.cwd() / ".lmwright"
-    logs = here / "logs" if here.is_dir() else Path(tempfile.gettempdir()) / "lmwright-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-error.log"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_log(here / "logs" if here.is_dir() else Path(tempfile.gettempdir()) / "lmwright-logs", "error", text)
 
 
 def main() -> None:
@@ -568,8 +565,10 @@ def main() -> None:
         text = "".join(traceback.format_exception(exc))
         if debug:
             err.print(text, highlight=False, markup=False)
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}\n  this is likely a bug in lmwright; please report "
-                  f"it with the traceback in {_crash_log(text)} (--debug prints it here)", highlight=False)
+        log = _crash_log(text)
+        where = f"the traceback in {escape(str(log))}" if log else "the traceback (--debug prints it)"
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}\n  this is likely a bug in lmwright; "
+                  f"please report it with {where}", highlight=False)
         sys.exit(1)
 
 

@@ -20,7 +20,8 @@ class StageFailed(LmwrightError):
     """A stage stopped on an unexpected error: the message names the stage, the cause and what to do; the full
     traceback is in `log` (the CLI prints it with --debug)."""
 
-    def __init__(self, stage: str, cause: BaseException, advice: str, log: Path, traceback: str):
+    def __init__(self, stage: str, cause: BaseException, advice: str, log: Path | None, traceback: str):
         self.stage, self.cause, self.log, self.traceback = stage, cause, log, traceback
+        where = f"{log} (--debug prints it here)" if log else "not written (--debug prints it here)"
         super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {cause}\n"
-                         f"  what to do: {advice}\n  traceback: {log} (--debug prints it here)")
+                         f"  what to do: {advice}\n  traceback: {where}")

@@ -96,7 +96,8 @@ def _module_imports(name: str) -> Imports:
 
 def closure(roots: Iterable[str]) -> Imports:
     """Every lmwright module reachable from `roots` by imports (the roots included), and the third-party
-    packages any of them imports."""
+    packages any of them imports. Importing `a.b.c` runs the `__init__` of `a.b` first, so parent packages
+    count too (`data/filters/__init__.py` imports every filter, and ftfy, for whoever imports the PII one)."""
     seen: set[str] = set()
     external: set[str] = set()
     todo = list(roots)
@@ -107,7 +108,9 @@ def closure(roots: Iterable[str]) -> Imports:
         seen.add(name)
         imp = _module_imports(name)
         external |= imp.external
-        todo.extend(imp.internal - seen)
+        parts = name.split(".")
+        parents = {".".join(parts[:i]) for i in range(2, len(parts))} - FRAMEWORK
+        todo.extend((imp.internal | parents) - seen)
     return Imports(frozenset(seen), frozenset(external))
 
 

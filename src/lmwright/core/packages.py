@@ -54,9 +54,26 @@ def is_optional(import_name: str) -> bool:
 
 
 def install_hint(import_name: str) -> str:
-    """The pip command that installs the package behind an import name, with lmwright's version range."""
+    """The pip command that installs the package behind an import name: the extra that declares it (with what
+    else that feature needs), or the package with lmwright's version range."""
     d = declared().get(distribution(import_name))
+    if d and d[1]:
+        return extra_hint(d[1])
     return f"pip install '{d[0]}'" if d else f"pip install {DISTRIBUTION_OF.get(import_name, import_name)}"
+
+
+def extra_hint(extra: str) -> str:
+    """`pip install` of one of lmwright's extras, as this copy was installed: from its checkout when it was
+    installed editable (`pip install -e '/path/to/lmwright[ray]'`), else from the index."""
+    import json
+
+    try:
+        url = json.loads(importlib.metadata.distribution("lmwright").read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        url = {}
+    if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
+        return f"pip install -e '{url['url'].removeprefix('file://')}[{extra}]'"
+    return f"pip install 'lmwright[{extra}]'"
 
 
 def import_error(import_name: str) -> str | None:

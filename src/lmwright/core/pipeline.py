@@ -116,7 +116,7 @@ def stage_code(st: Stage) -> tuple[list[str], closure.Imports]:
 def code_version(st: Stage) -> str:
     """A hash of the code the stage can run: its source and every lmwright module in its import closure. Editing
     one stage reruns only it (and what follows); editing shared code such as the tokenizer reruns every stage
-    that reaches it; editing a module no stage reaches (the server, say) reruns nothing."""
+    that reaches it; editing a module no stage reaches (the HTTP routes of the server, say) reruns nothing."""
     texts, reach = stage_code(st)
     h = hashlib.sha256(__version__.encode())
     for t in texts:
@@ -269,7 +269,7 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, Exception) and not isinstance(exc, LmwrightError):
             text = "".join(traceback.format_exception(exc))
-            raise StageFailed(st.name, exc, advice(exc), write_log(ws, st.name, text), text) from exc
+            raise StageFailed(st.name, exc, advice(exc), write_log(ws.internal / "logs", st.name, text), text) from exc
         raise
     digest = arts.commit(staging)
     seconds = time.perf_counter() - t0
@@ -282,20 +282,24 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
     return StageOutcome(st.name, "done", digest, arts.open(digest), summary, seconds)
 
 
-def write_log(ws: Workspace, what: str, text: str) -> Path:
-    """A traceback kept in the workspace (`.lmwright/logs/`), so the terminal gets a message, not the trace."""
-    logs = ws.internal / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}.log"
-    path.write_text(text, encoding="utf-8")
+def write_log(logs: Path, what: str, text: str) -> Path | None:
+    """A traceback kept in a log directory (the workspace's `.lmwright/logs/`), so the terminal gets a message, not
+    the trace; None when it cannot be written (a full disk must still get its message)."""
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{what}.log"
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        return None
     return path
 
 
 def advice(exc: BaseException) -> str:
     """What a user can do about an unexpected error in a stage."""
     again = "run the same command again: finished stages are cached and interrupted ones resume"
-    if isinstance(exc, ImportError):
-        return f"install the missing package ({packages.install_hint((exc.name or '').split('.')[0])}), then {again}"
+    missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if missing and missing != "lmwright":  # a third-party package; a missing name inside lmwright is a bug
+        return f"install the missing package ({packages.install_hint(missing)}), then {again}"
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return (f"lower train.batch_size (or raise train.grad_accum), the model size or the sequence length, or "
                 f"set train.activation_checkpointing: true; then {again}")

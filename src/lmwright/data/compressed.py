@@ -22,21 +22,27 @@ def split_suffix(path: Path) -> tuple[str, str | None]:
     return (suffixes[-1] if suffixes else ""), None
 
 
+class CorruptFile(OSError):
+    """A compressed file that cannot be decompressed (whatever the codec raised)."""
+
+
 def read_bytes(path: Path, limit: int | None = None) -> bytes:
     """The file's bytes, decompressed; with `limit`, at most limit + 1 of them (enough to tell it is too large).
-    A corrupt compressed file raises `OSError` (or `ValueError` from Zstandard) naming what is wrong."""
+    A compressed file that does not decompress raises `CorruptFile` saying why."""
     compression = split_suffix(path)[1]
     if compression is None:
         with open(path, "rb") as f:
             return f.read() if limit is None else f.read(limit + 1)
-    if compression == "zstd":
-        import pyarrow as pa
+    try:
+        if compression == "zstd":
+            import pyarrow as pa
 
-        try:
             with pa.input_stream(str(path), compression="zstd") as f:
                 return f.read() if limit is None else f.read(limit + 1)
-        except pa.ArrowException as exc:
-            raise ValueError(f"not a readable Zstandard file ({exc})") from None
-    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[compression]
-    with opener(path, "rb") as f:
-        return f.read() if limit is None else f.read(limit + 1)
+        opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[compression]
+        with opener(path, "rb") as f:
+            return f.read() if limit is None else f.read(limit + 1)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gzip, bz2, lzma and Arrow each raise their own kinds
+        raise CorruptFile(f"not a readable {compression} file ({type(exc).__name__}: {exc})") from None

@@ -43,9 +43,10 @@ def _run_ray(fn: ShardFn, todo: list[int], work: Path, address: str | None,
     try:
         import ray
     except ImportError:
+        from lmwright.core.packages import extra_hint
         from lmwright.errors import LmwrightError
 
-        raise LmwrightError("data.executor.kind is 'ray' but Ray is not installed: pip install 'lmwright[ray]'") from None
+        raise LmwrightError(f"data.executor.kind is 'ray' but Ray is not installed: {extra_hint('ray')}") from None
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -46,4 +46,6 @@ def export(model_dir: Path, fmt: str, out: Path, check_texts: list[str] | None =
             res = quantize_int8(model_dir, out, check_texts or [])
         return res
     except ImportError as exc:
-        raise LmwrightError(f"exporting {fmt} needs {exc.name}: pip install 'lmwright[export]'") from None
+        from lmwright.core.packages import extra_hint
+
+        raise LmwrightError(f"exporting {fmt} needs {exc.name}: {extra_hint('export')}") from None

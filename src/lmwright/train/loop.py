@@ -191,8 +191,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         now = time.perf_counter()
         if now - t_window > 2 or step == resumed_from + 3:
             tok_s = tok_window / max(now - t_window, 1e-9)
-            mfu = meter(tok_s)
-            t_window, tok_window = now, 0
+            mfu = meter(tok_s)  # may re-measure the peak: the next window starts after it
+            t_window, tok_window = time.perf_counter(), 0
         info = f"loss {loss_value:.3f} · lr {lr:.1e} · {tok_s:,.0f} tok/s · MFU {100 * mfu:.1f}%"
         writers.scalars(step, {"train/loss": loss_value, "train/lr": lr, "train/tokens_per_s": tok_s,
                                "train/mfu": mfu})

@@ -28,7 +28,7 @@ DATASHEET_TFLOPS: list[tuple[str, dict[str, float]]] = [
     (r"H100.*PCIe", {"bf16": 756.5, "fp16": 756.5, "tf32": 378.0, "fp32": 51.2}),
     (r"H100|H200|GH200", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),  # SXM
     (r"B200", {"bf16": 2250.0, "fp16": 2250.0, "tf32": 1125.0}),
-    (r"A100", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
+    (r"\bA100\b", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
     (r"L40S", {"bf16": 362.1, "fp16": 362.1, "tf32": 183.0, "fp32": 91.6}),
     (r"\bL4\b", {"bf16": 121.0, "fp16": 121.0, "tf32": 60.0, "fp32": 30.3}),
     (r"\bA10\b", {"bf16": 125.0, "fp16": 125.0, "tf32": 62.5, "fp32": 31.2}),
@@ -72,17 +72,21 @@ def measured_peak(device_type: str, precision: str, threads: int, repeats: int =
     device = torch.device(device_type)
     dtype = DTYPES[precision]
 
-    def timed(a: torch.Tensor, b: torch.Tensor, k: int) -> float:
+    def sync() -> None:  # GPU kernels run asynchronously: time them to completion
         if device.type == "cuda":
             torch.cuda.synchronize()
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    def timed(a: torch.Tensor, b: torch.Tensor, k: int) -> float:
+        sync()
         t0 = time.perf_counter()
         for _ in range(k):
             a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         return time.perf_counter() - t0
 
-    n = 4096 if device.type == "cuda" else 1024
+    n = 1024 if device.type == "cpu" else 4096
     while True:  # a dtype this device is slow at (bf16 on most CPUs) gets a smaller matmul, not a minute's wait
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from lmwright.core.packages import extra_hint
 from lmwright.errors import LmwrightError
 
 
@@ -20,14 +21,14 @@ class MetricWriters:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise LmwrightError("train.log_to names tensorboard but it is not installed: "
-                                    "pip install 'lmwright[tracking]' (or remove it from train.log_to)") from None
+                                    f"{extra_hint('tracking')} (or remove it from train.log_to)") from None
             self._tb = SummaryWriter(log_dir=str((log_dir or Path("runs")) / "tensorboard" / _stamp()))
         if "mlflow" in names:
             try:
                 import mlflow
             except ImportError:
                 raise LmwrightError("train.log_to names mlflow but it is not installed: "
-                                    "pip install 'lmwright[tracking]' (or remove it from train.log_to)") from None
+                                    f"{extra_hint('tracking')} (or remove it from train.log_to)") from None
             if "MLFLOW_TRACKING_URI" not in os.environ and log_dir is not None:
                 mlflow.set_tracking_uri(f"sqlite:///{(log_dir / 'mlflow.db').resolve()}")
             mlflow.set_experiment(run_name or "lmwright")

@@ -55,7 +55,9 @@ def matched_files(source, root: Path) -> list[Path]:
     return sorted(files)
 
 
-BOMS = [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")]
+# UTF-32's marks first: UTF-32-LE's begins with UTF-16-LE's
+BOMS = [(b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xef\xbb\xbf", "utf-8"),
+        (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")]
 
 
 def decode(data: bytes, encoding: str = "auto") -> tuple[str, str]:
@@ -65,6 +67,8 @@ def decode(data: bytes, encoding: str = "auto") -> tuple[str, str]:
     for bom, codec in BOMS:
         if data.startswith(bom):
             data = data[len(bom):]
+            if codec != "utf-8":  # UTF-16/32 bytes read as anything else are NULs: damage is replaced instead
+                return data.decode(codec, errors="replace"), codec
             try:
                 return data.decode(codec), codec
             except UnicodeDecodeError:
@@ -87,7 +91,7 @@ def decode(data: bytes, encoding: str = "auto") -> tuple[str, str]:
 
 def _is_binary(data: bytes) -> bool:
     head = data[:8192]
-    return b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))  # UTF-16 has NULs too
+    return b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff"))  # UTF-16/32
 
 
 def collect_files(source, root: Path) -> Iterator[Document | Quarantined]:
@@ -120,8 +124,8 @@ def collect_files(source, root: Path) -> Iterator[Document | Quarantined]:
             continue
         try:
             data = read_bytes(path, limit if whole_file else None)
-        except (OSError, ValueError, EOFError) as exc:
-            yield bad(rel, "unreadable_file", f"cannot decompress the {compression} file ({exc}); re-create it")
+        except OSError as exc:  # CorruptFile, or the file vanished or is unreadable
+            yield bad(rel, "unreadable_file", f"cannot read it ({exc}); re-create it or leave it out of the glob")
             continue
         if whole_file and len(data) > limit:
             yield bad(rel, "record_too_large", f"over max_record_mb {source.max_record_mb} decompressed")
