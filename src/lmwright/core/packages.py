@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import re
 from functools import lru_cache
 
@@ -65,8 +66,6 @@ def install_hint(import_name: str) -> str:
 def extra_hint(extra: str) -> str:
     """`pip install` of one of lmwright's extras, as this copy was installed: from its checkout when it was
     installed editable (`pip install -e '/path/to/lmwright[ray]'`), else from the index."""
-    import json
-
     try:
         url = json.loads(importlib.metadata.distribution("lmwright").read_text("direct_url.json") or "{}")
     except (importlib.metadata.PackageNotFoundError, ValueError):

@@ -149,8 +149,8 @@ def check_packages(names: list[str], spec: Spec) -> None:
                 problems[pkg] = (why, [name])
     if not problems:
         return
-    lines = [f"  {'stages' if len(stages) > 1 else 'stage'} {', '.join(stages)} {'need' if len(stages) > 1 else 'needs'} "
-             f"{pkg}, which does not import ({why})"
+    lines = [f"  {'stages' if len(stages) > 1 else 'stage'} {', '.join(stages)} "
+             f"{'need' if len(stages) > 1 else 'needs'} {pkg}, which does not import ({why})"
              for pkg, (why, stages) in problems.items()]
     fixes = dict.fromkeys(packages.install_hint(pkg) for pkg in problems)
     raise LmwrightError("some stages of this run need packages that are missing, so nothing was started:\n"
@@ -225,7 +225,8 @@ def run_pipeline(ws: Workspace, until: str | None = None, from_: str | None = No
     order = ancestors(until) if until else list(STAGES)
     forced = set(force) | (descendants(from_) if from_ else set())
     store, arts = Store(ws.store_url), ArtifactStore(ws.artifacts_dir)
-    check_packages([n for n, hit in _cached(ws, order, forced, store, arts).items() if hit is None], ws.spec)
+    hits = _cached(ws, order, forced, store, arts)
+    check_packages([n for n, hit in hits.items() if hit is None], ws.spec)
     reporter = reporter or Reporter()
     store.audit("run", root=str(ws.root), spec=str(ws.spec_path or "built-in default"), until=until,
                 from_=from_, force=sorted(forced))
@@ -234,9 +235,11 @@ def run_pipeline(ws: Workspace, until: str | None = None, from_: str | None = No
         for name in order:
             st = STAGES[name]
             inputs = {d: outcomes[d] for d in st.deps}
-            fp, params = fingerprint(st, ws, {d: o.digest for d, o in inputs.items()})
-            work = ws.work_dir / f"{name}-{fp[:16]}"
-            cached = None if name in forced else store.cached_run(name, fp)
+            cached = hits[name]  # found above; a stage that reran may still leave what follows cached, so look again
+            if cached is None:
+                fp, params = fingerprint(st, ws, {d: o.digest for d, o in inputs.items()})
+                work = ws.work_dir / f"{name}-{fp[:16]}"
+                cached = None if name in forced else store.cached_run(name, fp)
             if cached and arts.exists(cached.output_digest):
                 path = arts.open(cached.output_digest, verify=False)
                 outcomes[name] = StageOutcome(name, "cached", cached.output_digest, path, cached.summary, 0.0)
@@ -269,7 +272,8 @@ def _execute(st: Stage, ws: Workspace, store: Store, arts: ArtifactStore, report
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, Exception) and not isinstance(exc, LmwrightError):
             text = "".join(traceback.format_exception(exc))
-            raise StageFailed(st.name, exc, advice(exc), write_log(ws.internal / "logs", st.name, text), text) from exc
+            log = write_log(ws.internal / "logs", st.name, text)
+            raise StageFailed(st.name, exc, advice(exc), log, text) from exc
         raise
     digest = arts.commit(staging)
     seconds = time.perf_counter() - t0
