@@ -52,7 +52,7 @@ def bench_single(model_dir: Path, tokens: int, rounds: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     import lmwright
-    from lmwright.serve.engine import Engine, SamplingParams
+    from lmwright.model.engine import Engine, SamplingParams
 
     ours, tok = lmwright.load_model(model_dir), lmwright.load_tokenizer(model_dir)
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

@@ -29,10 +29,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import lmwright
 from lmwright.core.progress import Reporter
+from lmwright.data.batches import random_batch
 from lmwright.model.config import ModelConfig
 from lmwright.spec import load_spec
 from lmwright.tokenizer import load_tokenizer
-from lmwright.train.data import random_batch
 from lmwright.train.loop import pretrain
 
 TARGET = 0.67

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lmwright
-from lmwright.serve.engine import Engine, SamplingParams
+from lmwright.model.engine import Engine, SamplingParams
 
 PROMPTS = ["The json module", "Return a new list of", "This function", "Raise ValueError if the", "Decode"]
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from lmwright.data.batches import random_batch, windows
 from lmwright.model.config import ModelConfig
 from lmwright.model.fused_ce import lm_loss
 from lmwright.model.llama import LlamaLM
 from lmwright.spec import TrainSpec
 from lmwright.train.checkpoint import checkpoints, load_latest, save_checkpoint
-from lmwright.train.data import random_batch, windows
 from lmwright.train.loop import overfitting
 from lmwright.train.optim import lr_at, make_optimizer
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from lmwright.api import generate, load_model, load_tokenizer, run  # noqa: E402
+from lmwright.api import generate, load_model, load_tokenizer, run
+from lmwright.version import __version__
 
 __all__ = ["__version__", "generate", "load_model", "load_tokenizer", "run"]

@@ -30,7 +30,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from lmwright import __version__
 from lmwright.core import closure, packages
 from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.progress import Reporter
@@ -38,6 +37,7 @@ from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError, StageFailed
 from lmwright.spec import Spec
+from lmwright.version import __version__
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from lmwright.train.data import windows
+from lmwright.data.batches import windows
 
 
 def token_bytes(tok: Tokenizer) -> torch.Tensor:

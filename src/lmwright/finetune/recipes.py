@@ -108,7 +108,7 @@ def _interval(spec, metric, n: int) -> list[float]:
 # -- SFT ---------------------------------------------------------------------------------------------------------
 
 def _answers(model, tok, prompts: list[list[int]], max_new: int) -> list[str]:
-    from lmwright.serve.engine import Engine, SamplingParams
+    from lmwright.model.engine import Engine, SamplingParams
 
     engine = Engine(model, tok, max_batch=16, compile=False)
     reqs = engine.generate(prompts, SamplingParams(max_tokens=max_new, temperature=0,

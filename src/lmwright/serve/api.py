@@ -31,8 +31,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lmwright.model.engine import Engine, SamplingParams
 from lmwright.serve.auth import KeyChecker, RateLimiter
-from lmwright.serve.engine import Engine, SamplingParams
 from lmwright.serve.metrics import ServeMetrics
 from lmwright.serve.safety import Refused, screen
 from lmwright.tokenizer import CHAT_ROLES as ROLES

@@ -137,8 +137,8 @@ def chat(
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
+    from lmwright.model.engine import Engine, SamplingParams
     from lmwright.serve.api import Message, load_served_model, render_chat
-    from lmwright.serve.engine import Engine, SamplingParams
     from lmwright.tokenizer import chat_stop_ids
 
     ws = Workspace.open(dir, set_ or [])

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lmwright.core.progress import Reporter
+from lmwright.data.batches import check_length, random_batch
 from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
 from lmwright.evaluate.lm import score_batches, token_bytes
@@ -29,7 +30,6 @@ from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import flops_per_token
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
-from lmwright.train.data import check_length, random_batch
 from lmwright.train.distributed import Dist, full_state, load_full_optimizer_state, wrap
 from lmwright.train.mfu import MfuMeter, find_peak
 from lmwright.train.optim import lr_scale, make_optimizer
