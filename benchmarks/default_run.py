@@ -59,8 +59,9 @@ def main() -> None:
     from lmwright.core.pipeline import run_pipeline
     from lmwright.core.progress import Reporter
     from lmwright.core.workspace import Workspace
+    from lmwright.stages.registry import STAGES
 
-    out = run_pipeline(Workspace.open(root), reporter=Reporter(quiet=True))  # all cached: just the paths
+    out = run_pipeline(Workspace.open(root), STAGES, reporter=Reporter(quiet=True))  # all cached: just the paths
     val = np.load(out["tokenize"].path / "val.npy", mmap_mode="r")
     diff = parity(root / "lmwright-out" / "model", val)
     ev, pt, te = out["evaluate"].summary, out["pretrain"].summary, out["test"].summary

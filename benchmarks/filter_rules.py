@@ -22,6 +22,7 @@ from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
 from lmwright.data.filters import FILTERS, apply_profile
 from lmwright.data.filters.normalise import clean_text
+from lmwright.stages.registry import STAGES
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ws = Workspace.open(args.dir or Path(tempfile.mkdtemp(prefix="lmwright-filters-")))
-    collected = run_pipeline(ws, until="collect", reporter=Reporter(quiet=True))["collect"]
+    collected = run_pipeline(ws, STAGES, until="collect", reporter=Reporter(quiet=True))["collect"]
     texts = [clean_text(t, ws.spec.data.clean)
              for t in pq.read_table(collected.path / "docs.parquet", columns=["text"]).column("text").to_pylist()]
     prose = ws.spec.data.profiles["prose"]

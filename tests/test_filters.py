@@ -252,10 +252,11 @@ def test_data_redact_command_text_jsonl_and_spans():
 
 
 def test_data_inspect_shows_samples_by_reason(tiny_copy):
-    from lmwright.core.workspace import Workspace
+    from lmwright.api import run
     from lmwright.data.inspect import inspect_data
+    from tests.conftest import quiet
 
-    report = inspect_data(Workspace.open(tiny_copy), samples=2)
+    report = inspect_data(run(tiny_copy, until="dedup", reporter=quiet()), samples=2)
     clean = report["stages"]["clean"]
     assert clean["read"] == clean["kept"] + sum(clean["removed"].values())
     reasons = {g["reason"]: g for g in clean["groups"]}

@@ -279,9 +279,10 @@ def test_two_processes_fine_tune_like_one_with_the_same_global_batch(tiny_copy):
 def test_a_recipe_setting_reruns_that_recipe_only(tiny_copy):
     from lmwright.core.pipeline import stage_status
     from lmwright.core.workspace import Workspace
+    from lmwright.stages.registry import STAGES
 
     def states(*overrides: str) -> dict:
-        return {s["stage"]: s["state"] for s in stage_status(Workspace.open(tiny_copy, list(overrides)))}
+        return {s["stage"]: s["state"] for s in stage_status(Workspace.open(tiny_copy, list(overrides)), STAGES)}
 
     st = states("finetune.sft.steps=3")
     assert (st["sft"], st["classify"], st["report"]) == ("stale", "cached", "stale")

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import lmwright
-from lmwright.core.pipeline import load_stages, stage_status
+from lmwright.core.pipeline import stage_status
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
+from lmwright.stages.registry import STAGES as REGISTRY
 from tests.conftest import quiet
 
 STAGES = ["collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize", "pretrain", "evaluate", "save",
@@ -21,7 +22,7 @@ STAGES = ["collect", "clean", "dedup", "split", "card", "tokenizer", "tokenize",
 
 
 def test_stage_order():
-    assert list(load_stages()) == STAGES
+    assert list(REGISTRY) == STAGES
 
 
 def test_full_run_publishes_model_report_and_metrics(tiny_run):
@@ -45,12 +46,12 @@ def test_second_run_is_all_cached_and_fast(tiny_copy):
     out = lmwright.run(tiny_copy, reporter=quiet())
     assert all(o.status == "cached" for o in out.values())
     assert time.perf_counter() - t0 < 15
-    assert {s["state"] for s in stage_status(Workspace.open(tiny_copy))} == {"cached"}
+    assert {s["state"] for s in stage_status(Workspace.open(tiny_copy), REGISTRY)} == {"cached"}
 
 
 def test_changing_max_steps_reruns_pretrain_and_after_only(tiny_copy):
     ws = Workspace.open(tiny_copy, ["train.max_steps=16"])
-    assert [s["state"] for s in stage_status(ws)] == ["cached"] * 7 + ["stale"] * 8  # fine-tuning included
+    assert [s["state"] for s in stage_status(ws, REGISTRY)] == ["cached"] * 7 + ["stale"] * 8  # fine-tuning included
     out = lmwright.run(tiny_copy, ["train.max_steps=16"], reporter=quiet())
     assert [o.status for o in out.values()] == ["cached"] * 7 + ["done"] * 8
     assert out["pretrain"].summary["steps"] == 16
@@ -152,7 +153,8 @@ def test_store_url_points_anywhere(tmp_path):
     root = make_project(tmp_path / "p", spec)
     lmwright.run(root, until="split", reporter=quiet())
     assert db.exists() and not (root / ".lmwright" / "lmwright.db").exists()
-    assert {s["state"] for s in stage_status(Workspace.open(root, ["train.max_steps=2"]))} >= {"cached", "new"}
+    states = stage_status(Workspace.open(root, ["train.max_steps=2"]), REGISTRY)
+    assert {s["state"] for s in states} >= {"cached", "new"}
 
 
 def test_a_moved_project_keeps_its_cache(tmp_path):
@@ -191,7 +193,7 @@ def test_each_stage_hashes_every_module_it_can_run():
     """The modules the issue found missing from hand-kept lists are in the derived closures."""
     from lmwright.core.pipeline import stage_code
 
-    stages = load_stages()
+    stages = REGISTRY
     reach = {name: stage_code(st)[1].internal for name, st in stages.items()}
     assert {"lmwright.data.filters.pii", "lmwright.data.filters.blocklist", "lmwright.data.rows"} <= reach["evaluate"]
     assert "lmwright.model.fused_ce" in reach["pretrain"]
@@ -213,7 +215,7 @@ def test_code_version_follows_the_bytes_of_the_closure(tiny_copy, monkeypatch):
     def states_after_editing(module: str) -> dict[str, str]:
         monkeypatch.setattr(closure, "module_source", lambda m: original(m) + (b"# edit" if m == module else b""))
         try:
-            return {s["stage"]: s["state"] for s in stage_status(Workspace.open(tiny_copy))}
+            return {s["stage"]: s["state"] for s in stage_status(Workspace.open(tiny_copy), REGISTRY)}
         finally:
             monkeypatch.setattr(closure, "module_source", original)
 
@@ -278,7 +280,7 @@ def test_stage_packages_follow_the_spec():
     from lmwright.core.pipeline import stage_packages
     from lmwright.spec import load_spec
 
-    stages = load_stages()
+    stages = REGISTRY
     assert "peft" in stage_packages(stages["sft"], load_spec(None))
     assert stage_packages(stages["sft"], load_spec(None, ["finetune.sft.enabled=false"])) == []
     assert "ray" not in stage_packages(stages["clean"], load_spec(None))  # an extra: only when the spec uses it
@@ -290,7 +292,7 @@ def test_a_failing_stage_prints_its_name_cause_and_fix_and_logs_the_traceback(tm
     from tests.conftest import make_project
 
     root = make_project(tmp_path / "p")
-    breaks = "import lmwright.stages as s\ns.assign_split = lambda *a: 1 / 0"
+    breaks = "import lmwright.stages.data as s\ns.assign_split = lambda *a: 1 / 0"
     r = _cli_with(breaks, "run", "-C", str(root), "--until", "split")
     assert r.returncode == 2
     assert "stage 'split' failed: ZeroDivisionError: division by zero" in r.stderr
@@ -307,8 +309,7 @@ def test_every_package_the_code_imports_is_declared_and_optional_ones_are_extras
     naming it: a package missing from pyproject.toml (peft was, hidden by the test extra) fails here."""
     from lmwright.core import closure, packages
 
-    reach = closure.closure(["lmwright.cli", "lmwright.stages", "lmwright.serve.commands",
-                             "lmwright.finetune.commands", "lmwright.api"])
+    reach = closure.closure(["lmwright.cli", "lmwright.stages.registry", "lmwright.api"])
     assert {"lmwright.finetune.lora", "lmwright.export.gguf", "lmwright.serve.api"} <= reach.internal
     declared = packages.declared()
     assert declared, "lmwright's metadata: install the project (pip install -e .)"

@@ -241,7 +241,7 @@ def test_crawler_is_polite_and_accounts_for_every_url(site, monkeypatch):
 
 
 def test_a_killed_collect_redoes_only_unfinished_sources(tmp_path, monkeypatch):
-    import lmwright.stages as stages
+    import lmwright.stages.data as stages
 
     (tmp_path / "a.txt").write_text(PARA)
     (tmp_path / "b.txt").write_text(PARA + " Second source.")

@@ -1,7 +1,8 @@
 """The stage pipeline: a DAG of named stages, each cached by a fingerprint.
 
-A stage is a plain function `fn(ctx) -> summary` registered with `@stage(...)`. Its fingerprint hashes the
-stage name, its code version (the source of every lmwright module the function can run: the transitive closure of
+A stage is a plain function `fn(ctx) -> summary` made into a `Stage` with `@stage(...)`. The caller hands
+`run_pipeline` the ordered stages to run (`lmwright.stages.registry.STAGES` for a project), so the core never
+imports the floor above it. A stage's fingerprint hashes the stage name, its code version (the source of every lmwright module the function can run: the transitive closure of
 its imports, see `closure.py`), the spec slice it reads, any extra facts it declares (e.g. the Python version for
 the pydocs source) and the digests of its inputs. A finished run with the same fingerprint whose artifact is still
 present means the stage is cached and does no work. A stage that declares `resumable=True` gets a work directory
@@ -18,7 +19,6 @@ The CLI, `lmwright.run()` and the tests all go through `run_pipeline`.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import shutil
@@ -80,28 +80,35 @@ class Stage:
     # no packages), and the optional packages (imported by name) that the spec's choices need, e.g. ray
     enabled: Callable[[Spec], bool] | None = None
     needs: Callable[[Spec], list[str]] | None = None
+    # what `publish` copies to the output directory: (file or directory in the artifact, name there); ("*", "")
+    # publishes every file of the artifact at the top level
+    publish: tuple[tuple[str, str], ...] = ()
 
 
-STAGES: dict[str, Stage] = {}  # in registration order, which is a topological order
+Stages = dict[str, Stage]  # name -> stage, in a topological order
 
 
 def stage(name: str, deps: tuple[str, ...] = (), spec: tuple[str, ...] = (),
           extra: Callable[[Workspace], dict[str, Any]] | None = None, resumable: bool = False,
-          enabled: Callable[[Spec], bool] | None = None, needs: Callable[[Spec], list[str]] | None = None):
-    def register(fn):
-        unknown = [d for d in deps if d not in STAGES]
-        if unknown:
-            raise ValueError(f"stage {name} depends on unregistered {unknown}")
+          enabled: Callable[[Spec], bool] | None = None, needs: Callable[[Spec], list[str]] | None = None,
+          publish: tuple[tuple[str, str], ...] = ()) -> Callable[[Callable[[StageContext], dict]], Stage]:
+    """Make a stage of a function `fn(ctx) -> summary`; its help is the first line of the docstring."""
+    def make(fn: Callable[[StageContext], dict]) -> Stage:
         doc = inspect.getdoc(fn) or ""
-        STAGES[name] = Stage(name, fn, deps, spec, extra, resumable, doc.split("\n")[0], enabled, needs)
-        return fn
+        return Stage(name, fn, deps, spec, extra, resumable, doc.split("\n")[0], enabled, needs, publish)
 
-    return register
+    return make
 
 
-def load_stages() -> dict[str, Stage]:
-    importlib.import_module("lmwright.stages")
-    return STAGES
+def registry(*stages: Stage) -> Stages:
+    """The stages in the order given, each after the stages it depends on."""
+    out: Stages = {}
+    for st in stages:
+        unknown = [d for d in st.deps if d not in out]
+        if unknown:
+            raise ValueError(f"stage {st.name} depends on {unknown}, which do not come before it")
+        out[st.name] = st
+    return out
 
 
 @cache
@@ -137,12 +144,12 @@ def stage_packages(st: Stage, spec: Spec) -> list[str]:
     return sorted(required | set(st.needs(spec) if st.needs else []))
 
 
-def check_packages(names: list[str], spec: Spec) -> None:
+def check_packages(stages: Stages, names: list[str], spec: Spec) -> None:
     """Refuse, before any work, to run stages whose packages do not import: one message naming each stage, the
     package and the `pip install` that fixes it."""
     problems: dict[str, tuple[str, list[str]]] = {}  # package: (why it does not import, the stages needing it)
     for name in names:
-        for pkg in stage_packages(STAGES[name], spec):
+        for pkg in stage_packages(stages[name], spec):
             if pkg in problems:
                 problems[pkg][1].append(name)
             elif (why := packages.import_error(pkg)) is not None:
@@ -165,11 +172,11 @@ def fingerprint(st: Stage, ws: Workspace, input_digests: dict[str, str]) -> tupl
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest(), params
 
 
-def ancestors(name: str) -> list[str]:
+def ancestors(stages: Stages, name: str) -> list[str]:
     seen: list[str] = []
 
     def visit(n: str) -> None:
-        for d in STAGES[n].deps:
+        for d in stages[n].deps:
             visit(d)
         if n not in seen:
             seen.append(n)
@@ -178,9 +185,9 @@ def ancestors(name: str) -> list[str]:
     return seen
 
 
-def descendants(name: str) -> set[str]:
+def descendants(stages: Stages, name: str) -> set[str]:
     out = {name}
-    for st in STAGES.values():  # registration order is topological
+    for st in stages.values():  # the registry's order is topological
         if any(d in out for d in st.deps):
             out.add(st.name)
     return out
@@ -196,17 +203,18 @@ class StageOutcome:
     seconds: float
 
 
-def _check_stage(name: str | None, flag: str) -> None:
-    if name is not None and name not in STAGES:
-        raise LmwrightError(f"{flag} {name!r}: no such stage. Stages: {', '.join(STAGES)}")
+def _check_stage(stages: Stages, name: str | None, flag: str) -> None:
+    if name is not None and name not in stages:
+        raise LmwrightError(f"{flag} {name!r}: no such stage. Stages: {', '.join(stages)}")
 
 
-def _cached(ws: Workspace, names: list[str], forced: set[str], store: Store, arts: ArtifactStore) -> dict:
+def _cached(ws: Workspace, stages: Stages, names: list[str], forced: set[str], store: Store,
+            arts: ArtifactStore) -> dict:
     """Each stage's cached run, or None where it must run: not cached, forced, or after one that must run."""
     digests: dict[str, str | None] = {}
     hits: dict[str, Any] = {}
     for name in names:
-        st, hits[name], digests[name] = STAGES[name], None, None
+        st, hits[name], digests[name] = stages[name], None, None
         if name in forced or not all(digests.get(d) for d in st.deps):
             continue
         fp, _ = fingerprint(st, ws, {d: digests[d] for d in st.deps})
@@ -216,24 +224,23 @@ def _cached(ws: Workspace, names: list[str], forced: set[str], store: Store, art
     return hits
 
 
-def run_pipeline(ws: Workspace, until: str | None = None, from_: str | None = None,
+def run_pipeline(ws: Workspace, stages: Stages, until: str | None = None, from_: str | None = None,
                  force: tuple[str, ...] | list[str] = (), reporter: Reporter | None = None) -> dict[str, StageOutcome]:
-    """Run every stage needed (up to `until`), reusing cached results; returns each stage's outcome."""
-    load_stages()
+    """Run every stage of `stages` needed (up to `until`), reusing cached results; returns each stage's outcome."""
     for n, flag in [(until, "--until"), (from_, "--from"), *[(f, "--force") for f in force]]:
-        _check_stage(n, flag)
-    order = ancestors(until) if until else list(STAGES)
-    forced = set(force) | (descendants(from_) if from_ else set())
+        _check_stage(stages, n, flag)
+    order = ancestors(stages, until) if until else list(stages)
+    forced = set(force) | (descendants(stages, from_) if from_ else set())
     store, arts = Store(ws.store_url), ArtifactStore(ws.artifacts_dir)
-    hits = _cached(ws, order, forced, store, arts)
-    check_packages([n for n, hit in hits.items() if hit is None], ws.spec)
+    hits = _cached(ws, stages, order, forced, store, arts)
+    check_packages(stages, [n for n, hit in hits.items() if hit is None], ws.spec)
     reporter = reporter or Reporter()
     store.audit("run", root=str(ws.root), spec=str(ws.spec_path or "built-in default"), until=until,
                 from_=from_, force=sorted(forced))
     outcomes: dict[str, StageOutcome] = {}
     with reporter:
         for name in order:
-            st = STAGES[name]
+            st = stages[name]
             inputs = {d: outcomes[d] for d in st.deps}
             cached = hits[name]  # found above; a stage that reran may still leave what follows cached, so look again
             if cached is None:
@@ -312,13 +319,12 @@ def advice(exc: BaseException) -> str:
     return f"{again}. If it fails the same way, it is likely a bug in lmwright: please report it with the log below"
 
 
-def stage_status(ws: Workspace) -> list[dict[str, Any]]:
+def stage_status(ws: Workspace, stages: Stages) -> list[dict[str, Any]]:
     """Each stage's state without running anything: cached (up to date), stale (inputs or spec changed), or new."""
-    load_stages()
     store = Store(ws.store_url)
-    hits = _cached(ws, list(STAGES), set(), store, ArtifactStore(ws.artifacts_dir))
+    hits = _cached(ws, stages, list(stages), set(), store, ArtifactStore(ws.artifacts_dir))
     rows = []
-    for name, st in STAGES.items():
+    for name, st in stages.items():
         last = hits[name] or store.last_run(name)
         state = "cached" if hits[name] else "new" if last is None else "stale"
         rows.append({

@@ -1,4 +1,7 @@
-"""What the data stages kept, removed and quarantined, with samples per reason (`lmwright data inspect`)."""
+"""What the data stages kept, removed and quarantined, with samples per reason (`lmwright data inspect`).
+
+It reads the artifacts of the data stages (each with `.path` and `.summary`); the command runs those stages first.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from lmwright.core.pipeline import run_pipeline
-from lmwright.core.progress import Reporter
-from lmwright.core.workspace import Workspace
-
 DATA_STAGES = ("collect", "clean", "dedup")
 
 
@@ -20,8 +19,8 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def inspect_data(ws: Workspace, reason: str | None = None, samples: int = 3) -> dict:
-    outcomes = run_pipeline(ws, until="dedup", reporter=Reporter(quiet=True))
+def inspect_data(outcomes: dict, reason: str | None = None, samples: int = 3) -> dict:
+    """Per data stage: read/kept/removed/quarantined counts and, per reason, a count and `samples` examples."""
     report: dict = {"stages": {}}
     for name in DATA_STAGES:
         o = outcomes[name]

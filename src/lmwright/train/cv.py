@@ -85,3 +85,24 @@ def cross_validate(spec: Spec, split_dir: Path, tokenizer, work: Path, reporter:
     return {"k": k, "stratify_by": by, "overrides": spec.cv.trial_overrides, "folds": rows,
             "mean_bits_per_byte": float(bpb.mean()), "sd_bits_per_byte": float(bpb.std(ddof=1)),
             "sem_bits_per_byte": float(bpb.std(ddof=1) / math.sqrt(k))}
+
+
+def cross_validate_project(ws, split_dir: Path, split_digest: str, tokenizer_dir: Path, tokenizer_digest: str,
+                           reporter: Reporter) -> dict:
+    """`lmwright cv` on a project: folds resume from a work directory named by what the result depends on (the
+    spec's model, training and cv settings, the split and the tokenizer); the results go to `lmwright-out/cv/`
+    (the report card shows them) and the run is audited."""
+    import hashlib
+
+    from lmwright.core.store import Store
+    from lmwright.tokenizer import load_tokenizer
+
+    key = json.dumps([ws.spec.slice("project.seed", "model", "train", "cv"), split_digest, tokenizer_digest],
+                     sort_keys=True)
+    work = ws.work_dir / f"cv-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    res = cross_validate(ws.spec, split_dir, load_tokenizer(tokenizer_dir), work, reporter)
+    target = ws.out_dir / "cv"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "results.json").write_text(json.dumps(res, indent=2))
+    Store(ws.store_url).audit("cv", k=res["k"], mean_bits_per_byte=res["mean_bits_per_byte"])
+    return {**res, "path": str(target / "results.json")}

@@ -278,3 +278,17 @@ def write_outputs(study, spec: Spec, out: Path) -> dict:
     states = {s: sum(t.state.name.lower() == s for t in trials) for s in ("complete", "pruned", "fail")}
     return {"trials": len(trials), **states, "best_value": best.value, "best_params": best.params,
             "importances": importances, "plots": sorted(plots)}
+
+
+def tune_project(ws, shards: Path, tokenizer_dir: Path, data_digest: str, reporter: Reporter) -> tuple[Any, dict]:
+    """`lmwright tune` on a project: the study (resumed when it exists), its outputs in `lmwright-out/tune/` (the
+    report card shows them), and an audit record; returns (the study, its summary)."""
+    from lmwright.core.store import Store
+
+    study, name, resumed = run_study(ws.spec, ws.store_url, shards, tokenizer_dir, data_digest, reporter)
+    out_dir = ws.out_dir / "tune"
+    res = {"study": name, "resumed_trials": resumed, **write_outputs(study, ws.spec, out_dir),
+           "outputs": str(out_dir)}
+    Store(ws.store_url).audit("tune", study=name, trials=res["trials"], best_value=res["best_value"],
+                              best_params=res["best_params"])
+    return study, res

@@ -9,14 +9,20 @@ from typing import Annotated
 
 import typer
 
-from lmwright import api
-from lmwright.cli import DirOpt, JsonOpt, SetOpt, app, err, out
+from lmwright.cli.common import DirOpt, JsonOpt, SetOpt, err, out, run_stages
 from lmwright.core.progress import Reporter
+from lmwright.core.workspace import Workspace
 
-finetune_app = typer.Typer(help="Fine-tune a model: instructions (sft), a classifier (classify) or preferences "
-                                "(preference, DPO); full or LoRA; from this project's model or any HF Llama.",
-                           no_args_is_help=True)
-app.add_typer(finetune_app, name="finetune")
+
+def register(app: typer.Typer) -> None:
+    finetune_app = typer.Typer(help="Fine-tune a model: instructions (sft), a classifier (classify) or preferences "
+                                    "(preference, DPO); full or LoRA; from this project's model or any HF Llama.",
+                               no_args_is_help=True)
+    finetune_app.command("sft")(sft_cmd)
+    finetune_app.command("classify")(classify_cmd)
+    finetune_app.command("preference")(preference_cmd)
+    app.add_typer(finetune_app, name="finetune")
+
 
 BaseOpt = Annotated[str | None, typer.Option(
     "--base", help="The model to start from: a Hugging Face Llama/Qwen3 directory, a registered name, NAME@N or a "
@@ -42,8 +48,8 @@ def _run(task: str, dir: Path, set_: list[str] | None, base: str | None, data: P
         overrides.append(f"finetune.method={method}")
     if steps:
         overrides.append(f"finetune.{task}.steps={steps}")
-    outcomes = api.run(dir, overrides, until=task, force=(task,) if force else (),
-                       reporter=Reporter(err, quiet=json_))
+    outcomes = run_stages(Workspace.open(dir, overrides), until=task, force=(task,) if force else (),
+                          reporter=Reporter(err, quiet=json_))
     o = outcomes[task]
     if json_:
         out.print_json(json.dumps({"task": task, "status": o.status, "path": str(o.path), **o.summary}))
@@ -59,7 +65,6 @@ def _run(task: str, dir: Path, set_: list[str] | None, base: str | None, data: P
         err.print(f"  {q} malformed row(s) quarantined, with reasons: {o.path / 'quarantine.jsonl'}")
 
 
-@finetune_app.command("sft")
 def sft_cmd(dir: DirOpt = Path("."), set_: SetOpt = None, base: BaseOpt = None, data: DataOpt = None,
             val_data: ValOpt = None, method: MethodOpt = None, steps: StepsOpt = None, force: ForceOpt = False,
             json_: JsonOpt = False) -> None:
@@ -67,7 +72,6 @@ def sft_cmd(dir: DirOpt = Path("."), set_: SetOpt = None, base: BaseOpt = None, 
     _run("sft", dir, set_, base, data, val_data, method, steps, force, json_)
 
 
-@finetune_app.command("classify")
 def classify_cmd(dir: DirOpt = Path("."), set_: SetOpt = None, base: BaseOpt = None, data: DataOpt = None,
                  val_data: ValOpt = None, method: MethodOpt = None, steps: StepsOpt = None, force: ForceOpt = False,
                  json_: JsonOpt = False) -> None:
@@ -75,7 +79,6 @@ def classify_cmd(dir: DirOpt = Path("."), set_: SetOpt = None, base: BaseOpt = N
     _run("classify", dir, set_, base, data, val_data, method, steps, force, json_)
 
 
-@finetune_app.command("preference")
 def preference_cmd(dir: DirOpt = Path("."), set_: SetOpt = None, base: BaseOpt = None, data: DataOpt = None,
                    val_data: ValOpt = None, method: MethodOpt = None, steps: StepsOpt = None,
                    force: ForceOpt = False, json_: JsonOpt = False) -> None:

@@ -1,8 +1,4 @@
-"""The serving commands: `lmwright export`, `lmwright serve`, `lmwright keys add|list|revoke`, `lmwright chat`.
-
-They register on the main `lmwright` app (cli.py imports this module) and follow its conventions: `-C DIR`,
-`--set a.b=c`, `--json` where there are figures, a `LmwrightError` printed as one paragraph.
-"""
+"""`lmwright serve`, `lmwright keys add|list|revoke` and `lmwright chat`: the server, its keys, and a terminal chat."""
 
 from __future__ import annotations
 
@@ -13,50 +9,22 @@ from typing import Annotated
 
 import typer
 
-from lmwright import api
-from lmwright.cli import DirOpt, JsonOpt, ModelArg, SetOpt, app, err, out
+from lmwright.cli.common import DirOpt, JsonOpt, ModelArg, SetOpt, err, out
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
 
 
-@app.command(name="export")
-def export_cmd(
-    model: ModelArg = None,
-    format_: Annotated[str, typer.Option("--format", help="hf, onnx, gguf or int8 (ONNX with int8 weights).")] = "hf",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default lmwright-out/export/FORMAT).")] = None,
-    gguf_type: Annotated[str, typer.Option("--gguf-type", help="gguf: f32 or f16 weights.")] = "f32",
-    dir: DirOpt = Path("."),
-    set_: SetOpt = None,
-    json_: JsonOpt = False,
-) -> None:
-    """Export a model for other runtimes: Hugging Face, ONNX (checked with onnxruntime), GGUF (llama.cpp), int8."""
-    from lmwright.data.document import read_texts
-    from lmwright.export import export
-
-    ws = Workspace.open(dir, set_ or [])
-    reporter = Reporter(err, quiet=json_)
-    model_dir, name, digest = api.project_model(ws, model or ws.spec.serve.model, reporter)
-    texts: list[str] = []
-    if format_ == "int8":  # the loss change is measured on validation documents
-        from lmwright.data.split import split_path
-
-        split_dir = api.run_workspace(ws, until="split", reporter=reporter)["split"].path
-        texts = read_texts(split_path(split_dir, "val", ".parquet"))[:64]
-    target = out_dir or ws.out_dir / "export" / format_
-    res = {"model": name, "digest": digest[:12], **export(model_dir, format_, target, texts,
-                                                            **({"dtype": gguf_type} if format_ == "gguf" else {}))}
-    from lmwright.core.store import Store
-
-    Store(ws.store_url).audit("export", model=name, digest=digest, format=format_, path=str(target))
-    if json_:
-        out.print_json(json.dumps(res))
-        return
-    for k, v in res.items():
-        err.print(f"{k:<20} {v}")
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    keys_app = typer.Typer(help="API keys for `lmwright serve` (only their SHA-256 is stored).", no_args_is_help=True)
+    keys_app.command("add")(keys_add)
+    keys_app.command("list")(keys_list)
+    keys_app.command("revoke")(keys_revoke)
+    app.add_typer(keys_app, name="keys")
+    app.command()(chat)
 
 
-@app.command()
 def serve(
     model: ModelArg = None,
     dir: DirOpt = Path("."),
@@ -79,11 +47,6 @@ def serve(
     uvicorn.run(app_, host=s.host, port=s.port, log_level="warning")
 
 
-keys_app = typer.Typer(help="API keys for `lmwright serve` (only their SHA-256 is stored).", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("add")
 def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
              dir: DirOpt = Path(".")) -> None:
     """Make a new key; it is printed once and only its hash is kept."""
@@ -101,7 +64,6 @@ def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who o
     err.print(f"key {name!r} added; it is shown this once. Restart `lmwright serve` to use it.")
 
 
-@keys_app.command("list")
 def keys_list(dir: DirOpt = Path("."), json_: JsonOpt = False) -> None:
     """The keys' names and creation times (never the keys)."""
     from lmwright.core.store import Store
@@ -114,7 +76,6 @@ def keys_list(dir: DirOpt = Path("."), json_: JsonOpt = False) -> None:
         out.print(f"{r['name']:<24} {r['created_at'][:19]}")
 
 
-@keys_app.command("revoke")
 def keys_revoke(name: str, dir: DirOpt = Path(".")) -> None:
     """Delete a key (takes effect when the server restarts)."""
     from lmwright.core.store import Store
@@ -126,7 +87,6 @@ def keys_revoke(name: str, dir: DirOpt = Path(".")) -> None:
     err.print(f"key {name!r} revoked")
 
 
-@app.command()
 def chat(
     model: ModelArg = None,
     dir: DirOpt = Path("."),

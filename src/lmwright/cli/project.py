@@ -1,0 +1,219 @@
+"""The project's commands: `run`, `init`, `status`, one command per stage (`lmwright collect`, ...), `train`,
+`generate` and `model plan`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lmwright.cli.common import (
+    DirOpt,
+    JsonOpt,
+    QuietOpt,
+    SetOpt,
+    err,
+    out,
+    outcomes_json,
+    run_stages,
+    stage_command,
+)
+from lmwright.core.progress import Reporter
+from lmwright.core.status import project_status
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+from lmwright.spec import DEFAULT_SPEC_TEXT, SPEC_FILENAME
+from lmwright.stages.registry import STAGES
+
+# evaluate and test also take a model and data of the user's choosing (cli/evaluate.py); the fine-tuning stages
+# are `lmwright finetune sft|classify|preference` (cli/finetune.py)
+OWN_COMMANDS = ("evaluate", "test", "sft", "classify", "preference")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(init)
+    app.command()(status)
+    app.command()(generate)
+
+
+def register_stages(app: typer.Typer) -> None:
+    for name, st in STAGES.items():
+        if name not in OWN_COMMANDS:
+            app.command(name=name)(stage_command(name, st.help.rstrip(".")))
+    app.command()(train)
+    model_app = typer.Typer(no_args_is_help=True, help="Model design tools.")
+    model_app.command("plan")(model_plan)
+    app.add_typer(model_app, name="model")
+
+
+def print_where(ws: Workspace, outcomes) -> None:
+    where = [("model", ws.out_dir / "model"), ("report", ws.out_dir / "report.html"),
+             ("metrics", ws.out_dir / "metrics.json")]
+    done = [(k, p) for k, p in where if p.exists()]
+    if "evaluate" in outcomes:
+        val = outcomes["evaluate"].summary["val"]
+        err.print(f"[bold]val bits/byte {val['bits_per_byte']:.3f}[/bold], perplexity {val['perplexity']:.1f}")
+    for k, p in done:
+        err.print(f"{k:<8} {p}")
+
+
+def run(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Rerun this stage and everything after it.")] = None,
+    force: Annotated[list[str] | None, typer.Option(help="Rerun this stage even if cached (repeatable).")] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every stage of the project (the built-in default when there is no lmwright.yaml); cached stages are skipped."""
+    ws = Workspace.open(dir, set_ or [])
+    err.print(f"lmwright: project [bold]{ws.spec.project.name}[/bold] "
+              f"({ws.spec_path or 'built-in default spec'}) in {ws.root}")
+    outcomes = run_stages(ws, until=until, from_=from_, force=tuple(force or ()),
+                         reporter=Reporter(err, quiet=quiet))
+    if all(o.status == "cached" for o in outcomes.values()):
+        err.print("every stage is cached: nothing to do")
+    if json_:
+        out.print_json(json.dumps(outcomes_json(outcomes)))
+    print_where(ws, outcomes)
+
+
+def init(directory: Annotated[Path, typer.Argument(help="Directory to create the project in.")] = Path(".")) -> None:
+    """Write a commented lmwright.yaml for the default project, to edit."""
+    target = directory / SPEC_FILENAME
+    if target.exists():
+        raise LmwrightError(f"{target} already exists; edit it, or remove it to start again")
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(DEFAULT_SPEC_TEXT, encoding="utf-8")
+    err.print(f"wrote {target}; edit it, then run `lmwright run -C {directory}`")
+
+
+def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """The project at a glance: stages (cached / stale / new), datasets, runs and models."""
+    ws = Workspace.open(dir, set_ or [])
+    st = project_status(ws, STAGES)
+    stages, datasets, runs, models = st["stages"], st["datasets"], st["runs"], st["models"]
+    if json_:
+        out.print_json(json.dumps(st))
+        return
+    t = Table(title=f"stages of {ws.spec.project.name}")
+    for col in ("stage", "state", "last run", "seconds", "result"):
+        t.add_column(col)
+    colour = {"cached": "green", "stale": "yellow", "new": "dim"}
+    for s in stages:
+        t.add_row(s["stage"], f"[{colour[s['state']]}]{s['state']}[/]", (s["last_run"] or "")[:19],
+                  "" if s["seconds"] is None else f"{s['seconds']:.1f}", s["headline"])
+    out.print(t)
+    latest: dict[str, dict] = {d["name"]: d for d in datasets}
+    t = Table(title="datasets (latest version of each)")
+    for col in ("name", "rows", "digest", "created"):
+        t.add_column(col)
+    for d in latest.values():
+        t.add_row(d["name"], f"{d['rows']:,}", d["digest"], d["created_at"][:19])
+    out.print(t)
+    t = Table(title="recent stage runs")
+    for col in ("id", "stage", "status", "seconds", "started", "result"):
+        t.add_column(col)
+    for r in runs[:12]:
+        t.add_row(str(r["id"]), r["stage"], r["status"], "" if r["seconds"] is None else f"{r['seconds']:.1f}",
+                  r["started_at"][:19], (r["summary"] or {}).get("headline", ""))
+    out.print(t)
+    t = Table(title="models (test: the first test-split evaluation, and how many there were)")
+    for col in ("name@version", "params", "val bits/byte", "test bits/byte", "digest", "created"):
+        t.add_column(col)
+    for m in models:
+        val = m["metrics"].get("val", {}).get("bits_per_byte")
+        test = f"{m['test']['bits_per_byte']:.3f} ({m['test_evaluations']}x)" if m["test"] else "not tested"
+        t.add_row(f"{m['name']}@{m['version']}", f"{m['params']:,}", "" if val is None else f"{val:.3f}", test,
+                  m["digest"], m["created_at"][:19])
+    out.print(t)
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="Text to continue.")],
+    dir: DirOpt = Path("."),
+    model: Annotated[Path | None, typer.Option(help="A model directory; default: the project's latest model.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
+    top_k: Annotated[int | None, typer.Option(min=1)] = 50,
+    seed: int = 0,
+) -> None:
+    """Print a continuation of PROMPT from the latest model (or --model DIR)."""
+    from lmwright.core.models import saved_model_dir
+    from lmwright.model.generate import generate_text
+    from lmwright.model.hf import load_hf
+    from lmwright.tokenizer import load_tokenizer
+
+    model_dir = saved_model_dir(model or dir)
+    m, tok = load_hf(model_dir), load_tokenizer(model_dir)
+    text = generate_text(m, tok, prompt, max_tokens, temperature, top_k, seed)
+    out.print(prompt + text, highlight=False, markup=False)
+
+
+def train(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes (GPUs) to train with, via torchrun; "
+                                              "sets train.nproc.")] = None,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP2 instead of DDP.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Pretrain the model (the pretrain stage), optionally across processes: `lmwright train --nproc 4`."""
+    extra = [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else []), *(["train.distributed=fsdp"] if fsdp else [])]
+    stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
+
+
+def model_plan(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    batch: Annotated[int | None, typer.Option(help="Sequences per step (default: train.batch_size / grad_accum "
+                                              "per process).")] = None,
+    seq: Annotated[int | None, typer.Option(help="Sequence length (default: train.seq_len).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16 or fp16 (default: train.precision).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="Optimizer (default: train.optimizer).")] = None,
+    device: Annotated[str | None, typer.Option(help="A device to check the fit against: "
+                                               "h100, a100-40, l4, t4, rtx4090, ...")] = None,
+    memory_gib: Annotated[float | None, typer.Option("--memory-gib", help="Or a memory size in GiB.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Parameters, FLOPs per token and training memory of the spec's model, and whether it fits a device."""
+    from lmwright.model.config import ModelConfig
+    from lmwright.model.plan import DEVICES, GIB, PRECISION_BYTES, plan
+
+    spec = Workspace.open(dir, set_ or []).spec
+    tr = spec.train
+    if device is not None and device not in DEVICES:
+        raise LmwrightError(f"--device {device!r} is not one I know; use one of {', '.join(DEVICES)} "
+                            "or --memory-gib N")
+    precision = precision or tr.precision
+    if precision not in PRECISION_BYTES:
+        raise LmwrightError(f"--precision {precision!r}: use fp32, bf16 or fp16")
+    cfg = ModelConfig.from_spec(spec, spec.tokenizer.vocab_size)
+    b = batch or tr.batch_size // (tr.grad_accum * tr.nproc)
+    p = plan(cfg, b, seq or tr.seq_len, precision, optimizer or tr.optimizer, tr.activation_checkpointing,
+             device, memory_gib)
+    if json_:
+        out.print_json(json.dumps(p.to_dict()))
+        return
+    t = Table(title=f"{cfg.n_layers} layers · width {cfg.d_model} · {cfg.n_heads}/{cfg.n_kv_heads} heads · "
+                    f"batch {b} x {seq or tr.seq_len} · {precision} · {optimizer or tr.optimizer}")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("parameters", f"{p.params:,} ({p.params_non_embedding:,} without embeddings)")
+    t.add_row("training FLOPs per token", f"{p.flops_per_token:,.0f}")
+    t.add_row("training FLOPs per step", f"{p.flops_per_step:.3e}")
+    for label, v in [("weights (fp32)", p.weights_bytes), ("gradients", p.grads_bytes),
+                     ("optimizer state", p.optimizer_bytes), ("weight copies (fused matmuls, autocast)", p.weight_copies_bytes),
+                     ("activations", p.activations_bytes), ("total", p.total_bytes)]:
+        t.add_row(label, f"{v / GIB:,.3f} GiB")
+    if p.fits is not None:
+        t.add_row(f"fits {device or ''} ({p.device_bytes / GIB:.0f} GiB)",
+                  "[green]yes[/green]" if p.fits else "[red]no[/red]")
+    out.print(t)

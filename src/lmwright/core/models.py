@@ -1,0 +1,78 @@
+"""Finding a model: a Hugging Face directory, a registered name and version, a digest prefix, or the project's own.
+
+Every command that takes a model (evaluate, test, export, serve, chat, fine-tuning's base) resolves it here, to a
+directory, the name it is registered under and its content digest (the same digest the save stage's artifact has,
+so a published copy is recognised as that model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmwright.core.artifacts import MANIFEST, ArtifactStore, file_digest, tree_digest
+from lmwright.core.pipeline import Stages
+from lmwright.core.progress import Reporter
+from lmwright.core.store import Store
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+
+
+def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
+    """(directory, name, content digest) of a model given as a Hugging Face directory, a registered name (the
+    latest version), `name@N` (the N-th registered version), or a digest prefix from `lmwright status`."""
+    path = Path(ref)
+    if (path / "config.json").exists():
+        files = {p.relative_to(path).as_posix(): file_digest(p) for p in sorted(path.rglob("*"))
+                 if p.is_file() and p.name != MANIFEST}
+        digest = tree_digest(files)
+        known = [m for m in Store(ws.store_url).models() if m.digest == digest]
+        return path.resolve(), known[-1].name if known else path.resolve().name, digest
+    models = Store(ws.store_url).models()
+    name, _, version = ref.partition("@")
+    named = [m for m in models if m.name == name]
+    hit = None
+    if named and version:
+        if not version.isdigit() or not 1 <= int(version) <= len(named):
+            raise LmwrightError(f"model {name!r} has versions 1 to {len(named)}; {ref!r} is not one of them")
+        hit = named[int(version) - 1]
+    elif named:
+        hit = named[-1]
+    elif len(ref) >= 6:
+        by_digest = {m.digest: m for m in models if m.digest.startswith(ref)}
+        if len(by_digest) > 1:
+            raise LmwrightError(f"digest prefix {ref!r} matches {len(by_digest)} models; give more characters")
+        hit = next(iter(by_digest.values()), None)
+    if hit is None:
+        known = ", ".join(sorted({m.name for m in models})) or "none yet (run `lmwright run`)"
+        raise LmwrightError(f"{ref!r} is neither a model directory (with config.json) nor a registered model; "
+                            f"registered names: {known}")
+    path = ArtifactStore(ws.artifacts_dir).open(hit.digest)
+    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        path = path / "model"  # a fine-tuning stage's artifact: the model beside its adapter and metrics
+    return path, hit.name, hit.digest
+
+
+def project_model(ws: Workspace, stages: Stages, ref: str | None = None,
+                  reporter: Reporter | None = None) -> tuple[Path, str, str]:
+    """`resolve_model(ref)`, or with no ref the project's latest registered model, built first (by running
+    `stages` up to save) if there is none."""
+    if ref is None:
+        if any(m.name == ws.spec.project.name for m in Store(ws.store_url).models()):
+            ref = ws.spec.project.name
+        else:  # nothing registered yet: build it
+            from lmwright.core.publish import run_project
+
+            ref = str(run_project(ws, stages, until="save", reporter=reporter)["save"].path)
+    return resolve_model(ws, ref)
+
+
+def saved_model_dir(path: str | Path, needs: str = "config.json") -> Path:
+    """A model directory holding `needs` (or a file) as given, or the model a project directory has published."""
+    path = Path(path)
+    if path.is_file() or (path / needs).exists():
+        return path
+    published = Workspace.open(path).out_dir / "model"
+    if (published / needs).exists():
+        return published
+    what = "model" if needs == "config.json" else needs
+    raise LmwrightError(f"{path}: no {what} here; run `lmwright run` first or pass a model directory")

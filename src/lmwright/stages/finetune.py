@@ -1,0 +1,92 @@
+"""The fine-tuning stages: an assistant (sft), a classifier (classify) and preference tuning (preference, off by
+default), each from the saved model or `finetune.base`, registered as PROJECT-assistant/-classifier/-preferred.
+The recipes are in `lmwright.finetune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmwright.core.models import resolve_model
+from lmwright.core.pipeline import StageContext, stage
+from lmwright.spec import FinetuneSpec
+
+
+def _finetune_facts(kind: str):
+    """What a fine-tuning stage's result depends on beyond the spec: its data files' and base model's contents."""
+    def facts(ws) -> dict:
+        from lmwright.core.artifacts import file_digest
+
+        r, base = getattr(ws.spec.finetune, kind), ws.spec.finetune.base
+        files = {f: file_digest(Path(f)) for f in (r.data, r.val_data) if f and Path(f).exists()}
+        if base:
+            files["base"] = resolve_model(ws, base)[2]
+        return files
+    return facts
+
+
+def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
+    from lmwright.finetune.recipes import RECIPES
+
+    ft = ctx.spec.finetune
+    recipe = getattr(ft, kind)
+    if not recipe.enabled:
+        return {"skipped": True, "headline": f"off (finetune.{kind}.enabled: false; `lmwright finetune {kind}` "
+                                              "runs it)"}
+    if ft.base:
+        base_dir, base_name, _ = resolve_model(ctx.ws, ft.base)
+    else:
+        base_dir, base_name = ctx.inputs["save"].path, ctx.spec.project.name
+    if ft.nproc > 1:
+        from lmwright.train.distributed import launch
+
+        job = {"spec": ctx.spec.model_dump(mode="json"), "kind": kind, "base_dir": str(base_dir),
+               "base_name": base_name, "split_dir": str(ctx.inputs["split"].path), "out": str(ctx.out),
+               "work": str(ctx.work)}
+        ctx.log(f"  finetune {kind}: launching {ft.nproc} processes (DDP) with torchrun")
+        res = launch(job, ft.nproc, ctx.work, module="lmwright.finetune.worker")
+        (ctx.out / "result.json").unlink()
+    else:
+        res = RECIPES[kind](ctx.spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work,
+                            ctx.reporter)
+    from safetensors.torch import load_file
+
+    n_params = sum(t.numel() for t in load_file(str(ctx.out / "model" / "model.safetensors")).values())
+    name = f"{ctx.spec.project.name}-{registered_as}"
+    figures = {k: v for k, v in res["tuned"].items() if isinstance(v, int | float)}
+    ctx.model = (name, n_params, {"finetune": {kind: figures}, "base": base_name})
+    b, t = res["base"], res["tuned"]
+    key = {"sft": "rouge_l", "classify": "f1_macro", "preference": "likelihood_accuracy"}[kind]
+    head = f"{key} {b.get(key, float('nan')):.3f} -> {t.get(key, float('nan')):.3f} ({ft.method}, {res['seconds']:.0f} s)"
+    return {"task": kind, "base": base_name, "registered_as": name, "method": ft.method, "seconds": res["seconds"],
+            "ci": res.get("ci", {}),
+            "base_figures": {k: v for k, v in b.items() if isinstance(v, int | float)}, "tuned_figures": figures,
+            "data": res["data"], "headline": head}
+
+
+# each recipe's fingerprint: the settings all three share and its own sub-section (changing SFT's steps does not
+# retrain the classifier)
+_FT_COMMON = tuple(f"finetune.{k}" for k in FinetuneSpec.model_fields if k not in ("sft", "classify", "preference"))
+
+
+@stage("sft", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.sft", "project", "train"),
+       extra=_finetune_facts("sft"), enabled=lambda spec: spec.finetune.sft.enabled, resumable=True,
+       publish=(("model", "assistant"), ("adapter", "assistant_adapter")))
+def sft(ctx: StageContext) -> dict:
+    """Fine-tune the model into an assistant on instructions (SFT), registered as PROJECT-assistant."""
+    return _finetune_stage(ctx, "sft", "assistant")
+
+
+@stage("classify", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.classify", "project", "train"),
+       extra=_finetune_facts("classify"), enabled=lambda spec: spec.finetune.classify.enabled, resumable=True,
+       publish=(("model", "classifier"), ("adapter", "classifier_adapter")))
+def classify(ctx: StageContext) -> dict:
+    """Fine-tune the model into a classifier with a classification head, registered as PROJECT-classifier."""
+    return _finetune_stage(ctx, "classify", "classifier")
+
+
+@stage("preference", deps=("save", "split"), spec=(*_FT_COMMON, "finetune.preference", "project", "train"),
+       extra=_finetune_facts("preference"), enabled=lambda spec: spec.finetune.preference.enabled, resumable=True,
+       publish=(("model", "preferred"), ("adapter", "preferred_adapter")))
+def preference(ctx: StageContext) -> dict:
+    """Preference-tune the model with DPO on chosen/rejected pairs, registered as PROJECT-preferred."""
+    return _finetune_stage(ctx, "preference", "preferred")

@@ -1,0 +1,50 @@
+"""Pretraining as a job: in this process, or in `train.nproc` processes under torchrun (DDP or FSDP2).
+
+Either way the job leaves the same files in `out`: the weights (`checkpoint.save_weights`), `history.json` (train
+loss and learning rate per step, validation figures per evaluation) and the run's figures, returned as a dict.
+The distributed workers (`worker.py`) write theirs with the same `write_result`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lmwright.core.progress import Reporter
+from lmwright.spec import Spec
+
+
+def write_result(result, out: Path, world: int) -> None:
+    """A finished `TrainResult` as files: weights, history and the run's figures (`result.json`)."""
+    from lmwright.train.checkpoint import save_weights
+
+    save_weights(result.model, out)
+    (out / "history.json").write_text(json.dumps(result.history))
+    (out / "result.json").write_text(json.dumps({
+        "steps": result.steps, "resumed_from": result.resumed_from, "seconds": result.seconds,
+        "best_step": result.best_step, "flops_per_token": result.flops_per_token,
+        "peak_flops": result.peak_flops, "peak_source": result.peak_source, "mfu": result.mfu,
+        "world": world, "n_params": result.model.n_params()}))
+
+
+def pretrain_job(spec: Spec, shards: Path, tokenizer_dir: Path, work: Path, out: Path, reporter: Reporter,
+                 log_dir: Path | None = None) -> tuple[dict, dict]:
+    """Pretrain into `out`; returns (the run's figures, the history). `work` keeps the checkpoints a killed run
+    resumes from."""
+    tr = spec.train
+    if tr.nproc > 1:
+        from lmwright.train.distributed import launch
+
+        job = {"spec": spec.model_dump(mode="json"), "shards": str(shards), "tokenizer": str(tokenizer_dir),
+               "work": str(work), "out": str(out), "log_dir": str(log_dir) if log_dir else None}
+        reporter.log(f"  pretrain: launching {tr.nproc} processes ({tr.distributed}) with torchrun")
+        launch(job, tr.nproc, work)
+    else:
+        from lmwright.tokenizer import load_tokenizer
+        from lmwright.train.loop import pretrain
+
+        result = pretrain(spec, shards, load_tokenizer(tokenizer_dir), work, reporter, log_dir=log_dir)
+        write_result(result, out, world=1)
+    figures = json.loads((out / "result.json").read_text())
+    (out / "result.json").unlink()  # the artifact holds the model and its history; the figures go in the summary
+    return figures, json.loads((out / "history.json").read_text())
