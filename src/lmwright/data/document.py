@@ -1,4 +1,4 @@
-"""The document record and its Parquet form.
+"""The document record (and the quarantined record beside it) and its Parquet form.
 
 Every document carries a stable `id` (hash of source name + locator), so it keeps its identity — and its
 split — from collection on, and a takedown can find every dataset it reached.
@@ -33,6 +33,15 @@ class Document:
     locator: str
     license: str
     collected_at: str
+
+
+@dataclass
+class Quarantined:
+    """A record a source could not read, kept with the reason (`quarantine.jsonl`) instead of being dropped."""
+    source_name: str
+    locator: str  # file and line
+    reason: str  # a short machine-readable reason, e.g. invalid_json
+    detail: str  # what was wrong and how to fix it
 
 
 def doc_id(source_name: str, locator: str) -> str:

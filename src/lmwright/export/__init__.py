@@ -16,16 +16,6 @@ from pathlib import Path
 from lmwright.errors import LmwrightError
 
 FORMATS = ("hf", "onnx", "gguf", "int8")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                   "config.json")
-
-
-def copy_tokenizer(model_dir: Path, out: Path) -> None:
-    for name in TOKENIZER_FILES:
-        if (model_dir / name).exists():
-            shutil.copyfile(model_dir / name, out / name)
-
-
 def export(model_dir: Path, fmt: str, out: Path, check_texts: list[str] | None = None, **options) -> dict:
     """Write `fmt` for the model in `model_dir` to the directory `out`; returns what was written and checked."""
     if fmt not in FORMATS:

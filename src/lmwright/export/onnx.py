@@ -9,6 +9,7 @@ per tensor; its report compares file size, forward time and loss on given texts 
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +20,15 @@ import torch
 from lmwright.errors import LmwrightError
 
 TOLERANCE = 1e-4
+# what an ONNX runtime user needs beside the graph to tokenize and to read the model's shape
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                   "config.json")
+
+
+def copy_tokenizer(model_dir: Path, out: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).exists():
+            shutil.copyfile(model_dir / name, out / name)
 
 
 def onnx_bytes(path: Path) -> int:
@@ -29,10 +39,9 @@ def onnx_bytes(path: Path) -> int:
 def export_onnx(model_dir: Path, out: Path) -> dict:
     import onnxruntime as ort
 
-    from lmwright.api import load_model
-    from lmwright.export import copy_tokenizer
+    from lmwright.model.hf import load_hf
 
-    model = load_model(model_dir).eval()
+    model = load_hf(model_dir).eval()
     cfg = model.cfg
     example = torch.randint(0, cfg.vocab_size, (2, min(16, cfg.max_seq_len)))
     dims = {"ids": {0: torch.export.Dim("batch", max=1024), 1: torch.export.Dim("length", max=cfg.max_seq_len)}}
@@ -69,14 +78,14 @@ def quantize_int8(model_dir: Path, out: Path, texts: list[str]) -> dict:
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from lmwright.api import load_tokenizer
+    from lmwright.tokenizer import load_tokenizer
 
     fp32, int8 = out / "model.onnx", out / "model.int8.onnx"
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
     tok = load_tokenizer(model_dir)
-    from lmwright.api import load_model
+    from lmwright.model.hf import load_hf
 
-    limit = load_model(model_dir).cfg.max_seq_len
+    limit = load_hf(model_dir).cfg.max_seq_len
     ids = [tok.encode(t).ids[:limit + 1] for t in texts if t.strip()] or [tok.encode("The json module").ids]
     ids = [x for x in ids if len(x) > 1]
     rows = {}

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from lmwright.data.document import Document
+from lmwright.data.document import Document, Quarantined
 
-
-@dataclass
-class Quarantined:
-    source_name: str
-    locator: str  # file and line
-    reason: str  # a short machine-readable reason, e.g. invalid_json
-    detail: str  # what was wrong and how to fix it
+__all__ = ["Quarantined", "iter_source"]
 
 
 def iter_source(source, root: Path) -> Iterator[Document | Quarantined]:

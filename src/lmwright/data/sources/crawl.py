@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from lmwright.data.document import Document, doc_id
-from lmwright.data.sources import Quarantined
+from lmwright.data.document import Document, Quarantined, doc_id
 from lmwright.data.sources.files import decode
 from lmwright.data.sources.html import links, main_text
 

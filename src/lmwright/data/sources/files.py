@@ -25,8 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lmwright.data.compressed import COMPRESSIONS, read_bytes, split_suffix
-from lmwright.data.document import Document, doc_id
-from lmwright.data.sources import Quarantined
+from lmwright.data.document import Document, Quarantined, doc_id
 from lmwright.errors import LmwrightError
 
 SUFFIXES = {".txt", ".md", ".jsonl", ".csv", ".parquet", ".html", ".htm"}

@@ -12,8 +12,7 @@ from datetime import datetime, timezone
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from lmwright.data.document import Document, doc_id
-from lmwright.data.sources import Quarantined
+from lmwright.data.document import Document, Quarantined, doc_id
 from lmwright.errors import LmwrightError
 
 
