@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from lmwright.chat_template import IGNORE, encode_conversation, pack
 from lmwright.cli import app
 from lmwright.finetune import formats, lora
-from lmwright.finetune.chat import IGNORE, encode_conversation, pack
 from lmwright.finetune.objectives import Classifier
 from lmwright.model.hf import load_hf
 from lmwright.spec import Spec

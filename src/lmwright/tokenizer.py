@@ -5,6 +5,10 @@ roles, and a post-processor that prepends BOS (the Llama convention, so HF users
 `write_shards` turns each split into one flat token file (numpy memmap; uint16 when the vocabulary fits, else
 uint32): each document is `<|bos|> tokens <|eos|>`. `meta.json` records token, byte and document counts, from
 which bits-per-byte is computed.
+
+The chat template's markers (`<|bos|>`, the role tokens, `<|end|>`) and its Jinja form, which `save_tokenizer`
+writes into `tokenizer_config.json`, are defined in `lmwright.chat_template`; this module imports them from there
+(and never the other way round, so there is no import circle) and still offers the names it always did.
 """
 
 from __future__ import annotations
@@ -16,16 +20,11 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
-CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+from lmwright.chat_template import BOS, CHAT_TEMPLATE, CHAT_TOKENS, END_OF_TURN
+from lmwright.chat_template import CHAT_ROLES as CHAT_ROLES  # re-exported: the roles, by their old address
+
+EOS, PAD = "<|eos|>", "<|pad|>"
 SPECIAL_TOKENS = [BOS, EOS, PAD, *CHAT_TOKENS]
-CHAT_ROLES = ("system", "user", "assistant")
-END_OF_TURN = CHAT_TOKENS[-1]  # <|end|>: closes every message of the chat template
-# A minimal chat template over the role tokens, stored with the tokenizer for the fine-tuning and serving stages.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 
 def special_ids(tok: Tokenizer) -> dict[str, int | None]:
@@ -57,7 +56,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -
 
 
 def save_tokenizer(tok: Tokenizer, out_dir: Path, model_max_length: int | None = None) -> None:
-    """`tokenizer.json` plus the `tokenizer_config.json` that `transformers` reads."""
+    """`tokenizer.json` plus the `tokenizer_config.json` that `transformers` reads (with the chat template)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_dir / "tokenizer.json"))
     config = {

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmwright.cli.common import DirOpt, JsonOpt, ModelArg, SetOpt, err, out
+from lmwright.cli.common import DirOpt, JsonOpt, ModelArg, SetOpt, err, find_model, out
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
@@ -40,7 +40,10 @@ def serve(
 
     extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
     ws = Workspace.open(dir, extra)
-    app_ = build_app(ws, model, Reporter(err))
+    reporter = Reporter(err)
+    if model is None and ws.spec.serve.model is None:
+        find_model(ws, None, reporter)  # the project's own model: built first when there is none
+    app_ = build_app(ws, model, reporter)
     s = ws.spec.serve
     keyed = "API keys required" if app_.state.keys.enabled else "no API keys configured: open to anyone who can reach it"
     err.print(f"serving [bold]{app_.state.metrics.model}[/bold] on http://{s.host}:{s.port} ({keyed}); chat page at /")
@@ -97,14 +100,17 @@ def chat(
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
+    from lmwright.chat_template import render_chat
     from lmwright.model.engine import Engine, SamplingParams
-    from lmwright.serve.api import Message, load_served_model, render_chat
+    from lmwright.serve.api import load_served_model
     from lmwright.tokenizer import chat_stop_ids
 
     ws = Workspace.open(dir, set_ or [])
-    lm, tok, name, _ = load_served_model(ws, model, Reporter(err))
+    if model is None and ws.spec.serve.model is None:
+        find_model(ws, None, Reporter(err))  # the project's own model: built first when there is none
+    lm, tok, name, _ = load_served_model(ws, model)
     engine = Engine(lm, tok, max_batch=1)
-    history: list[Message] = []
+    history: list[dict] = []
     err.print(f"chatting with [bold]{name}[/bold]; /reset starts over, /quit leaves")
     while True:
         try:
@@ -118,7 +124,7 @@ def chat(
             continue
         if not line:
             continue
-        history.append(Message(role="user", content=line))
+        history.append({"role": "user", "content": line})
         ids = tok.encode(render_chat(history)).ids[-(engine.max_len - max_tokens - 1):]
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                 stop_token_ids=chat_stop_ids(tok))
@@ -126,4 +132,4 @@ def chat(
         req = engine.submit(ids, params, lambda r, delta, done: (sys.stdout.write(delta), sys.stdout.flush()))
         engine.run_until_done()
         sys.stdout.write("\n")
-        history.append(Message(role="assistant", content=req.text))
+        history.append({"role": "assistant", "content": req.text})

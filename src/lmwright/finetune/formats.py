@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmwright.chat_template import CHAT_ROLES
 from lmwright.data.rows import read_records
 from lmwright.errors import LmwrightError
-from lmwright.tokenizer import CHAT_ROLES
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}

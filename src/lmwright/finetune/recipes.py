@@ -16,7 +16,7 @@ from lmwright.data.document import read_docs
 from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
 from lmwright.finetune import formats, lora, pydocs_tasks
-from lmwright.finetune.chat import encode_conversation, encode_prompt, pack
+from lmwright.chat_template import encode_conversation, encode_prompt, pack
 from lmwright.finetune.loop import train
 from lmwright.finetune.objectives import Classifier, class_weights, dpo_loss, sequence_logprob, sft_loss
 from lmwright.model.hf import load_hf, save_hf
