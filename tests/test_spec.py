@@ -82,3 +82,28 @@ def test_init_writes_the_commented_default(tmp_path):
     assert (tmp_path / "p" / "lmwright.yaml").read_text() == DEFAULT_SPEC_TEXT
     r = subprocess.run([sys.executable, "-m", "lmwright", "init", str(tmp_path / "p")], capture_output=True, text=True)
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_train_and_finetune_share_the_training_section_and_keep_their_keys(tmp_path):
+    from lmwright.spec import FinetuneSpec, LoopSpec, TrainSpec
+
+    assert set(LoopSpec.model_fields) <= set(TrainSpec.model_fields) & set(FinetuneSpec.model_fields)
+    ft = FinetuneSpec()  # fine-tuning's optimizer and schedule: the values it was hard-coded to before
+    assert (ft.optimizer, ft.schedule, ft.min_lr_ratio, ft.lr, ft.warmup_steps, ft.eval_every) == (
+        "adamw", "cosine", 0.1, 2e-3, 10, 50)
+    assert (TrainSpec().optimizer, TrainSpec().schedule, TrainSpec().lr) == ("muon", "wsd", 3e-3)
+    p = tmp_path / "lmwright.yaml"  # a file written before the shared section loads unchanged
+    p.write_text("train:\n  lr: 0.01\n  grad_accum: 2\nfinetune:\n  lr: 0.0005\n  batch_size: 4\n  precision: bf16\n")
+    s = load_spec(p, ["finetune.optimizer=sgd", "finetune.schedule=constant"])
+    assert (s.train.lr, s.train.grad_accum, s.finetune.lr, s.finetune.batch_size, s.finetune.precision) == (
+        0.01, 2, 5e-4, 4, "bf16")
+    assert (s.finetune.optimizer, s.finetune.schedule, s.train.optimizer) == ("sgd", "constant", "muon")
+
+
+def test_the_batch_rule_names_its_own_section():
+    msg = str(pytest.raises(SpecError, load_spec, None, ["finetune.batch_size=6", "finetune.grad_accum=4"]).value)
+    assert "finetune.batch_size (6) must be divisible by finetune.grad_accum x finetune.nproc (4 x 1)" in msg
+    msg = str(pytest.raises(SpecError, load_spec, None, ["train.batch_size=6", "train.grad_accum=4"]).value)
+    assert "train: Value error, batch_size (6) must be divisible by grad_accum x nproc (4 x 1)" in msg
+    with pytest.raises(SpecError, match="finetune.optimizer"):
+        load_spec(None, ["finetune.optimizer=lion"])

@@ -1,17 +1,18 @@
-"""The fine-tuning loop: the pretraining loop's steps over task rows instead of a token stream.
+"""The fine-tuning loop: the pretraining loop's steps (`train/step.py`) over task rows instead of a token stream.
 
 Each step draws its rows from an RNG seeded by (seed, step), so a resumed run sees the batches an uninterrupted one
 would; checkpoints (`train/checkpoint.py`: weights, optimizer, RNG states, history) hold the whole trainable state,
-LoRA adapters included, so resuming is exact. Accumulation, autocast mixed precision, clipping, the learning-rate
-schedule, validation with early stopping and best weights work as in pretraining. A separate, smaller loop and
-not the pretraining one: pretraining's is built around token shards, FSDP and MFU, which fine-tuning does not
-use. With `finetune.nproc` > 1 it runs under torchrun with DDP (`finetune/worker.py`): each process takes its
-share of every step's rows, gradients are averaged, and only the first process writes checkpoints.
+LoRA adapters included, so resuming is exact. The device and precision follow pretraining's rule (`placement`: CUDA
+when there is one, else the CPU, or `finetune.device`); accumulation, autocast mixed precision, clipping, the
+learning-rate schedule, validation with early stopping and best weights work as in pretraining. A separate,
+smaller loop and not the pretraining one: pretraining's is built around token shards, FSDP and MFU, which
+fine-tuning does not use. With `finetune.nproc` > 1 it runs under torchrun with DDP (`finetune/worker.py`): each
+process takes its share of every step's rows, gradients are averaged, and only the first process writes
+checkpoints.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -21,8 +22,19 @@ import torch
 from lmwright.core.progress import Reporter
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.distributed import Dist, wrap
-from lmwright.train.loop import _grad_sync, autocast
 from lmwright.train.optim import lr_scale, make_optimizer
+from lmwright.train.step import (
+    autocast,
+    check_finite,
+    checkpoint_due,
+    evaluation_due,
+    make_scaler,
+    new_best,
+    optimizer_step,
+    placement,
+    record_evaluation,
+    should_stop,
+)
 
 
 def rows_for_step(n_rows: int, batch: int, seed: int, step: int) -> np.ndarray:
@@ -33,14 +45,16 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
           val_fn: Callable[[], dict[str, float]], work, reporter: Reporter, seed: int, name: str,
           early_stopping=None, d: Dist | None = None) -> dict:
     """`loss_fn(net, row indices)` -> mean loss of those rows, computed by calling `net` (the model, or its DDP
-    wrapper); `val_fn()` -> {"loss": ..., other figures}. `tr` is a TrainSpec (steps, lr, schedule, batch_size,
-    grad_accum, precision, eval_every, checkpoint_every). Returns the history, with the step whose weights the
-    model ends with."""
+    wrapper) on tensors it moves to the model's device; `val_fn()` -> {"loss": ..., other figures}. `tr` is a
+    TrainSpec (steps, lr, schedule, batch_size, grad_accum, device, precision, eval_every, checkpoint_every).
+    Trains on `tr`'s device and returns the model to the CPU. Returns the history, with the step whose weights
+    the model ends with."""
     d = d or Dist()
-    device = torch.device("cpu")
+    device = placement(tr, "finetune").device
+    model.to(device)  # before the optimizer is made: its state lives beside the parameters
     opt = make_optimizer(model, tr)
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val": []}
-    step, elapsed, best = 0, 0.0, {"loss": math.inf, "step": None, "bad_evals": 0}
+    step, elapsed, best, state = 0, 0.0, new_best(), {}
     resumed_from = 0
     ckpt = read_latest(work)
     if ckpt is not None:
@@ -53,42 +67,25 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     net = wrap(model, d, device) if d.world > 1 else model  # DDP: gradients averaged across processes
     es = early_stopping
     per_rank = tr.batch_size // d.world
-    micro = per_rank // tr.grad_accum
     task = reporter.task(name, total=tr.max_steps, info="")
     task.advance(step)
     t0 = time.perf_counter()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    scaler = torch.amp.GradScaler(device.type, enabled=tr.precision == "fp16")
-    if ckpt is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
+    scaler = make_scaler(device, tr.precision, state.get("scaler"))
     while step < tr.max_steps:
         scale = lr_scale(step, tr)
         opt.set_lr(scale)
         idx = rows_for_step(n_rows, tr.batch_size, seed, step)[d.rank * per_rank: (d.rank + 1) * per_rank]
-        total = 0.0
-        for i in range(0, per_rank, micro):
-            # DDP averages gradients after the last micro-batch only (pretraining's rule)
-            with _grad_sync(net, model, d, i + micro >= per_rank), autocast(device, tr.precision):
-                loss = loss_fn(net, idx[i: i + micro]) / tr.grad_accum
-            scaler.scale(loss).backward()
-            total += loss.item()
-        total = d.mean(total)
-        for o in opt:
-            scaler.unscale_(o)  # a no-op unless fp16: clipping sees true gradients
-        if tr.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, tr.grad_clip)
-        for o in opt:
-            scaler.step(o)  # fp16: skipped when a gradient overflowed; the scale then shrinks
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
+        losses = optimizer_step(model, net, opt, scaler, d, tr, device, per_rank,
+                                lambda rows, idx=idx: loss_fn(net, idx[rows]), trainable)
+        total = d.mean(sum(loss.item() for loss in losses))  # as Python floats, as fine-tuning always summed them
         step += 1
-        if not math.isfinite(total):
-            raise FloatingPointError(f"{name}: the loss became {total} at step {step}; lower the learning rate")
+        check_finite(total, step, f"{name}: the loss", "lower the learning rate")
         history["step"].append(step)
         history["loss"].append(total)
         history["lr"].append(tr.lr * scale)
         info = f"loss {total:.3f}"
-        if step % tr.eval_every == 0 or step == tr.max_steps:
+        if evaluation_due(step, tr):
             model.eval()
             with torch.no_grad(), autocast(device, tr.precision):
                 figures = val_fn()
@@ -99,16 +96,14 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
             reporter.log(f"  {name} step {step}/{tr.max_steps}: loss {total:.3f}, "
                          + ", ".join(f"val {k} {v:.4f}" for k, v in figures.items()))
             if es is not None and es.enabled:
-                if figures["loss"] < best["loss"] - es.min_delta:  # every process evaluates alike: same verdict
-                    best = {"loss": figures["loss"], "step": step, "bad_evals": 0}
+                best, improved = record_evaluation(best, figures["loss"], step, es)
+                if improved:  # every process evaluates alike: the same verdict on each
                     if d.main:
                         save_best(work, model.weights())
                     d.barrier()
-                else:
-                    best["bad_evals"] += 1
         task.advance(1, info=info)
-        stop = es is not None and es.enabled and best["bad_evals"] >= es.patience
-        if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
+        stop = should_stop(best, es)
+        if checkpoint_due(step, tr, stop):
             if d.main:
                 save_checkpoint(work, step, model, opt, {"history": history, "best": best,
                                                          "elapsed": elapsed + time.perf_counter() - t0,
@@ -119,7 +114,7 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
             break
     if es is not None and es.enabled and best["step"] is not None:
         model.load_weights(load_best(work))
-    model.eval()
+    model.eval().to("cpu")  # the result is saved, merged and evaluated on the CPU, as the base model is
     history["seconds"] = elapsed + time.perf_counter() - t0
     history["resumed_from"] = resumed_from
     history["best_step"] = best["step"] or step

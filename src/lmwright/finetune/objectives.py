@@ -1,5 +1,9 @@
 """What each recipe trains: the next-token loss on assistant tokens (SFT), a classification head, and DPO.
 
+The losses and the classifier run on the device of the module they are given (`device_of`): fine-tuning trains
+and validates on the GPU when there is one, compares the base and the tuned model on the CPU, and the recipes'
+rows start on the CPU either way.
+
 The classifier is Hugging Face's `LlamaForSequenceClassification` in layout: the decoder, then a bias-free
 `score` matrix read at each sequence's last non-pad token, so it saves as that architecture and `transformers`
 loads it (a test compares the logits).
@@ -17,6 +21,11 @@ from safetensors.torch import save_file
 from lmwright.model.llama import LlamaLM
 
 
+def device_of(module: torch.nn.Module) -> torch.device:
+    """Where a module's parameters (and so its inputs) are; a DDP wrapper answers for the model inside."""
+    return next(module.parameters()).device
+
+
 class Classifier(torch.nn.Module):
     def __init__(self, lm: LlamaLM, labels: list[str], pad_id: int):
         super().__init__()
@@ -26,6 +35,7 @@ class Classifier(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, labels) at each row's last non-pad token (rows are right-padded)."""
+        ids = ids.to(self.score.weight.device)
         h = self.lm.hidden(ids)
         positions = torch.arange(ids.shape[1], device=ids.device)
         last = ((ids != self.pad_id) * positions).argmax(-1)  # as transformers finds it
@@ -66,11 +76,14 @@ def class_weights(labels: list[int], k: int, mode: str) -> torch.Tensor | None:
 
 def sft_loss(model: LlamaLM, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token loss over the labelled (assistant) tokens of a batch of rows (seq_len + 1 wide)."""
-    return model(ids[:, :-1], labels[:, 1:])
+    dev = device_of(model)
+    return model(ids[:, :-1].to(dev), labels[:, 1:].to(dev))
 
 
 def sequence_logprob(model: LlamaLM, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per row: the summed log-probability of its labelled tokens (the answer), rows seq_len + 1 wide."""
+    dev = device_of(model)
+    ids, labels = ids.to(dev), labels.to(dev)
     logits = model(ids[:, :-1]).float()
     target = labels[:, 1:]
     mask = target != -100

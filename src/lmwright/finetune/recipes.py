@@ -1,6 +1,10 @@
 """The three recipes end to end: data, model (LoRA or full, freezing), the loop, saving, and base-vs-tuned
 evaluation on held-out rows. Each writes into `out`: `model/` (a Hugging Face directory, LoRA merged),
-`adapter/` (LoRA only, PEFT's format), `metrics.json`, `history.json` and `quarantine.jsonl`."""
+`adapter/` (LoRA only, PEFT's format), `metrics.json`, `history.json` and `quarantine.jsonl`.
+
+Training runs on fine-tuning's device (`placement` in `train/step.py`: CUDA when there is one); the rows stay on
+the CPU and go to the model's device batch by batch, and the loop hands the model back on the CPU, where it is
+saved and evaluated beside the base."""
 
 from __future__ import annotations
 
@@ -11,27 +15,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmwright.chat_template import encode_conversation, encode_prompt, pack
 from lmwright.core.progress import Reporter
 from lmwright.data.document import read_docs
 from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
 from lmwright.finetune import formats, lora, pydocs_tasks
-from lmwright.chat_template import encode_conversation, encode_prompt, pack
 from lmwright.finetune.loop import train
-from lmwright.finetune.objectives import Classifier, class_weights, dpo_loss, sequence_logprob, sft_loss
+from lmwright.finetune.objectives import (
+    Classifier,
+    class_weights,
+    device_of,
+    dpo_loss,
+    sequence_logprob,
+    sft_loss,
+)
 from lmwright.model.hf import load_hf, save_hf
+from lmwright.spec import LoopSpec, TrainSpec
 from lmwright.tokenizer import BOS, PAD, chat_stop_ids, load_tokenizer, special_ids
 from lmwright.train.distributed import Dist
 
 
-def train_spec(spec, recipe):
-    """The fine-tuning hyper-parameters as a TrainSpec, for the optimizer and schedule code of pretraining."""
+def train_spec(spec, recipe) -> TrainSpec:
+    """The settings the fine-tuning loop reads, as a TrainSpec for pretraining's optimizer and schedule code:
+    `finetune`'s training keys (those of `LoopSpec`, which `train` has too) over `train`'s (whose finer optimizer
+    settings, betas and momentum, fine-tuning shares), with the recipe's steps and learning rate when it sets them."""
     ft = spec.finetune
-    return spec.train.model_copy(update={
-        "max_steps": recipe.steps or ft.steps, "batch_size": ft.batch_size, "grad_accum": ft.grad_accum,
-        "lr": recipe.lr or ft.lr, "optimizer": "adamw", "schedule": "cosine", "min_lr_ratio": 0.1,
-        "warmup_steps": ft.warmup_steps, "weight_decay": ft.weight_decay, "grad_clip": ft.grad_clip,
-        "precision": ft.precision, "eval_every": ft.eval_every, "checkpoint_every": ft.checkpoint_every})
+    return spec.train.model_copy(update={**{k: getattr(ft, k) for k in LoopSpec.model_fields},
+                                         "max_steps": recipe.steps or ft.steps, "lr": recipe.lr or ft.lr})
 
 
 def _held_out(i: int) -> bool:  # a stable 10% of a file's rows when no validation file is given
@@ -137,8 +148,10 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
         return sft_loss(net, torch.from_numpy(t_ids[idx]), torch.from_numpy(t_lab[idx]))
 
     def val_loss(m) -> float:
+        dev = device_of(m)  # the model in training, or the base and the result on the CPU
         with torch.no_grad():
-            return float(np.mean([m(torch.from_numpy(v_ids[i:i + 16, :-1]), torch.from_numpy(v_lab[i:i + 16, 1:])).item()
+            return float(np.mean([m(torch.from_numpy(v_ids[i:i + 16, :-1]).to(dev),
+                                    torch.from_numpy(v_lab[i:i + 16, 1:]).to(dev)).item()
                                   for i in range(0, len(v_ids), 16)]))
 
     base = load_hf(base_dir)
@@ -219,11 +232,13 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
     weights = class_weights(t_y.tolist(), len(labels), r.class_weights)
 
     def loss_fn(net, idx: np.ndarray) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(net(t_x[idx]), t_y[idx], weight=weights)
+        logits = net(t_x[idx])  # the classifier moves its input to its device
+        return torch.nn.functional.cross_entropy(logits, t_y[idx].to(logits.device),
+                                                 weight=None if weights is None else weights.to(logits.device))
 
     def predict() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            logits = torch.cat([model(v_x[i:i + 32]) for i in range(0, len(v_x), 32)])
+            logits = torch.cat([model(v_x[i:i + 32]) for i in range(0, len(v_x), 32)]).cpu()
         return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
 
     def val_fn() -> dict:
@@ -295,8 +310,8 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
         sel = slice(None) if idx is None else torch.from_numpy(idx)
         # chosen and rejected in one forward: DDP wants one forward per backward
         pair = sequence_logprob(net, torch.cat([ci[sel], ri[sel]]), torch.cat([cl[sel], rl[sel]]))
-        n = len(pair) // 2
-        return pair[:n], pair[n:], ref[split]["chosen"][sel], ref[split]["rejected"][sel]
+        n = len(pair) // 2  # the reference's log-probabilities were taken on the CPU: to the policy's device
+        return pair[:n], pair[n:], ref[split]["chosen"][sel].to(pair.device), ref[split]["rejected"][sel].to(pair.device)
 
     def loss_fn(net, idx: np.ndarray) -> torch.Tensor:
         return dpo_loss(*margins(net, "train", idx), r.beta)[0]

@@ -2,17 +2,15 @@
 
 Reads top to bottom: build the model, restore the newest checkpoint if a killed run left one, wrap it for
 the process group (DDP/FSDP2, see `distributed.py`) and compile it if asked, then for each step set the
-learning rate, draw the step's batch, forward (under autocast for bf16/fp16) and backward over its
-micro-batches, unscale (fp16), clip, step;
-validate every `eval_every` steps (early stopping, best weights, an overfitting warning) and checkpoint every
+learning rate, draw the step's batch and take one optimizer step over its micro-batches (`step.py`, shared
+with fine-tuning: autocast for bf16/fp16, the fp16 gradient scaler, clipping, gradient sync); validate every
+`eval_every` steps (early stopping, best weights, an overfitting warning) and checkpoint every
 `checkpoint_every`. The history (train loss per step, validation loss and bits-per-byte per evaluation) goes
 into the output for the report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,6 +31,18 @@ from lmwright.train.checkpoint import load_best, read_latest, save_best, save_ch
 from lmwright.train.distributed import Dist, full_state, load_full_optimizer_state, wrap
 from lmwright.train.mfu import MfuMeter, find_peak
 from lmwright.train.optim import lr_scale, make_optimizer
+from lmwright.train.step import (
+    autocast,
+    check_finite,
+    checkpoint_due,
+    evaluation_due,
+    make_scaler,
+    new_best,
+    optimizer_step,
+    placement,
+    record_evaluation,
+    should_stop,
+)
 from lmwright.train.trackers import MetricWriters
 
 
@@ -66,25 +76,6 @@ def set_threads(threads: int | None, world: int = 1) -> None:
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LmwrightError("train.device is cuda but torch sees no CUDA GPU; set train.device: auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise LmwrightError("train.device is mps but this machine has no Metal GPU; set train.device: auto or cpu")
-    return torch.device(name)
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device, precision: str):
-    """Mixed precision: matmuls in bf16/fp16, the weights (and so the optimizer) stay fp32."""
-    dtype = AMP_DTYPES.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
 def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tensor,
              device: torch.device = torch.device("cpu")) -> tuple[float, float]:
     """Mean loss (nats/token) and bits-per-byte on a fixed sample of `eval_batches` validation batches."""
@@ -100,7 +91,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     """`on_validation(step, val_loss, val_bpb)` is called after each validation; returning True stops the run
     there (hyper-parameter search prunes poor trials this way)."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
-    device = pick_device(tr.device)
+    device = placement(tr).device
     if tr.precision == "fp16" and d.mode == "fsdp":
         raise LmwrightError("train.precision fp16 with FSDP is not supported (its gradient scaler is not "
                             "shard-aware); use bf16")
@@ -124,24 +115,21 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     fwd = wrap(model, d, device) if d.world > 1 else model
     opt = make_optimizer(model, tr)
     step_model = torch.compile(fwd) if tr.compile else fwd
-    scaler = torch.amp.GradScaler(device.type, enabled=tr.precision == "fp16")
 
     # val_seconds: training time (validation excluded) at each validation, for time-to-loss comparisons
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bpb": [],
                      "val_seconds": []}
     step, elapsed, resumed_from = 0, 0.0, 0
-    best = {"loss": math.inf, "step": None, "bad_evals": 0}  # early stopping
+    best, state = new_best(), {}  # early stopping
     if ckpt is not None:
         state = ckpt.restore(None, opt, (lambda states: load_full_optimizer_state(model, opt, states))
                              if d.sharded else None)
         step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
         resumed_from = step
         reporter.log(f"  pretrain: resumed from checkpoint at step {step} of {tr.max_steps}")
+    scaler = make_scaler(device, tr.precision, state.get("scaler"))
     es = tr.early_stopping
     per_rank = tr.batch_size // d.world
-    micro = per_rank // tr.grad_accum
     writers = MetricWriters(tr.log_to, log_dir, spec.project.name) if d.main else MetricWriters([], None, "")
 
     def full_weights() -> dict[str, torch.Tensor]:  # a collective under FSDP: every rank calls it
@@ -161,28 +149,16 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         opt.set_lr(scale)
         x, y = random_batch(train, tr.batch_size, tr.seq_len, seed, step)  # the global batch; this rank's rows:
         x, y = x[d.rank * per_rank : (d.rank + 1) * per_rank], y[d.rank * per_rank : (d.rank + 1) * per_rank]
-        loss_sum = torch.zeros((), device=device)
-        for i in range(0, per_rank, micro):  # equal micro-batches: their mean is the batch mean
-            last = i + micro >= per_rank
-            with _grad_sync(fwd, model, d, last), autocast(device, tr.precision):
-                loss = step_model(x[i : i + micro].to(device, non_blocking=True),
-                                  y[i : i + micro].to(device, non_blocking=True), tr.label_smoothing)
-                loss = loss / tr.grad_accum
-            scaler.scale(loss).backward()
-            loss_sum += loss.detach()
-        for o in opt:
-            scaler.unscale_(o)  # a no-op unless fp16: clipping sees true gradients
-        if tr.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-        for o in opt:
-            scaler.step(o)  # fp16: skipped when a gradient overflowed; the scale then shrinks
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
+
+        def micro_loss(rows: slice, x=x, y=y) -> torch.Tensor:
+            return step_model(x[rows].to(device, non_blocking=True), y[rows].to(device, non_blocking=True),
+                              tr.label_smoothing)
+
+        losses = optimizer_step(model, fwd, opt, scaler, d, tr, device, per_rank, micro_loss)
         step += 1
-        loss_value = d.mean(loss_sum.item())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"training loss became {loss_value} at step {step}; lower train.lr"
-                                     + (" or use bf16" if tr.precision == "fp16" else ""))
+        loss_value = d.mean(sum(losses, torch.zeros((), device=device)).item())  # summed on the device: one sync
+        fix = "lower train.lr" + (" or use bf16" if tr.precision == "fp16" else "")
+        check_finite(loss_value, step, "training loss", fix)
         lr = tr.lr * scale
         history["step"].append(step)
         history["loss"].append(loss_value)
@@ -196,7 +172,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         info = f"loss {loss_value:.3f} · lr {lr:.1e} · {tok_s:,.0f} tok/s · MFU {100 * mfu:.1f}%"
         writers.scalars(step, {"train/loss": loss_value, "train/lr": lr, "train/tokens_per_s": tok_s,
                                "train/mfu": mfu})
-        if step % tr.eval_every == 0 or step == tr.max_steps:
+        if evaluation_due(step, tr):
             t_val = time.perf_counter()
             history["val_seconds"].append(elapsed + t_val - t_start - val_time)
             vl, vb = validate(model, val, tr, seed, nbytes, device)
@@ -211,19 +187,17 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
             if warning := overfitting(history, tr.eval_every):
                 reporter.log(f"  [yellow]warning[/yellow] at step {step}: {warning}")
             if es.enabled:
-                if vl < best["loss"] - es.min_delta:
-                    best = {"loss": vl, "step": step, "bad_evals": 0}
-                    weights = full_weights()
+                best, improved = record_evaluation(best, vl, step, es)
+                if improved:
+                    weights = full_weights()  # a collective under FSDP: every rank calls it
                     if d.main:
                         save_best(work, weights)
-                else:
-                    best["bad_evals"] += 1
             if on_validation is not None and on_validation(step, vl, vb):
                 reporter.log(f"  pretrain: stopped at step {step} by the caller (pruned)")
                 break
         task.advance(1, info=info)
-        stop = es.enabled and best["bad_evals"] >= es.patience
-        if step % tr.checkpoint_every == 0 and step < tr.max_steps and not stop:
+        stop = should_stop(best, es)
+        if checkpoint_due(step, tr, stop):
             state = {"history": history, "elapsed": elapsed + time.perf_counter() - t_start, "best": best,
                      "scaler": scaler.state_dict() if scaler.is_enabled() else None}
             if d.sharded:
@@ -248,13 +222,3 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     return TrainResult(model=result_model.eval(), history=history, resumed_from=resumed_from, steps=step,
                        seconds=seconds, best_step=best["step"], flops_per_token=fpt, peak_flops=meter.peak.flops,
                        peak_source=meter.peak.source, mfu=mfu)
-
-
-def _grad_sync(fwd, model, d: Dist, sync: bool):
-    """Accumulation across processes: gradients are averaged only after the last micro-batch."""
-    if d.sharded:
-        model.set_requires_gradient_sync(sync)
-        return contextlib.nullcontext()
-    if d.world == 1 or sync:
-        return contextlib.nullcontext()
-    return fwd.no_sync()

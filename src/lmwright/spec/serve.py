@@ -1,0 +1,29 @@
+"""The `serve` section: the OpenAI-compatible server's address, batching, limits and safety checks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from lmwright.spec.base import Section
+
+
+class SafetySpec(Section):
+    redact_pii: bool = True  # PII in prompts and outputs replaced by typed placeholders (data/filters/pii.py)
+    blocklist: Literal["flag", "refuse", "off"] = "flag"  # blocklisted words: record the flag, or refuse (400)
+
+
+class ServeSpec(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)  # 0 = any free port
+    model: str | None = None  # a model directory or registered name; None = the project's latest model
+    max_batch: int = Field(16, ge=1)  # requests decoded together (KV-cache slots)
+    compile: bool = True  # torch.compile the decode step, one graph per batch size, built at start (~10 s each)
+    max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
+    max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
+    max_body_kb: int = Field(64, ge=1)  # larger request bodies get 413
+    timeout_s: float = Field(60.0, gt=0)  # a request still running after this is stopped (finish_reason "timeout")
+    rate_limit_per_minute: int = Field(600, ge=0)  # per API key (or per client address without keys); 0 = off
+    log_prompts: bool = False  # store prompt and output text in the request log
+    safety: SafetySpec = Field(default_factory=SafetySpec)

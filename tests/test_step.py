@@ -1,0 +1,83 @@
+"""The training step pretraining and fine-tuning share (`train/step.py`): where a loop runs and in what precision,
+one optimizer step over micro-batches, early stopping, and the settings fine-tuning hands its loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmwright.errors import LmwrightError
+from lmwright.finetune.recipes import train_spec
+from lmwright.spec import EarlyStoppingSpec, FinetuneSpec, TrainSpec, load_spec
+from lmwright.train.distributed import Dist
+from lmwright.train.optim import Optimizers
+from lmwright.train.step import (
+    make_scaler,
+    new_best,
+    optimizer_step,
+    placement,
+    record_evaluation,
+    should_stop,
+)
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_both_loops_run_on_cuda_when_there_is_one_and_honour_the_device_setting(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert placement(TrainSpec()) == (CUDA, None)
+    assert placement(FinetuneSpec(), "finetune") == (CUDA, None)
+    assert placement(FinetuneSpec(precision="bf16"), "finetune") == (CUDA, torch.bfloat16)
+    assert placement(TrainSpec(device="cpu", precision="fp16")) == (CPU, torch.float16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert placement(TrainSpec(precision="bf16")) == (CPU, torch.bfloat16)
+    assert placement(FinetuneSpec(), "finetune") == (CPU, None)
+    with pytest.raises(LmwrightError, match="finetune.device is cuda but torch sees no CUDA GPU"):
+        placement(FinetuneSpec(device="cuda"), "finetune")
+    with pytest.raises(LmwrightError, match="train.device is cuda"):
+        placement(TrainSpec(device="cuda"))
+
+
+def test_fine_tuning_hands_its_loop_its_own_settings_over_trains(monkeypatch):
+    spec = load_spec(None, ["finetune.precision=bf16", "finetune.device=cpu", "finetune.grad_accum=2",
+                            "train.beta2=0.99", "finetune.sft.lr=0.001"])
+    tr = train_spec(spec, spec.finetune.sft)
+    assert (tr.optimizer, tr.schedule, tr.min_lr_ratio) == ("adamw", "cosine", 0.1)  # as hard-coded before
+    assert (tr.max_steps, tr.lr, tr.grad_accum, tr.precision, tr.warmup_steps, tr.weight_decay) == (
+        100, 1e-3, 2, "bf16", 10, 0.0)
+    assert tr.beta2 == 0.99  # the optimizer's finer settings are train's
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert placement(tr, "finetune") == (CPU, torch.bfloat16)
+    tr = train_spec(load_spec(None, ["finetune.precision=bf16"]), spec.finetune.classify)
+    assert placement(tr, "finetune") == (CUDA, torch.bfloat16) and tr.lr == 2e-3
+
+
+def test_micro_batches_step_like_the_whole_batch():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 5), torch.randn(8, 1)
+
+    def run(accum: int) -> tuple[torch.Tensor, float]:
+        torch.manual_seed(1)
+        model = torch.nn.Linear(5, 1)
+        opt = Optimizers(torch.optim.SGD(model.parameters(), lr=0.1))
+        tr = TrainSpec(batch_size=8, grad_accum=accum, grad_clip=0.5)
+        losses = optimizer_step(model, model, opt, make_scaler(CPU, "fp32"), Dist(), tr, CPU, 8,
+                                lambda rows: torch.nn.functional.mse_loss(model(x[rows]), y[rows]))
+        assert len(losses) == accum and all(p.grad is None for p in model.parameters())  # gradients zeroed
+        return model.weight.detach().clone(), float(sum(losses))
+
+    (w1, l1), (w4, l4) = run(1), run(4)
+    assert torch.allclose(w1, w4, atol=1e-6) and l1 == pytest.approx(l4, rel=1e-6)
+
+
+def test_early_stopping_counts_evaluations_without_an_improvement_of_min_delta():
+    es = EarlyStoppingSpec(enabled=True, patience=2, min_delta=0.1)
+    best, improved = record_evaluation(new_best(), 3.0, 10, es)
+    assert improved and best == {"loss": 3.0, "step": 10, "bad_evals": 0}
+    best, improved = record_evaluation(best, 2.95, 20, es)  # better, but by less than min_delta
+    assert not improved and best == {"loss": 3.0, "step": 10, "bad_evals": 1} and not should_stop(best, es)
+    best, _ = record_evaluation(best, 3.5, 30, es)
+    assert should_stop(best, es) and best["step"] == 10
+    assert not should_stop(best, None) and not should_stop(best, EarlyStoppingSpec(enabled=False, patience=1))
+    best, improved = record_evaluation(best, 2.5, 40, es)
+    assert improved and best == {"loss": 2.5, "step": 40, "bad_evals": 0}
