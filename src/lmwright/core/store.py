@@ -61,26 +61,26 @@ class Lineage(Base):
     rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
-class Dataset(Base):
-    __tablename__ = "datasets"
+class _Produced:
+    """A named, versioned thing a stage run produced, by content digest: a dataset or a model."""
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), index=True)
     digest: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Dataset(_Produced, Base):
+    __tablename__ = "datasets"
     path: Mapped[str] = mapped_column(Text)  # inside the artifact
     rows: Mapped[int] = mapped_column(Integer)
-    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Model(Base):
+class Model(_Produced, Base):
     __tablename__ = "models"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), index=True)
-    digest: Mapped[str] = mapped_column(String(64))
     n_params: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Metric(Base):
@@ -118,14 +118,19 @@ class ApiKey(Base):
     revoked: Mapped[bool] = mapped_column(default=False)
 
 
-class RequestLog(Base):
-    """One served request: ids, model version, token counts, latencies, safety flags; text only if configured."""
+class _OfRequest:
+    """A row about one served request: its id, when, and the API key's name."""
 
-    __tablename__ = "requests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class RequestLog(_OfRequest, Base):
+    """One served request: ids, model version, token counts, latencies, safety flags; text only if configured."""
+
+    __tablename__ = "requests"
     endpoint: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(128))
     model_digest: Mapped[str] = mapped_column(String(64))
@@ -141,14 +146,10 @@ class RequestLog(Base):
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class Feedback(Base):
+class Feedback(_OfRequest, Base):
     """A rating or correction of a served response (by its response id): raw material for retraining."""
 
     __tablename__ = "feedback"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(64), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
     correction: Mapped[str | None] = mapped_column(Text, nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -251,13 +252,16 @@ class Store:
             s.add(Audit(actor=actor, action=action, detail=detail))
 
     # -- listings for `lmwright status` --------------------------------------------------------------------------
-    def datasets(self) -> list[Dataset]:
+    def _all(self, table: type[Base]) -> list:
+        """Every row of `table`, oldest first."""
         with self.session() as s:
-            return list(s.scalars(select(Dataset).order_by(Dataset.id)))
+            return list(s.scalars(select(table).order_by(table.id)))
+
+    def datasets(self) -> list[Dataset]:
+        return self._all(Dataset)
 
     def models(self) -> list[Model]:
-        with self.session() as s:
-            return list(s.scalars(select(Model).order_by(Model.id)))
+        return self._all(Model)
 
     def runs(self, limit: int = 50) -> list[StageRun]:
         with self.session() as s:
@@ -321,9 +325,7 @@ class Store:
             s.add(Feedback(**row))
 
     def feedback(self) -> list[Feedback]:
-        with self.session() as s:
-            return list(s.scalars(select(Feedback).order_by(Feedback.id)))
+        return self._all(Feedback)
 
     def audit_log(self) -> list[Audit]:
-        with self.session() as s:
-            return list(s.scalars(select(Audit).order_by(Audit.id)))
+        return self._all(Audit)

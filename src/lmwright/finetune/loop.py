@@ -20,21 +20,10 @@ import numpy as np
 import torch
 
 from lmwright.core.progress import Reporter
+from lmwright.train import step as shared  # the step rules pretraining uses too
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.distributed import Dist, wrap
 from lmwright.train.optim import lr_scale, make_optimizer
-from lmwright.train.step import (
-    autocast,
-    check_finite,
-    checkpoint_due,
-    evaluation_due,
-    make_scaler,
-    new_best,
-    optimizer_step,
-    placement,
-    record_evaluation,
-    should_stop,
-)
 
 
 def rows_for_step(n_rows: int, batch: int, seed: int, step: int) -> np.ndarray:
@@ -50,11 +39,11 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     Trains on `tr`'s device and returns the model to the CPU. Returns the history, with the step whose weights
     the model ends with."""
     d = d or Dist()
-    device = placement(tr, "finetune").device
+    device = shared.placement(tr, "finetune").device
     model.to(device)  # before the optimizer is made: its state lives beside the parameters
     opt = make_optimizer(model, tr)
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val": []}
-    step, elapsed, best, state = 0, 0.0, new_best(), {}
+    step, elapsed, best, state = 0, 0.0, shared.new_best(), {}
     resumed_from = 0
     ckpt = read_latest(work)
     if ckpt is not None:
@@ -71,23 +60,23 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     task.advance(step)
     t0 = time.perf_counter()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    scaler = make_scaler(device, tr.precision, state.get("scaler"))
+    scaler = shared.make_scaler(device, tr.precision, state.get("scaler"))
     while step < tr.max_steps:
         scale = lr_scale(step, tr)
         opt.set_lr(scale)
         idx = rows_for_step(n_rows, tr.batch_size, seed, step)[d.rank * per_rank: (d.rank + 1) * per_rank]
-        losses = optimizer_step(model, net, opt, scaler, d, tr, device, per_rank,
+        losses = shared.optimizer_step(model, net, opt, scaler, d, tr, device, per_rank,
                                 lambda rows, idx=idx: loss_fn(net, idx[rows]), trainable)
         total = d.mean(sum(loss.item() for loss in losses))  # as Python floats, as fine-tuning always summed them
         step += 1
-        check_finite(total, step, f"{name}: the loss", "lower the learning rate")
+        shared.check_finite(total, step, f"{name}: the loss", "lower the learning rate")
         history["step"].append(step)
         history["loss"].append(total)
         history["lr"].append(tr.lr * scale)
         info = f"loss {total:.3f}"
-        if evaluation_due(step, tr):
+        if shared.evaluation_due(step, tr):
             model.eval()
-            with torch.no_grad(), autocast(device, tr.precision):
+            with torch.no_grad(), shared.autocast(device, tr.precision):
                 figures = val_fn()
             model.train()
             history["val_step"].append(step)
@@ -96,14 +85,14 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
             reporter.log(f"  {name} step {step}/{tr.max_steps}: loss {total:.3f}, "
                          + ", ".join(f"val {k} {v:.4f}" for k, v in figures.items()))
             if es is not None and es.enabled:
-                best, improved = record_evaluation(best, figures["loss"], step, es)
+                best, improved = shared.record_evaluation(best, figures["loss"], step, es)
                 if improved:  # every process evaluates alike: the same verdict on each
                     if d.main:
                         save_best(work, model.weights())
                     d.barrier()
         task.advance(1, info=info)
-        stop = should_stop(best, es)
-        if checkpoint_due(step, tr, stop):
+        stop = shared.should_stop(best, es)
+        if shared.checkpoint_due(step, tr, stop):
             if d.main:
                 save_checkpoint(work, step, model, opt, {"history": history, "best": best,
                                                          "elapsed": elapsed + time.perf_counter() - t0,
