@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 from lmwright.chat_template import BOS, CHAT_TEMPLATE, CHAT_TOKENS, END_OF_TURN
 from lmwright.chat_template import CHAT_ROLES as CHAT_ROLES  # re-exported: the roles, by their old address
+from lmwright.errors import LmwrightError
 
 EOS, PAD = "<|eos|>", "<|pad|>"
 SPECIAL_TOKENS = [BOS, EOS, PAD, *CHAT_TOKENS]
@@ -77,9 +78,10 @@ def save_tokenizer(tok: Tokenizer, out_dir: Path, model_max_length: int | None =
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load from a `tokenizer.json` file or a directory holding one (a tokenizer artifact or a saved model)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    return Tokenizer.from_file(str(path))
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise LmwrightError(f"{path}: no tokenizer.json here; run `lmwright run` first or pass a model directory")
+    return Tokenizer.from_file(str(file))
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

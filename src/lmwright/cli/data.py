@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from lmwright.cli.common import DirOpt, JsonOpt, QuietOpt, SetOpt, err, out, run_stages
+from lmwright.core.pipeline import run_pipeline
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
+from lmwright.stages.registry import STAGES
 
 
 def register(app: typer.Typer) -> None:
@@ -85,7 +87,7 @@ def data_inspect(
     from lmwright.data.inspect import inspect_data
 
     ws = Workspace.open(dir, set_ or [])
-    outcomes = run_stages(ws, until="dedup", reporter=Reporter(quiet=True))
+    outcomes = run_pipeline(ws, STAGES, until="dedup", reporter=Reporter(quiet=True))  # reads, publishes nothing
     report = inspect_data(outcomes, reason, samples)
     if json_:
         out.print_json(json.dumps(report))

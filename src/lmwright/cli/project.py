@@ -41,9 +41,14 @@ def register(app: typer.Typer) -> None:
 
 
 def register_stages(app: typer.Typer) -> None:
+    """A command per stage: `lmwright collect`, `lmwright pretrain`, ..."""
     for name, st in STAGES.items():
         if name not in OWN_COMMANDS:
             app.command(name=name)(stage_command(name, st.help.rstrip(".")))
+
+
+def register_design(app: typer.Typer) -> None:
+    """`lmwright train` (pretraining across processes) and `lmwright model plan`."""
     app.command()(train)
     model_app = typer.Typer(no_args_is_help=True, help="Model design tools.")
     model_app.command("plan")(model_plan)

@@ -41,8 +41,8 @@ def serve(
     extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
     ws = Workspace.open(dir, extra)
     reporter = Reporter(err)
-    if model is None and ws.spec.serve.model is None:
-        find_model(ws, None, reporter)  # the project's own model: built first when there is none
+    if model is None and ws.spec.serve.model is None:  # the project's own model, built first when there is none
+        model = str(find_model(ws, None, reporter)[0])
     app_ = build_app(ws, model, reporter)
     s = ws.spec.serve
     keyed = "API keys required" if app_.state.keys.enabled else "no API keys configured: open to anyone who can reach it"
@@ -106,8 +106,8 @@ def chat(
     from lmwright.tokenizer import chat_stop_ids
 
     ws = Workspace.open(dir, set_ or [])
-    if model is None and ws.spec.serve.model is None:
-        find_model(ws, None, Reporter(err))  # the project's own model: built first when there is none
+    if model is None and ws.spec.serve.model is None:  # the project's own model, built first when there is none
+        model = str(find_model(ws, None, Reporter(err))[0])
     lm, tok, name, _ = load_served_model(ws, model)
     engine = Engine(lm, tok, max_batch=1)
     history: list[dict] = []

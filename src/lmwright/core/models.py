@@ -67,12 +67,14 @@ def project_model(ws: Workspace, stages: Stages, ref: str | None = None,
 
 
 def saved_model_dir(path: str | Path, needs: str = "config.json") -> Path:
-    """A model directory holding `needs` (or a file) as given, or the model a project directory has published."""
+    """A model directory holding `needs` as given (for a tokenizer, also a tokenizer.json file), or else the model
+    a project directory has published."""
     path = Path(path)
-    if path.is_file() or (path / needs).exists():
+    if (path / needs).exists() or (needs == "tokenizer.json" and path.is_file()):
         return path
-    published = Workspace.open(path).out_dir / "model"
+    published = Workspace.open(path).out_dir / "model" if path.is_dir() or needs == "config.json" else path
     if (published / needs).exists():
         return published
-    what = "model" if needs == "config.json" else needs
-    raise LmwrightError(f"{path}: no {what} here; run `lmwright run` first or pass a model directory")
+    if needs == "config.json":
+        raise LmwrightError(f"{path}: no model here; run `lmwright run` first or pass a model directory")
+    raise LmwrightError(f"{published}: no {needs} here; run `lmwright run` first or pass a model directory")

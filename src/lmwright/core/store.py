@@ -62,13 +62,14 @@ class Lineage(Base):
 
 
 class _Produced:
-    """A named, versioned thing a stage run produced, by content digest: a dataset or a model."""
+    """A named, versioned thing a stage run produced, by content digest: a dataset or a model. (`sort_order`
+    keeps the tables' column order: these first, the table's own columns, then the run and time.)"""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), index=True)
-    digest: Mapped[str] = mapped_column(String(64))
-    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
+    name: Mapped[str] = mapped_column(String(128), index=True, sort_order=-1)
+    digest: Mapped[str] = mapped_column(String(64), sort_order=-1)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), sort_order=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, sort_order=1)
 
 
 class Dataset(_Produced, Base):
@@ -119,12 +120,12 @@ class ApiKey(Base):
 
 
 class _OfRequest:
-    """A row about one served request: its id, when, and the API key's name."""
+    """A row about one served request: its id, when, and the API key's name (the table's first columns)."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(64), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
+    request_id: Mapped[str] = mapped_column(String(64), index=True, sort_order=-1)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, sort_order=-1)
+    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True, sort_order=-1)
 
 
 class RequestLog(_OfRequest, Base):

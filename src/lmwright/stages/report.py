@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from lmwright.core.pipeline import StageContext, stage
-from lmwright.evaluate.report_card import write_report_card
 
 
 def _report_facts(ws) -> dict:
@@ -21,6 +20,8 @@ def _report_facts(ws) -> dict:
 def report(ctx: StageContext) -> dict:
     """Write the report card (report.md, report.html and its plots): requirements, metrics with intervals,
     the previous version, data, model, training and tuning, slices, risk, samples."""
+    from lmwright.evaluate.report_card import write_report_card  # matplotlib and torch: only when it runs
+
     checks = write_report_card(ctx.spec, ctx.inputs, ctx.ws.store_url, ctx.out, ctx.ws.out_dir / "tune",
                                ctx.ws.out_dir / "cv" / "results.json")
     passed = sum(c["verdict"] == "pass" for c in checks)
