@@ -21,8 +21,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.spec import TrainSpec
-from lmwright.train.loop import autocast
 from lmwright.train.optim import make_optimizer
+from lmwright.train.step import autocast
 
 SHAPE = dict(vocab_size=4096, n_layers=4, d_model=256, n_heads=8, n_kv_heads=4, ffn_dim=704, max_seq_len=256)
 BATCH, SEQ, TARGET = 16, 256, 1.1

@@ -12,10 +12,11 @@ from lmwright.spec import EarlyStoppingSpec, FinetuneSpec, TrainSpec, load_spec
 from lmwright.train.distributed import Dist
 from lmwright.train.optim import Optimizers
 from lmwright.train.step import (
+    autocast,
     make_scaler,
     new_best,
     optimizer_step,
-    placement,
+    pick_device,
     record_evaluation,
     should_stop,
 )
@@ -25,17 +26,22 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 def test_both_loops_run_on_cuda_when_there_is_one_and_honour_the_device_setting(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert placement(TrainSpec()) == (CUDA, None)
-    assert placement(FinetuneSpec(), "finetune") == (CUDA, None)
-    assert placement(FinetuneSpec(precision="bf16"), "finetune") == (CUDA, torch.bfloat16)
-    assert placement(TrainSpec(device="cpu", precision="fp16")) == (CPU, torch.float16)
+    assert pick_device(TrainSpec().device) == CUDA
+    assert pick_device(FinetuneSpec().device, "finetune.device") == CUDA
+    assert pick_device(TrainSpec(device="cpu", precision="fp16").device) == CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert placement(TrainSpec(precision="bf16")) == (CPU, torch.bfloat16)
-    assert placement(FinetuneSpec(), "finetune") == (CPU, None)
+    assert pick_device(FinetuneSpec().device, "finetune.device") == CPU
     with pytest.raises(LmwrightError, match="finetune.device is cuda but torch sees no CUDA GPU"):
-        placement(FinetuneSpec(device="cuda"), "finetune")
+        pick_device(FinetuneSpec(device="cuda").device, "finetune.device")
     with pytest.raises(LmwrightError, match="train.device is cuda"):
-        placement(TrainSpec(device="cuda"))
+        pick_device(TrainSpec(device="cuda").device)
+
+
+def test_a_loop_computes_in_its_precision():
+    a = torch.ones(4, 4)
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        with autocast(CPU, precision):
+            assert (a @ a).dtype == dtype, precision
 
 
 def test_fine_tuning_hands_its_loop_its_own_settings_over_trains(monkeypatch):
@@ -47,9 +53,9 @@ def test_fine_tuning_hands_its_loop_its_own_settings_over_trains(monkeypatch):
         100, 1e-3, 2, "bf16", 10, 0.0)
     assert tr.beta2 == 0.99  # the optimizer's finer settings are train's
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert placement(tr, "finetune") == (CPU, torch.bfloat16)
+    assert pick_device(tr.device, "finetune.device") == CPU
     tr = train_spec(load_spec(None, ["finetune.precision=bf16"]), spec.finetune.classify)
-    assert placement(tr, "finetune") == (CUDA, torch.bfloat16) and tr.lr == 2e-3
+    assert pick_device(tr.device, "finetune.device") == CUDA and tr.precision == "bf16" and tr.lr == 2e-3
 
 
 def test_micro_batches_step_like_the_whole_batch():

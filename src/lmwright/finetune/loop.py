@@ -2,7 +2,7 @@
 
 Each step draws its rows from an RNG seeded by (seed, step), so a resumed run sees the batches an uninterrupted one
 would; checkpoints (`train/checkpoint.py`: weights, optimizer, RNG states, history) hold the whole trainable state,
-LoRA adapters included, so resuming is exact. The device and precision follow pretraining's rule (`placement`: CUDA
+LoRA adapters included, so resuming is exact. The device and precision follow pretraining's rule (`pick_device`: CUDA
 when there is one, else the CPU, or `finetune.device`); accumulation, autocast mixed precision, clipping, the
 learning-rate schedule, validation with early stopping and best weights work as in pretraining. A separate,
 smaller loop and not the pretraining one: pretraining's is built around token shards, FSDP and MFU, which
@@ -39,7 +39,7 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     Trains on `tr`'s device and returns the model to the CPU. Returns the history, with the step whose weights
     the model ends with."""
     d = d or Dist()
-    device = shared.placement(tr, "finetune").device
+    device = shared.pick_device(tr.device, "finetune.device")
     model.to(device)  # before the optimizer is made: its state lives beside the parameters
     opt = make_optimizer(model, tr)
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val": []}
@@ -66,7 +66,7 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
         opt.set_lr(scale)
         idx = rows_for_step(n_rows, tr.batch_size, seed, step)[d.rank * per_rank: (d.rank + 1) * per_rank]
         losses = shared.optimizer_step(model, net, opt, scaler, d, tr, device, per_rank,
-                                lambda rows, idx=idx: loss_fn(net, idx[rows]), trainable)
+                                       lambda rows, idx=idx: loss_fn(net, idx[rows]), trainable)
         total = d.mean(sum(loss.item() for loss in losses))  # as Python floats, as fine-tuning always summed them
         step += 1
         shared.check_finite(total, step, f"{name}: the loss", "lower the learning rate")

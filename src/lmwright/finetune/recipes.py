@@ -2,7 +2,7 @@
 evaluation on held-out rows. Each writes into `out`: `model/` (a Hugging Face directory, LoRA merged),
 `adapter/` (LoRA only, PEFT's format), `metrics.json`, `history.json` and `quarantine.jsonl`.
 
-Training runs on fine-tuning's device (`placement` in `train/step.py`: CUDA when there is one); the rows stay on
+Training runs on fine-tuning's device (`pick_device` in `train/step.py`: CUDA when there is one); the rows stay on
 the CPU and go to the model's device batch by batch, and the loop hands the model back on the CPU, where it is
 saved and evaluated beside the base."""
 

@@ -13,13 +13,13 @@ from lmwright.core.progress import Reporter
 from lmwright.finetune.recipes import RECIPES
 from lmwright.spec import Spec
 from lmwright.train.distributed import init_from_env
-from lmwright.train.step import placement
+from lmwright.train.step import pick_device
 
 
 def main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
     spec = Spec.model_validate(job["spec"])
-    d = init_from_env("ddp", placement(spec.finetune, "finetune").device)  # NCCL on GPUs, gloo on CPUs
+    d = init_from_env("ddp", pick_device(spec.finetune.device, "finetune.device"))  # NCCL on GPUs, gloo on CPUs
     try:
         with Reporter(Console(stderr=True, soft_wrap=True), quiet=not d.main) as reporter:
             res = RECIPES[job["kind"]](spec, Path(job["base_dir"]), job["base_name"], Path(job["split_dir"]),

@@ -14,17 +14,19 @@ from lmwright.core.progress import Reporter
 from lmwright.spec import Spec
 
 
-def write_result(result, out: Path, world: int) -> None:
-    """A finished `TrainResult` as files: weights, history and the run's figures (`result.json`)."""
+def write_result(result, out: Path, world: int) -> dict:
+    """A finished `TrainResult` as files: weights, history and the run's figures (`result.json`, which `launch`
+    hands back from the distributed workers); returns the figures."""
     from lmwright.train.checkpoint import save_weights
 
     save_weights(result.model, out)
     (out / "history.json").write_text(json.dumps(result.history))
-    (out / "result.json").write_text(json.dumps({
-        "steps": result.steps, "resumed_from": result.resumed_from, "seconds": result.seconds,
-        "best_step": result.best_step, "flops_per_token": result.flops_per_token,
-        "peak_flops": result.peak_flops, "peak_source": result.peak_source, "mfu": result.mfu,
-        "world": world, "n_params": result.model.n_params()}))
+    figures = {"steps": result.steps, "resumed_from": result.resumed_from, "seconds": result.seconds,
+               "best_step": result.best_step, "flops_per_token": result.flops_per_token,
+               "peak_flops": result.peak_flops, "peak_source": result.peak_source, "mfu": result.mfu,
+               "world": world, "n_params": result.model.n_params()}
+    (out / "result.json").write_text(json.dumps(figures))
+    return figures
 
 
 def pretrain_job(spec: Spec, shards: Path, tokenizer_dir: Path, work: Path, out: Path, reporter: Reporter,
@@ -38,13 +40,12 @@ def pretrain_job(spec: Spec, shards: Path, tokenizer_dir: Path, work: Path, out:
         job = {"spec": spec.model_dump(mode="json"), "shards": str(shards), "tokenizer": str(tokenizer_dir),
                "work": str(work), "out": str(out), "log_dir": str(log_dir) if log_dir else None}
         reporter.log(f"  pretrain: launching {tr.nproc} processes ({tr.distributed}) with torchrun")
-        launch(job, tr.nproc, work)
+        figures = launch(job, tr.nproc, work)
     else:
         from lmwright.tokenizer import load_tokenizer
         from lmwright.train.loop import pretrain
 
         result = pretrain(spec, shards, load_tokenizer(tokenizer_dir), work, reporter, log_dir=log_dir)
-        write_result(result, out, world=1)
-    figures = json.loads((out / "result.json").read_text())
+        figures = write_result(result, out, world=1)
     (out / "result.json").unlink()  # the artifact holds the model and its history; the figures go in the summary
     return figures, json.loads((out / "history.json").read_text())

@@ -27,22 +27,11 @@ from lmwright.evaluate.lm import score_batches, token_bytes
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import flops_per_token
+from lmwright.train import step as shared  # the step rules fine-tuning uses too
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.distributed import Dist, full_state, load_full_optimizer_state, wrap
 from lmwright.train.mfu import MfuMeter, find_peak
 from lmwright.train.optim import lr_scale, make_optimizer
-from lmwright.train.step import (
-    autocast,
-    check_finite,
-    checkpoint_due,
-    evaluation_due,
-    make_scaler,
-    new_best,
-    optimizer_step,
-    placement,
-    record_evaluation,
-    should_stop,
-)
 from lmwright.train.trackers import MetricWriters
 
 
@@ -80,7 +69,7 @@ def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tenso
              device: torch.device = torch.device("cpu")) -> tuple[float, float]:
     """Mean loss (nats/token) and bits-per-byte on a fixed sample of `eval_batches` validation batches."""
     batches = (random_batch(val, tr.batch_size, tr.seq_len, seed + 1, i) for i in range(tr.eval_batches))
-    with autocast(device, tr.precision):
+    with shared.autocast(device, tr.precision):
         m = score_batches(model, batches, nbytes)  # seed + 1: never the training stream
     model.train()
     return m["loss"], m["bits_per_byte"]
@@ -91,7 +80,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     """`on_validation(step, val_loss, val_bpb)` is called after each validation; returning True stops the run
     there (hyper-parameter search prunes poor trials this way)."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
-    device = placement(tr).device
+    device = shared.pick_device(tr.device)
     if tr.precision == "fp16" and d.mode == "fsdp":
         raise LmwrightError("train.precision fp16 with FSDP is not supported (its gradient scaler is not "
                             "shard-aware); use bf16")
@@ -120,14 +109,14 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_bpb": [],
                      "val_seconds": []}
     step, elapsed, resumed_from = 0, 0.0, 0
-    best, state = new_best(), {}  # early stopping
+    best, state = shared.new_best(), {}  # early stopping
     if ckpt is not None:
         state = ckpt.restore(None, opt, (lambda states: load_full_optimizer_state(model, opt, states))
                              if d.sharded else None)
         step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
         resumed_from = step
         reporter.log(f"  pretrain: resumed from checkpoint at step {step} of {tr.max_steps}")
-    scaler = make_scaler(device, tr.precision, state.get("scaler"))
+    scaler = shared.make_scaler(device, tr.precision, state.get("scaler"))
     es = tr.early_stopping
     per_rank = tr.batch_size // d.world
     writers = MetricWriters(tr.log_to, log_dir, spec.project.name) if d.main else MetricWriters([], None, "")
@@ -154,11 +143,11 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
             return step_model(x[rows].to(device, non_blocking=True), y[rows].to(device, non_blocking=True),
                               tr.label_smoothing)
 
-        losses = optimizer_step(model, fwd, opt, scaler, d, tr, device, per_rank, micro_loss)
+        losses = shared.optimizer_step(model, fwd, opt, scaler, d, tr, device, per_rank, micro_loss)
         step += 1
         loss_value = d.mean(sum(losses, torch.zeros((), device=device)).item())  # summed on the device: one sync
         fix = "lower train.lr" + (" or use bf16" if tr.precision == "fp16" else "")
-        check_finite(loss_value, step, "training loss", fix)
+        shared.check_finite(loss_value, step, "training loss", fix)
         lr = tr.lr * scale
         history["step"].append(step)
         history["loss"].append(loss_value)
@@ -172,7 +161,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         info = f"loss {loss_value:.3f} · lr {lr:.1e} · {tok_s:,.0f} tok/s · MFU {100 * mfu:.1f}%"
         writers.scalars(step, {"train/loss": loss_value, "train/lr": lr, "train/tokens_per_s": tok_s,
                                "train/mfu": mfu})
-        if evaluation_due(step, tr):
+        if shared.evaluation_due(step, tr):
             t_val = time.perf_counter()
             history["val_seconds"].append(elapsed + t_val - t_start - val_time)
             vl, vb = validate(model, val, tr, seed, nbytes, device)
@@ -187,7 +176,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
             if warning := overfitting(history, tr.eval_every):
                 reporter.log(f"  [yellow]warning[/yellow] at step {step}: {warning}")
             if es.enabled:
-                best, improved = record_evaluation(best, vl, step, es)
+                best, improved = shared.record_evaluation(best, vl, step, es)
                 if improved:
                     weights = full_weights()  # a collective under FSDP: every rank calls it
                     if d.main:
@@ -196,8 +185,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
                 reporter.log(f"  pretrain: stopped at step {step} by the caller (pruned)")
                 break
         task.advance(1, info=info)
-        stop = should_stop(best, es)
-        if checkpoint_due(step, tr, stop):
+        stop = shared.should_stop(best, es)
+        if shared.checkpoint_due(step, tr, stop):
             state = {"history": history, "elapsed": elapsed + time.perf_counter() - t_start, "best": best,
                      "scaler": scaler.state_dict() if scaler.is_enabled() else None}
             if d.sharded:

@@ -1,8 +1,8 @@
 """One training step and its bookkeeping, shared by pretraining (`train/loop.py`) and fine-tuning
 (`finetune/loop.py`), so the two loops differ only in what they train on.
 
-- `placement` picks where a loop runs: the device (`pick_device`: CUDA when there is one, else the CPU, or what
-  the spec names) and the autocast dtype of its precision (`AMP_DTYPES`); `autocast` is the matching context.
+- `pick_device` picks where a loop runs (CUDA when there is one, else the CPU, or what the spec names: the one
+  rule for pretraining and fine-tuning alike); `autocast` runs matmuls in its precision's dtype (`AMP_DTYPES`).
 - `optimizer_step` is one step over a batch's micro-batches, given a loss closure: forward under autocast, the
   backward pass through the fp16 gradient scaler (`make_scaler`), gradients averaged across processes after the
   last micro-batch only (`grad_sync`), then unscale, clip, step, update the scale and zero the gradients.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -37,17 +37,6 @@ def pick_device(name: str, key: str = "train.device") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise LmwrightError(f"{key} is mps but this machine has no Metal GPU; set {key}: auto or cpu")
     return torch.device(name)
-
-
-class Placement(NamedTuple):
-    device: torch.device
-    amp_dtype: torch.dtype | None  # what autocast computes matmuls in; None: fp32 throughout
-
-
-def placement(tr, key: str = "train") -> Placement:
-    """Where a loop with settings `tr` (its `device` and `precision`, from the `key` section) runs and in what
-    precision: the one rule for pretraining and fine-tuning alike. Weights stay fp32 on the device either way."""
-    return Placement(pick_device(tr.device, f"{key}.device"), AMP_DTYPES.get(tr.precision))
 
 
 def autocast(device: torch.device, precision: str):

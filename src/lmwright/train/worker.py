@@ -16,13 +16,13 @@ from lmwright.tokenizer import load_tokenizer
 from lmwright.train.distributed import init_from_env
 from lmwright.train.job import write_result
 from lmwright.train.loop import pretrain
-from lmwright.train.step import placement
+from lmwright.train.step import pick_device
 
 
 def main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
     spec = Spec.model_validate(job["spec"])
-    d = init_from_env(spec.train.distributed, placement(spec.train).device)
+    d = init_from_env(spec.train.distributed, pick_device(spec.train.device))
     try:
         with Reporter(Console(stderr=True, soft_wrap=True), quiet=not d.main) as reporter:
             result = pretrain(spec, Path(job["shards"]), load_tokenizer(Path(job["tokenizer"])), Path(job["work"]),
