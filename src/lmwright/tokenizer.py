@@ -8,7 +8,7 @@ which bits-per-byte is computed.
 
 The chat template's markers (`<|bos|>`, the role tokens, `<|end|>`) and its Jinja form, which `save_tokenizer`
 writes into `tokenizer_config.json`, are defined in `lmwright.chat_template`; this module imports them from there
-(and never the other way round, so there is no import circle) and still offers the names it always did.
+(and never the other way round, so there is no import circle).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from lmwright.chat_template import BOS, CHAT_TEMPLATE, CHAT_TOKENS, END_OF_TURN
-from lmwright.chat_template import CHAT_ROLES as CHAT_ROLES  # re-exported: the roles, by their old address
 from lmwright.errors import LmwrightError
 
 EOS, PAD = "<|eos|>", "<|pad|>"

@@ -24,12 +24,7 @@ from fastapi import FastAPI
 
 from lmwright.model.engine import Engine
 from lmwright.serve import routes
-from lmwright.serve.routes import ChatBody, CompletionBody, FeedbackBody, Message
-from lmwright.serve.state import ApiError, EngineService, ServeConfig, Served, ServerState
-
-# the names this module has always offered, now defined beside the code that uses them
-__all__ = ["ApiError", "ChatBody", "CompletionBody", "EngineService", "FeedbackBody", "Message", "ServeConfig",
-           "Served", "ServerState", "build_app", "create_app", "load_served_model", "serve_in_thread"]
+from lmwright.serve.state import ServeConfig, ServerState
 
 
 def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
