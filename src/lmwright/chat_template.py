@@ -4,9 +4,10 @@ A conversation is OpenAI's messages shape, `[{"role", "content"}]`. The template
 `<|role|>content<|end|>`; a prompt for generation ends with `<|assistant|>`. It is written down once, as the pieces
 below (`role_token`, `END_OF_TURN`, `GENERATION_PROMPT`), and offered three ways that cannot drift apart:
 
-- `render_chat`: the prompt text the server (and `lmwright chat`) feeds the model.
+- `render_chat`: the prompt as text (to read, and to compare with `transformers`).
 - `encode_conversation` / `encode_prompt`: token ids, with the assistant-token mask, that fine-tuning trains on
-  (`pack` then lays them into training rows).
+  (`pack` then lays them into training rows) and that the server and `lmwright chat` feed the model
+  (`fit_conversation` first leaves out the oldest turns that no longer fit the context).
 - `CHAT_TEMPLATE`: the same template as Jinja, which `tokenizer.save_tokenizer` writes into
   `tokenizer_config.json` so that `transformers`' `apply_chat_template` works on a saved model.
 
@@ -71,31 +72,37 @@ class BadMessage(LmwrightError):
         self.param = param
 
 
-def render_chat(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The prompt for a conversation so far: each message's turn, then `<|assistant|>`. Without `<|bos|>`, which
-    the tokenizer's post-processor prepends when the text is encoded.
-
-    A message's content is a string, None (empty) or OpenAI's content parts (text parts only, joined). Raises
-    `BadMessage` for a role outside `CHAT_ROLES` or a part that is not text, naming the first offending message.
-    """
-    parts = []
+def normalize(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The messages as `{"role", "content"}` with string contents. A content is a string, None (empty) or OpenAI's
+    content parts (text parts only, joined); OpenAI's `developer` role is the system turn. Raises `BadMessage`
+    for a role outside `CHAT_ROLES` or a part that is not text, naming the first offending message."""
+    out = []
     for i, m in enumerate(messages):
-        role = m["role"]
+        role = "system" if m["role"] == "developer" else m["role"]
         if role not in CHAT_ROLES:
             raise BadMessage(f"messages[{i}].role {role!r} is not one of {', '.join(CHAT_ROLES)}",
                              f"messages.{i}.role")
         content = m.get("content")
         if isinstance(content, list):  # OpenAI's content parts: text only
-            if any(p.get("type") != "text" for p in content):
+            if any(not isinstance(p, Mapping) or p.get("type") != "text" for p in content):
                 raise BadMessage(f"messages[{i}].content: only text parts are supported", f"messages.{i}.content")
             content = "".join(str(p.get("text", "")) for p in content)
-        parts.append(_turn(role, content or ""))
-    return "".join(parts) + GENERATION_PROMPT
+        out.append({"role": role, "content": content or ""})
+    return out
 
 
-# -- ids: what fine-tuning trains on ----------------------------------------------------------------------------------
-# Each piece is tokenized on its own. The role and end markers are special tokens, which the tokenizer never merges
-# with their neighbours, so the ids equal those of the rendered text (a test checks this against `transformers`).
+def render_chat(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The prompt for a conversation so far as text: each message's turn, then `<|assistant|>`, without the
+    `<|bos|>` that opens the ids. For reading and for `apply_chat_template` parity; a model is fed
+    `encode_prompt`'s ids, where the markers come from the template alone (see `encode_conversation`)."""
+    return "".join(_turn(m["role"], m["content"]) for m in normalize(messages)) + GENERATION_PROMPT
+
+
+# -- ids: what a model is fed and fine-tuning trains on ---------------------------------------------------------------
+# The markers are inserted by id and each content is tokenized on its own as text: lmwright's tokenizers never read a
+# marker typed inside a content as the marker (`tokenizer.text_only`), so a message cannot open a system turn or end
+# the sequence by spelling `<|system|>` or `<|eos|>`. For contents without such spellings the ids equal those of
+# the rendered text (a test checks this against `transformers`).
 
 def _ids(tok: Tokenizer, text: str) -> list[int]:
     return tok.encode(text, add_special_tokens=False).ids
@@ -109,7 +116,8 @@ def _special(tok: Tokenizer, text: str) -> list[int]:
 
 def encode_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int]]:
     """(ids, labels) for one conversation (string contents). Labels are `IGNORE` everywhere except the assistant's
-    content and its `<|end|>`: the model learns to answer and to stop, never to write the user's turns."""
+    content and its `<|end|>`: the model learns to answer and to stop, never to write the user's turns. The tokenizer
+    must be text-only (`tokenizer.text_only`; lmwright's always are), else a content could spell a marker."""
     bos = tok.token_to_id(BOS)
     ids = [bos] if bos is not None else []
     labels = [IGNORE] * len(ids)
@@ -126,6 +134,30 @@ def encode_prompt(tok: Tokenizer, messages: Sequence[Mapping[str, Any]]) -> list
     """The ids of a conversation so far plus `<|assistant|>`: what the model continues to answer."""
     ids, _ = encode_conversation(tok, messages)
     return ids + _special(tok, GENERATION_PROMPT)
+
+
+def fit_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, Any]], budget: int) -> tuple[list[int], int]:
+    """(prompt ids, number of messages left out) for a conversation trimmed to `budget` tokens: the system turns
+    and the latest messages that fit, oldest dropped first, as a chat must once it outgrows the context. Raises
+    `BadMessage` when the system turns and the last message alone are over the budget."""
+    msgs = normalize(messages)
+    ids = encode_prompt(tok, msgs)
+    if len(ids) <= budget:
+        return ids, 0
+    # a turn's ids do not depend on its neighbours (markers are by id), so each turn costs its own length
+    empty = len(encode_conversation(tok, [])[0])
+    cost = [len(encode_conversation(tok, [m])[0]) - empty for m in msgs]
+    keep = {i for i, m in enumerate(msgs) if m["role"] == "system"}
+    used = len(encode_prompt(tok, [])) + sum(cost[i] for i in keep)
+    for i in reversed([i for i in range(len(msgs)) if i not in keep]):
+        if used + cost[i] > budget:
+            break
+        keep.add(i)
+        used += cost[i]
+    if len(msgs) - 1 not in keep:
+        raise BadMessage(f"the last message takes {used + cost[-1]} tokens (with the system turns and the template's "
+                         f"markers); this model's context leaves {budget} for the prompt", f"messages.{len(msgs) - 1}.content")
+    return encode_prompt(tok, [m for i, m in enumerate(msgs) if i in keep]), len(msgs) - len(keep)
 
 
 def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int,

@@ -38,6 +38,16 @@ def chat_stop_ids(tok: Tokenizer) -> frozenset[int]:
     return frozenset() if end is None else frozenset({end})
 
 
+def text_only(tok: Tokenizer) -> Tokenizer:
+    """`tok`, set to read its input as text only: a special token spelled inside a text (`<|eos|>`, `<|system|>`)
+    is encoded as the characters it is made of, never as the special token. Special tokens then come only from
+    their ids: the post-processor's `<|bos|>` and the chat template's markers (`chat_template.encode_prompt`).
+    Every tokenizer lmwright trains or loads is set so; the setting is not saved in `tokenizer.json`, so other
+    tools read a saved tokenizer as they always do."""
+    tok.encode_special_tokens = True
+    return tok
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -52,7 +62,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos)]),
     ])
-    return tok
+    return text_only(tok)
 
 
 def save_tokenizer(tok: Tokenizer, out_dir: Path, model_max_length: int | None = None) -> None:
@@ -80,7 +90,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise LmwrightError(f"{path}: no tokenizer.json here; run `lmwright run` first or pass a model directory")
-    return Tokenizer.from_file(str(file))
+    return text_only(Tokenizer.from_file(str(file)))
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
