@@ -35,12 +35,15 @@ def client(url: str, key: str = "none") -> openai.OpenAI:
 def test_models_chat_and_completions_with_the_openai_client(served):
     url, ws = served
     c = client(url)
-    (m,) = c.models.list().data
-    assert m.id == "tiny"
-    chat = c.chat.completions.create(model="tiny", messages=[{"role": "system", "content": "Be brief."},
+    assert [m.id for m in c.models.list().data] == ["tiny-assistant", "tiny"]  # the assistant first: the default
+    assert c.models.retrieve("tiny").id == "tiny" and c.models.retrieve("tiny-assistant").max_model_len == 64
+    with pytest.raises(openai.NotFoundError):
+        c.models.retrieve("gpt-4")
+    chat = c.chat.completions.create(model="tiny-assistant", messages=[{"role": "system", "content": "Be brief."},
                                                              {"role": "user", "content": "What does json do?"}],
                                      max_tokens=8, temperature=0)
     assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert chat.model == "tiny-assistant"
     assert chat.choices[0].finish_reason in ("stop", "length")
     assert chat.usage.completion_tokens <= 8 and chat.usage.prompt_tokens > 5
     assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
@@ -123,10 +126,13 @@ def test_keys_are_required_and_hashed_and_limits_apply(tiny_copy):
             client(url, "wrong").models.list()
         assert _error(httpx.get(f"{url}/metrics"), 401)["code"] == "invalid_api_key"
         good = client(url, "lmw-secret")
-        assert good.models.list().data[0].id == "tiny"
-        with pytest.raises(openai.APIStatusError) as e:  # timeout_s is 1 ms
-            good.completions.create(model="tiny", prompt="x", max_tokens=50)
-        assert e.value.status_code == 408 and e.value.body["code"] == "request_timeout"
+        assert good.models.list().data[0].id == "tiny-assistant"
+        with pytest.raises(openai.InternalServerError) as e:  # timeout_s is 1 ms: 504, which the client must not retry
+            client(url, "lmw-secret").with_options(max_retries=2).completions.create(model="tiny", prompt="x",
+                                                                                   max_tokens=50)
+        assert e.value.status_code == 504 and e.value.body["code"] == "request_timeout"
+        assert e.value.response.headers["x-should-retry"] == "false"
+        assert [r.status for r in Store(ws.store_url).requests()] == [504]  # one call, one generation
         good.models.list()
         good.models.list()
         with pytest.raises(openai.RateLimitError) as e:  # the 5th request within the minute
@@ -200,9 +206,11 @@ def test_chat_page_streams_and_stops_in_a_browser(tiny_copy):
         page.wait_for_function("document.querySelectorAll('.assistant')[1].textContent.length > 0", timeout=20_000)
         assert page.is_enabled("#stop") and not page.is_enabled("#send")
         page.click("#stop")
-        page.wait_for_selector(".assistant:nth-of-type(4)[data-done='true']", timeout=20_000)
-        assert page.get_attribute(".assistant:nth-of-type(4)", "data-finish") == "stopped"
+        page.wait_for_function("document.querySelectorAll('.assistant')[1].dataset.done === 'true'", timeout=20_000)
+        assert page.eval_on_selector_all(".assistant", "es => es[1].dataset.finish") == "stopped"
         assert page.is_enabled("#send")
+        # a 64-token context leaves 31 for a prompt that asks for 40 tokens: the first turns are left out, and said
+        assert "oldest message(s) were left out" in page.text_content(".note")
         browser.close()
     deadline = time.time() + 10
     while time.time() < deadline and not any(r.finish_reason == "abort" for r in Store(ws.store_url).requests()):
@@ -215,4 +223,4 @@ def test_terminal_chat(tiny_copy):
                         "--max-tokens", "5"], input="What is json?\n/reset\nAnd csv?\n/quit\n", capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.count("tiny> ") == 2 and "chatting with tiny" in p.stderr
+    assert p.stdout.count("tiny-assistant> ") == 2 and "chatting with tiny-assistant" in p.stderr

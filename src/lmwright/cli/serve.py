@@ -32,22 +32,50 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (serve.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (serve.port; 0 = any free port).")] = None,
 ) -> None:
-    """Serve a model: OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models), /metrics,
-    /health and a chat page at /. Keys: `lmwright keys add NAME`."""
+    """Serve models: OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models), /metrics,
+    /health and a chat page at /. By default the project's assistant (when fine-tuning made one) and its base
+    model. Keys: `lmwright keys add NAME`, live within a second."""
     import uvicorn
 
     from lmwright.serve.api import build_app
 
     extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
     ws = Workspace.open(dir, extra)
-    reporter = Reporter(err)
-    if model is None and ws.spec.serve.model is None:  # the project's own model, built first when there is none
-        model = str(find_model(ws, None, reporter)[0])
-    app_ = build_app(ws, model, reporter)
     s = ws.spec.serve
-    keyed = "API keys required" if app_.state.keys.enabled else "no API keys configured: open to anyone who can reach it"
-    err.print(f"serving [bold]{app_.state.metrics.model}[/bold] on http://{s.host}:{s.port} ({keyed}); chat page at /")
-    uvicorn.run(app_, host=s.host, port=s.port, log_level="warning")
+    sock = _bind(s.host, s.port)  # before any work: a busy port fails now, not after a compile
+    bound = sock.getsockname()[1]
+    reporter = Reporter(err)
+    if model is None and s.model is None:  # the project's own model, built first when there is none
+        find_model(ws, None, reporter)
+
+    def ready(name: str, seconds: float) -> None:
+        compiled = f", decode step compiled in {seconds:.0f} s" if s.compile else ""
+        err.print(f"{name} ready{compiled}")
+
+    app_ = build_app(ws, model, on_ready=ready)
+    state = app_.state.server
+    keyed = "API keys required" if state.keys.enabled else "no API keys configured: open to anyone who can reach it"
+    starting = "; /health says 'starting' until each model has compiled its decode step" if s.compile else ""
+    err.print(f"serving [bold]{', '.join(state.models)}[/bold] on http://{s.host}:{bound} ({keyed}); "
+              f"chat page at /{starting}")
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning")).run(sockets=[sock])
+
+
+def _bind(host: str, port: int):
+    """A listening socket on host:port, or a clear error when the address is taken or not this machine's."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        raise LmwrightError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server running "
+                            "there? pick another port with --port (0 = any free one)") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
@@ -64,7 +92,7 @@ def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who o
         raise LmwrightError(str(exc)) from None
     Store(ws.store_url).audit("api_key_add", name=name)
     out.print(key, highlight=False)
-    err.print(f"key {name!r} added; it is shown this once. Restart `lmwright serve` to use it.")
+    err.print(f"key {name!r} added; it is shown this once. A running `lmwright serve` accepts it within a second.")
 
 
 def keys_list(dir: DirOpt = Path("."), json_: JsonOpt = False) -> None:
@@ -80,14 +108,17 @@ def keys_list(dir: DirOpt = Path("."), json_: JsonOpt = False) -> None:
 
 
 def keys_revoke(name: str, dir: DirOpt = Path(".")) -> None:
-    """Delete a key (takes effect when the server restarts)."""
+    """Delete a key; a running server refuses it within a second."""
     from lmwright.core.store import Store
 
-    ws = Workspace.open(dir)
-    if not Store(ws.store_url).revoke_api_key(name):
+    store = Store(Workspace.open(dir).store_url)
+    if not store.revoke_api_key(name):
         raise LmwrightError(f"no API key named {name!r}; `lmwright keys list` shows them")
-    Store(ws.store_url).audit("api_key_revoke", name=name)
-    err.print(f"key {name!r} revoked")
+    store.audit("api_key_revoke", name=name)
+    err.print(f"key {name!r} revoked; a running `lmwright serve` refuses it within a second")
+    if not store.api_keys():
+        err.print("no keys are left: a running server now refuses every request until a key is added (a server "
+                  "started without keys is open to anyone who can reach it)")
 
 
 def chat(
@@ -100,15 +131,15 @@ def chat(
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
-    from lmwright.chat_template import render_chat
+    from lmwright.chat_template import BadMessage, fit_conversation
     from lmwright.model.engine import Engine, SamplingParams
     from lmwright.serve.api import load_served_model
     from lmwright.tokenizer import chat_stop_ids
 
     ws = Workspace.open(dir, set_ or [])
     if model is None and ws.spec.serve.model is None:  # the project's own model, built first when there is none
-        model = str(find_model(ws, None, Reporter(err))[0])
-    lm, tok, name, _ = load_served_model(ws, model)
+        find_model(ws, None, Reporter(err))
+    lm, tok, name, _ = load_served_model(ws, model)  # by default the assistant, when the project has one
     engine = Engine(lm, tok, max_batch=1)
     history: list[dict] = []
     err.print(f"chatting with [bold]{name}[/bold]; /reset starts over, /quit leaves")
@@ -125,7 +156,14 @@ def chat(
         if not line:
             continue
         history.append({"role": "user", "content": line})
-        ids = tok.encode(render_chat(history)).ids[-(engine.max_len - max_tokens - 1):]
+        try:  # the latest turns that fit, leaving room for the answer (as the server does)
+            ids, dropped = fit_conversation(tok, history, engine.max_len - 1 - min(max_tokens, engine.max_len // 2))
+        except BadMessage as exc:
+            err.print(f"[red]{exc}[/red]; say less, or /reset")
+            history.pop()
+            continue
+        if dropped:
+            err.print(f"[dim]({dropped} earlier message(s) no longer fit the model's context and were left out)[/dim]")
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                 stop_token_ids=chat_stop_ids(tok))
         sys.stdout.write(f"{name}> ")

@@ -7,7 +7,9 @@ dataset or model can be traced back to the source documents and parameters that 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -175,6 +177,15 @@ _APPEND_ONLY = [
 ]
 
 
+def _owner_only(path: str) -> None:
+    """The store holds key hashes, the request log and feedback: readable by its owner alone (0600), and its WAL and
+    shared-memory files too (SQLite gives those the database file's mode when it makes them)."""
+    for p in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(OSError):  # not ours to change (a shared workspace): leave it as it is
+            if os.path.exists(p) and os.stat(p).st_mode & 0o077:
+                os.chmod(p, 0o600)
+
+
 class Store:
     def __init__(self, url: str):
         if url.startswith("sqlite:///"):
@@ -194,6 +205,7 @@ class Store:
             with self.engine.begin() as conn:
                 for stmt in _APPEND_ONLY:
                     conn.execute(text(stmt))
+            _owner_only(url.removeprefix("sqlite:///"))
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -318,8 +330,13 @@ class Store:
             return list(s.scalars(select(RequestLog).order_by(RequestLog.id.desc()).limit(limit)))
 
     def has_request(self, request_id: str) -> bool:
+        return self.request_record(request_id) is not None
+
+    def request_record(self, request_id: str) -> RequestLog | None:
+        """The request log's row for a response id (the last, should an id repeat)."""
         with self.session() as s:
-            return s.scalars(select(RequestLog.id).where(RequestLog.request_id == request_id)).first() is not None
+            return s.scalars(select(RequestLog).where(RequestLog.request_id == request_id)
+                             .order_by(RequestLog.id.desc())).first()
 
     def add_feedback(self, **row: Any) -> None:
         with self.session() as s, s.begin():

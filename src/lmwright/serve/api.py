@@ -1,16 +1,17 @@
 """The OpenAI-compatible API server: `lmwright serve` (FastAPI + uvicorn).
 
-Routes: `/v1/models`, `/v1/completions`, `/v1/chat/completions` (JSON, or server-sent events with OpenAI's chunk
-shapes ending in `data: [DONE]`), `/v1/feedback`, `/health`, `/metrics` (Prometheus) and `/` (the chat page).
-With API keys configured (`lmwright serve keys add NAME`), every route but `/health` and the page needs a
-Bearer key. Every error is OpenAI's error JSON, `{"error": {"message", "type", "param", "code"}}`, with its
-4xx status: bad input is never a 500.
+Routes: `/v1/models` and `/v1/models/{id}`, `/v1/completions`, `/v1/chat/completions` (JSON, or server-sent events
+with OpenAI's chunk shapes ending in `data: [DONE]`), `/v1/feedback`, `/health`, `/metrics` (Prometheus) and `/`
+(the chat page). With API keys configured (`lmwright keys add NAME`, live within a second), every route but
+`/health` and the page needs a Bearer key. Every error is OpenAI's error JSON,
+`{"error": {"message", "type", "param", "code"}}`, with its status: bad input is never a 500.
 
-This module assembles the app: `create_app` builds the state the routes share (serve/state.py: the engine in its
-background thread, keys, rate limiter, metrics) and registers the routes (serve/routes.py, module-level functions
-that read that state from `request.app.state.server`). `build_app` does it for a workspace's model;
+This module assembles the app: `create_app` builds the state the routes share (serve/state.py: each model's engine
+in its background thread, keys, rate limiters, metrics) and registers the routes (serve/routes.py, module-level
+functions that read that state from `request.app.state.server`) behind the guard (serve/guard.py). `build_app`
+does it for a workspace's models (the project's assistant and base model by default);
 `serve_in_thread` runs an app in the background for tests, benchmarks and notebooks. A chat request's prompt is
-rendered by the one chat template, `lmwright.chat_template`.
+encoded by the one chat template, `lmwright.chat_template`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fastapi import FastAPI
 
@@ -27,48 +28,63 @@ from lmwright.serve import routes
 from lmwright.serve.state import ServeConfig, ServerState
 
 
-def create_app(engine: Engine, cfg: ServeConfig) -> FastAPI:
-    """The server app over `engine`: its state in `app.state.server` (the engine service, metrics and key checker
-    also as `app.state.service`, `.metrics` and `.keys`), its routes, error handlers and guard. The engine thread
-    starts and stops with the app's lifespan."""
-    state = ServerState.build(engine, cfg)
+def create_app(models: list[tuple[str, str, Engine]], cfg: ServeConfig,
+               on_ready: Callable[[str, float], None] | None = None) -> FastAPI:
+    """The server app over (name, digest, engine) models, the first the default: its state in `app.state.server`
+    (the default model's engine service, the metrics and key checker also as `app.state.service`, `.metrics` and
+    `.keys`), its routes, error handlers and guard. The app answers once bound; each engine compiles and starts in
+    the background during the app's lifespan, and `on_ready(model, seconds)` is told as each one is ready."""
+    state = ServerState.build(models, cfg)
+    state.on_ready = on_ready
     app = FastAPI(title="lmwright", version="1", docs_url="/docs", redoc_url=None, lifespan=routes.lifespan)
     app.state.server = state
-    app.state.service, app.state.metrics, app.state.keys = state.service, state.metrics, state.keys
+    app.state.service, app.state.metrics, app.state.keys = state.default.service, state.metrics, state.keys
     routes.register(app, state)
     return app
 
 
+def served_refs(ws, ref: str | None) -> list[str]:
+    """The models a server answers for: `ref`, else serve.model, else the project's assistant (when fine-tuning made
+    one) followed by its base model, so a chat client talks to a model that learned the chat template."""
+    from lmwright.core.store import Store
+
+    if ref or ws.spec.serve.model:
+        return [ref or ws.spec.serve.model]
+    project = ws.spec.project.name
+    names = {m.name for m in Store(ws.store_url).models()}
+    return [f"{project}-assistant", project] if f"{project}-assistant" in names else [project]
+
+
 def load_served_model(ws, ref: str | None):
-    """(engine-ready model, tokenizer, name, digest) of `ref`, else serve.model, else the project's latest registered
-    model (`lmwright serve` builds the project's model first when there is none)."""
+    """(engine-ready model, tokenizer, name, digest) of `ref`, else of the first of `served_refs`."""
     from lmwright.core.models import resolve_model
     from lmwright.model.hf import load_hf
     from lmwright.tokenizer import load_tokenizer
 
-    model_dir, name, digest = resolve_model(ws, ref or ws.spec.serve.model or ws.spec.project.name)
+    model_dir, name, digest = resolve_model(ws, served_refs(ws, ref)[0])
     return load_hf(model_dir), load_tokenizer(model_dir), name, digest
 
 
-def build_app(ws, ref: str | None = None, reporter=None) -> FastAPI:
-    """The app for a workspace: its model, its serve settings, its store (keys, request log, feedback)."""
+def build_app(ws, ref: str | None = None, on_ready: Callable[[str, float], None] | None = None) -> FastAPI:
+    """The app for a workspace: its models (`served_refs`), its serve settings, its store (keys, request log,
+    feedback). Nothing is compiled here: the app compiles once it is serving (see `create_app`)."""
     from lmwright.core.store import Store
 
-    model, tok, name, digest = load_served_model(ws, ref)
-    engine = Engine(model, tok, max_batch=ws.spec.serve.max_batch, compile=ws.spec.serve.compile)
-    if engine.compiled is not None and reporter is not None:
-        reporter.log("compiling the decode step (once; a minute or so on a small CPU)")
-    seconds = engine.warm_up()
-    if engine.compiled is not None and reporter is not None:
-        reporter.log(f"compiled in {seconds:.0f} s")
-    return create_app(engine, ServeConfig(name, digest, ws.spec.serve, Store(ws.store_url)))
+    s = ws.spec.serve
+    models = []
+    for r in served_refs(ws, ref):
+        model, tok, name, digest = load_served_model(ws, r)
+        if name not in {n for n, _, _ in models}:
+            models.append((name, digest, Engine(model, tok, max_batch=s.max_batch, compile=s.compile)))
+    return create_app(models, ServeConfig(s, Store(ws.store_url)), on_ready)
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
-                    timeout_s: float = 30.0) -> Iterator[str]:
-    """Run `app` under uvicorn in a background thread (port 0: any free port); yields its base URL and stops
-    the server on exit. For tests, benchmarks and notebooks; `lmwright serve` runs uvicorn in the foreground."""
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 300.0,
+                    ready: bool = True) -> Iterator[str]:
+    """Run `app` under uvicorn in a background thread (port 0: any free port); yields its base URL once the server
+    is bound and (with `ready`) every model is compiled and running, and stops the server on exit. For tests,
+    benchmarks and notebooks; `lmwright serve` runs uvicorn in the foreground."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
@@ -80,6 +96,10 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
             raise RuntimeError(f"the server did not start on {host}:{port}")
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
+    while ready and not app.state.server.ready:
+        if not thread.is_alive() or time.time() > deadline:
+            raise RuntimeError(f"the server's models did not start within {timeout_s:g} s")
+        time.sleep(0.02)
     try:
         yield f"http://{host}:{bound}"
     finally:

@@ -2,9 +2,15 @@
 
 Keys are random 32-byte tokens (`lmw-...`) made by `lmwright serve keys add NAME`; the store keeps only their
 SHA-256. A request's Bearer token is hashed and compared with every stored hash in constant time
-(`hmac.compare_digest`), so neither the key nor its position leaks through timing. Rate limits are a token
-bucket per key (or per client address when no keys are configured): `rate_limit_per_minute` requests a
-minute, refilled continuously, with bursts up to the same number.
+(`hmac.compare_digest`), so neither the key nor its position leaks through timing.
+
+The keys are read from the store again when they are more than `refresh_s` (a second) old, so `lmwright keys add`
+and `lmwright keys revoke` apply to a running server within about a second, with no restart. Once a server has seen
+a key it stays keyed: revoking the last key leaves a server that refuses everyone, never one open to anyone.
+
+Rate limits are a token bucket per key (or per client address when no keys are configured): `rate_limit_per_minute`
+requests a minute, refilled continuously, with bursts up to the same number. Failed authentications have a bucket
+of their own per client address (`failed_auth_per_minute`), so guessing keys is slow.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 
 def hash_key(key: str) -> str:
@@ -25,12 +32,26 @@ def new_key() -> str:
 
 
 class KeyChecker:
-    def __init__(self, keys: list[tuple[str, str]]):  # (name, sha256)
-        self.keys = keys
+    def __init__(self, load: Callable[[], list[tuple[str, str]]], refresh_s: float = 1.0):
+        """`load` returns the current (name, sha256) pairs; it is called now and whenever the keys are stale."""
+        self.load, self.refresh_s = load, refresh_s
+        self.keys: list[tuple[str, str]] = []
+        self.keyed = False
+        self.loaded_at = 0.0
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.keys = list(self.load())
+        self.keyed = self.keyed or bool(self.keys)
+        self.loaded_at = time.monotonic()
+
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self.loaded_at >= self.refresh_s
 
     @property
     def enabled(self) -> bool:
-        return bool(self.keys)
+        return self.keyed
 
     def check(self, token: str) -> str | None:
         """The key's name, or None. Every stored hash is compared, whether or not one already matched."""
@@ -47,6 +68,15 @@ class RateLimiter:
         self.rate, self.capacity = per_minute / 60.0, float(per_minute)
         self.buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
+
+    def wait(self, who: str) -> float:
+        """Seconds until `who` could be allowed again (0: now), without using a token."""
+        if self.rate <= 0:
+            return 0.0
+        with self.lock:
+            tokens, last = self.buckets.get(who, (self.capacity, time.monotonic()))
+        tokens = min(self.capacity, tokens + (time.monotonic() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def allow(self, who: str) -> tuple[bool, float]:
         """(allowed, seconds until the next request would be)."""

@@ -1,5 +1,10 @@
 """Prometheus metrics in vLLM's style, with an `lmwright_` prefix, on a registry of the app's own.
 
+Every request the engine accepted is counted once when it ends, whatever its end: `finished_reason` is "stop" or
+"length" for a completed answer, "abort" when its client went away, "timeout" when the server stopped it, "error"
+when the engine failed; its tokens count in `generation_tokens` either way (the work was done). Labels carry the
+model's name, so a server with several models keeps their figures apart.
+
 Latency histograms have buckets sized for language models: time to first token from 1 ms to 80 s, the gap
 between tokens from 1 ms to 2.5 s, whole requests and queue time up to 10 minutes.
 """
@@ -17,10 +22,9 @@ REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
 
 
 class ServeMetrics:
-    def __init__(self, model: str):
+    def __init__(self):
         self.registry = r = CollectorRegistry()
         labels = ["model_name"]
-        self.model = model
         self.ttft = Histogram("lmwright_time_to_first_token_seconds", "Time from arrival to the first output token.",
                               labels, buckets=TTFT_BUCKETS, registry=r)
         self.itl = Histogram("lmwright_inter_token_latency_seconds", "Time between two output tokens of a request.",
@@ -39,9 +43,9 @@ class ServeMetrics:
         self.http = Counter("lmwright_http_requests", "HTTP responses by route and status code.",
                             ["route", "status"], registry=r)
 
-    def finished(self, req) -> None:
-        """Record one finished engine request (see engine.Request)."""
-        m = self.model
+    def finished(self, req, model: str, reason: str | None) -> None:
+        """Record one engine request (see engine.Request) of `model` that ended for `reason`."""
+        m = model
         self.prompt_tokens.labels(m).inc(len(req.prompt_ids))
         self.generation_tokens.labels(m).inc(len(req.output_ids))
         if req.scheduled is not None:
@@ -51,4 +55,4 @@ class ServeMetrics:
             self.e2e.labels(m).observe(req.token_times[-1] - req.arrived)
         for a, b in zip(req.token_times, req.token_times[1:], strict=False):
             self.itl.labels(m).observe(b - a)
-        self.success.labels(m, req.finish_reason or "abort").inc()
+        self.success.labels(m, reason or "abort").inc()

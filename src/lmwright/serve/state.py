@@ -1,16 +1,20 @@
-"""What the server's routes share: the application state, the engine in its thread, and the API's error.
+"""What the server's routes share: the application state, each model's engine in its thread, and the API's error.
 
 `create_app` (serve/api.py) builds one `ServerState` per app and stores it as `app.state.server`; the routes
-(serve/routes.py) are module-level functions that reach it through `request.app.state.server`. `EngineService`
-runs the engine in one background thread; each request waits on an asyncio queue that the engine thread feeds, so
-the event loop never blocks on the model. `ApiError` is any failure a client sees, in OpenAI's error shape.
+(serve/routes.py) are module-level functions that reach it through `request.app.state.server`. A server holds one
+or more models (`ServedModel`: the assistant and the base model of a project, say); requests name one by its
+`model` field, and the first is the default. Each model's `EngineService` runs its engine in one background thread;
+a request is admitted (`submit`: queue room, prompt length) before any response is sent, then waits on an asyncio
+queue that the engine thread feeds, so the event loop never blocks on the model. `ApiError` is any failure a client
+sees, in OpenAI's error shape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,14 @@ from fastapi.responses import JSONResponse
 from tokenizers import Tokenizer
 
 from lmwright.model.engine import Engine, SamplingParams
+from lmwright.model.engine import Request as EngineRequest
 from lmwright.serve.auth import KeyChecker, RateLimiter
 from lmwright.serve.metrics import ServeMetrics
 from lmwright.tokenizer import chat_stop_ids
+
+# The official OpenAI clients retry 408, 409, 429 and 5xx on their own unless the response says not to; a request
+# the server already spent its time on (a timeout, an engine failure) must not be run again behind the caller's back.
+NO_RETRY = {"x-should-retry": "false"}
 
 
 class ApiError(Exception):
@@ -32,12 +41,14 @@ class ApiError(Exception):
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
         self.headers = headers or {}
 
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                       "code": self.code}}, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
-# -- the engine in its thread ----------------------------------------------------------------------------------------
+# -- a model and its engine in their thread --------------------------------------------------------------------------
 
 @dataclass
 class Served:
@@ -54,23 +65,37 @@ class Served:
     flags: dict = field(default_factory=dict)
 
 
+@dataclass
+class Admitted:
+    """A request the engine has accepted: its queue of (delta, finished) events and the engine's record."""
+
+    req: EngineRequest
+    queue: asyncio.Queue
+    deadline: float
+
+
 class EngineService:
-    def __init__(self, engine: Engine, metrics: ServeMetrics, max_queue: int, timeout_s: float):
-        self.engine, self.metrics, self.max_queue, self.timeout_s = engine, metrics, max_queue, timeout_s
+    def __init__(self, engine: Engine, metrics: ServeMetrics, model: str, max_queue: int, timeout_s: float):
+        self.engine, self.metrics, self.model = engine, metrics, model
+        self.max_queue, self.timeout_s = max_queue, timeout_s
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=engine.run_forever, args=(self.stop,), daemon=True, name="engine")
+        self.thread = threading.Thread(target=engine.run_forever, args=(self.stop,), daemon=True,
+                                       name=f"engine:{model}")
 
     def start(self) -> None:
         self.thread.start()
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
-    async def run(self, rid: str, prompt_ids: list[int], params: SamplingParams, served: Served) -> AsyncIterator[str]:
-        """Text deltas as the engine makes them; `served` is filled in as it goes."""
+    def submit(self, rid: str, prompt_ids: list[int], params: SamplingParams) -> Admitted:
+        """Hand a request to the engine, or raise the ApiError that refuses it (a full queue, a prompt over the
+        context): known before any response is sent, so a stream can still answer with the real status."""
         if self.engine.n_waiting >= self.max_queue:
-            raise ApiError(503, "the server is overloaded; retry shortly", "server_error", code="overloaded")
+            raise ApiError(503, "the server is overloaded; retry shortly", "server_error", code="overloaded",
+                           headers={"Retry-After": "1"})
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
@@ -81,15 +106,21 @@ class EngineService:
             req = self.engine.submit(prompt_ids, params, on_event, rid)
         except ValueError as exc:
             raise ApiError(400, str(exc), param="prompt", code="context_length_exceeded") from None
-        deadline = loop.time() + self.timeout_s
+        return Admitted(req, queue, loop.time() + self.timeout_s)
+
+    async def events(self, job: Admitted, served: Served) -> AsyncIterator[str]:
+        """Text deltas as the engine makes them; `served` is filled in as it goes, and the metrics count the request
+        once it ends however it ends (finished, timed out, or abandoned by its client: reason "abort")."""
+        req, queue, loop = job.req, job.queue, asyncio.get_running_loop()
         try:
             while True:
                 try:
-                    delta, finished = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+                    delta, finished = await asyncio.wait_for(queue.get(), max(0.0, job.deadline - loop.time()))
                 except TimeoutError:
                     served.finish_reason = "timeout"
-                    raise ApiError(408, f"the request took longer than {self.timeout_s:g} s and was stopped",
-                                   "timeout_error", code="request_timeout") from None
+                    raise ApiError(504, f"the request took longer than this server's limit of {self.timeout_s:g} s "
+                                        "and was stopped; ask for fewer tokens", "timeout_error",
+                                   code="request_timeout", headers=NO_RETRY) from None
                 while not finished and not queue.empty():  # behind the engine: one chunk for what has piled up
                     more, finished = queue.get_nowait()
                     delta += more
@@ -97,7 +128,9 @@ class EngineService:
                     yield delta
                 if finished:
                     if req.finish_reason == "error":
-                        raise ApiError(500, "the engine failed on this request", "server_error", code="engine_error")
+                        served.finish_reason = "error"
+                        raise ApiError(500, "the engine failed on this request", "server_error",
+                                       code="engine_error", headers=NO_RETRY)
                     break
         finally:
             if not req.finished:  # timed out, or the client went away: free the slot at the next step
@@ -110,16 +143,37 @@ class EngineService:
             if req.first_token is not None:
                 served.ttft_s = req.first_token - req.arrived
                 served.e2e_s = req.token_times[-1] - req.arrived
-            if req.finished:
-                self.metrics.finished(req)
+            self.metrics.finished(req, self.model, served.finish_reason)
+
+
+@dataclass
+class ServedModel:
+    """One model a server answers for: its name and digest (the request log's model version), its engine and the
+    thread that runs it. `ready` is set once its decode step is compiled and the thread runs."""
+
+    name: str
+    digest: str
+    engine: Engine
+    service: EngineService
+    chat_stops: frozenset[int]  # a chat reply also stops at the template's end-of-turn token
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def tok(self) -> Tokenizer:
+        return self.engine.tok
+
+    def start(self) -> float:
+        """Compile (when the engine compiles) and start the engine thread; returns the seconds the compile took."""
+        seconds = self.engine.warm_up()
+        self.service.start()
+        self.ready.set()
+        return seconds
 
 
 # -- the application state -------------------------------------------------------------------------------------------
 
 @dataclass
 class ServeConfig:
-    model_name: str
-    model_digest: str
     spec: Any  # ServeSpec
     store: Any | None = None  # core.store.Store for keys, the request log and feedback
 
@@ -129,14 +183,15 @@ class ServerState:
     """Everything the routes read, built once per app by `ServerState.build`."""
 
     cfg: ServeConfig
-    engine: Engine
+    models: dict[str, ServedModel]  # in order; the first is the default
     metrics: ServeMetrics
-    service: EngineService
     keys: KeyChecker
     limiter: RateLimiter
-    tok: Tokenizer
-    chat_stops: frozenset[int]  # a chat reply also stops at the template's end-of-turn token
+    failed_auth: RateLimiter  # wrong or missing keys, per client address
     page: str  # the chat page's HTML (read once, at start)
+    started: float = field(default_factory=time.monotonic)
+    created: float = field(default_factory=time.time)  # the models' `created` in /v1/models
+    on_ready: Callable[[str, float], None] | None = None  # told (model, compile seconds) as each model is ready
     pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes that outlive a disconnected stream
 
     @property
@@ -144,17 +199,37 @@ class ServerState:
         """The serve settings (the spec's `serve` section)."""
         return self.cfg.spec
 
+    @property
+    def default(self) -> ServedModel:
+        return next(iter(self.models.values()))
+
+    @property
+    def ready(self) -> bool:
+        return all(m.ready.is_set() for m in self.models.values())
+
+    def model(self, name: str | None) -> ServedModel:
+        """The model a request names (None: the default); an unknown name is a 404."""
+        if name is None:
+            return self.default
+        if name not in self.models:
+            raise ApiError(404, f"the model {name!r} does not exist; this server serves "
+                                f"{', '.join(map(repr, self.models))}", "not_found_error", param="model",
+                           code="model_not_found")
+        return self.models[name]
+
     @classmethod
-    def build(cls, engine: Engine, cfg: ServeConfig) -> ServerState:
+    def build(cls, models: list[tuple[str, str, Engine]], cfg: ServeConfig) -> ServerState:
+        """The state for (name, digest, engine) models, the first the default."""
         s = cfg.spec
-        metrics = ServeMetrics(cfg.model_name)
-        service = EngineService(engine, metrics, s.max_queue, s.timeout_s)
-        keys = KeyChecker([(k.name, k.key_hash) for k in cfg.store.api_keys()] if cfg.store else [])
-        limiter = RateLimiter(s.rate_limit_per_minute)
-        tok = engine.tok
-        chat_stops = chat_stop_ids(tok)
+        metrics = ServeMetrics()
+        served = {name: ServedModel(name, digest, engine,
+                                    EngineService(engine, metrics, name, s.max_queue, s.timeout_s),
+                                    chat_stop_ids(engine.tok)) for name, digest, engine in models}
+        store = cfg.store
+        keys = KeyChecker(lambda: [(k.name, k.key_hash) for k in store.api_keys()] if store else [])
         page = (Path(__file__).parent / "web" / "chat.html").read_text(encoding="utf-8")
-        return cls(cfg, engine, metrics, service, keys, limiter, tok, chat_stops, page)
+        return cls(cfg, served, metrics, keys, RateLimiter(s.rate_limit_per_minute),
+                   RateLimiter(s.failed_auth_per_minute), page)
 
 
 def server(request: Request) -> ServerState:

@@ -22,8 +22,10 @@ class ServeSpec(Section):
     compile: bool = True  # torch.compile the decode step, one graph per batch size, built at start (~10 s each)
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
     max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
-    max_body_kb: int = Field(64, ge=1)  # larger request bodies get 413
-    timeout_s: float = Field(60.0, gt=0)  # a request still running after this is stopped (finish_reason "timeout")
+    max_body_kb: int = Field(64, ge=1)  # larger request bodies get 413, at the first byte over
+    body_timeout_s: float = Field(30.0, gt=0)  # a request body still arriving after this gets 408
+    timeout_s: float = Field(60.0, gt=0)  # a request still running after this is stopped: 504, finish_reason "timeout"
     rate_limit_per_minute: int = Field(600, ge=0)  # per API key (or per client address without keys); 0 = off
+    failed_auth_per_minute: int = Field(10, ge=0)  # wrong or missing keys per client address, then 429; 0 = off
     log_prompts: bool = False  # store prompt and output text in the request log
     safety: SafetySpec = Field(default_factory=SafetySpec)
