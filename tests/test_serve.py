@@ -192,6 +192,8 @@ def test_chat_page_streams_and_stops_in_a_browser(tiny_copy):
         page = browser.new_page()
         page.goto(url + "/")
         assert "tiny" in page.title()
+        page.wait_for_function("document.querySelectorAll('#model option').length === 2", timeout=10_000)
+        assert page.eval_on_selector_all("#model option", "os => os.map(o => o.value)") == ["tiny-assistant", "tiny"]
         page.fill("#temperature", "0")
         page.fill("#max_tokens", "8")
         page.fill("#prompt", "What does the json module do?")

@@ -198,6 +198,12 @@ def test_aborted_and_timed_out_requests_are_counted(served_models):
     _until(lambda: _metric(url, 'lmwright_request_success_total{finished_reason="abort",model_name="tiny"}') == 1,
            seconds=5)
     assert _metric(url, 'lmwright_generation_tokens_total{model_name="tiny"}') >= 1
+    with pytest.raises(httpx.ReadTimeout):  # a client that gives up on a whole answer: the engine stops too
+        httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": "The json", "max_tokens": 50,
+                                                  "temperature": 0, "stop": ["never-stop-here"]}, timeout=0.5)
+    _until(lambda: _metric(url, 'lmwright_request_success_total{finished_reason="abort",model_name="tiny"}') == 2,
+           seconds=5)
+    assert _metric(url, 'lmwright_http_requests_total{route="/v1/completions",status="499"}') == 1
     app.state.server.models["tiny"].service.timeout_s = 0.001
     with pytest.raises(openai.InternalServerError):
         client(url).completions.create(model="tiny", prompt="x", max_tokens=50)

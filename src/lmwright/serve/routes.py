@@ -14,6 +14,7 @@ changes the OpenAPI document and re-validates every body.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import time
 import uuid
@@ -30,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmwright.chat_template import BadMessage, fit_conversation, normalize
 from lmwright.model.engine import SamplingParams
 from lmwright.serve.bodies import RATINGS, ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
-from lmwright.serve.guard import Guard
+from lmwright.serve.guard import CLIENT_GONE, Guard
 from lmwright.serve.safety import Refused, screen
 from lmwright.serve.state import ApiError, Served, ServedModel, ServerState, server
 
@@ -194,11 +195,13 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
         return _Stream(stream(st, request, m, endpoint, job, served, prompt, created, chat, usage_chunk),
                        media_type="text/event-stream", headers={"Cache-Control": "no-cache", **headers})
     try:
-        async for _ in m.service.events(job, served):
-            pass
+        finished = await _unless_client_leaves(request, m.service.events(job, served))
     except ApiError as exc:
         await log(st, request, m, endpoint, exc.status, served, prompt)
         raise
+    if not finished:  # nobody to answer: the engine stopped at once, and the log and metrics say "abort"
+        await log(st, request, m, endpoint, CLIENT_GONE, served, prompt)
+        return Response(status_code=CLIENT_GONE)
     text, out_flags = screen(served.text, st.spec.safety, "output")
     served.flags.update(out_flags)
     served.text = text
@@ -260,6 +263,32 @@ async def stream(st: ServerState, request: Request, m: ServedModel, endpoint: st
         task.add_done_callback(st.pending.discard)
         await asyncio.shield(task)
     yield "data: [DONE]\n\n"
+
+
+async def _unless_client_leaves(request: Request, events: AsyncIterator[str]) -> bool:
+    """Run a request's events to the end (True), or stop them when its client disconnects first (False): a client
+    that gives up on a long answer frees its decode slot now, not when the answer is done."""
+
+    async def drain() -> None:
+        async for _ in events:
+            pass
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    work, gone = asyncio.ensure_future(drain()), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, gone):
+            task.cancel()
+        await asyncio.gather(work, gone, return_exceptions=True)
+        await events.aclose()
+    if work.done() and not work.cancelled():
+        work.result()  # the ApiError of a timeout or an engine failure
+        return True
+    return False
 
 
 class _Stream(StreamingResponse):
@@ -348,7 +377,7 @@ async def feedback(request: Request, body: FeedbackBody):
 
 async def chat_page(request: Request):
     st = server(request)
-    return HTMLResponse(st.page.replace("__MODEL__", st.default.name))
+    return HTMLResponse(st.page.replace("__MODEL__", html.escape(st.default.name)))
 
 
 def register(app: FastAPI, st: ServerState) -> None:

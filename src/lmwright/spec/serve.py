@@ -17,7 +17,7 @@ class SafetySpec(Section):
 class ServeSpec(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)  # 0 = any free port
-    model: str | None = None  # a model directory or registered name; None = the project's latest model
+    model: str | None = None  # a model directory or registered name; None = the project's assistant (if any) and base
     max_batch: int = Field(16, ge=1)  # requests decoded together (KV-cache slots)
     compile: bool = True  # torch.compile the decode step, one graph per batch size, built at start (~10 s each)
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
