@@ -115,8 +115,10 @@ def test_a_long_conversation_keeps_its_system_turn_and_latest_turns(saved):
     kept = [turns[0], *turns[1 + dropped:]]
     assert len(ids) <= budget and dropped > 0 and ids == encode_prompt(tok, kept)
     assert len(encode_prompt(tok, [turns[0], *turns[dropped:]])) > budget  # as many turns as fit, no fewer
-    with pytest.raises(BadMessage, match="last message") as e:
+    with pytest.raises(BadMessage, match="the system turns take"):
         fit_conversation(tok, turns, 5)
+    with pytest.raises(BadMessage, match="the last message takes") as e:
+        fit_conversation(tok, turns, len(encode_prompt(tok, [turns[0]])) + 1)
     assert e.value.param == f"messages.{len(turns) - 1}.content"
 
 

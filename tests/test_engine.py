@@ -104,5 +104,9 @@ def test_stop_sequences_streaming_and_cancel(model_tok):
     eng.cancel(gone)
     eng.run_until_done()
     assert gone.finish_reason == "abort" and len(gone.output_ids) < 24 and sorted(eng.free) == [0, 1]
+    ended: list[bool] = []
+    queued = eng.submit(ids, SamplingParams(), lambda r, d, done: ended.append(done))  # no step yet: waiting
+    eng.cancel(queued)  # leaves the queue now, not when a slot frees (a server's queue limit counts the queue)
+    assert eng.n_waiting == 0 and queued.finish_reason == "abort" and ended == [True] and not queued.output_ids
     with pytest.raises(ValueError, match="context"):
         eng.submit(list(range(10)) * 10, SamplingParams())

@@ -154,9 +154,12 @@ def fit_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, Any]], budg
             break
         keep.add(i)
         used += cost[i]
-    if len(msgs) - 1 not in keep:
-        raise BadMessage(f"the last message takes {used + cost[-1]} tokens (with the system turns and the template's "
-                         f"markers); this model's context leaves {budget} for the prompt", f"messages.{len(msgs) - 1}.content")
+    if len(msgs) - 1 not in keep or used > budget:
+        fixed = len(encode_prompt(tok, [])) + sum(cost[i] for i, m in enumerate(msgs) if m["role"] == "system")
+        what = (f"the system turns take {fixed} tokens with the template's markers" if fixed > budget else
+                f"the last message takes {cost[-1]} tokens beside {fixed} for the system turns and the markers")
+        raise BadMessage(f"{what}; this model's context leaves {budget} for the prompt",
+                         f"messages.{len(msgs) - 1}.content")
     return encode_prompt(tok, [m for i, m in enumerate(msgs) if i in keep]), len(msgs) - len(keep)
 
 

@@ -48,9 +48,8 @@ def serve(
     if model is None and s.model is None:  # the project's own model, built first when there is none
         find_model(ws, None, reporter)
 
-    def ready(name: str, seconds: float) -> None:
-        compiled = f", decode step compiled in {seconds:.0f} s" if s.compile else ""
-        err.print(f"{name} ready{compiled}")
+    def ready(name: str, said: str) -> None:
+        err.print(f"{name}: {said}" if "fail" in said else f"{name} ready ({said})")
 
     app_ = build_app(ws, model, on_ready=ready)
     state = app_.state.server
@@ -58,7 +57,9 @@ def serve(
     starting = "; /health says 'starting' until each model has compiled its decode step" if s.compile else ""
     err.print(f"serving [bold]{', '.join(state.models)}[/bold] on http://{s.host}:{bound} ({keyed}); "
               f"chat page at /{starting}")
-    uvicorn.Server(uvicorn.Config(app_, log_level="warning")).run(sockets=[sock])
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local client as its address, which
+    # would let one dodge (or aim) the per-address limits
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False)).run(sockets=[sock])
 
 
 def _bind(host: str, port: int):
@@ -74,7 +75,6 @@ def _bind(host: str, port: int):
     except OSError as exc:
         raise LmwrightError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server running "
                             "there? pick another port with --port (0 = any free one)") from None
-    sock.set_inheritable(True)
     return sock
 
 

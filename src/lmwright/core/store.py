@@ -191,7 +191,10 @@ class Store:
         if url.startswith("sqlite:///"):
             from pathlib import Path
 
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = url.removeprefix("sqlite:///")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if path != ":memory:" and not os.path.exists(path):  # made private, never briefly readable by others
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             # WAL lets `lmwright status` read while a run writes; wait instead of failing on a lock.

@@ -155,7 +155,16 @@ class Engine:
         return req
 
     def cancel(self, req: Request) -> None:
-        req.cancelled = True  # finished at the next step, its slot released
+        """Stop a request: one still waiting leaves the queue now (so it no longer counts against a server's queue
+        limit); a running one finishes at the next step, its slot released."""
+        req.cancelled = True
+        with self.lock:
+            waiting = req in self.waiting
+            if waiting:
+                self.waiting.remove(req)
+        if waiting and req.finish_reason is None:
+            req.finish_reason = "abort"
+            req.on_event(req, "", True)
         self.wake.set()
 
     @property

@@ -29,11 +29,11 @@ from lmwright.serve.state import ServeConfig, ServerState
 
 
 def create_app(models: list[tuple[str, str, Engine]], cfg: ServeConfig,
-               on_ready: Callable[[str, float], None] | None = None) -> FastAPI:
+               on_ready: Callable[[str, str], None] | None = None) -> FastAPI:
     """The server app over (name, digest, engine) models, the first the default: its state in `app.state.server`
     (the default model's engine service, the metrics and key checker also as `app.state.service`, `.metrics` and
     `.keys`), its routes, error handlers and guard. The app answers once bound; each engine compiles and starts in
-    the background during the app's lifespan, and `on_ready(model, seconds)` is told as each one is ready."""
+    the background during the app's lifespan, and `on_ready(model, what happened)` is told as each one starts."""
     state = ServerState.build(models, cfg)
     state.on_ready = on_ready
     app = FastAPI(title="lmwright", version="1", docs_url="/docs", redoc_url=None, lifespan=routes.lifespan)
@@ -65,7 +65,7 @@ def load_served_model(ws, ref: str | None):
     return load_hf(model_dir), load_tokenizer(model_dir), name, digest
 
 
-def build_app(ws, ref: str | None = None, on_ready: Callable[[str, float], None] | None = None) -> FastAPI:
+def build_app(ws, ref: str | None = None, on_ready: Callable[[str, str], None] | None = None) -> FastAPI:
     """The app for a workspace: its models (`served_refs`), its serve settings, its store (keys, request log,
     feedback). Nothing is compiled here: the app compiles once it is serving (see `create_app`)."""
     from lmwright.core.store import Store
@@ -87,7 +87,7 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeou
     benchmarks and notebooks; `lmwright serve` runs uvicorn in the foreground."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False))
     thread = threading.Thread(target=server.run, daemon=True, name="uvicorn")
     thread.start()
     deadline = time.time() + timeout_s
@@ -96,7 +96,7 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeou
             raise RuntimeError(f"the server did not start on {host}:{port}")
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
-    while ready and not app.state.server.ready:
+    while ready and not app.state.server.ready:  # started, or failed to (its /health says why)
         if not thread.is_alive() or time.time() > deadline:
             raise RuntimeError(f"the server's models did not start within {timeout_s:g} s")
         time.sleep(0.02)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,13 +42,25 @@ class KeyChecker:
         self.refresh()
 
     def refresh(self) -> None:
-        self.keys = list(self.load())
-        self.keyed = self.keyed or bool(self.keys)
+        """Read the keys again; a store that cannot be read keeps the keys known so far (and says so)."""
         self.loaded_at = time.monotonic()
+        try:
+            keys = list(self.load())
+        except Exception as exc:  # noqa: BLE001 - a locked or moved store must not turn every request into a 500
+            print(f"lmwright serve: could not re-read the API keys ({type(exc).__name__}: {exc}); keeping "
+                  f"the {len(self.keys)} known", file=sys.stderr)
+            return
+        self.keys = keys
+        self.keyed = self.keyed or bool(keys)
 
-    @property
-    def stale(self) -> bool:
-        return time.monotonic() - self.loaded_at >= self.refresh_s
+    def claim_refresh(self) -> bool:
+        """True (once per interval) when the keys are stale and the caller should refresh them: the claim is taken
+        before the read, so a burst of requests reads the store once."""
+        now = time.monotonic()
+        if now - self.loaded_at < self.refresh_s:
+            return False
+        self.loaded_at = now
+        return True
 
     @property
     def enabled(self) -> bool:
@@ -69,21 +82,15 @@ class RateLimiter:
         self.buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
 
-    def wait(self, who: str) -> float:
-        """Seconds until `who` could be allowed again (0: now), without using a token."""
-        if self.rate <= 0:
-            return 0.0
-        with self.lock:
-            tokens, last = self.buckets.get(who, (self.capacity, time.monotonic()))
-        tokens = min(self.capacity, tokens + (time.monotonic() - last) * self.rate)
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
-
     def allow(self, who: str) -> tuple[bool, float]:
         """(allowed, seconds until the next request would be)."""
         if self.rate <= 0:
             return True, 0.0
         now = time.monotonic()
         with self.lock:
+            if len(self.buckets) > 10_000:  # forget whoever has been quiet long enough to be full again
+                full = self.capacity / self.rate
+                self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < full}
             tokens, last = self.buckets.get(who, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             if tokens >= 1.0:

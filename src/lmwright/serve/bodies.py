@@ -139,4 +139,5 @@ def refuse_unsupported(body: _Sampling) -> None:
                                                   "(text only)")
         for i, m in enumerate(body.messages):
             if m.tool_calls or m.function_call:
-                raise _unsupported(f"messages.{i}.tool_calls", "tool and function calling")
+                field = "tool_calls" if m.tool_calls else "function_call"
+                raise _unsupported(f"messages.{i}.{field}", "tool and function calling")

@@ -4,7 +4,9 @@ It is pure ASGI middleware (not Starlette's BaseHTTPMiddleware, which passes eve
 task and memory stream: a quarter of the server's throughput at 16 streams). In order, before any route runs:
 
 1. the API key, from the headers alone: a request without a valid key is refused before one byte of its body is
-   read; an address that keeps failing (`serve.failed_auth_per_minute`) gets 429 until its bucket refills;
+   read (with `Connection: close`, so the rest of that body is never read either); an address that keeps failing
+   (`serve.failed_auth_per_minute`) gets 429 instead of 401 until its bucket refills, while its valid keys still
+   pass;
 2. the rate limit per key (or per client address on an open server), for `/v1/` routes;
 3. the body, read here as it streams in: a declared length over `serve.max_body_kb` is refused at once, a chunked
    body at the first chunk that goes over; a body still arriving after `serve.body_timeout_s` gets 408. The body
@@ -43,19 +45,18 @@ async def authorize(st: ServerState, scope: Scope) -> str | None:
     applies the rate limit. Reads nothing but the headers."""
     who = f"addr:{scope['client'][0]}" if scope.get("client") else "addr:unknown"
     name = None
-    if st.keys.stale:
+    if st.keys.claim_refresh():
         await asyncio.to_thread(st.keys.refresh)
     if scope["path"] not in OPEN_PATHS and st.keys.enabled:
-        wait = st.failed_auth.wait(who)
-        if wait > 0:
-            raise ApiError(429, f"too many failed authentications from this address; retry in {wait:.0f} s",
-                           "rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(max(1, round(wait)))})
         auth = _header(scope, b"authorization") or ""
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         name = st.keys.check(token) if token else None
-        if name is None:
-            st.failed_auth.allow(who)
+        if name is None:  # a valid key is never refused here: only failures are limited, so nobody is locked out
+            ok, wait = st.failed_auth.allow(who)
+            if not ok:
+                raise ApiError(429, f"too many failed authentications from this address; retry in {wait:.0f} s",
+                               "rate_limit_error", code="rate_limit_exceeded",
+                               headers={"Retry-After": str(max(1, round(wait)))})
             raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>",
                            "authentication_error", code="invalid_api_key")
         who = f"key:{name}"
@@ -112,12 +113,15 @@ class Guard:
                 status = message["status"]
             await send(message)
 
+        body = None
         try:
             try:
                 key_name = await authorize(self.state, scope)
                 body = await read_body(self.state, scope, receive) if scope["method"] in ("POST", "PUT", "PATCH") \
                     else None
             except ApiError as exc:
+                if body is None and scope["method"] in ("POST", "PUT", "PATCH"):  # its body is unread: never read it
+                    exc.headers.setdefault("Connection", "close")
                 await exc.response()(scope, receive, send_counted)
                 return
             except _ClientGone:

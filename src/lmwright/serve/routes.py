@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -43,20 +44,20 @@ DROPPED_HEADER = "X-Lmwright-Messages-Dropped"  # how many of the oldest message
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The server answers as soon as it is bound: each model compiles its decode step and starts its engine thread
-    in the background meanwhile (`/health` says "starting", completions get 503 with Retry-After)."""
+    in the background meanwhile (`/health` says "starting", completions get 503 with Retry-After). The starter is a
+    daemon thread, so stopping the server does not wait for a compile to end."""
     st: ServerState = app.state.server
-    starting = asyncio.ensure_future(asyncio.to_thread(_start_models, st))
+    threading.Thread(target=_start_models, args=(st,), daemon=True, name="start-models").start()
     yield
-    await starting
     for m in st.models.values():
         m.service.close()
 
 
 def _start_models(st: ServerState) -> None:
     for m in st.models.values():
-        seconds = m.start()
+        said = m.start()
         if st.on_ready is not None:
-            st.on_ready(m.name, seconds)
+            st.on_ready(m.name, said)
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -163,8 +164,10 @@ def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody,
         ids, dropped = fit_conversation(m.tok, messages, budget)
     except BadMessage as exc:
         raise ApiError(400, str(exc), param=exc.param, code="context_length_exceeded") from None
-    if dropped:
+    if dropped:  # fit_conversation keeps every system turn and the latest others: these are what the model saw
         flags["messages_dropped"] = dropped
+        others = [i for i, x in enumerate(messages) if x["role"] != "system"]
+        messages = [x for i, x in enumerate(messages) if i not in set(others[:dropped])]
     return "".join(f"{x['role']}: {x['content']}\n" for x in messages), ids
 
 
@@ -173,19 +176,23 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
     the request (its parameters, its prompt, a full queue) does so before the response starts, with its status."""
     st = server(request)
     m = st.model(body.model)
-    params = sampling(st, m, body, chat)
-    if not m.ready.is_set():
-        raise ApiError(503, f"the model {m.name!r} is starting (compiling its decode step); retry shortly",
-                       "server_error", code="starting", headers={"Retry-After": "5"})
-    flags: dict = {}
-    prompt, ids = prompt_ids(st, m, body, params, flags)
-    rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
-    served = Served(rid, len(ids), flags=flags)
-    try:
-        job = m.service.submit(rid, ids, params)
+    served = Served(f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", 0)
+    prompt = ""
+    try:  # a refusal from here on is logged against the model, with its status
+        params = sampling(st, m, body, chat)
+        if m.failed:
+            raise ApiError(503, f"the model {m.name!r} failed to start: {m.failed}", "server_error",
+                           code="model_failed")
+        if not m.ready.is_set():
+            raise ApiError(503, f"the model {m.name!r} is starting (compiling its decode step); retry shortly",
+                           "server_error", code="starting", headers={"Retry-After": "5"})
+        prompt, ids = prompt_ids(st, m, body, params, served.flags)
+        served.prompt_tokens = len(ids)
+        job = m.service.submit(served.id, ids, params)
     except ApiError as exc:
         await log(st, request, m, endpoint, exc.status, served, prompt)
         raise
+    rid, flags = served.id, served.flags
     headers = {"X-Request-Id": rid}
     if flags.get("messages_dropped"):
         headers[DROPPED_HEADER] = str(flags["messages_dropped"])
@@ -193,6 +200,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
     if body.stream:
         usage_chunk = bool((body.stream_options or {}).get("include_usage"))
         return _Stream(stream(st, request, m, endpoint, job, served, prompt, created, chat, usage_chunk),
+                       lambda: _end_stream(st, request, m, endpoint, job, served, prompt, CLIENT_GONE),
                        media_type="text/event-stream", headers={"Cache-Control": "no-cache", **headers})
     try:
         finished = await _unless_client_leaves(request, m.service.events(job, served))
@@ -254,15 +262,26 @@ async def stream(st: ServerState, request: Request, m: ServedModel, endpoint: st
         status = exc.status
         yield "data: " + json.dumps(exc.body()) + "\n\n"
     finally:
-        await events.aclose()  # a client gone mid-stream: the engine stops its request and the metrics count it now
-        _, out_flags = screen(served.text, s.safety, "output")
-        served.flags.update(out_flags)
-        # shielded: when the client disconnects this generator is cancelled, and the log must still be written
-        task = asyncio.ensure_future(log(st, request, m, endpoint, status, served, prompt))
-        st.pending.add(task)
-        task.add_done_callback(st.pending.discard)
-        await asyncio.shield(task)
+        await events.aclose()
+        await _end_stream(st, request, m, endpoint, job, served, prompt, status)
     yield "data: [DONE]\n\n"
+
+
+async def _end_stream(st: ServerState, request: Request, m: ServedModel, endpoint: str, job, served: Served,
+                      prompt: str, status: int) -> None:
+    """Once per stream, however it ends (finished, failed, its client gone mid-stream or before the first chunk):
+    the engine stops the request, the metrics count it, the request log gets its row."""
+    m.service.end(job, served)
+    if served.logged:
+        return
+    served.logged = True
+    _, out_flags = screen(served.text, st.spec.safety, "output")
+    served.flags.update(out_flags)
+    # shielded: when the client disconnects the caller is cancelled, and the log must still be written
+    task = asyncio.ensure_future(log(st, request, m, endpoint, status, served, prompt))
+    st.pending.add(task)
+    task.add_done_callback(st.pending.discard)
+    await asyncio.shield(task)
 
 
 async def _unless_client_leaves(request: Request, events: AsyncIterator[str]) -> bool:
@@ -292,15 +311,21 @@ async def _unless_client_leaves(request: Request, events: AsyncIterator[str]) ->
 
 
 class _Stream(StreamingResponse):
-    """A stream whose generator is closed as soon as the response ends. Starlette stops iterating when the client
-    disconnects but leaves the generator suspended until the garbage collector finds it, and with it the engine's
-    request running and uncounted."""
+    """A stream whose generator is closed as soon as the response ends, then `on_end` run. Starlette stops iterating
+    when the client disconnects but leaves the generator suspended until the garbage collector finds it, and with it
+    the engine's request running and uncounted; a generator cancelled before its first step runs no `finally` at
+    all, which `on_end` covers."""
+
+    def __init__(self, content, on_end: Callable[[], Awaitable[None]], **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.on_end = on_end
 
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self.body_iterator.aclose()
+            await self.on_end()
 
 
 def _finish(reason: str | None) -> Literal["stop", "length"] | str:
@@ -311,15 +336,17 @@ def _finish(reason: str | None) -> Literal["stop", "length"] | str:
 
 async def health(request: Request):
     st = server(request)
-    models = {m.name: {"ready": m.ready.is_set(), "running": m.engine.n_running, "waiting": m.engine.n_waiting}
-              for m in st.models.values()}
+    models = {m.name: {"ready": m.ready.is_set(), "running": m.engine.n_running, "waiting": m.engine.n_waiting,
+                       **({"failed": m.failed} if m.failed else {})} for m in st.models.values()}
     if not st.ready:
         return JSONResponse({"status": "starting", "models": models,
                              "seconds": round(time.monotonic() - st.started, 1)}, status_code=503,
                             headers={"Retry-After": "5"})
     d = st.default
-    return {"status": "ok", "model": d.name, "running": d.engine.n_running, "waiting": d.engine.n_waiting,
-            "models": models}
+    if all(m.failed for m in st.models.values()):
+        return JSONResponse({"status": "failed", "models": models}, status_code=503)
+    return {"status": "degraded" if any(m.failed for m in st.models.values()) else "ok", "model": d.name,
+            "running": d.engine.n_running, "waiting": d.engine.n_waiting, "models": models}
 
 
 async def prometheus(request: Request):

@@ -63,6 +63,7 @@ class Served:
     ttft_s: float | None = None
     e2e_s: float | None = None
     flags: dict = field(default_factory=dict)
+    logged: bool = False  # its request-log row is written (a stream's is written once, whichever way it ends)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Admitted:
     req: EngineRequest
     queue: asyncio.Queue
     deadline: float
+    closed: bool = False  # `EngineService.end` has run
 
 
 class EngineService:
@@ -133,17 +135,27 @@ class EngineService:
                                        code="engine_error", headers=NO_RETRY)
                     break
         finally:
-            if not req.finished:  # timed out, or the client went away: free the slot at the next step
-                self.engine.cancel(req)
-                served.finish_reason = served.finish_reason or "abort"
-            served.text, served.completion_tokens = req.text, len(req.output_ids)
-            served.finish_reason = served.finish_reason or req.finish_reason
-            if req.scheduled is not None:
-                served.queue_s = req.scheduled - req.arrived
-            if req.first_token is not None:
-                served.ttft_s = req.first_token - req.arrived
-                served.e2e_s = req.token_times[-1] - req.arrived
-            self.metrics.finished(req, self.model, served.finish_reason)
+            self.end(job, served)
+
+    def end(self, job: Admitted, served: Served) -> None:
+        """End a request's part in the engine, once, however it ended: a request still running (timed out, or its
+        client gone) is cancelled, `served` gets its figures, and the metrics count it. Idempotent, and safe for a
+        request whose events were never read (a stream cancelled before its first chunk)."""
+        if job.closed:
+            return
+        job.closed = True
+        req = job.req
+        if not req.finished:
+            self.engine.cancel(req)
+            served.finish_reason = served.finish_reason or "abort"
+        served.text, served.completion_tokens = req.text, len(req.output_ids)
+        served.finish_reason = served.finish_reason or req.finish_reason
+        if req.scheduled is not None:
+            served.queue_s = req.scheduled - req.arrived
+        if req.first_token is not None:
+            served.ttft_s = req.first_token - req.arrived
+            served.e2e_s = req.token_times[-1] - req.arrived
+        self.metrics.finished(req, self.model, served.finish_reason)
 
 
 @dataclass
@@ -157,17 +169,33 @@ class ServedModel:
     service: EngineService
     chat_stops: frozenset[int]  # a chat reply also stops at the template's end-of-turn token
     ready: threading.Event = field(default_factory=threading.Event)
+    failed: str | None = None  # why it could not start, if it could not
 
     @property
     def tok(self) -> Tokenizer:
         return self.engine.tok
 
-    def start(self) -> float:
-        """Compile (when the engine compiles) and start the engine thread; returns the seconds the compile took."""
-        seconds = self.engine.warm_up()
-        self.service.start()
+    def start(self) -> str:
+        """Compile (when the engine compiles) and start the engine thread; returns what happened, in words. A
+        compile that fails leaves the eager decode step, which computes the same; anything else marks the model
+        failed (`/health` and its requests say why) without stopping the server's other models."""
+        import traceback
+
+        try:
+            try:
+                seconds = self.engine.warm_up()
+                said = f"decode step compiled in {seconds:.0f} s" if self.engine.compiled is not None else "eager"
+            except Exception as exc:  # noqa: BLE001 - a compiler failure: the same maths without it
+                traceback.print_exc()
+                self.engine.compiled = None
+                said = f"compiling failed ({type(exc).__name__}); serving with the eager decode step"
+            self.service.start()
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not take the others down
+            traceback.print_exc()
+            self.failed = f"{type(exc).__name__}: {exc}"
+            return f"failed to start: {self.failed}"
         self.ready.set()
-        return seconds
+        return said
 
 
 # -- the application state -------------------------------------------------------------------------------------------
@@ -191,7 +219,7 @@ class ServerState:
     page: str  # the chat page's HTML (read once, at start)
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)  # the models' `created` in /v1/models
-    on_ready: Callable[[str, float], None] | None = None  # told (model, compile seconds) as each model is ready
+    on_ready: Callable[[str, str], None] | None = None  # told (model, what happened) as each model starts
     pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes that outlive a disconnected stream
 
     @property
@@ -205,7 +233,8 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
-        return all(m.ready.is_set() for m in self.models.values())
+        """Every model has started (or failed to: then `/health` says so rather than "starting" for ever)."""
+        return all(m.ready.is_set() or m.failed for m in self.models.values())
 
     def model(self, name: str | None) -> ServedModel:
         """The model a request names (None: the default); an unknown name is a 404."""
