@@ -290,6 +290,31 @@ def test_the_server_answers_starting_while_its_models_warm_up(tiny_copy):
         assert httpx.post(f"{url}/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
 
 
+def test_the_server_answers_while_its_models_load_and_says_when_they_cannot(tiny_copy):
+    from lmwright.serve.api import load_models
+
+    ws = Workspace.open(tiny_copy)
+    app = build_app(ws, load=lambda: (time.sleep(1.0), load_models(ws))[1])  # a slow load (or a project build)
+    with serve_in_thread(app, ready=False) as url:
+        h = httpx.get(f"{url}/health")
+        assert h.status_code == 503 and h.json()["status"] == "starting" and not h.json()["loaded"]
+        assert _error(httpx.post(f"{url}/v1/completions", json={"prompt": "x"}), 503)["code"] == "starting"
+        assert httpx.get(f"{url}/v1/models").json()["data"] == []
+        assert "<title>lmwright chat: </title>" in httpx.get(f"{url}/").text
+        _until(lambda: httpx.get(f"{url}/health").status_code == 200, seconds=15)
+        assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == ["tiny-assistant", "tiny"]
+    told = []
+
+    def no_models():
+        raise FileNotFoundError("no model.safetensors")
+
+    with serve_in_thread(build_app(ws, on_ready=lambda n, said: told.append((n, said)), load=no_models)) as url:
+        h = httpx.get(f"{url}/health")
+        assert h.status_code == 503 and h.json()["status"] == "failed" and "model.safetensors" in h.json()["error"]
+        assert _error(httpx.post(f"{url}/v1/completions", json={"prompt": "x"}), 503)["code"] == "model_failed"
+    assert told == [("", "failed to load: FileNotFoundError: no model.safetensors")]
+
+
 def test_a_model_that_cannot_compile_or_start_is_said_so(tiny_copy):
     app = build_app(Workspace.open(tiny_copy))
     assistant, base = app.state.server.models.values()
@@ -335,7 +360,8 @@ def test_serve_fails_at_once_on_a_busy_port_and_serves_when_free(tiny_copy):
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=30)
-    assert f"serving tiny-assistant, tiny on http://127.0.0.1:{port}" in stderr and "tiny ready" in stderr
+    assert f"serving on http://127.0.0.1:{port}" in stderr
+    assert "tiny-assistant ready (eager)" in stderr and "\ntiny ready (eager)" in stderr
 
 
 def _health(port: int) -> int:

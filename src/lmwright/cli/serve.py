@@ -37,29 +37,39 @@ def serve(
     model. Keys: `lmwright keys add NAME`, live within a second."""
     import uvicorn
 
-    from lmwright.serve.api import build_app
+    from lmwright.serve.api import build_app, load_models
 
     extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
     ws = Workspace.open(dir, extra)
     s = ws.spec.serve
-    sock = _bind(s.host, s.port)  # before any work: a busy port fails now, not after a compile
+    sock = _bind(s.host, s.port)  # before any work: a busy port fails now, not after a build or a compile
     bound = sock.getsockname()[1]
     reporter = Reporter(err)
-    if model is None and s.model is None:  # the project's own model, built first when there is none
-        find_model(ws, None, reporter)
+    failed: list[str] = []
+
+    def load():  # once the server answers: build the project's model if there is none, then load the models
+        if model is None and s.model is None:
+            find_model(ws, None, reporter)
+        return load_models(ws, model)
 
     def ready(name: str, said: str) -> None:
+        if name == "":  # nothing could be loaded: say why and stop, rather than answer "failed" for ever
+            failed.append(said)
+            err.print(f"[red]{said}[/red]")
+            server.should_exit = True
+            return
         err.print(f"{name}: {said}" if "fail" in said else f"{name} ready ({said})")
 
-    app_ = build_app(ws, model, on_ready=ready)
-    state = app_.state.server
-    keyed = "API keys required" if state.keys.enabled else "no API keys configured: open to anyone who can reach it"
-    starting = "; /health says 'starting' until each model has compiled its decode step" if s.compile else ""
-    err.print(f"serving [bold]{', '.join(state.models)}[/bold] on http://{s.host}:{bound} ({keyed}); "
-              f"chat page at /{starting}")
+    app_ = build_app(ws, model, on_ready=ready, load=load)
+    keyed = "API keys required" if app_.state.keys.enabled else "no API keys configured: open to anyone who can reach it"
+    err.print(f"serving on http://{s.host}:{bound} ({keyed}); chat page at /; /health says 'starting' until the "
+              "models are loaded" + (" and their decode steps compiled" if s.compile else ""))
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local client as its address, which
     # would let one dodge (or aim) the per-address limits
-    uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False)).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False))
+    server.run(sockets=[sock])
+    if failed:
+        raise typer.Exit(1)
 
 
 def _bind(host: str, port: int):

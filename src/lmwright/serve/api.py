@@ -29,16 +29,20 @@ from lmwright.serve.state import ServeConfig, ServerState
 
 
 def create_app(models: list[tuple[str, str, Engine]], cfg: ServeConfig,
-               on_ready: Callable[[str, str], None] | None = None) -> FastAPI:
+               on_ready: Callable[[str, str], None] | None = None,
+               load: Callable[[], list[tuple[str, str, Engine]]] | None = None) -> FastAPI:
     """The server app over (name, digest, engine) models, the first the default: its state in `app.state.server`
     (the default model's engine service, the metrics and key checker also as `app.state.service`, `.metrics` and
     `.keys`), its routes, error handlers and guard. The app answers once bound; each engine compiles and starts in
-    the background during the app's lifespan, and `on_ready(model, what happened)` is told as each one starts."""
+    the background during the app's lifespan, and `on_ready(model, what happened)` is told as each one starts.
+    With `load` (and no models), the models themselves are loaded in the background too: the server answers
+    "starting" from the moment it is bound."""
     state = ServerState.build(models, cfg)
-    state.on_ready = on_ready
+    state.on_ready, state.load = on_ready, load
     app = FastAPI(title="lmwright", version="1", docs_url="/docs", redoc_url=None, lifespan=routes.lifespan)
     app.state.server = state
-    app.state.service, app.state.metrics, app.state.keys = state.default.service, state.metrics, state.keys
+    app.state.service = state.default.service if models else None
+    app.state.metrics, app.state.keys = state.metrics, state.keys
     routes.register(app, state)
     return app
 
@@ -65,18 +69,27 @@ def load_served_model(ws, ref: str | None):
     return load_hf(model_dir), load_tokenizer(model_dir), name, digest
 
 
-def build_app(ws, ref: str | None = None, on_ready: Callable[[str, str], None] | None = None) -> FastAPI:
-    """The app for a workspace: its models (`served_refs`), its serve settings, its store (keys, request log,
-    feedback). Nothing is compiled here: the app compiles once it is serving (see `create_app`)."""
-    from lmwright.core.store import Store
-
+def load_models(ws, ref: str | None = None) -> list[tuple[str, str, Engine]]:
+    """(name, digest, engine) for each of `served_refs`, with the workspace's serve settings."""
     s = ws.spec.serve
-    models = []
+    models: list[tuple[str, str, Engine]] = []
     for r in served_refs(ws, ref):
         model, tok, name, digest = load_served_model(ws, r)
         if name not in {n for n, _, _ in models}:
             models.append((name, digest, Engine(model, tok, max_batch=s.max_batch, compile=s.compile)))
-    return create_app(models, ServeConfig(s, Store(ws.store_url)), on_ready)
+    return models
+
+
+def build_app(ws, ref: str | None = None, on_ready: Callable[[str, str], None] | None = None,
+              load: Callable[[], list[tuple[str, str, Engine]]] | None = None) -> FastAPI:
+    """The app for a workspace: its models (`served_refs`), its serve settings, its store (keys, request log,
+    feedback). Nothing is compiled here: the app compiles once it is serving (see `create_app`). With `load`, not
+    even the models are loaded here: `load` runs once the server is bound (`lmwright serve` passes one that builds
+    the project's model first when there is none)."""
+    from lmwright.core.store import Store
+
+    models = [] if load is not None else load_models(ws, ref)
+    return create_app(models, ServeConfig(ws.spec.serve, Store(ws.store_url)), on_ready, load)
 
 
 @contextlib.contextmanager

@@ -49,12 +49,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     st: ServerState = app.state.server
     threading.Thread(target=_start_models, args=(st,), daemon=True, name="start-models").start()
     yield
-    for m in st.models.values():
+    for m in list(st.models.values()):
         m.service.close()
 
 
 def _start_models(st: ServerState) -> None:
-    for m in st.models.values():
+    if st.load is not None:  # the server was bound first: load (and build, if need be) now
+        import traceback
+
+        try:
+            for name, digest, engine in st.load():
+                if name not in st.models:
+                    st.add(name, digest, engine)
+        except Exception as exc:  # noqa: BLE001 - said by /health, every request and `on_ready`
+            traceback.print_exc()
+            st.load_failed = f"{type(exc).__name__}: {exc}"
+            if st.on_ready is not None:
+                st.on_ready("", f"failed to load: {st.load_failed}")
+            return
+    for m in list(st.models.values()):
         said = m.start()
         if st.on_ready is not None:
             st.on_ready(m.name, said)
@@ -337,9 +350,11 @@ def _finish(reason: str | None) -> Literal["stop", "length"] | str:
 async def health(request: Request):
     st = server(request)
     models = {m.name: {"ready": m.ready.is_set(), "running": m.engine.n_running, "waiting": m.engine.n_waiting,
-                       **({"failed": m.failed} if m.failed else {})} for m in st.models.values()}
+                       **({"failed": m.failed} if m.failed else {})} for m in list(st.models.values())}
+    if st.load_failed:
+        return JSONResponse({"status": "failed", "error": st.load_failed}, status_code=503)
     if not st.ready:
-        return JSONResponse({"status": "starting", "models": models,
+        return JSONResponse({"status": "starting", "models": models, "loaded": bool(st.models),
                              "seconds": round(time.monotonic() - st.started, 1)}, status_code=503,
                             headers={"Retry-After": "5"})
     d = st.default
@@ -351,7 +366,7 @@ async def health(request: Request):
 
 async def prometheus(request: Request):
     st = server(request)
-    for m in st.models.values():
+    for m in list(st.models.values()):
         st.metrics.running.labels(m.name).set(m.engine.n_running)
         st.metrics.waiting.labels(m.name).set(m.engine.n_waiting)
     return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -364,7 +379,7 @@ def _card(m: ServedModel, created: int) -> dict:
 
 async def models(request: Request):
     st = server(request)
-    return {"object": "list", "data": [_card(m, int(st.created)) for m in st.models.values()]}
+    return {"object": "list", "data": [_card(m, int(st.created)) for m in list(st.models.values())]}
 
 
 async def model(request: Request, model_id: str):
@@ -404,7 +419,8 @@ async def feedback(request: Request, body: FeedbackBody):
 
 async def chat_page(request: Request):
     st = server(request)
-    return HTMLResponse(st.page.replace("__MODEL__", html.escape(st.default.name)))
+    name = next(iter(st.models), "")  # empty while loading: the page asks /v1/models, and sends no model until then
+    return HTMLResponse(st.page.replace("__MODEL__", html.escape(name)))
 
 
 def register(app: FastAPI, st: ServerState) -> None:

@@ -220,6 +220,8 @@ class ServerState:
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)  # the models' `created` in /v1/models
     on_ready: Callable[[str, str], None] | None = None  # told (model, what happened) as each model starts
+    load: Callable[[], list[tuple[str, str, Engine]]] | None = None  # models to load once bound (see create_app)
+    load_failed: str | None = None  # why `load` failed, if it did
     pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes that outlive a disconnected stream
 
     @property
@@ -229,15 +231,37 @@ class ServerState:
 
     @property
     def default(self) -> ServedModel:
+        if not self.models:
+            raise self.not_loaded()
         return next(iter(self.models.values()))
 
     @property
     def ready(self) -> bool:
-        """Every model has started (or failed to: then `/health` says so rather than "starting" for ever)."""
-        return all(m.ready.is_set() or m.failed for m in self.models.values())
+        """Every model is loaded and started (or failed to: then `/health` says so rather than "starting" for
+        ever)."""
+        if self.load_failed:
+            return True
+        return bool(self.models) and all(m.ready.is_set() or m.failed for m in self.models.values())
+
+    def not_loaded(self) -> ApiError:
+        if self.load_failed:
+            return ApiError(503, f"the server could not load its models: {self.load_failed}", "server_error",
+                            code="model_failed")
+        return ApiError(503, "the server is loading its models; retry shortly", "server_error", code="starting",
+                        headers={"Retry-After": "5"})
+
+    def add(self, name: str, digest: str, engine: Engine) -> ServedModel:
+        """Serve one more model (the first added is the default)."""
+        s = self.cfg.spec
+        m = ServedModel(name, digest, engine, EngineService(engine, self.metrics, name, s.max_queue, s.timeout_s),
+                        chat_stop_ids(engine.tok))
+        self.models[name] = m
+        return m
 
     def model(self, name: str | None) -> ServedModel:
-        """The model a request names (None: the default); an unknown name is a 404."""
+        """The model a request names (None: the default); an unknown name is a 404 (a 503 while loading)."""
+        if not self.models:
+            raise self.not_loaded()
         if name is None:
             return self.default
         if name not in self.models:
@@ -250,15 +274,14 @@ class ServerState:
     def build(cls, models: list[tuple[str, str, Engine]], cfg: ServeConfig) -> ServerState:
         """The state for (name, digest, engine) models, the first the default."""
         s = cfg.spec
-        metrics = ServeMetrics()
-        served = {name: ServedModel(name, digest, engine,
-                                    EngineService(engine, metrics, name, s.max_queue, s.timeout_s),
-                                    chat_stop_ids(engine.tok)) for name, digest, engine in models}
         store = cfg.store
         keys = KeyChecker(lambda: [(k.name, k.key_hash) for k in store.api_keys()] if store else [])
         page = (Path(__file__).parent / "web" / "chat.html").read_text(encoding="utf-8")
-        return cls(cfg, served, metrics, keys, RateLimiter(s.rate_limit_per_minute),
-                   RateLimiter(s.failed_auth_per_minute), page)
+        state = cls(cfg, {}, ServeMetrics(), keys, RateLimiter(s.rate_limit_per_minute),
+                    RateLimiter(s.failed_auth_per_minute), page)
+        for name, digest, engine in models:
+            state.add(name, digest, engine)
+        return state
 
 
 def server(request: Request) -> ServerState:
