@@ -351,6 +351,9 @@ def test_serve_fails_at_once_on_a_busy_port_and_serves_when_free(tiny_copy):
     assert p.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in p.stderr
     assert time.monotonic() - t0 < 30  # before loading or compiling anything
     busy.close()
+    p = subprocess.run([sys.executable, "-m", "lmwright", "serve", "nope", "-C", str(tiny_copy), "--port", str(port)],
+                       capture_output=True, text=True, timeout=120)  # bound, then the load fails: said, and exits
+    assert p.returncode == 2 and "error: 'nope' is neither a model directory" in p.stderr
     proc = subprocess.Popen([sys.executable, "-m", "lmwright", "serve", "-C", str(tiny_copy), "--port", str(port)],
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -45,7 +45,6 @@ def serve(
     sock = _bind(s.host, s.port)  # before any work: a busy port fails now, not after a build or a compile
     bound = sock.getsockname()[1]
     reporter = Reporter(err)
-    failed: list[str] = []
 
     def load():  # once the server answers: build the project's model if there is none, then load the models
         if model is None and s.model is None:
@@ -53,9 +52,7 @@ def serve(
         return load_models(ws, model)
 
     def ready(name: str, said: str) -> None:
-        if name == "":  # nothing could be loaded: say why and stop, rather than answer "failed" for ever
-            failed.append(said)
-            err.print(f"[red]{said}[/red]")
+        if name == "":  # nothing could be loaded: stop, rather than answer "failed" for ever, and say why below
             server.should_exit = True
             return
         err.print(f"{name}: {said}" if "fail" in said else f"{name} ready ({said})")
@@ -68,8 +65,9 @@ def serve(
     # would let one dodge (or aim) the per-address limits
     server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False))
     server.run(sockets=[sock])
-    if failed:
-        raise typer.Exit(1)
+    error = app_.state.server.load_error
+    if error is not None:  # the build's or the load's own error, reported as any command's
+        raise error
 
 
 def _bind(host: str, port: int):

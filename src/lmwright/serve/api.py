@@ -32,8 +32,8 @@ def create_app(models: list[tuple[str, str, Engine]], cfg: ServeConfig,
                on_ready: Callable[[str, str], None] | None = None,
                load: Callable[[], list[tuple[str, str, Engine]]] | None = None) -> FastAPI:
     """The server app over (name, digest, engine) models, the first the default: its state in `app.state.server`
-    (the default model's engine service, the metrics and key checker also as `app.state.service`, `.metrics` and
-    `.keys`), its routes, error handlers and guard. The app answers once bound; each engine compiles and starts in
+    (the default model's engine service, the metrics and key checker also as `app.state.service` (None when the
+    models come from `load`), `.metrics` and `.keys`), its routes, error handlers and guard. The app answers once bound; each engine compiles and starts in
     the background during the app's lifespan, and `on_ready(model, what happened)` is told as each one starts.
     With `load` (and no models), the models themselves are loaded in the background too: the server answers
     "starting" from the moment it is bound."""

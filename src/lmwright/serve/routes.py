@@ -43,32 +43,45 @@ DROPPED_HEADER = "X-Lmwright-Messages-Dropped"  # how many of the oldest message
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The server answers as soon as it is bound: each model compiles its decode step and starts its engine thread
-    in the background meanwhile (`/health` says "starting", completions get 503 with Retry-After). The starter is a
-    daemon thread, so stopping the server does not wait for a compile to end."""
+    """The server answers as soon as it is bound: its models load (when given a loader), compile their decode steps
+    and start their engine threads in the background meanwhile (`/health` says "starting", completions get 503 with
+    Retry-After). The starter is a daemon thread, so stopping the server does not wait for a compile to end; a model
+    it finishes after the server stopped is closed, not started."""
     st: ServerState = app.state.server
     threading.Thread(target=_start_models, args=(st,), daemon=True, name="start-models").start()
     yield
+    st.closing.set()
     for m in list(st.models.values()):
         m.service.close()
 
 
 def _start_models(st: ServerState) -> None:
     if st.load is not None:  # the server was bound first: load (and build, if need be) now
-        import traceback
+        from lmwright.errors import LmwrightError
 
         try:
-            for name, digest, engine in st.load():
+            loaded = st.load()
+            if not loaded:
+                raise LmwrightError("there is no model to serve")
+            for name, digest, engine in loaded:
                 if name not in st.models:
                     st.add(name, digest, engine)
-        except Exception as exc:  # noqa: BLE001 - said by /health, every request and `on_ready`
-            traceback.print_exc()
-            st.load_failed = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:  # noqa: BLE001 - said by /health, every request and `on_ready`
+            if not isinstance(exc, LmwrightError):
+                import traceback
+
+                traceback.print_exc()
+            st.load_failed, st.load_error = f"{type(exc).__name__}: {exc}", exc
             if st.on_ready is not None:
                 st.on_ready("", f"failed to load: {st.load_failed}")
             return
     for m in list(st.models.values()):
+        if st.closing.is_set():
+            return
         said = m.start()
+        if st.closing.is_set():  # stopped while this one compiled: the lifespan's close may have come before it
+            m.service.close()
+            return
         if st.on_ready is not None:
             st.on_ready(m.name, said)
 

@@ -222,6 +222,8 @@ class ServerState:
     on_ready: Callable[[str, str], None] | None = None  # told (model, what happened) as each model starts
     load: Callable[[], list[tuple[str, str, Engine]]] | None = None  # models to load once bound (see create_app)
     load_failed: str | None = None  # why `load` failed, if it did
+    load_error: BaseException | None = None  # and the error itself, for `lmwright serve` to report as any other
+    closing: threading.Event = field(default_factory=threading.Event)  # the server is stopping: start nothing more
     pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes that outlive a disconnected stream
 
     @property
@@ -255,7 +257,7 @@ class ServerState:
         s = self.cfg.spec
         m = ServedModel(name, digest, engine, EngineService(engine, self.metrics, name, s.max_queue, s.timeout_s),
                         chat_stop_ids(engine.tok))
-        self.models[name] = m
+        self.models = {**self.models, name: m}  # a new dict: requests iterating the old one never see it change
         return m
 
     def model(self, name: str | None) -> ServedModel:
