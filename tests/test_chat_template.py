@@ -108,11 +108,12 @@ def test_a_long_conversation_keeps_its_system_turn_and_latest_turns(saved):
                   {"role": "assistant", "content": f"Answer {i}: return a new sorted list."}]
     turns.append({"role": "user", "content": "And the last one?"})
     whole = encode_prompt(tok, turns)
-    ids, dropped = fit_conversation(tok, turns, len(whole))
-    assert (ids, dropped) == (whole, 0)
+    ids, kept = fit_conversation(tok, turns, len(whole))
+    assert (ids, kept) == (whole, turns)
     budget = len(whole) // 3
-    ids, dropped = fit_conversation(tok, turns, budget)
-    kept = [turns[0], *turns[1 + dropped:]]
+    ids, kept = fit_conversation(tok, turns, budget)
+    dropped = len(turns) - len(kept)
+    assert kept == [turns[0], *turns[1 + dropped:]]
     assert len(ids) <= budget and dropped > 0 and ids == encode_prompt(tok, kept)
     assert len(encode_prompt(tok, [turns[0], *turns[dropped:]])) > budget  # as many turns as fit, no fewer
     with pytest.raises(BadMessage, match="the system turns take"):

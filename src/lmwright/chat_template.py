@@ -136,14 +136,21 @@ def encode_prompt(tok: Tokenizer, messages: Sequence[Mapping[str, Any]]) -> list
     return ids + _special(tok, GENERATION_PROMPT)
 
 
-def fit_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, Any]], budget: int) -> tuple[list[int], int]:
-    """(prompt ids, number of messages left out) for a conversation trimmed to `budget` tokens: the system turns
-    and the latest messages that fit, oldest dropped first, as a chat must once it outgrows the context. Raises
-    `BadMessage` when the system turns and the last message alone are over the budget."""
+def prompt_budget(context: int, max_tokens: int) -> int:
+    """The tokens a chat's prompt may take in a `context`-token model: room is left for the answer's `max_tokens`,
+    up to half the context (a long answer must not squeeze the conversation out)."""
+    return context - 1 - min(max_tokens, context // 2)
+
+
+def fit_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, Any]],
+                     budget: int) -> tuple[list[int], list[dict[str, str]]]:
+    """(prompt ids, the messages kept) for a conversation trimmed to `budget` tokens: the system turns and the latest
+    messages that fit, oldest dropped first, as a chat must once it outgrows the context. Raises `BadMessage` when
+    the system turns and the last message alone are over the budget."""
     msgs = normalize(messages)
     ids = encode_prompt(tok, msgs)
     if len(ids) <= budget:
-        return ids, 0
+        return ids, msgs
     # a turn's ids do not depend on its neighbours (markers are by id), so each turn costs its own length
     empty = len(encode_conversation(tok, [])[0])
     cost = [len(encode_conversation(tok, [m])[0]) - empty for m in msgs]
@@ -160,7 +167,8 @@ def fit_conversation(tok: Tokenizer, messages: Sequence[Mapping[str, Any]], budg
                 f"the last message takes {cost[-1]} tokens beside {fixed} for the system turns and the markers")
         raise BadMessage(f"{what}; this model's context leaves {budget} for the prompt",
                          f"messages.{len(msgs) - 1}.content")
-    return encode_prompt(tok, [m for i, m in enumerate(msgs) if i in keep]), len(msgs) - len(keep)
+    kept = [m for i, m in enumerate(msgs) if i in keep]
+    return encode_prompt(tok, kept), kept
 
 
 def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int,

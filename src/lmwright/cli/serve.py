@@ -139,7 +139,7 @@ def chat(
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
-    from lmwright.chat_template import BadMessage, fit_conversation
+    from lmwright.chat_template import BadMessage, fit_conversation, prompt_budget
     from lmwright.model.engine import Engine, SamplingParams
     from lmwright.serve.api import load_served_model
     from lmwright.tokenizer import chat_stop_ids
@@ -165,13 +165,14 @@ def chat(
             continue
         history.append({"role": "user", "content": line})
         try:  # the latest turns that fit, leaving room for the answer (as the server does)
-            ids, dropped = fit_conversation(tok, history, engine.max_len - 1 - min(max_tokens, engine.max_len // 2))
+            ids, kept = fit_conversation(tok, history, prompt_budget(engine.max_len, max_tokens))
         except BadMessage as exc:
             err.print(f"[red]{exc}[/red]; say less, or /reset")
             history.pop()
             continue
-        if dropped:
-            err.print(f"[dim]({dropped} earlier message(s) no longer fit the model's context and were left out)[/dim]")
+        if len(kept) < len(history):
+            err.print(f"[dim]({len(history) - len(kept)} earlier message(s) no longer fit the model's context and "
+                      "were left out)[/dim]")
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                 stop_token_ids=chat_stop_ids(tok))
         sys.stdout.write(f"{name}> ")

@@ -332,9 +332,6 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(RequestLog).order_by(RequestLog.id.desc()).limit(limit)))
 
-    def has_request(self, request_id: str) -> bool:
-        return self.request_record(request_id) is not None
-
     def request_record(self, request_id: str) -> RequestLog | None:
         """The request log's row for a response id (the last, should an id repeat)."""
         with self.session() as s:

@@ -31,6 +31,15 @@ def _valid_unicode(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
+
+
+def _valid_rating(rating: int) -> int:
+    if rating not in (-1, 1, 2, 3, 4, 5):
+        raise ValueError(f"{rating} is neither -1/1 (thumbs) nor 1 to 5 (stars)")
+    return rating
+
+
+Rating = Annotated[StrictInt, AfterValidator(_valid_rating)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -96,12 +105,9 @@ class ChatBody(_Sampling):
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     id: Text = Field(min_length=1, max_length=64)  # the response id (cmpl-... / chatcmpl-...)
-    rating: StrictInt | None = None  # -1 or 1 (thumbs), or 1..5 (stars)
+    rating: Rating | None = None
     correction: Text | None = Field(None, max_length=20_000)
     comment: Text | None = Field(None, max_length=5_000)
-
-
-RATINGS = (-1, 1, 2, 3, 4, 5)
 
 
 def _unsupported(param: str, what: str) -> ApiError:

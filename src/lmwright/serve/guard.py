@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lmwright.serve.state import ApiError, ServerState
@@ -33,13 +34,6 @@ class _ClientGone(Exception):
     pass
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope["headers"]:
-        if k == name:
-            return v.decode("latin-1")
-    return None
-
-
 async def authorize(st: ServerState, scope: Scope) -> str | None:
     """The key's name (None on an open server or an open path), or the ApiError that refuses the request. Also
     applies the rate limit. Reads nothing but the headers."""
@@ -48,7 +42,7 @@ async def authorize(st: ServerState, scope: Scope) -> str | None:
     if st.keys.claim_refresh():
         await asyncio.to_thread(st.keys.refresh)
     if scope["path"] not in OPEN_PATHS and st.keys.enabled:
-        auth = _header(scope, b"authorization") or ""
+        auth = Headers(scope=scope).get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         name = st.keys.check(token) if token else None
         if name is None:  # a valid key is never refused here: only failures are limited, so nobody is locked out
@@ -74,7 +68,7 @@ async def read_body(st: ServerState, scope: Scope, receive: Receive) -> bytes:
     limit = st.spec.max_body_kb * 1024
     too_large = ApiError(413, f"the request body is larger than {st.spec.max_body_kb} KB", code="body_too_large",
                          headers={"Connection": "close"})
-    declared = _header(scope, b"content-length")
+    declared = Headers(scope=scope).get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large
     loop = asyncio.get_running_loop()

@@ -29,9 +29,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lmwright.chat_template import BadMessage, fit_conversation, normalize
+from lmwright.chat_template import BadMessage, fit_conversation, normalize, prompt_budget
 from lmwright.model.engine import SamplingParams
-from lmwright.serve.bodies import RATINGS, ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
+from lmwright.serve.bodies import ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
 from lmwright.serve.guard import CLIENT_GONE, Guard
 from lmwright.serve.safety import Refused, screen
 from lmwright.serve.state import ApiError, Served, ServedModel, ServerState, server
@@ -158,13 +158,13 @@ def _screen(st: ServerState, text: str, flags: dict) -> str:
         text, found = screen(text, st.spec.safety, "input")
     except Refused as exc:
         raise ApiError(400, str(exc), param="prompt", code="content_filter") from None
-    for key, value in found.items():
+    for key, value in found.items():  # counts: PII by type (a dict), blocklist hits (a number)
         if isinstance(value, dict):
             merged = flags.setdefault(key, {})
             for k, n in value.items():
                 merged[k] = merged.get(k, 0) + n
         else:
-            flags[key] = flags.get(key, 0) + value if isinstance(value, int) else value
+            flags[key] = flags.get(key, 0) + value
     return text
 
 
@@ -184,17 +184,13 @@ def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody,
     except BadMessage as exc:
         raise ApiError(400, str(exc), param=exc.param) from None
     messages = [{"role": x["role"], "content": _screen(st, x["content"], flags)} for x in messages]
-    context = m.engine.max_len
-    budget = context - 1 - min(params.max_tokens, context // 2)  # room for the answer, at most half the context
     try:
-        ids, dropped = fit_conversation(m.tok, messages, budget)
+        ids, kept = fit_conversation(m.tok, messages, prompt_budget(m.engine.max_len, params.max_tokens))
     except BadMessage as exc:
         raise ApiError(400, str(exc), param=exc.param, code="context_length_exceeded") from None
-    if dropped:  # fit_conversation keeps every system turn and the latest others: these are what the model saw
-        flags["messages_dropped"] = dropped
-        others = [i for i, x in enumerate(messages) if x["role"] != "system"]
-        messages = [x for i, x in enumerate(messages) if i not in set(others[:dropped])]
-    return "".join(f"{x['role']}: {x['content']}\n" for x in messages), ids
+    if len(kept) < len(messages):
+        flags["messages_dropped"] = len(messages) - len(kept)
+    return "".join(f"{x['role']}: {x['content']}\n" for x in kept), ids  # what the model saw
 
 
 async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBody, chat: bool):
@@ -240,8 +236,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
     served.flags.update(out_flags)
     served.text = text
     await log(st, request, m, endpoint, 200, served, prompt)
-    usage = {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
-             "total_tokens": served.prompt_tokens + served.completion_tokens}
+    usage = _usage(served)
     finish = _finish(served.finish_reason)
     if chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
@@ -281,9 +276,7 @@ async def stream(st: ServerState, request: Request, m: ServedModel, endpoint: st
             yield chunk(delta)
         yield chunk(None, _finish(served.finish_reason))
         if usage_chunk:
-            usage = {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
-                     "total_tokens": served.prompt_tokens + served.completion_tokens}
-            yield "data: " + json.dumps({**head, "choices": [], "usage": usage}) + "\n\n"
+            yield "data: " + json.dumps({**head, "choices": [], "usage": _usage(served)}) + "\n\n"
     except ApiError as exc:
         status = exc.status
         yield "data: " + json.dumps(exc.body()) + "\n\n"
@@ -354,6 +347,11 @@ class _Stream(StreamingResponse):
             await self.on_end()
 
 
+def _usage(served: Served) -> dict:
+    return {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
+            "total_tokens": served.prompt_tokens + served.completion_tokens}
+
+
 def _finish(reason: str | None) -> Literal["stop", "length"] | str:
     return {"abort": "stop", None: "stop"}.get(reason, reason)
 
@@ -412,9 +410,6 @@ async def feedback(request: Request, body: FeedbackBody):
     store = server(request).cfg.store
     if body.rating is None and not body.correction and not body.comment:
         raise ApiError(400, "give a rating, a correction or a comment", param="rating", code="missing_field")
-    if body.rating is not None and body.rating not in RATINGS:
-        raise ApiError(400, f"rating {body.rating} is neither -1/1 (thumbs) nor 1 to 5 (stars)", param="rating",
-                       code="invalid_value")
     if store is None:
         raise ApiError(400, "this server keeps no store; feedback cannot be recorded", code="unsupported")
     key_name = getattr(request.state, "key_name", None)
