@@ -136,7 +136,7 @@ def bench_server(model_dir: Path, tokens: int, rounds: int, root: Path) -> dict:
     import multiprocessing
 
     from lmwright.core.workspace import Workspace
-    from lmwright.serve.api import build_app
+    from lmwright.ops.deploy import build_app
 
     ws = Workspace.open(root, [f"serve.max_tokens={tokens}", "serve.rate_limit_per_minute=0"])
     with live_server(build_app(ws, str(model_dir))) as url, \

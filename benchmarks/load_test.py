@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from lmwright.core.workspace import Workspace
-    from lmwright.serve.api import build_app
+    from lmwright.ops.deploy import build_app
 
     root = Path(tempfile.mkdtemp(prefix="lmwright-load-"))
     model_dir = make_model(root)

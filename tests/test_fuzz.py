@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from lmwright.core.workspace import Workspace
-from lmwright.serve.api import build_app
+from lmwright.ops.deploy import build_app
 from tests.conftest import live
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
-from lmwright.serve.api import build_app
+from lmwright.ops.deploy import build_app
 from lmwright.serve.auth import hash_key
 from tests.conftest import live
 
@@ -180,7 +180,7 @@ def test_chat_page_streams_and_stops_in_a_browser(tiny_copy):
 
     ws = Workspace.open(tiny_copy)
     app = build_app(ws)
-    engine = app.state.service.engine
+    engine = app.state.server.default.engine
     forward = engine._decode
 
     def slow_forward(*a, **k):  # a slower model, so there is time to press Stop
@@ -225,4 +225,4 @@ def test_terminal_chat(tiny_copy):
                         "--max-tokens", "5"], input="What is json?\n/reset\nAnd csv?\n/quit\n", capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.count("tiny-assistant> ") == 2 and "chatting with tiny-assistant" in p.stderr
+    assert p.stdout.count("tiny-assistant@1> ") == 2 and "chatting with tiny-assistant@1" in p.stderr

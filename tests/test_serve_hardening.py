@@ -20,7 +20,8 @@ from tokenizers import Tokenizer
 from lmwright.chat_template import encode_prompt
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
-from lmwright.serve.api import build_app, serve_in_thread
+from lmwright.ops.deploy import build_app
+from lmwright.serve.api import serve_in_thread
 from lmwright.serve.auth import hash_key
 from tests.conftest import live
 
@@ -199,19 +200,19 @@ def test_aborted_and_timed_out_requests_are_counted(served_models):
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 break  # gone after the first chunk
-    _until(lambda: _metric(url, 'lmwright_request_success_total{finished_reason="abort",model_name="tiny"}') == 1,
+    _until(lambda: _metric(url, 'lmwright_request_success_total{finished_reason="abort",model_name="tiny",version="1"}') == 1,
            seconds=5)
-    assert _metric(url, 'lmwright_generation_tokens_total{model_name="tiny"}') >= 1
+    assert _metric(url, 'lmwright_generation_tokens_total{model_name="tiny",version="1"}') >= 1
     with pytest.raises(httpx.ReadTimeout):  # a client that gives up on a whole answer: the engine stops too
         httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": "The json", "max_tokens": 50,
                                                   "temperature": 0, "stop": ["never-stop-here"]}, timeout=0.5)
-    _until(lambda: _metric(url, 'lmwright_request_success_total{finished_reason="abort",model_name="tiny"}') == 2,
+    _until(lambda: _metric(url, 'lmwright_request_success_total{finished_reason="abort",model_name="tiny",version="1"}') == 2,
            seconds=5)
     assert _metric(url, 'lmwright_http_requests_total{route="/v1/completions",status="499"}') == 1
     app.state.server.models["tiny"].service.timeout_s = 0.001
     with pytest.raises(openai.InternalServerError):
         client(url).completions.create(model="tiny", prompt="x", max_tokens=50)
-    assert _metric(url, 'lmwright_request_success_total{finished_reason="timeout",model_name="tiny"}') == 1
+    assert _metric(url, 'lmwright_request_success_total{finished_reason="timeout",model_name="tiny",version="1"}') == 1
 
 
 # -- 8. strict parameters, and refusals that name what is unsupported ------------------------------------------------
@@ -291,10 +292,10 @@ def test_the_server_answers_starting_while_its_models_warm_up(tiny_copy):
 
 
 def test_the_server_answers_while_its_models_load_and_says_when_they_cannot(tiny_copy):
-    from lmwright.serve.api import load_models
+    from lmwright.ops.deploy import live_plan
 
     ws = Workspace.open(tiny_copy)
-    app = build_app(ws, load=lambda: (time.sleep(1.0), load_models(ws))[1])  # a slow load (or a project build)
+    app = build_app(ws, plan_fn=lambda: (time.sleep(1.0), live_plan(ws)())[1])  # a slow plan (or a project build)
     with serve_in_thread(app, ready=False) as url:
         h = httpx.get(f"{url}/health")
         assert h.status_code == 503 and h.json()["status"] == "starting" and not h.json()["loaded"]
@@ -308,7 +309,7 @@ def test_the_server_answers_while_its_models_load_and_says_when_they_cannot(tiny
     def no_models():
         raise FileNotFoundError("no model.safetensors")
 
-    with serve_in_thread(build_app(ws, on_ready=lambda n, said: told.append((n, said)), load=no_models)) as url:
+    with serve_in_thread(build_app(ws, on_ready=lambda n, said: told.append((n, said)), plan_fn=no_models)) as url:
         h = httpx.get(f"{url}/health")
         assert h.status_code == 503 and h.json()["status"] == "failed" and "model.safetensors" in h.json()["error"]
         assert _error(httpx.post(f"{url}/v1/completions", json={"prompt": "x"}), 503)["code"] == "model_failed"
@@ -331,8 +332,8 @@ def test_a_model_that_cannot_compile_or_start_is_said_so(tiny_copy):
     app.state.server.on_ready = lambda name, said: told.append((name, said))
     with serve_in_thread(app) as url:
         h = httpx.get(f"{url}/health").json()
-        assert h["status"] == "degraded" and h["models"]["tiny-assistant"]["ready"]
-        assert not h["models"]["tiny"]["ready"] and "no threads left" in h["models"]["tiny"]["failed"]
+        assert h["status"] == "degraded" and h["models"]["tiny-assistant@1"]["ready"]  # by version
+        assert not h["models"]["tiny@1"]["ready"] and "no threads left" in h["models"]["tiny@1"]["failed"]
         assert client(url).chat.completions.create(model="tiny-assistant", max_tokens=2,
                                                    messages=[{"role": "user", "content": "hi"}]).choices
         r = httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 2})
@@ -364,7 +365,7 @@ def test_serve_fails_at_once_on_a_busy_port_and_serves_when_free(tiny_copy):
         proc.terminate()
         _, stderr = proc.communicate(timeout=30)
     assert f"serving on http://127.0.0.1:{port}" in stderr
-    assert "tiny-assistant ready (eager)" in stderr and "\ntiny ready (eager)" in stderr
+    assert "tiny-assistant@1 ready (eager)" in stderr and "\ntiny@1 ready (eager)" in stderr
 
 
 def _health(port: int) -> int:

@@ -41,6 +41,15 @@ def find_model(ws: Workspace, ref: str | None, reporter: Reporter) -> tuple[Path
     return project_model(ws, STAGES, ref, reporter)
 
 
+def build_project(ws: Workspace, reporter: Reporter) -> None:
+    """Run the whole project when it has no registered model yet (`lmwright serve` and `chat` on a fresh project):
+    the report stage's gate decides which version becomes the champion they serve."""
+    from lmwright.core.store import Store
+
+    if not any(m.name == ws.spec.project.name for m in Store(ws.store_url).models()):
+        run_stages(ws, reporter=reporter)
+
+
 def outcomes_json(outcomes: dict[str, StageOutcome]) -> dict:
     return {n: {"status": o.status, "digest": o.digest, "seconds": round(o.seconds, 2), **o.summary}
             for n, o in outcomes.items()}

@@ -66,6 +66,9 @@ def print_where(ws: Workspace, outcomes) -> None:
         err.print(f"{k:<8} {p}")
 
 
+ACCEPTANCE_FAILED = 3  # `lmwright run`'s exit status when the model fails requirements.acceptance (errors: 2)
+
+
 def run(
     dir: DirOpt = Path("."),
     set_: SetOpt = None,
@@ -75,7 +78,8 @@ def run(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run every stage of the project (the built-in default when there is no lmwright.yaml); cached stages are skipped."""
+    """Run every stage of the project (the built-in default when there is no lmwright.yaml); cached stages are skipped.
+    Exits 3 when the model fails requirements.acceptance (and then moves no alias)."""
     ws = Workspace.open(dir, set_ or [])
     err.print(f"lmwright: project [bold]{ws.spec.project.name}[/bold] "
               f"({ws.spec_path or 'built-in default spec'}) in {ws.root}")
@@ -86,6 +90,18 @@ def run(
     if json_:
         out.print_json(json.dumps(outcomes_json(outcomes)))
     print_where(ws, outcomes)
+    report = outcomes.get("report")
+    req = report.summary.get("requirements", {}) if report else {}
+    for line in report.summary.get("aliases", []) if report else []:
+        err.print(f"registry: {line}")
+    if req.get("failing"):
+        err.print(f"[red]acceptance failed:[/red] {req['passed']} of {req['total']} criteria pass "
+                  "(requirements.acceptance); no alias moved, so nothing this run made is served by default:")
+        for line in req["failing"]:
+            err.print(f"  - {line}")
+        err.print("  see the report card's Requirements section; `lmwright promote NAME@VERSION --force --reason "
+                  "\"...\"` overrides (recorded)")
+        raise typer.Exit(ACCEPTANCE_FAILED)
 
 
 def init(directory: Annotated[Path, typer.Argument(help="Directory to create the project in.")] = Path(".")) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmwright.cli.common import DirOpt, JsonOpt, ModelArg, SetOpt, err, find_model, out
+from lmwright.cli.common import DirOpt, JsonOpt, ModelArg, SetOpt, build_project, err, out
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
@@ -33,11 +33,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (serve.port; 0 = any free port).")] = None,
 ) -> None:
     """Serve models: OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models), /metrics,
-    /health and a chat page at /. By default the project's assistant (when fine-tuning made one) and its base
-    model. Keys: `lmwright keys add NAME`, live within a second."""
+    /health and a chat page at /. What it serves: --model, else the spec's deploy section (routes, canaries,
+    shadows), else the project's assistant and base model at their @champion; it follows alias moves and edits of
+    the deploy section without a restart. Keys: `lmwright keys add NAME`, live within a second."""
     import uvicorn
 
-    from lmwright.serve.api import build_app, load_models
+    from lmwright.ops.deploy import build_app, live_plan
 
     extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
     ws = Workspace.open(dir, extra)
@@ -46,10 +47,15 @@ def serve(
     bound = sock.getsockname()[1]
     reporter = Reporter(err)
 
-    def load():  # once the server answers: build the project's model if there is none, then load the models
-        if model is None and s.model is None:
-            find_model(ws, None, reporter)
-        return load_models(ws, model)
+    follow = live_plan(ws, model, extra)
+    built = []
+
+    def plan():  # once the server answers: the first time, build the project if it has no model yet
+        if not built:
+            built.append(True)
+            if model is None and s.model is None and not ws.spec.deploy.models:
+                build_project(ws, reporter)
+        return follow()
 
     def ready(name: str, said: str) -> None:
         if name == "":  # nothing could be loaded: stop, rather than answer "failed" for ever, and say why below
@@ -57,7 +63,7 @@ def serve(
             return
         err.print(f"{name}: {said}" if "fail" in said else f"{name} ready ({said})")
 
-    app_ = build_app(ws, model, on_ready=ready, load=load)
+    app_ = build_app(ws, model, on_ready=ready, plan_fn=plan)
     keyed = "API keys required" if app_.state.keys.enabled else "no API keys configured: open to anyone who can reach it"
     err.print(f"serving on http://{s.host}:{bound} ({keyed}); chat page at /; /health says 'starting' until the "
               "models are loaded" + (" and their decode steps compiled" if s.compile else ""))
@@ -141,13 +147,14 @@ def chat(
     """Chat with a model in the terminal (streamed); /reset starts over, /quit or Ctrl-D leaves."""
     from lmwright.chat_template import BadMessage, fit_conversation, prompt_budget
     from lmwright.model.engine import Engine, SamplingParams
-    from lmwright.serve.api import load_served_model
+    from lmwright.ops.deploy import load_model
     from lmwright.tokenizer import chat_stop_ids
 
     ws = Workspace.open(dir, set_ or [])
     if model is None and ws.spec.serve.model is None:  # the project's own model, built first when there is none
-        find_model(ws, None, Reporter(err))
-    lm, tok, name, _ = load_served_model(ws, model)  # by default the assistant, when the project has one
+        build_project(ws, Reporter(err))
+    lm, tok, target = load_model(ws, model)  # by default the assistant's champion, when the project has one
+    name = target.label
     engine = Engine(lm, tok, max_batch=1)
     history: list[dict] = []
     err.print(f"chatting with [bold]{name}[/bold]; /reset starts over, /quit leaves")

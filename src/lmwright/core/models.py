@@ -1,4 +1,5 @@
-"""Finding a model: a Hugging Face directory, a registered name and version, a digest prefix, or the project's own.
+"""Finding a model: a Hugging Face directory, a registered name with a version or alias, a digest prefix, or the
+project's own.
 
 Every command that takes a model (evaluate, test, export, serve, chat, fine-tuning's base) resolves it here, to a
 directory, the name it is registered under and its content digest (the same digest the save stage's artifact has,
@@ -19,33 +20,32 @@ from lmwright.errors import LmwrightError
 
 def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
     """(directory, name, content digest) of a model given as a Hugging Face directory, a registered name (the
-    latest version), `name@N` (the N-th registered version), or a digest prefix from `lmwright status`."""
+    latest version), `name@N` (version N), `name@ALIAS` (`name@champion`), `name@latest`, or a digest prefix from
+    `lmwright status`. A retired version whose weights are gone is an error that names its successor."""
+    from lmwright.core import registry
+
     path = Path(ref)
+    store = Store(ws.store_url)
     if (path / "config.json").exists():
         files = {p.relative_to(path).as_posix(): file_digest(p) for p in sorted(path.rglob("*"))
                  if p.is_file() and p.name != MANIFEST}
         digest = tree_digest(files)
-        known = [m for m in Store(ws.store_url).models() if m.digest == digest]
+        known = [m for m in store.models() if m.digest == digest]
         return path.resolve(), known[-1].name if known else path.resolve().name, digest
-    models = Store(ws.store_url).models()
-    name, _, version = ref.partition("@")
-    named = [m for m in models if m.name == name]
-    hit = None
-    if named and version:
-        if not version.isdigit() or not 1 <= int(version) <= len(named):
-            raise LmwrightError(f"model {name!r} has versions 1 to {len(named)}; {ref!r} is not one of them")
-        hit = named[int(version) - 1]
-    elif named:
-        hit = named[-1]
-    elif len(ref) >= 6:
-        by_digest = {m.digest: m for m in models if m.digest.startswith(ref)}
+    hit = registry.version(store, ref)
+    if hit is None and len(ref) >= 6 and "@" not in ref:
+        by_digest = {m.digest: m for m in store.models() if m.digest.startswith(ref)}
         if len(by_digest) > 1:
             raise LmwrightError(f"digest prefix {ref!r} matches {len(by_digest)} models; give more characters")
         hit = next(iter(by_digest.values()), None)
     if hit is None:
-        known = ", ".join(sorted({m.name for m in models})) or "none yet (run `lmwright run`)"
+        known = ", ".join(registry.names(store)) or "none yet (run `lmwright run`)"
         raise LmwrightError(f"{ref!r} is neither a model directory (with config.json) nor a registered model; "
                             f"registered names: {known}")
+    if hit.weights != "present":
+        then = f"; use its successor, {hit.successor}" if hit.successor else ""
+        raise LmwrightError(f"{hit.name}@{hit.version} is retired and its weights were {hit.weights}{then} "
+                            f"(`lmwright models show {hit.name}@{hit.version}`)")
     path = ArtifactStore(ws.artifacts_dir).open(hit.digest)
     if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
         path = path / "model"  # a fine-tuning stage's artifact: the model beside its adapter and metrics

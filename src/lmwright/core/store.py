@@ -10,171 +10,36 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    event,
-    select,
-    text,
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.orm import Session
+
+from lmwright.core.migrate import upgrade
+from lmwright.core.schema import (  # noqa: F401 - the tables, importable from here as before
+    Alias,
+    ApiKey,
+    Audit,
+    Base,
+    Dataset,
+    Feedback,
+    Lineage,
+    Metric,
+    Model,
+    RequestLog,
+    StageRun,
+    TestEvaluation,
+    Transition,
+    utcnow,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
-
-
-class StageRun(Base):
-    __tablename__ = "stage_runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    stage: Mapped[str] = mapped_column(String(64), index=True)
-    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    code_version: Mapped[str] = mapped_column(String(64))
-    output_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-class Lineage(Base):
-    __tablename__ = "lineage"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
-    direction: Mapped[str] = mapped_column(String(8))  # input | output
-    name: Mapped[str] = mapped_column(String(128))
-    digest: Mapped[str] = mapped_column(String(64), index=True)
-    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-
-class _Produced:
-    """A named, versioned thing a stage run produced, by content digest: a dataset or a model. (`sort_order`
-    keeps the tables' column order: these first, the table's own columns, then the run and time.)"""
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
-    name: Mapped[str] = mapped_column(String(128), index=True, sort_order=-1)
-    digest: Mapped[str] = mapped_column(String(64), sort_order=-1)
-    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), sort_order=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, sort_order=1)
-
-
-class Dataset(_Produced, Base):
-    __tablename__ = "datasets"
-    path: Mapped[str] = mapped_column(Text)  # inside the artifact
-    rows: Mapped[int] = mapped_column(Integer)
-
-
-class Model(_Produced, Base):
-    __tablename__ = "models"
-    n_params: Mapped[int] = mapped_column(Integer)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-class Metric(Base):
-    """A stage run's series: one row per (key, step), e.g. train/loss at every step of a pretrain run."""
-
-    __tablename__ = "metrics"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
-    key: Mapped[str] = mapped_column(String(64))
-    step: Mapped[int] = mapped_column(Integer)
-    value: Mapped[float] = mapped_column(Float)
-
-
-class TestEvaluation(Base):
-    """One evaluation of a model on the test split; a second row for the same model is a repeated test."""
-
-    __tablename__ = "test_evaluations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_digest: Mapped[str] = mapped_column(String(64), index=True)
-    model_name: Mapped[str] = mapped_column(String(128))
-    data_digest: Mapped[str] = mapped_column(String(64))  # the tokenize artifact whose test shard was read
-    via: Mapped[str] = mapped_column(String(32))  # "pipeline" (the test stage) or "cli" (`lmwright test MODEL`)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class ApiKey(Base):
-    """A serving API key: only its SHA-256 is stored; the key itself is shown once, when it is made."""
-
-    __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked: Mapped[bool] = mapped_column(default=False)
-
-
-class _OfRequest:
-    """A row about one served request: its id, when, and the API key's name (the table's first columns)."""
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
-    request_id: Mapped[str] = mapped_column(String(64), index=True, sort_order=-1)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, sort_order=-1)
-    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True, sort_order=-1)
-
-
-class RequestLog(_OfRequest, Base):
-    """One served request: ids, model version, token counts, latencies, safety flags; text only if configured."""
-
-    __tablename__ = "requests"
-    endpoint: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(String(128))
-    model_digest: Mapped[str] = mapped_column(String(64))
-    status: Mapped[int] = mapped_column(Integer)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    queue_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    ttft_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    e2e_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
-    output: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-class Feedback(_OfRequest, Base):
-    """A rating or correction of a served response (by its response id): raw material for retraining."""
-
-    __tablename__ = "feedback"
-    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
-    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-class Audit(Base):
-    """Append-only: on SQLite, triggers refuse UPDATE and DELETE."""
-
-    __tablename__ = "audit"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-_APPEND_ONLY = [
-    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
-    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
-    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
-]
+def actor() -> str:
+    """Who is acting, for the audit log and the registry's history: the operating system's user name."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
 
 
 def _owner_only(path: str) -> None:
@@ -203,11 +68,8 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA busy_timeout=10000")
 
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)  # the schema: made, or migrated in place from an older release's
         if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                for stmt in _APPEND_ONLY:
-                    conn.execute(text(stmt))
             _owner_only(url.removeprefix("sqlite:///"))
 
     def session(self) -> Session:
@@ -250,7 +112,9 @@ class Store:
             for name, path, rows in datasets:
                 s.add(Dataset(name=name, digest=digest, path=path, rows=rows, run_id=run.id))
             if model:
-                s.add(Model(name=model[0], digest=digest, n_params=model[1], metrics=model[2], run_id=run.id))
+                version = (s.scalar(select(func.max(Model.version)).where(Model.name == model[0])) or 0) + 1
+                s.add(Model(name=model[0], digest=digest, n_params=model[1], metrics=model[2], run_id=run.id,
+                            version=version, tags={}, weights="present"))
             s.add_all(Metric(run_id=run.id, key=k, step=st, value=v) for k, st, v in metrics)
 
     def fail_run(self, run: StageRun, error: str, duration_s: float) -> None:
@@ -260,12 +124,8 @@ class Store:
 
     # -- audit --------------------------------------------------------------------------------------------------
     def audit(self, action: str, **detail: Any) -> None:
-        try:
-            actor = getpass.getuser()
-        except Exception:  # no user name in some containers
-            actor = "unknown"
         with self.session() as s, s.begin():
-            s.add(Audit(actor=actor, action=action, detail=detail))
+            s.add(Audit(actor=actor(), action=action, detail=detail))
 
     # -- listings for `lmwright status` --------------------------------------------------------------------------
     def _all(self, table: type[Base]) -> list:
@@ -298,10 +158,10 @@ class Store:
             return list(s.scalars(q.order_by(TestEvaluation.id)))
 
     def record_test(self, model_digest: str, model_name: str, data_digest: str, via: str,
-                    metrics: dict[str, Any]) -> TestEvaluation:
+                    metrics: dict[str, Any], per_document: list | None = None) -> TestEvaluation:
         with self.session() as s, s.begin():
             row = TestEvaluation(model_digest=model_digest, model_name=model_name, data_digest=data_digest, via=via,
-                                 metrics=metrics, at=utcnow())
+                                 metrics=metrics, at=utcnow(), per_document=per_document)
             s.add(row)
         return row
 

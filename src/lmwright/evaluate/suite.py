@@ -72,15 +72,18 @@ def _gen_ci(preds: list[str], refs: list[str], e, seed: int) -> dict[str, tuple[
 
 def evaluate_docs(model: torch.nn.Module, tok, docs: list[dict], seq_len: int, e, seed: int = 0,
                   pydocs_sources: set[str] = frozenset(), on_batch: Callable[[int], None] = lambda n: None,
-                  separate: bool = False) -> dict:
+                  separate: bool = False, per_document: bool = False) -> dict:
     """Every metric on a list of documents (dicts with text, and optionally source_name, locator, label).
-    Split documents are scored joined, as they were trained; `separate` scores each on its own (files)."""
+    Split documents are scored joined, as they were trained; `separate` scores each on its own (files).
+    `per_document` adds each document's [text nats, bytes], for paired comparisons between models."""
     if not docs:
         raise LmwrightError("nothing to evaluate: the split or file has no documents")
     texts = [d["text"] for d in docs]
     s = doc_scores(model, tok, texts, seq_len, on_batch=on_batch, separate=separate)
     out: dict = metrics_from_scores(s)
     out["documents"] = len(docs)
+    if per_document:
+        out["per_document"] = [[round(float(n), 5), int(b)] for n, b in zip(s["text_nats"], s["bytes"], strict=True)]
     ci = {k: bootstrap_ci(lambda i, k=k: metrics_from_scores(s, i)[k], len(docs), e.bootstrap, e.confidence, seed)
           for k in ("loss", "bits_per_byte")}
     ci["perplexity"] = tuple(math.exp(min(v, 50)) for v in ci["loss"])

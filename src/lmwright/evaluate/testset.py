@@ -37,9 +37,10 @@ def final_evaluation(ws, model_dir: Path, model_digest: str, model_name: str, sp
     model, tok = load_hf(model_dir), load_tokenizer(model_dir)
     task = reporter.task("test", total=None, info=f"{len(docs):,} documents")
     res = evaluate_docs(model, tok, docs, spec.train.seq_len, spec.eval, spec.project.seed,
-                        spec.data.pydocs_sources(), on_batch=lambda n: task.advance(n))
+                        spec.data.pydocs_sources(), on_batch=lambda n: task.advance(n), per_document=True)
+    per_doc = res.pop("per_document")
     store = Store(ws.store_url)
     warning = repeat_warning(store.test_evaluations(model_digest), model_name)
-    store.record_test(model_digest, model_name, split_digest, via, flatten(res))
+    store.record_test(model_digest, model_name, split_digest, via, flatten(res), per_doc)
     store.audit("test", model=model_name, model_digest=model_digest, via=via, repeated=warning is not None)
     return res, warning

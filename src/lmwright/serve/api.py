@@ -6,12 +6,12 @@ with OpenAI's chunk shapes ending in `data: [DONE]`), `/v1/feedback`, `/health`,
 `/health` and the page needs a Bearer key. Every error is OpenAI's error JSON,
 `{"error": {"message", "type", "param", "code"}}`, with its status: bad input is never a 500.
 
-This module assembles the app: `create_app` builds the state the routes share (serve/state.py: each model's engine
-in its background thread, keys, rate limiters, metrics) and registers the routes (serve/routes.py, module-level
-functions that read that state from `request.app.state.server`) behind the guard (serve/guard.py). `build_app`
-does it for a workspace's models (the project's assistant and base model by default);
-`serve_in_thread` runs an app in the background for tests, benchmarks and notebooks. A chat request's prompt is
-encoded by the one chat template, `lmwright.chat_template`.
+This module assembles the app: `create_app` builds the state the routes share (serve/state.py: each version's engine
+in its background thread, the deployments that route to them, keys, rate limiters, metrics) and registers the
+routes (serve/routes.py, module-level functions that read that state from `request.app.state.server`) behind the
+guard (serve/guard.py). `ops/deploy.build_app` does it for a workspace's deployments (the registry's champions by
+default); `serve_in_thread` runs an app in the background for tests, benchmarks and notebooks. A chat request's
+prompt is encoded by the one chat template, `lmwright.chat_template`.
 """
 
 from __future__ import annotations
@@ -25,71 +25,26 @@ from fastapi import FastAPI
 
 from lmwright.model.engine import Engine
 from lmwright.serve import routes
+from lmwright.serve.routing import Plan, Target
 from lmwright.serve.state import ServeConfig, ServerState
 
 
 def create_app(models: list[tuple[str, str, Engine]], cfg: ServeConfig,
-               on_ready: Callable[[str, str], None] | None = None,
-               load: Callable[[], list[tuple[str, str, Engine]]] | None = None) -> FastAPI:
-    """The server app over (name, digest, engine) models, the first the default: its state in `app.state.server`
-    (the default model's engine service, the metrics and key checker also as `app.state.service` (None when the
-    models come from `load`), `.metrics` and `.keys`), its routes, error handlers and guard. The app answers once bound; each engine compiles and starts in
-    the background during the app's lifespan, and `on_ready(model, what happened)` is told as each one starts.
-    With `load` (and no models), the models themselves are loaded in the background too: the server answers
-    "starting" from the moment it is bound."""
+               on_ready: Callable[[str, str], None] | None = None, plan: Callable[[], Plan] | None = None,
+               open_engine: Callable[[Target], Engine] | None = None, refresh_s: float = 1.0) -> FastAPI:
+    """The server app: its state in `app.state.server` (the metrics and key checker also as `app.state.metrics` and
+    `.keys`), its routes, error handlers and guard. It serves either (name, digest, engine) `models` as they are,
+    the first the default, or the deployments `plan()` returns, loading each version with `open_engine` and asking
+    `plan()` again every `refresh_s` to follow alias and route changes (serve/follow.py). The app answers once bound;
+    loading, compiling and starting happen in the background during the app's lifespan, and `on_ready(version,
+    what happened)` is told as each one starts."""
     state = ServerState.build(models, cfg)
-    state.on_ready, state.load = on_ready, load
+    state.on_ready, state.plan, state.open_engine, state.refresh_s = on_ready, plan, open_engine, refresh_s
     app = FastAPI(title="lmwright", version="1", docs_url="/docs", redoc_url=None, lifespan=routes.lifespan)
     app.state.server = state
-    app.state.service = state.default.service if models else None
     app.state.metrics, app.state.keys = state.metrics, state.keys
     routes.register(app, state)
     return app
-
-
-def served_refs(ws, ref: str | None) -> list[str]:
-    """The models a server answers for: `ref`, else serve.model, else the project's assistant (when fine-tuning made
-    one) followed by its base model, so a chat client talks to a model that learned the chat template."""
-    from lmwright.core.store import Store
-
-    if ref or ws.spec.serve.model:
-        return [ref or ws.spec.serve.model]
-    project = ws.spec.project.name
-    names = {m.name for m in Store(ws.store_url).models()}
-    return [f"{project}-assistant", project] if f"{project}-assistant" in names else [project]
-
-
-def load_served_model(ws, ref: str | None):
-    """(engine-ready model, tokenizer, name, digest) of `ref`, else of the first of `served_refs`."""
-    from lmwright.core.models import resolve_model
-    from lmwright.model.hf import load_hf
-    from lmwright.tokenizer import load_tokenizer
-
-    model_dir, name, digest = resolve_model(ws, served_refs(ws, ref)[0])
-    return load_hf(model_dir), load_tokenizer(model_dir), name, digest
-
-
-def load_models(ws, ref: str | None = None) -> list[tuple[str, str, Engine]]:
-    """(name, digest, engine) for each of `served_refs`, with the workspace's serve settings."""
-    s = ws.spec.serve
-    models: list[tuple[str, str, Engine]] = []
-    for r in served_refs(ws, ref):
-        model, tok, name, digest = load_served_model(ws, r)
-        if name not in {n for n, _, _ in models}:
-            models.append((name, digest, Engine(model, tok, max_batch=s.max_batch, compile=s.compile)))
-    return models
-
-
-def build_app(ws, ref: str | None = None, on_ready: Callable[[str, str], None] | None = None,
-              load: Callable[[], list[tuple[str, str, Engine]]] | None = None) -> FastAPI:
-    """The app for a workspace: its models (`served_refs`), its serve settings, its store (keys, request log,
-    feedback). Nothing is compiled here: the app compiles once it is serving (see `create_app`). With `load`, not
-    even the models are loaded here: `load` runs once the server is bound (`lmwright serve` passes one that builds
-    the project's model first when there is none)."""
-    from lmwright.core.store import Store
-
-    models = [] if load is not None else load_models(ws, ref)
-    return create_app(models, ServeConfig(ws.spec.serve, Store(ws.store_url)), on_ready, load)
 
 
 @contextlib.contextmanager

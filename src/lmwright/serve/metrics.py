@@ -3,7 +3,10 @@
 Every request the engine accepted is counted once when it ends, whatever its end: `finished_reason` is "stop" or
 "length" for a completed answer, "abort" when its client went away, "timeout" when the server stopped it, "error"
 when the engine failed; its tokens count in `generation_tokens` either way (the work was done). Labels carry the
-model's name, so a server with several models keeps their figures apart.
+model's name and version (`model_name`, `version`), so a server with several models, or two versions of one in a
+canary, keeps their figures apart. `routed` counts requests per deployment (the model id clients send) and the
+version that answered; `deprecated` the requests that still reach a version in its deprecation period; `shadow`
+the mirrored requests by outcome.
 
 Latency histograms have buckets sized for language models: time to first token from 1 ms to 80 s, the gap
 between tokens from 1 ms to 2.5 s, whole requests and queue time up to 10 minutes.
@@ -24,7 +27,7 @@ REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
 class ServeMetrics:
     def __init__(self):
         self.registry = r = CollectorRegistry()
-        labels = ["model_name"]
+        labels = ["model_name", "version"]
         self.ttft = Histogram("lmwright_time_to_first_token_seconds", "Time from arrival to the first output token.",
                               labels, buckets=TTFT_BUCKETS, registry=r)
         self.itl = Histogram("lmwright_inter_token_latency_seconds", "Time between two output tokens of a request.",
@@ -42,17 +45,23 @@ class ServeMetrics:
                                [*labels, "finished_reason"], registry=r)
         self.http = Counter("lmwright_http_requests", "HTTP responses by route and status code.",
                             ["route", "status"], registry=r)
+        self.routed = Counter("lmwright_routed_requests", "Requests by deployment and the version routed to.",
+                              ["deployment", "model_name", "version"], registry=r)
+        self.deprecated = Counter("lmwright_deprecated_requests", "Requests that reached a version being retired.",
+                                  labels, registry=r)
+        self.shadow = Counter("lmwright_shadow_requests", "Mirrored requests by outcome (done, skipped, failed).",
+                              [*labels, "outcome"], registry=r)
 
-    def finished(self, req, model: str, reason: str | None) -> None:
-        """Record one engine request (see engine.Request) of `model` that ended for `reason`."""
-        m = model
-        self.prompt_tokens.labels(m).inc(len(req.prompt_ids))
-        self.generation_tokens.labels(m).inc(len(req.output_ids))
+    def finished(self, req, model: str, version: str, reason: str | None) -> None:
+        """Record one engine request (see engine.Request) of `model` at `version` that ended for `reason`."""
+        m = (model, version)
+        self.prompt_tokens.labels(*m).inc(len(req.prompt_ids))
+        self.generation_tokens.labels(*m).inc(len(req.output_ids))
         if req.scheduled is not None:
-            self.queue.labels(m).observe(req.scheduled - req.arrived)
+            self.queue.labels(*m).observe(req.scheduled - req.arrived)
         if req.first_token is not None:
-            self.ttft.labels(m).observe(req.first_token - req.arrived)
-            self.e2e.labels(m).observe(req.token_times[-1] - req.arrived)
+            self.ttft.labels(*m).observe(req.first_token - req.arrived)
+            self.e2e.labels(*m).observe(req.token_times[-1] - req.arrived)
         for a, b in zip(req.token_times, req.token_times[1:], strict=False):
-            self.itl.labels(m).observe(b - a)
-        self.success.labels(m, reason or "abort").inc()
+            self.itl.labels(*m).observe(b - a)
+        self.success.labels(*m, reason or "abort").inc()

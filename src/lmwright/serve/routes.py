@@ -31,59 +31,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmwright.chat_template import BadMessage, fit_conversation, normalize, prompt_budget
 from lmwright.model.engine import SamplingParams
+from lmwright.serve import follow
 from lmwright.serve.bodies import ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
 from lmwright.serve.guard import CLIENT_GONE, Guard
+from lmwright.serve.routing import Target
 from lmwright.serve.safety import Refused, screen
-from lmwright.serve.state import ApiError, Served, ServedModel, ServerState, server
+from lmwright.serve.state import NO_RETRY, ApiError, Routed, Served, ServedModel, ServerState, server
 
 DROPPED_HEADER = "X-Lmwright-Messages-Dropped"  # how many of the oldest messages did not fit the context
+VERSION_HEADER = "X-Lmwright-Model-Version"  # the registered version that answered: name@version
 
 
 # -- the app's lifetime and its error handlers -----------------------------------------------------------------------
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The server answers as soon as it is bound: its models load (when given a loader), compile their decode steps
-    and start their engine threads in the background meanwhile (`/health` says "starting", completions get 503 with
-    Retry-After). The starter is a daemon thread, so stopping the server does not wait for a compile to end; a model
-    it finishes after the server stopped is closed, not started."""
+    """The server answers as soon as it is bound: its plan is made, its models load, compile their decode steps and
+    start their engine threads in the background meanwhile (`/health` says "starting", completions get 503 with
+    Retry-After), and the same thread then follows the plan (serve/follow.py). It is a daemon thread, so stopping
+    the server does not wait for a compile to end; a model it finishes after the server stopped is closed."""
     st: ServerState = app.state.server
-    threading.Thread(target=_start_models, args=(st,), daemon=True, name="start-models").start()
+    threading.Thread(target=follow.run, args=(st,), daemon=True, name="follow-plan").start()
     yield
     st.closing.set()
-    for m in list(st.models.values()):
+    for m in [*st.engines.values(), *st.replaced]:
         m.service.close()
-
-
-def _start_models(st: ServerState) -> None:
-    if st.load is not None:  # the server was bound first: load (and build, if need be) now
-        from lmwright.errors import LmwrightError
-
-        try:
-            loaded = st.load()
-            if not loaded:
-                raise LmwrightError("there is no model to serve")
-            for name, digest, engine in loaded:
-                if name not in st.models:
-                    st.add(name, digest, engine)
-        except BaseException as exc:  # noqa: BLE001 - said by /health, every request and `on_ready`
-            if not isinstance(exc, LmwrightError):
-                import traceback
-
-                traceback.print_exc()
-            st.load_failed, st.load_error = f"{type(exc).__name__}: {exc}", exc
-            if st.on_ready is not None:
-                st.on_ready("", f"failed to load: {st.load_failed}")
-            return
-    for m in list(st.models.values()):
-        if st.closing.is_set():
-            return
-        said = m.start()
-        if st.closing.is_set():  # stopped while this one compiled: the lifespan's close may have come before it
-            m.service.close()
-            return
-        if st.on_ready is not None:
-            st.on_ready(m.name, said)
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -122,14 +94,17 @@ _ROUTES = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/com
 
 # -- what the completion routes share --------------------------------------------------------------------------------
 
-async def log(st: ServerState, request: Request, m: ServedModel, endpoint: str, status: int, served: Served,
-              prompt: str = "") -> None:
-    """One row of the request log (when the app has a store); text only with `serve.log_prompts`."""
+async def log(st: ServerState, request: Request, r: Routed, endpoint: str, status: int, served: Served,
+              prompt: str = "", target: Target | None = None) -> None:
+    """One row of the request log (when the app has a store), with the version that answered (`target`: a shadow's
+    own row); text only with `serve.log_prompts`."""
     cfg, s = st.cfg, st.spec
     if cfg.store is None:
         return
+    t = target or r.target
     row = {"request_id": served.id, "key_name": getattr(request.state, "key_name", None), "endpoint": endpoint,
-           "model": m.name, "model_digest": m.digest, "status": status,
+           "model": t.name, "model_version": t.version, "route": r.deployment.name, "model_digest": t.digest,
+           "status": status,
            "prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
            "finish_reason": served.finish_reason, "queue_s": served.queue_s, "ttft_s": served.ttft_s,
            "e2e_s": served.e2e_s, "flags": served.flags,
@@ -193,69 +168,126 @@ def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody,
     return "".join(f"{x['role']}: {x['content']}\n" for x in kept), ids  # what the model saw
 
 
+def _retired(r: Routed) -> ApiError:
+    t = r.target
+    instead = f"; use {t.successor} instead" if t.successor else ""
+    return ApiError(410, f"the model {r.deployment.name!r} ({t.label}) was retired on {t.retire_after:%Y-%m-%d %H:%M} "
+                         f"UTC{instead}", param="model", code="model_retired", headers=NO_RETRY)
+
+
 async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBody, chat: bool):
     """A completion (chat or plain): one JSON body, or an event stream when `body.stream`. Everything that can refuse
     the request (its parameters, its prompt, a full queue) does so before the response starts, with its status."""
     st = server(request)
-    m = st.model(body.model)
+    r = st.route(body.model, body.user, getattr(request.state, "key_name", None))
+    m, t = r.model, r.target
     served = Served(f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", 0)
     prompt = ""
-    try:  # a refusal from here on is logged against the model, with its status
+    try:  # a refusal from here on is logged against the version, with its status
+        if t.retired():
+            raise _retired(r)
+        if m is None:
+            raise st.not_loaded()
         params = sampling(st, m, body, chat)
         if m.failed:
-            raise ApiError(503, f"the model {m.name!r} failed to start: {m.failed}", "server_error",
+            raise ApiError(503, f"the model {t.label!r} failed to start: {m.failed}", "server_error",
                            code="model_failed")
         if not m.ready.is_set():
-            raise ApiError(503, f"the model {m.name!r} is starting (compiling its decode step); retry shortly",
+            raise ApiError(503, f"the model {t.label!r} is starting (compiling its decode step); retry shortly",
                            "server_error", code="starting", headers={"Retry-After": "5"})
         prompt, ids = prompt_ids(st, m, body, params, served.flags)
         served.prompt_tokens = len(ids)
         job = m.service.submit(served.id, ids, params)
     except ApiError as exc:
-        await log(st, request, m, endpoint, exc.status, served, prompt)
+        await log(st, request, r, endpoint, exc.status, served, prompt)
         raise
+    st.metrics.routed.labels(r.deployment.name, t.name, str(t.version or "")).inc()
     rid, flags = served.id, served.flags
-    headers = {"X-Request-Id": rid}
+    headers = {"X-Request-Id": rid, VERSION_HEADER: t.label, **t.deprecation_headers()}
+    if t.retire_after is not None:
+        st.metrics.deprecated.labels(t.name, str(t.version or "")).inc()
     if flags.get("messages_dropped"):
         headers[DROPPED_HEADER] = str(flags["messages_dropped"])
+    _mirror(st, request, r, endpoint, ids, params, served.id, prompt)
     created = int(time.time())
     if body.stream:
         usage_chunk = bool((body.stream_options or {}).get("include_usage"))
-        return _Stream(stream(st, request, m, endpoint, job, served, prompt, created, chat, usage_chunk),
-                       lambda: _end_stream(st, request, m, endpoint, job, served, prompt, CLIENT_GONE),
+        return _Stream(stream(st, request, r, endpoint, job, served, prompt, created, chat, usage_chunk),
+                       lambda: _end_stream(st, request, r, endpoint, job, served, prompt, CLIENT_GONE),
                        media_type="text/event-stream", headers={"Cache-Control": "no-cache", **headers})
     try:
         finished = await _unless_client_leaves(request, m.service.events(job, served))
     except ApiError as exc:
-        await log(st, request, m, endpoint, exc.status, served, prompt)
+        await log(st, request, r, endpoint, exc.status, served, prompt)
         raise
     if not finished:  # nobody to answer: the engine stopped at once, and the log and metrics say "abort"
-        await log(st, request, m, endpoint, CLIENT_GONE, served, prompt)
+        await log(st, request, r, endpoint, CLIENT_GONE, served, prompt)
         return Response(status_code=CLIENT_GONE)
     text, out_flags = screen(served.text, st.spec.safety, "output")
     served.flags.update(out_flags)
     served.text = text
-    await log(st, request, m, endpoint, 200, served, prompt)
+    await log(st, request, r, endpoint, 200, served, prompt)
     usage = _usage(served)
     finish = _finish(served.finish_reason)
+    head = {"id": rid, "created": created, "model": r.deployment.name, "system_fingerprint": _fingerprint(t)}
     if chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
                   "finish_reason": finish}
-        result = {"id": rid, "object": "chat.completion", "created": created, "model": m.name,
-                  "choices": [choice], "usage": usage}
+        result = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
     else:
-        result = {"id": rid, "object": "text_completion", "created": created, "model": m.name,
+        result = {**head, "object": "text_completion",
                   "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}], "usage": usage}
     return JSONResponse(result, headers=headers)
 
 
-async def stream(st: ServerState, request: Request, m: ServedModel, endpoint: str, job, served: Served, prompt: str,
+def _fingerprint(t: Target) -> str:
+    """OpenAI's `system_fingerprint`: which backend configuration answered; here the version's content digest."""
+    return f"fp_{t.digest[:12]}"
+
+
+def _mirror(st: ServerState, request: Request, r: Routed, endpoint: str, ids: list[int], params: SamplingParams,
+            rid: str, prompt: str) -> None:
+    """Shadow traffic: the same prompt to the deployment's shadow version, in the background. Its answer is logged
+    under the same request id (endpoint `shadow:...`) and never returned; a shadow that is not loaded, busy (a
+    queue more than half full) or failing is skipped and counted, and never delays or changes the client's answer."""
+    t = r.deployment.shadow
+    if t is None or t.digest == r.target.digest:
+        return
+    m = st.engines.get(t.digest)
+    version = str(t.version or "")
+    if m is None or not m.ready.is_set() or m.engine.n_waiting * 2 >= m.service.max_queue:
+        st.metrics.shadow.labels(t.name, version, "skipped").inc()
+        return
+    try:
+        job = m.service.submit(rid, ids, params)
+    except ApiError:
+        st.metrics.shadow.labels(t.name, version, "skipped").inc()
+        return
+    served = Served(rid, len(ids))
+
+    async def run() -> None:
+        status = 200
+        try:
+            async for _ in m.service.events(job, served):
+                pass
+        except ApiError as exc:
+            status = exc.status
+        st.metrics.shadow.labels(t.name, version, "done" if status == 200 else "failed").inc()
+        await log(st, request, r, f"shadow:{endpoint}", status, served, prompt, target=t)
+
+    task = asyncio.ensure_future(run())
+    st.pending.add(task)
+    task.add_done_callback(st.pending.discard)
+
+
+async def stream(st: ServerState, request: Request, r: Routed, endpoint: str, job, served: Served, prompt: str,
                  created: int, chat: bool, usage_chunk: bool) -> AsyncIterator[str]:
     """The server-sent events of a streamed completion; an error after the stream began is an event, then
     `[DONE]`."""
-    s = st.spec
+    s, m = st.spec, r.model
     obj = "chat.completion.chunk" if chat else "text_completion"
-    head = {"id": served.id, "object": obj, "created": created, "model": m.name}
+    head = {"id": served.id, "object": obj, "created": created, "model": r.deployment.name,
+            "system_fingerprint": _fingerprint(r.target)}
 
     def chunk(delta: str | None, finish: str | None = None, first: bool = False) -> str:
         if chat:
@@ -282,22 +314,22 @@ async def stream(st: ServerState, request: Request, m: ServedModel, endpoint: st
         yield "data: " + json.dumps(exc.body()) + "\n\n"
     finally:
         await events.aclose()
-        await _end_stream(st, request, m, endpoint, job, served, prompt, status)
+        await _end_stream(st, request, r, endpoint, job, served, prompt, status)
     yield "data: [DONE]\n\n"
 
 
-async def _end_stream(st: ServerState, request: Request, m: ServedModel, endpoint: str, job, served: Served,
+async def _end_stream(st: ServerState, request: Request, r: Routed, endpoint: str, job, served: Served,
                       prompt: str, status: int) -> None:
     """Once per stream, however it ends (finished, failed, its client gone mid-stream or before the first chunk):
     the engine stops the request, the metrics count it, the request log gets its row."""
-    m.service.end(job, served)
+    r.model.service.end(job, served)
     if served.logged:
         return
     served.logged = True
     _, out_flags = screen(served.text, st.spec.safety, "output")
     served.flags.update(out_flags)
     # shielded: when the client disconnects the caller is cancelled, and the log must still be written
-    task = asyncio.ensure_future(log(st, request, m, endpoint, status, served, prompt))
+    task = asyncio.ensure_future(log(st, request, r, endpoint, status, served, prompt))
     st.pending.add(task)
     task.add_done_callback(st.pending.discard)
     await asyncio.shield(task)
@@ -358,44 +390,68 @@ def _finish(reason: str | None) -> Literal["stop", "length"] | str:
 
 # -- the routes (no return annotations: see the module's docstring) -------------------------------------------------
 
+def _versions(st: ServerState) -> dict:
+    """Each loaded version by its label: ready, its load, and whether it failed to start."""
+    return {m.target.label: {"ready": m.ready.is_set(), "running": m.engine.n_running, "waiting": m.engine.n_waiting,
+                             **({"failed": m.failed} if m.failed else {})} for m in list(st.engines.values())}
+
+
+def _routes(st: ServerState) -> dict:
+    return {d.name: {"routes": {t.label: t.weight for t in d.targets}, "route_by": d.route_by,
+                     **({"shadow": d.shadow.label} if d.shadow else {})} for d in list(st.deployments.values())}
+
+
 async def health(request: Request):
     st = server(request)
-    models = {m.name: {"ready": m.ready.is_set(), "running": m.engine.n_running, "waiting": m.engine.n_waiting,
-                       **({"failed": m.failed} if m.failed else {})} for m in list(st.models.values())}
+    versions = _versions(st)
     if st.load_failed:
         return JSONResponse({"status": "failed", "error": st.load_failed}, status_code=503)
     if not st.ready:
-        return JSONResponse({"status": "starting", "models": models, "loaded": bool(st.models),
+        return JSONResponse({"status": "starting", "models": versions, "loaded": bool(st.engines),
                              "seconds": round(time.monotonic() - st.started, 1)}, status_code=503,
                             headers={"Retry-After": "5"})
-    d = st.default
-    if all(m.failed for m in st.models.values()):
-        return JSONResponse({"status": "failed", "models": models}, status_code=503)
-    return {"status": "degraded" if any(m.failed for m in st.models.values()) else "ok", "model": d.name,
-            "running": d.engine.n_running, "waiting": d.engine.n_waiting, "models": models}
+    engines = list(st.engines.values())
+    if engines and all(m.failed for m in engines):
+        return JSONResponse({"status": "failed", "models": versions}, status_code=503)
+    d = next(iter(st.deployments))
+    out = {"status": "degraded" if any(m.failed for m in engines) or st.follow_error else "ok", "model": d,
+           "models": versions, "deployments": _routes(st)}
+    if st.models:
+        out.update(running=st.default.engine.n_running, waiting=st.default.engine.n_waiting)
+    if st.follow_error:
+        out["follow_error"] = st.follow_error
+    return out
 
 
 async def prometheus(request: Request):
     st = server(request)
-    for m in list(st.models.values()):
-        st.metrics.running.labels(m.name).set(m.engine.n_running)
-        st.metrics.waiting.labels(m.name).set(m.engine.n_waiting)
+    for m in list(st.engines.values()):
+        version = "" if m.target.version is None else str(m.target.version)
+        st.metrics.running.labels(m.name, version).set(m.engine.n_running)
+        st.metrics.waiting.labels(m.name, version).set(m.engine.n_waiting)
     return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _card(m: ServedModel, created: int) -> dict:
-    return {"id": m.name, "object": "model", "created": created, "owned_by": "lmwright", "root": m.digest[:12],
-            "max_model_len": m.engine.max_len}
+def _card(st: ServerState, name: str) -> dict:
+    d = st.deployments[name]
+    t = d.targets[0]
+    m = st.engines.get(t.digest)
+    card = {"id": name, "object": "model", "created": int(st.created), "owned_by": "lmwright", "root": t.label,
+            "max_model_len": m.engine.max_len if m else None}
+    if t.retire_after is not None:
+        card.update(retire_after=t.retire_after.isoformat(), successor=t.successor)
+    return card
 
 
 async def models(request: Request):
     st = server(request)
-    return {"object": "list", "data": [_card(m, int(st.created)) for m in list(st.models.values())]}
+    return {"object": "list", "data": [_card(st, name) for name in list(st.deployments)]}
 
 
 async def model(request: Request, model_id: str):
     st = server(request)
-    return _card(st.model(model_id), int(st.created))
+    st.route(model_id, None, None)  # 404 for an unknown id, 503 while loading
+    return _card(st, model_id)
 
 
 async def completions(request: Request, body: CompletionBody):
@@ -427,7 +483,7 @@ async def feedback(request: Request, body: FeedbackBody):
 
 async def chat_page(request: Request):
     st = server(request)
-    name = next(iter(st.models), "")  # empty while loading: the page asks /v1/models, and sends no model until then
+    name = next(iter(st.deployments), "")  # empty while loading: the page asks /v1/models, and sends none till then
     return HTMLResponse(st.page.replace("__MODEL__", html.escape(name)))
 
 

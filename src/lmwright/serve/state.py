@@ -1,9 +1,10 @@
 """What the server's routes share: the application state, each model's engine in its thread, and the API's error.
 
 `create_app` (serve/api.py) builds one `ServerState` per app and stores it as `app.state.server`; the routes
-(serve/routes.py) are module-level functions that reach it through `request.app.state.server`. A server holds one
-or more models (`ServedModel`: the assistant and the base model of a project, say); requests name one by its
-`model` field, and the first is the default. Each model's `EngineService` runs its engine in one background thread;
+(serve/routes.py) are module-level functions that reach it through `request.app.state.server`. A server answers for
+one or more deployments (serve/routing.py: a model id, the versions behind it with their weights, a shadow);
+requests name one by their `model` field, the first is the default, and `route` picks the version. Each loaded
+version is a `ServedModel`, kept by digest, and the follower (serve/follow.py) replaces the plan as aliases move. Each model's `EngineService` runs its engine in one background thread;
 a request is admitted (`submit`: queue room, prompt length) before any response is sent, then waits on an asyncio
 queue that the engine thread feeds, so the event loop never blocks on the model. `ApiError` is any failure a client
 sees, in OpenAI's error shape.
@@ -27,6 +28,7 @@ from lmwright.model.engine import Engine, SamplingParams
 from lmwright.model.engine import Request as EngineRequest
 from lmwright.serve.auth import KeyChecker, RateLimiter
 from lmwright.serve.metrics import ServeMetrics
+from lmwright.serve.routing import Deployment, Plan, Target, caller
 from lmwright.tokenizer import chat_stop_ids
 
 # The official OpenAI clients retry 408, 409, 429 and 5xx on their own unless the response says not to; a request
@@ -77,9 +79,11 @@ class Admitted:
 
 
 class EngineService:
-    def __init__(self, engine: Engine, metrics: ServeMetrics, model: str, max_queue: int, timeout_s: float):
-        self.engine, self.metrics, self.model = engine, metrics, model
+    def __init__(self, engine: Engine, metrics: ServeMetrics, model: str, max_queue: int, timeout_s: float,
+                 version: str = ""):
+        self.engine, self.metrics, self.model, self.version = engine, metrics, model, version
         self.max_queue, self.timeout_s = max_queue, timeout_s
+        self.active = 0  # admitted and not yet ended: a replaced version is closed only once this is 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=engine.run_forever, args=(self.stop,), daemon=True,
                                        name=f"engine:{model}")
@@ -95,6 +99,9 @@ class EngineService:
     def submit(self, rid: str, prompt_ids: list[int], params: SamplingParams) -> Admitted:
         """Hand a request to the engine, or raise the ApiError that refuses it (a full queue, a prompt over the
         context): known before any response is sent, so a stream can still answer with the real status."""
+        if self.stop.is_set():  # a replaced version, closed: cannot happen within the drain's grace, but never hang
+            raise ApiError(503, "this model version was just replaced; retry", "server_error", code="replaced",
+                           headers={"Retry-After": "0"})
         if self.engine.n_waiting >= self.max_queue:
             raise ApiError(503, "the server is overloaded; retry shortly", "server_error", code="overloaded",
                            headers={"Retry-After": "1"})
@@ -108,6 +115,7 @@ class EngineService:
             req = self.engine.submit(prompt_ids, params, on_event, rid)
         except ValueError as exc:
             raise ApiError(400, str(exc), param="prompt", code="context_length_exceeded") from None
+        self.active += 1
         return Admitted(req, queue, loop.time() + self.timeout_s)
 
     async def events(self, job: Admitted, served: Served) -> AsyncIterator[str]:
@@ -144,6 +152,7 @@ class EngineService:
         if job.closed:
             return
         job.closed = True
+        self.active -= 1
         req = job.req
         if not req.finished:
             self.engine.cancel(req)
@@ -155,21 +164,29 @@ class EngineService:
         if req.first_token is not None:
             served.ttft_s = req.first_token - req.arrived
             served.e2e_s = req.token_times[-1] - req.arrived
-        self.metrics.finished(req, self.model, served.finish_reason)
+        self.metrics.finished(req, self.model, self.version, served.finish_reason)
 
 
 @dataclass
 class ServedModel:
-    """One model a server answers for: its name and digest (the request log's model version), its engine and the
-    thread that runs it. `ready` is set once its decode step is compiled and the thread runs."""
+    """One loaded model version: its target (name, version, digest: what the request log and metrics say), its
+    engine and the thread that runs it. `ready` is set once its decode step is compiled and the thread runs."""
 
-    name: str
-    digest: str
+    target: Target
     engine: Engine
     service: EngineService
     chat_stops: frozenset[int]  # a chat reply also stops at the template's end-of-turn token
     ready: threading.Event = field(default_factory=threading.Event)
     failed: str | None = None  # why it could not start, if it could not
+    replaced_at: float | None = None  # when a new plan stopped routing to it (it is closed once idle)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def digest(self) -> str:
+        return self.target.digest
 
     @property
     def tok(self) -> Tokenizer:
@@ -207,24 +224,41 @@ class ServeConfig:
 
 
 @dataclass
+class Routed:
+    """Where a request goes: the deployment it named, the version chosen, and that version's engine (None for a
+    retired version: the request is refused naming its successor)."""
+
+    deployment: Deployment
+    target: Target
+    model: ServedModel | None
+
+
+@dataclass
 class ServerState:
-    """Everything the routes read, built once per app by `ServerState.build`."""
+    """Everything the routes read, built once per app by `ServerState.build`. The deployments (model ids clients
+    send, and the versions behind each) and the loaded versions are replaced whole, never changed in place, so a
+    request that read them keeps a consistent view; a request runs to its end on the version it was routed to."""
 
     cfg: ServeConfig
-    models: dict[str, ServedModel]  # in order; the first is the default
     metrics: ServeMetrics
     keys: KeyChecker
     limiter: RateLimiter
     failed_auth: RateLimiter  # wrong or missing keys, per client address
     page: str  # the chat page's HTML (read once, at start)
+    deployments: dict[str, Deployment] = field(default_factory=dict)  # in order; the first is the default
+    engines: dict[str, ServedModel] = field(default_factory=dict)  # loaded versions, by digest
+    replaced: list[ServedModel] = field(default_factory=list)  # versions no longer routed to, until idle
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)  # the models' `created` in /v1/models
     on_ready: Callable[[str, str], None] | None = None  # told (model, what happened) as each model starts
-    load: Callable[[], list[tuple[str, str, Engine]]] | None = None  # models to load once bound (see create_app)
-    load_failed: str | None = None  # why `load` failed, if it did
+    plan: Callable[[], Plan] | None = None  # the deployments to serve, asked again every `refresh_s`
+    open_engine: Callable[[Target], Engine] | None = None  # loads a version the plan needs
+    refresh_s: float = 1.0
+    load_failed: str | None = None  # why the first plan or its models failed to load, if they did
     load_error: BaseException | None = None  # and the error itself, for `lmwright serve` to report as any other
+    follow_error: str | None = None  # why the latest re-plan failed (the server keeps the plan it has)
     closing: threading.Event = field(default_factory=threading.Event)  # the server is stopping: start nothing more
-    pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes that outlive a disconnected stream
+    pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes and shadows still running
 
     @property
     def spec(self) -> Any:
@@ -232,18 +266,30 @@ class ServerState:
         return self.cfg.spec
 
     @property
+    def models(self) -> dict[str, ServedModel]:
+        """Each deployment's first live version, by the deployment's name (what /v1/models and /health list)."""
+        out = {}
+        engines = self.engines
+        for name, d in self.deployments.items():
+            m = next((engines[t.digest] for t in d.targets if t.digest in engines and t.weight > 0), None)
+            if m is not None:
+                out[name] = m
+        return out
+
+    @property
     def default(self) -> ServedModel:
-        if not self.models:
+        models = self.models
+        if not models:
             raise self.not_loaded()
-        return next(iter(self.models.values()))
+        return next(iter(models.values()))
 
     @property
     def ready(self) -> bool:
-        """Every model is loaded and started (or failed to: then `/health` says so rather than "starting" for
-        ever)."""
+        """Every version the deployments route to is loaded and started (or failed to: then `/health` says so rather
+        than "starting" for ever)."""
         if self.load_failed:
             return True
-        return bool(self.models) and all(m.ready.is_set() or m.failed for m in self.models.values())
+        return bool(self.deployments) and all(m.ready.is_set() or m.failed for m in self.engines.values())
 
     def not_loaded(self) -> ApiError:
         if self.load_failed:
@@ -252,37 +298,61 @@ class ServerState:
         return ApiError(503, "the server is loading its models; retry shortly", "server_error", code="starting",
                         headers={"Retry-After": "5"})
 
-    def add(self, name: str, digest: str, engine: Engine) -> ServedModel:
-        """Serve one more model (the first added is the default)."""
+    def served_model(self, t: Target, engine: Engine) -> ServedModel:
         s = self.cfg.spec
-        m = ServedModel(name, digest, engine, EngineService(engine, self.metrics, name, s.max_queue, s.timeout_s),
-                        chat_stop_ids(engine.tok))
-        self.models = {**self.models, name: m}  # a new dict: requests iterating the old one never see it change
-        return m
+        version = "" if t.version is None else str(t.version)
+        return ServedModel(t, engine, EngineService(engine, self.metrics, t.name, s.max_queue, s.timeout_s, version),
+                           chat_stop_ids(engine.tok))
 
-    def model(self, name: str | None) -> ServedModel:
-        """The model a request names (None: the default); an unknown name is a 404 (a 503 while loading)."""
-        if not self.models:
+    def publish(self, deployments: Plan, engines: dict[str, ServedModel]) -> None:
+        """Serve a new plan: new requests route by it from now; versions it no longer needs are closed once idle."""
+        gone = [m for d, m in self.engines.items() if d not in engines]
+        for m in gone:
+            m.replaced_at = time.monotonic()
+        self.engines = engines  # whole new dicts: a request that read the old ones finishes on what it read
+        self.deployments = {d.name: d for d in deployments}
+        self.replaced = [*self.replaced, *gone]
+
+    def route(self, name: str | None, user: str | None, key_name: str | None) -> Routed:
+        """The deployment a request names (None: the default) and the version it goes to; an unknown name is a
+        404 (a 503 while loading)."""
+        deployments, engines = self.deployments, self.engines
+        if not deployments:
             raise self.not_loaded()
         if name is None:
-            return self.default
-        if name not in self.models:
+            d = next(iter(deployments.values()))
+        elif name not in deployments:
             raise ApiError(404, f"the model {name!r} does not exist; this server serves "
-                                f"{', '.join(map(repr, self.models))}", "not_found_error", param="model",
+                                f"{', '.join(map(repr, deployments))}", "not_found_error", param="model",
                            code="model_not_found")
-        return self.models[name]
+        else:
+            d = deployments[name]
+        t = d.pick(caller(d.route_by, user, key_name))
+        return Routed(d, t, engines.get(t.digest))
+
+    def model(self, name: str | None) -> ServedModel:
+        """The version a request naming `name` goes to when no caller is known (tests, the page)."""
+        r = self.route(name, None, None)
+        if r.model is None:
+            raise self.not_loaded()
+        return r.model
 
     @classmethod
     def build(cls, models: list[tuple[str, str, Engine]], cfg: ServeConfig) -> ServerState:
-        """The state for (name, digest, engine) models, the first the default."""
+        """The state for (name, digest, engine) models served as they are, the first the default (a plan is
+        given later, by `create_app`, for a workspace's deployments)."""
         s = cfg.spec
         store = cfg.store
         keys = KeyChecker(lambda: [(k.name, k.key_hash) for k in store.api_keys()] if store else [])
         page = (Path(__file__).parent / "web" / "chat.html").read_text(encoding="utf-8")
-        state = cls(cfg, {}, ServeMetrics(), keys, RateLimiter(s.rate_limit_per_minute),
+        state = cls(cfg, ServeMetrics(), keys, RateLimiter(s.rate_limit_per_minute),
                     RateLimiter(s.failed_auth_per_minute), page)
+        plan, engines = [], {}
         for name, digest, engine in models:
-            state.add(name, digest, engine)
+            t = Target(name, name, None, digest)
+            plan.append(Deployment(name, (t,)))
+            engines.setdefault(digest, state.served_model(t, engine))
+        state.publish(tuple(plan), engines)
         return state
 
 

@@ -10,6 +10,7 @@ One module per part of the file, each a set of pydantic sections:
 - `finetune`: `finetune`, `LoopSpec` plus the method and the recipes
 - `evaluate`: `eval`, `risk` and `requirements`
 - `serve`: `serve`
+- `deploy`: `registry` (promotion) and `deploy` (routes, canary, shadow, retirement)
 - `load`: `load_spec`, `apply_override`, `dump_spec`, the default text and the errors that name file, line and field
 
 Import from here (`from lmwright.spec import Spec, load_spec`); the modules are the layout, not the interface.
@@ -44,6 +45,7 @@ from lmwright.spec.data import (
     SplitSpec,
     SqlSource,
 )
+from lmwright.spec.deploy import DeploymentSpec, DeploySpec, GateSpec, RegistrySpec, RouteSpec
 from lmwright.spec.evaluate import (
     BiasSpec,
     BiasTemplate,
@@ -65,7 +67,7 @@ from lmwright.spec.train import CVSpec, EarlyStoppingSpec, LoopSpec, TrainSpec, 
 __all__ = [
     "BUILTIN_PROFILES", "DEFAULT_SPEC_TEXT", "PII_TYPES", "SPEC_FILENAME", "BasicSpec", "BiasSpec", "BiasTemplate",
     "BlocklistSpec", "C4Spec", "CVSpec", "CanarySpec", "ClassifySpec", "CleanSpec", "ContinuationSpec", "CrawlSource",
-    "DataSpec", "DedupSpec", "EarlyStoppingSpec", "EvalSet", "EvalSpec", "ExecutorSpec", "FilesSource",
+    "DataSpec", "DedupSpec", "DeploySpec", "DeploymentSpec", "GateSpec", "RegistrySpec", "RouteSpec", "EarlyStoppingSpec", "EvalSet", "EvalSpec", "ExecutorSpec", "FilesSource",
     "FilterProfile", "FineWebSpec", "FinetuneSpec", "GopherQualitySpec", "GopherRepetitionSpec", "LanguageSpec",
     "LoopSpec", "LoraSpec", "ModelSpec", "NearDedupSpec", "PiiSpec", "PreferenceSpec", "ProjectSpec", "PydocsSource",
     "RecipeSpec", "RequirementsSpec", "RiskSpec", "SafetySpec", "Section", "ServeSpec", "SftSpec", "Source", "Spec",

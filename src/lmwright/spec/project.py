@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from lmwright.spec.base import Section
 from lmwright.spec.data import DataSpec, SplitSpec
+from lmwright.spec.deploy import DeploySpec, RegistrySpec
 from lmwright.spec.evaluate import EvalSpec, RequirementsSpec, RiskSpec
 from lmwright.spec.finetune import FinetuneSpec
 from lmwright.spec.model import ModelSpec, TokenizerSpec
@@ -37,6 +38,8 @@ class Spec(Section):
     cv: CVSpec = Field(default_factory=CVSpec)
     risk: RiskSpec = Field(default_factory=RiskSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
 
     @model_validator(mode="after")

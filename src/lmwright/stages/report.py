@@ -1,5 +1,7 @@
 """The report stage: the report card (report.md, report.html and its plots) from every stage's outputs, written by
-`evaluate/report_card.py`; with the latest tuning and cross-validation results when there are any."""
+`evaluate/report_card.py`; with the latest tuning and cross-validation results when there are any. It is also the
+run's gate: the versions the run registered get aliases (`registry.on_pass`) only when every acceptance criterion
+passes (`ops/registry.after_run`)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,18 @@ def report(ctx: StageContext) -> dict:
     """Write the report card (report.md, report.html and its plots): requirements, metrics with intervals,
     the previous version, data, model, training and tuning, slices, risk, samples."""
     from lmwright.evaluate.report_card import write_report_card  # matplotlib and torch: only when it runs
+    from lmwright.ops.registry import after_run
 
     checks = write_report_card(ctx.spec, ctx.inputs, ctx.ws.store_url, ctx.out, ctx.ws.out_dir / "tune",
                                ctx.ws.out_dir / "cv" / "results.json")
     passed = sum(c["verdict"] == "pass" for c in checks)
-    return {"requirements": {"passed": passed, "total": len(checks)},
+    made = [(ctx.spec.project.name, ctx.inputs["save"].digest)] + [
+        (o.summary["registered_as"], o.digest) for k in ("sft", "classify", "preference")
+        if (o := ctx.inputs.get(k)) is not None and not o.summary.get("skipped") and o.summary.get("registered_as")]
+    moved = after_run(ctx.ws, made, passed == len(checks))
+    for line in moved:
+        ctx.log(line)
+    failing = [c["criterion"] + ": " + ("not measured" if c["value"] is None else f"{c['value']:.4g}")
+               for c in checks if c["verdict"] != "pass"]
+    return {"requirements": {"passed": passed, "total": len(checks), "failing": failing}, "aliases": moved,
             "headline": f"report card: {passed}/{len(checks)} requirements pass; report.md, report.html"}

@@ -1,0 +1,203 @@
+"""The metadata store's tables (SQLAlchemy ORM): stage runs and lineage, datasets and models, metrics, test
+evaluations, the model registry (aliases and their transition history), serving (keys, the request log, feedback)
+and the append-only audit log.
+
+These classes are the schema as the code reads it; `core/migrations/` holds every change to it as an Alembic
+revision, so a workspace made by an older release upgrades in place (`core/migrate.py`). A change here needs a new
+revision there; tests/test_registry.py checks the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class StageRun(Base):
+    __tablename__ = "stage_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(64), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    code_version: Mapped[str] = mapped_column(String(64))
+    output_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Lineage(Base):
+    __tablename__ = "lineage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # input | output
+    name: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class _Produced:
+    """A named, versioned thing a stage run produced, by content digest: a dataset or a model. (`sort_order`
+    keeps the tables' column order: these first, the table's own columns, then the run and time.)"""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
+    name: Mapped[str] = mapped_column(String(128), index=True, sort_order=-1)
+    digest: Mapped[str] = mapped_column(String(64), sort_order=-1)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), sort_order=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, sort_order=1)
+
+
+class Dataset(_Produced, Base):
+    __tablename__ = "datasets"
+    path: Mapped[str] = mapped_column(Text)  # inside the artifact
+    rows: Mapped[int] = mapped_column(Integer)
+
+
+class Model(_Produced, Base):
+    """A registered model version: `version` counts from 1 per name. Retirement: `retire_after` is when its
+    deprecation ends (requests to it then get 410 naming `successor`); `weights` says whether its weight files are
+    still there ("present"), or were "archived" or "deleted" when it retired (`retired_at`)."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
+    n_params: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    successor: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    retire_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    weights: Mapped[str] = mapped_column(String(16), default="present")
+
+
+class Alias(Base):
+    """A movable name for one version of a model (`champion`, `challenger`, any name). `revision` counts its
+    moves: a move names the revision it read, so of two concurrent moves one wins and the other is refused."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("name", "alias", name="uq_aliases_name_alias"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Transition(Base):
+    """The registry's history: who moved which alias of which model from which version to which, when and why
+    (promote, rollback, run, retire, alias, unalias), and whether a failing gate was overridden (`forced`)."""
+
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    forced: Mapped[bool] = mapped_column(default=False)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Metric(Base):
+    """A stage run's series: one row per (key, step), e.g. train/loss at every step of a pretrain run."""
+
+    __tablename__ = "metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("stage_runs.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class TestEvaluation(Base):
+    """One evaluation of a model on the test split; a second row for the same model is a repeated test."""
+
+    __tablename__ = "test_evaluations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_digest: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    data_digest: Mapped[str] = mapped_column(String(64))  # the tokenize artifact whose test shard was read
+    via: Mapped[str] = mapped_column(String(32))  # "pipeline" (the test stage) or "cli" (`lmwright test MODEL`)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # per test document, in order: [nats of its text tokens, its bytes]; for the paired comparison of two versions
+    per_document: Mapped[list | None] = mapped_column(JSON, nullable=True)
+
+
+class ApiKey(Base):
+    """A serving API key: only its SHA-256 is stored; the key itself is shown once, when it is made."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class _OfRequest:
+    """A row about one served request: its id, when, and the API key's name (the table's first columns)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-1)
+    request_id: Mapped[str] = mapped_column(String(64), index=True, sort_order=-1)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, sort_order=-1)
+    key_name: Mapped[str | None] = mapped_column(String(128), nullable=True, sort_order=-1)
+
+
+class RequestLog(_OfRequest, Base):
+    """One served request: ids, model version, token counts, latencies, safety flags; text only if configured."""
+
+    __tablename__ = "requests"
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    model_digest: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    route: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the model id the client asked for
+    status: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    queue_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ttft_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    e2e_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Feedback(_OfRequest, Base):
+    """A rating or correction of a served response (by its response id): raw material for retraining."""
+
+    __tablename__ = "feedback"
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Audit(Base):
+    """Append-only: triggers refuse UPDATE and DELETE (on SQLite and PostgreSQL)."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

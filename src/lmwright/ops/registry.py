@@ -1,0 +1,271 @@
+"""Promotion gates and the commands that move aliases: promote, rollback, and what `lmwright run` does.
+
+A version's gate has two parts. Acceptance: `requirements.acceptance` checked on the figures recorded for that
+version (its recorded test evaluation for `test.*`; the validation and risk figures of the run that made it, or of
+its base model for a fine-tuned version, said as such). Comparison, for `--to champion` when there is a champion:
+the paired difference in bits per byte on the same frozen test documents (the challenger's minus the champion's),
+with a bootstrap interval over documents; the challenger passes when the interval's upper end is at most
+`registry.gate.tolerance` (a non-inferiority test). `--force --reason` overrides a failing gate, and the transition
+history and audit log keep both the override and what failed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lmwright.core import registry
+from lmwright.core.schema import Model, StageRun
+from lmwright.core.store import Store
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+
+
+@dataclass
+class Gate:
+    """A gate's verdict: each acceptance criterion with its value and verdict, and the comparison (if any)."""
+
+    ref: str
+    checks: list[dict] = field(default_factory=list)
+    comparison: dict | None = None
+
+    @property
+    def failures(self) -> list[str]:
+        out = [f"{c['criterion']}: {_value(c)}" for c in self.checks if c["verdict"] != "pass"]
+        if self.comparison and not self.comparison["passed"]:
+            c = self.comparison
+            out.append(f"worse than the champion {c['champion']}: {c['challenger_bpb']:.4f} vs "
+                       f"{c['champion_bpb']:.4f} bits/byte on {c['documents']} test documents, difference "
+                       f"{c['difference']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] above the tolerance "
+                       f"{c['tolerance']:g}" if "difference" in c else c["why"])
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {"ref": self.ref, "passed": self.passed, "checks": self.checks, "comparison": self.comparison,
+                "failures": self.failures}
+
+
+def _value(c: dict) -> str:
+    if c["value"] is None:
+        return c.get("why", "not measured for this version")
+    return f"{c['value']:.4g} ({c['verdict']})"
+
+
+def _run(store: Store, run_id: int) -> StageRun:
+    with store.session() as s:
+        return s.get(StageRun, run_id)
+
+
+def _inputs(store: Store, run_id: int) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from lmwright.core.schema import Lineage
+
+    with store.session() as s:
+        rows = s.scalars(select(Lineage).where(Lineage.run_id == run_id, Lineage.direction == "input"))
+        return {r.name: r.digest for r in rows}
+
+
+def _stage_run(store: Store, stage: str, digest: str) -> StageRun | None:
+    from sqlalchemy import select
+
+    with store.session() as s:
+        return s.scalars(select(StageRun).where(StageRun.stage == stage, StageRun.output_digest == digest,
+                                                StageRun.status == "done").order_by(StageRun.id)).first()
+
+
+def base_of(store: Store, m: Model) -> Model | None:
+    """The model a fine-tuned version started from (None for a pretrained one, or a base from outside)."""
+    save = _inputs(store, m.run_id).get("save")
+    return next((x for x in store.models() if x.digest == save and x.id != m.id), None) if save else None
+
+
+def recorded_figures(store: Store, m: Model) -> tuple[dict[str, float], dict[str, str]]:
+    """(flat figures, where each group came from) recorded for a version: `test.*` from its first test
+    evaluation; `val.*` and `risk.*` from the evaluate stage that led to it (its base's, for a fine-tuned one)."""
+    figures: dict[str, float] = {}
+    where: dict[str, str] = {}
+    tests = store.test_evaluations(m.digest)
+    if tests:
+        figures.update({f"test.{k}": v for k, v in tests[0].metrics.items()})
+        where["test"] = f"test evaluation of {tests[0].at:%Y-%m-%d %H:%M} ({tests[0].via})"
+    source, label = m, f"{m.name}@{m.version}"
+    if _run(store, m.run_id).stage != "save":
+        source = base_of(store, m)
+        label = f"its base, {source.name}@{source.version}" if source else ""
+    if source is not None:
+        ev = _inputs(store, source.run_id).get("evaluate")
+        run = _stage_run(store, "evaluate", ev) if ev else None
+        if run is not None:
+            from lmwright.evaluate.suite import flatten
+
+            figures.update(flatten({"val": run.summary.get("val", {})}))
+            figures.update({f"risk.{k}": v for k, v in run.summary.get("risk", {}).items()})
+            where["val"] = where["risk"] = f"the evaluate stage run {run.id} ({label})"
+    return figures, where
+
+
+def acceptance(ws: Workspace, m: Model) -> list[dict]:
+    """`requirements.acceptance` on a version's recorded figures; a figure it has none of is a failure that says
+    how to measure it."""
+    from lmwright.evaluate.suite import check_requirements
+
+    figures, where = recorded_figures(Store(ws.store_url), m)
+    nested: dict[str, dict] = {}
+    for k, v in figures.items():
+        head, _, rest = k.partition(".")
+        nested.setdefault(head, {})[rest] = v
+    checks = check_requirements(ws.spec.requirements.criteria(), nested)
+    for c in checks:
+        group = c["metric"].partition(".")[0]
+        c["source"] = where.get(group)
+        if c["verdict"] == "missing":
+            c["why"] = (f"not measured: no recorded test evaluation (run `lmwright test {m.name}@{m.version}`)"
+                        if group == "test" else f"not measured for {m.name}@{m.version}")
+    return checks
+
+
+def _per_document(store: Store, digest: str, data_digest: str | None = None):
+    rows = [t for t in store.test_evaluations(digest) if t.per_document
+            and (data_digest is None or t.data_digest == data_digest)]
+    return rows[0] if rows else None
+
+
+def compare(ws: Workspace, challenger: Model, champion: Model) -> dict:
+    """The paired comparison on the frozen test documents: the challenger's bits per byte minus the champion's,
+    with its bootstrap interval. The champion is scored on the challenger's test split now if it never was."""
+    from lmwright.evaluate.stats import bootstrap_ci
+
+    store, g = Store(ws.store_url), ws.spec.registry.gate
+    mine = _per_document(store, challenger.digest)
+    base = {"champion": f"{champion.name}@{champion.version}", "tolerance": g.tolerance}
+    if mine is None:
+        return {**base, "passed": False, "why": f"{challenger.name}@{challenger.version} has no recorded test "
+                f"evaluation to compare (run `lmwright test {challenger.name}@{challenger.version}`)"}
+    theirs = _per_document(store, champion.digest, mine.data_digest)
+    if theirs is None:  # the champion was tested on another split: score it on this one (and record that)
+        from lmwright.core.artifacts import ArtifactStore
+        from lmwright.core.models import resolve_model
+        from lmwright.core.progress import Reporter
+        from lmwright.evaluate.testset import final_evaluation
+
+        path, name, digest = resolve_model(ws, f"{champion.name}@{champion.version}")
+        split_dir = ArtifactStore(ws.artifacts_dir).open(mine.data_digest)
+        final_evaluation(ws, path, digest, name, split_dir, mine.data_digest, "gate", Reporter(quiet=True))
+        theirs = _per_document(store, champion.digest, mine.data_digest)
+    a, c = np.array(mine.per_document, dtype=float), np.array(theirs.per_document, dtype=float)
+    if a.shape != c.shape:
+        raise LmwrightError(f"the test evaluations of {base['champion']} and {challenger.name}@{challenger.version} "
+                            f"cover {len(c)} and {len(a)} documents; they cannot be paired")
+
+    def bpb(x: np.ndarray, idx) -> float:
+        return float(x[idx, 0].sum() / (math.log(2) * max(x[idx, 1].sum(), 1)))
+
+    every = slice(None)
+    diff = bpb(a, every) - bpb(c, every)
+    lo, hi = bootstrap_ci(lambda i: bpb(a, i) - bpb(c, i), len(a), g.resamples, g.confidence, ws.spec.project.seed)
+    return {**base, "challenger_bpb": bpb(a, every), "champion_bpb": bpb(c, every), "difference": diff,
+            "ci": [lo, hi], "confidence": g.confidence, "documents": int(len(a)), "passed": hi <= g.tolerance}
+
+
+def gate(ws: Workspace, m: Model, to: str) -> Gate:
+    """The gate for moving `to` onto version `m`: acceptance always; the champion comparison for `champion`."""
+    store = Store(ws.store_url)
+    result = Gate(f"{m.name}@{m.version}", acceptance(ws, m))
+    if to == "champion":
+        current = registry.alias_of(store, m.name, "champion")
+        if current is not None and current.version != m.version:
+            champion = registry.version(store, f"{m.name}@{current.version}")
+            if champion.weights == "present":
+                result.comparison = compare(ws, m, champion)
+    return result
+
+
+def _live(m: Model, ref: str) -> None:
+    if registry.is_retired(m):
+        raise LmwrightError(f"{ref} is retired" + (f"; its successor is {m.successor}" if m.successor else "")
+                            + ": an alias cannot point at a retired version")
+
+
+def promote(ws: Workspace, ref: str, to: str = "champion", force: bool = False, reason: str | None = None) -> dict:
+    """Move `to` onto the version `ref` names if its gate passes, or with `force` and a `reason` anyway (recorded).
+    Returns the gate and the transition; a failing gate without `force` is an error listing every failure."""
+    store = Store(ws.store_url)
+    m = registry.version(store, ref)
+    if m is None:
+        raise LmwrightError(f"no registered model {ref.partition('@')[0]!r}; registered: "
+                            f"{', '.join(registry.names(store)) or 'none yet (run `lmwright run`)'}")
+    if force and not (reason or "").strip():
+        raise LmwrightError("--force needs --reason \"...\": an override of the gate is recorded with its reason")
+    _live(m, ref)
+    read = registry.alias_of(store, m.name, to)
+    if read is not None and read.version == m.version:
+        return {"ref": f"{m.name}@{m.version}", "alias": to, "moved": False,
+                "said": f"{m.name}@{to} is already version {m.version}"}
+    g = gate(ws, m, to)
+    if not g.passed and not force:
+        lines = "\n".join(f"  - {f}" for f in g.failures)
+        raise LmwrightError(f"{m.name}@{m.version} does not pass the gate for {to}:\n{lines}\n"
+                            f"fix these, or override with --force --reason \"...\" (recorded in the history and "
+                            "the audit log)")
+    t = registry.move_alias(store, m.name, to, m.version, "promote", reason, forced=not g.passed,
+                            detail={"gate": g.as_dict()},
+                            expect=(read.version, read.revision) if read else (None, None))
+    store.audit("promote", model=m.name, alias=to, from_version=t.from_version, to_version=m.version,
+                forced=not g.passed, reason=reason, failures=g.failures)
+    return {"ref": f"{m.name}@{m.version}", "alias": to, "moved": True, "from_version": t.from_version,
+            "forced": not g.passed, "gate": g.as_dict(),
+            "said": f"{m.name}@{to} -> version {m.version}" + (f" (was {t.from_version})" if t.from_version else "")
+                    + (" (gate overridden: " + "; ".join(g.failures) + ")" if not g.passed else "")}
+
+
+def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | None = None) -> dict:
+    """Return `name@alias` to the version it pointed at before its last move (no gate: it held the alias before)."""
+    store = Store(ws.store_url)
+    cur = registry.alias_of(store, name, alias)
+    if cur is None:
+        raise LmwrightError(f"{name!r} has no alias {alias!r} to roll back (`lmwright models show {name}`)")
+    moves = [t for t in registry.history(store, name) if t.alias == alias and t.to_version == cur.version]
+    previous = moves[-1].from_version if moves else None
+    if previous is None:
+        raise LmwrightError(f"{name}@{alias} has no earlier version to return to (it was first set to "
+                            f"version {cur.version})")
+    m = registry.version(store, f"{name}@{previous}")
+    _live(m, f"{name}@{previous}")
+    registry.move_alias(store, name, alias, previous, "rollback", reason, expect=(cur.version, cur.revision))
+    store.audit("rollback", model=name, alias=alias, from_version=cur.version, to_version=previous, reason=reason)
+    return {"name": name, "alias": alias, "from_version": cur.version, "to_version": previous,
+            "said": f"{name}@{alias} -> version {previous} (was {cur.version})"}
+
+
+def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[str]:
+    """What `lmwright run` does with the versions it registered (name, digest), once: when the run passed its
+    acceptance criteria, `registry.on_pass` (the challenger, and the champion where there is none); never on a
+    failure. Returns a line per move."""
+    store = Store(ws.store_url)
+    policy = ws.spec.registry.on_pass
+    lines = []
+    for name, digest in made:
+        m = registry.version_of_digest(store, name, digest)
+        if m is None or not passed or policy == "none":
+            continue
+        if any(t.action == "run" and t.to_version == m.version for t in registry.history(store, name)):
+            continue  # already done for this version (a report rerun must not undo a later promotion)
+        targets = ["champion"] if policy == "champion" or registry.alias_of(store, name, "champion") is None \
+            else ["challenger"]
+        for to in targets:
+            if to == "champion" and registry.alias_of(store, name, "champion") is not None:
+                g = gate(ws, m, "champion")
+                if not g.passed:
+                    lines.append(f"{name}@{m.version} stays out of champion: " + "; ".join(g.failures))
+                    continue
+            registry.move_alias(store, name, to, m.version, "run", "passed requirements.acceptance in lmwright run")
+            store.audit("alias", model=name, alias=to, to_version=m.version, by="lmwright run")
+            lines.append(f"{name}@{to} -> version {m.version}")
+    return lines

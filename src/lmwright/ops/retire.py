@@ -1,0 +1,169 @@
+"""Retirement: `lmwright retire NAME@VERSION [--successor REF] [--after DATE]`.
+
+Retiring announces an end: every alias on the version moves to its successor at once (so default traffic moves),
+and traffic that still names the version itself (a deployment route pinned to `NAME@VERSION`) is answered with
+`Deprecation` and `Sunset` headers, and counted, until the date; after it, with 410 naming the successor. Once the
+date has passed, `lmwright retire` (again, or at once without `--after`) finishes the job: the version's artifact
+(weights and all) is archived to `.lmwright/archive/` as a tar.gz, deleted, or kept (`deploy.retired_weights`), while
+its config, tokenizer and any model card are kept under `lmwright-out/retired/NAME-vN/` with a retirement report
+(what was moved, kept and released), and its lineage, evaluations and audit stay in the store.
+
+Refused: an unknown version; retiring a version an alias points at without a successor to move it to (the only
+champion, say); a successor that is itself retired, or the version itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from datetime import datetime, timezone
+
+from lmwright.core import registry
+from lmwright.core.artifacts import ArtifactStore
+from lmwright.core.schema import Model
+from lmwright.core.store import Store, utcnow
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+
+KEEP = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "README.md", "metrics.json"}  # what a retired version keeps: all but weights
+
+
+def parse_when(text: str) -> datetime:
+    """A date or date-time (ISO 8601; UTC when no zone is given)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise LmwrightError(f"--after {text!r}: give a date such as 2026-12-31 or 2026-12-31T18:00") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetime | None = None,
+           reason: str | None = None) -> dict:
+    """Announce (and, when its date has come, complete) the retirement of the version `ref` names."""
+    store = Store(ws.store_url)
+    name, what = registry.split_ref(ref)
+    if what is None:
+        raise LmwrightError(f"name the version to retire: {name}@VERSION (see `lmwright models show {name}`)")
+    m = registry.version(store, ref)
+    if m is None:
+        raise LmwrightError(f"no registered model {name!r}; registered: {', '.join(registry.names(store)) or 'none'}")
+    label = f"{m.name}@{m.version}"
+    if m.retire_after is not None:  # announced before: finish it when due
+        if m.retired_at is not None:
+            return {"ref": label, "said": f"{label} is already retired ({m.weights})", "report": None}
+        if not registry.is_retired(m):
+            return {"ref": label, "report": None,
+                    "said": f"{label} is deprecated until {_aware(m.retire_after):%Y-%m-%d %H:%M} UTC; run this again "
+                            "after that to archive its weights"}
+        return {"ref": label, **finish(ws, m)}
+    succ = _successor(store, m, successor)
+    held = registry.aliases(store, m.name)
+    held = [a for a in held if a.version == m.version]
+    if held and succ is None:
+        names_ = ", ".join(f"@{a.alias}" for a in held)
+        raise LmwrightError(f"{label} is {names_}: retiring it would leave no version behind "
+                            f"{'that alias' if len(held) == 1 else 'those aliases'}; give --successor "
+                            f"{m.name}@VERSION (the aliases move to it), or move them first (`lmwright promote`)")
+    if held and succ.name != m.name:
+        raise LmwrightError(f"{label}'s aliases cannot move to {succ.name}@{succ.version}, a different model; give a "
+                            f"successor that is a version of {m.name}")
+    now = utcnow()
+    when = after or now
+    succ_label = f"{succ.name}@{succ.version}" if succ else None
+    moved = []
+    for a in held:
+        registry.move_alias(store, m.name, a.alias, succ.version, "retire", reason or f"{label} retires",
+                            expect=(a.version, a.revision))
+        moved.append(f"{m.name}@{a.alias}: {m.version} -> {succ.version}")
+    registry.schedule_retirement(store, m.id, succ_label, when)
+    registry.record(store, m.name, "retire", m.version, succ.version if succ and succ.name == m.name else None,
+                    reason, {"after": when.isoformat(), "successor": succ_label})
+    store.audit("retire", model=m.name, version=m.version, successor=succ_label, after=when.isoformat(),
+                reason=reason, aliases_moved=moved)
+    out = {"ref": label, "successor": succ_label, "after": when.isoformat(), "aliases_moved": moved}
+    if when <= now:
+        m = registry.version(store, label)
+        return {**out, **finish(ws, m, moved)}
+    return {**out, "report": None,
+            "said": f"{label} is deprecated until {when:%Y-%m-%d %H:%M} UTC: requests that still name it get "
+                    f"Deprecation and Sunset headers, then 410" + (f" naming {succ_label}" if succ_label else "")
+                    + (f"; moved {', '.join(moved)}" if moved else "")}
+
+
+def _successor(store: Store, m: Model, ref: str | None) -> Model | None:
+    if ref is None:
+        return None
+    s = registry.version(store, ref)
+    if s is None:
+        raise LmwrightError(f"--successor {ref!r}: no such registered model")
+    if s.id == m.id:
+        raise LmwrightError(f"--successor {ref!r} is the version being retired")
+    if registry.is_retired(s) or s.retire_after is not None:
+        raise LmwrightError(f"--successor {ref!r} is itself retired or retiring; name a live version")
+    return s
+
+
+def finish(ws: Workspace, m: Model, moved: list[str] | None = None) -> dict:
+    """Archive, delete or keep the version's artifact as the spec says, keep what is not weights, write the
+    retirement report; returns its figures."""
+    store, policy = Store(ws.store_url), ws.spec.deploy.retired_weights
+    label = f"{m.name}@{m.version}"
+    arts = ArtifactStore(ws.artifacts_dir)
+    src = arts.root / m.digest
+    kept_dir = ws.out_dir / "retired" / f"{m.name}-v{m.version}"
+    kept_dir.mkdir(parents=True, exist_ok=True)
+    kept, released, archive = [], 0, None
+    if src.exists():
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and p.name in KEEP:
+                target = kept_dir / p.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, target)
+                kept.append(str(target.relative_to(ws.root)))
+        size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+        if policy == "archive":
+            archive = ws.internal / "archive" / f"{m.name}-v{m.version}-{m.digest[:12]}.tar.gz"
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(archive.with_suffix(".part"), "w:gz") as tar:
+                tar.add(src, arcname=m.digest)
+            archive.with_suffix(".part").replace(archive)
+        if policy != "keep":
+            shutil.rmtree(src)
+            released = size - (archive.stat().st_size if archive else 0)
+    state = {"archive": "archived", "delete": "deleted", "keep": "present"}[policy]
+    registry.mark_retired(store, m.id, state)
+    report = {
+        "version": label, "digest": m.digest, "retired_at": utcnow().isoformat(), "successor": m.successor,
+        "weights": state, "moved": {"aliases": moved or [], "artifact": str(archive.relative_to(ws.root)) if archive
+                                     else None},
+        "kept": {"files": kept, "store": ["the model's registry row and tags", "its lineage", "its test evaluations",
+                                          "its request-log rows and feedback", "the audit log and transition history"]},
+        "released_bytes": released,
+    }
+    (kept_dir / "retirement.json").write_text(json.dumps(report, indent=2))
+    (kept_dir / "RETIREMENT.md").write_text(_markdown(report), encoding="utf-8")
+    registry.record(store, m.name, "retired", m.version, None, None, {"weights": state, "released_bytes": released})
+    store.audit("retired", model=m.name, version=m.version, weights=state, archive=report["moved"]["artifact"],
+                released_bytes=released)
+    return {"report": str((kept_dir / "RETIREMENT.md").relative_to(ws.root)), "weights": state,
+            "released_bytes": released,
+            "said": f"{label} retired: weights {state}" + (f" to {report['moved']['artifact']}" if archive else "")
+                    + f", {released / 1e6:.1f} MB released; report in {kept_dir.relative_to(ws.root)}"}
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# Retirement of {r['version']}", "", f"- retired at: {r['retired_at']}",
+             f"- successor: {r['successor'] or 'none'}", f"- content digest: {r['digest']}", "", "## Moved", ""]
+    lines += [f"- alias {a}" for a in r["moved"]["aliases"]] or ["- no alias pointed at it"]
+    lines += [f"- the artifact (weights and all) to {r['moved']['artifact']}" if r["moved"]["artifact"]
+              else f"- the weights were {r['weights']}"]
+    lines += ["", "## Kept", ""] + [f"- {f}" for f in r["kept"]["files"]] + [f"- {s}" for s in r["kept"]["store"]]
+    lines += ["", "## Released", "", f"- {r['released_bytes'] / 1e6:.1f} MB of disk", ""]
+    return "\n".join(lines)
+
