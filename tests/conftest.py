@@ -66,3 +66,20 @@ def live(app):
     from lmwright.serve.api import serve_in_thread
 
     return serve_in_thread(app)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """A PostgreSQL server on loopback for this test session (see tests/postgres.py)."""
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(postgres_admin):
+    """A fresh database on that server."""
+    from tests.postgres import new_database
+
+    return new_database(postgres_admin)

@@ -26,8 +26,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a spec
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 ModelArg = Annotated[str | None, typer.Argument(
-    help="A Hugging Face model directory, a registered model name (latest version), NAME@N, or a digest prefix "
-         "(see `lmwright status`). Default: the project's own model.")]
+    help="A Hugging Face model directory, a registered model name (latest version), NAME@VERSION, NAME@ALIAS "
+         "(NAME@champion), or a digest prefix (see `lmwright models list`). Default: the project's own model.")]
 
 
 def run_stages(ws: Workspace, until: str | None = None, from_: str | None = None, force: tuple[str, ...] = (),

@@ -1,7 +1,7 @@
 """Bring a store's schema to the code's: the Alembic revisions in `core/migrations/`, applied in place.
 
 A new store gets every revision; a store made before the registry (release 0.1.0, which had tables but no
-`alembic_version`) is stamped as revision 0001, its schema, and upgraded from there; a store at the head is
+version table) is stamped as revision 0001, its schema, and upgraded from there; a store at the head is
 left alone after one query, so opening a store stays cheap. The upgrade runs in one transaction where the
 database allows it (SQLite and PostgreSQL both do), so a failed upgrade leaves the store as it was. On PostgreSQL
 concurrent openers take an advisory lock, so two processes never upgrade at once.
@@ -14,13 +14,16 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, text
 
 HEAD = "0002"  # the newest revision in core/migrations/versions; tests check it is the script directory's head
+# Alembic's bookkeeping table, named so as not to meet Optuna's `alembic_version`: `lmwright tune` keeps its studies
+# in the same database, with its own migrations
+VERSION_TABLE = "lmwright_schema_version"
 _LOCK = 0x6C6D77  # PostgreSQL advisory lock id: "lmw"
 
 
 def _current(conn) -> str | None:
     names = set(inspect(conn).get_table_names())
-    if "alembic_version" in names:
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if VERSION_TABLE in names:
+        return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
     return "0001" if "stage_runs" in names else None  # 0.1.0 made its tables without Alembic
 
 
@@ -41,7 +44,7 @@ def upgrade(engine: Engine) -> str | None:
         if before == HEAD:  # another process upgraded while this one waited for the lock
             return before
         cfg.attributes["connection"] = conn
-        if before is not None and "alembic_version" not in inspect(conn).get_table_names():
+        if before is not None and VERSION_TABLE not in inspect(conn).get_table_names():
             command.stamp(cfg, before)
         command.upgrade(cfg, "head")
     return before

@@ -188,8 +188,9 @@ def gate(ws: Workspace, m: Model, to: str) -> Gate:
 
 
 def _live(m: Model, ref: str) -> None:
-    if registry.is_retired(m):
-        raise LmwrightError(f"{ref} is retired" + (f"; its successor is {m.successor}" if m.successor else "")
+    if m.retire_after is not None:
+        state = "retired" if registry.is_retired(m) else f"retiring (deprecated until {m.retire_after:%Y-%m-%d})"
+        raise LmwrightError(f"{ref} is {state}" + (f"; its successor is {m.successor}" if m.successor else "")
                             + ": an alias cannot point at a retired version")
 
 
@@ -269,3 +270,100 @@ def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[
             store.audit("alias", model=name, alias=to, to_version=m.version, by="lmwright run")
             lines.append(f"{name}@{to} -> version {m.version}")
     return lines
+
+
+def lineage(store: Store, run_id: int) -> list[dict]:
+    """Every stage run upstream of `run_id` (itself first), by following input digests to the runs that made them:
+    the stage, its output digest, its code version and when it finished."""
+    from sqlalchemy import select
+
+    from lmwright.core.schema import Lineage
+
+    seen, out, todo = set(), [], [run_id]
+    with store.session() as s:
+        while todo:
+            rid = todo.pop(0)
+            if rid in seen:
+                continue
+            seen.add(rid)
+            run = s.get(StageRun, rid)
+            out.append({"stage": run.stage, "run": run.id, "digest": run.output_digest,
+                        "code_version": run.code_version, "finished": f"{run.finished_at:%Y-%m-%d %H:%M}"
+                        if run.finished_at else None})
+            for d in s.scalars(select(Lineage.digest).where(Lineage.run_id == rid, Lineage.direction == "input")):
+                up = s.scalars(select(StageRun.id).where(StageRun.output_digest == d, StageRun.status == "done")
+                               .order_by(StageRun.id)).first()
+                if up is not None:
+                    todo.append(up)
+    return out
+
+
+def describe(ws: Workspace, ref: str) -> dict:
+    """Everything the registry knows about one version: lineage (the run, the datasets and tokenizer upstream, the
+    spec it ran with, code versions), its recorded figures and test evaluation, aliases, tags, retirement and its
+    history."""
+    store = Store(ws.store_url)
+    m = registry.version(store, ref)
+    if m is None:
+        raise LmwrightError(f"no registered model {ref.partition('@')[0]!r}; registered: "
+                            f"{', '.join(registry.names(store)) or 'none yet (run `lmwright run`)'}")
+    runs = lineage(store, m.run_id)
+    digests = {r["digest"] for r in runs}
+    datasets = [{"name": d.name, "rows": d.rows, "digest": d.digest[:12]} for d in store.datasets()
+                if d.digest in digests]
+    figures, where = recorded_figures(store, m)
+    tests = store.test_evaluations(m.digest)
+    run = _run(store, m.run_id)
+    base = base_of(store, m)
+    return {
+        "name": m.name, "version": m.version, "digest": m.digest, "created": f"{m.created_at:%Y-%m-%d %H:%M}",
+        "parameters": m.n_params, "tags": m.tags or {},
+        "aliases": [a.alias for a in registry.aliases(store, m.name) if a.version == m.version],
+        "status": ("retired" if m.retired_at else "retiring" if m.retire_after else "live"),
+        "weights": m.weights, "successor": m.successor,
+        "retire_after": m.retire_after.isoformat() if m.retire_after else None,
+        "base": f"{base.name}@{base.version}" if base else None,
+        "lineage": {"stage": run.stage, "run": run.id, "code_version": run.code_version,
+                    "tokenizer": next((r["digest"][:12] for r in runs if r["stage"] == "tokenizer"), None),
+                    "datasets": datasets, "upstream": runs[1:], "spec": _spec_of(store, runs)},
+        "figures": figures, "figures_from": where,
+        "test_evaluations": [{"at": f"{t.at:%Y-%m-%d %H:%M}", "via": t.via, "data": t.data_digest[:12],
+                              "bits_per_byte": t.metrics.get("bits_per_byte")} for t in tests],
+        "history": [transition_dict(t) for t in registry.history(store, m.name)
+                    if m.version in (t.from_version, t.to_version)],
+    }
+
+
+def _spec_of(store: Store, runs: list[dict]) -> dict:
+    """The spec keys each upstream stage ran with (its fingerprint's parameters), by stage."""
+    out = {}
+    for r in runs:
+        params = _run(store, r["run"]).params
+        if params:
+            out[r["stage"]] = params
+    return out
+
+
+def transition_dict(t) -> dict:
+    return {"at": f"{t.at:%Y-%m-%d %H:%M:%S}", "actor": t.actor, "action": t.action, "alias": t.alias,
+            "from": t.from_version, "to": t.to_version, "reason": t.reason, "forced": t.forced}
+
+
+def listing(ws: Workspace, name: str | None = None) -> list[dict]:
+    """Every version (of `name`, or of every model): version, digest, created, aliases, tags, status."""
+    store = Store(ws.store_url)
+    held: dict[tuple[str, int], list[str]] = {}
+    for a in registry.aliases(store, name):
+        held.setdefault((a.name, a.version), []).append(a.alias)
+    out = []
+    for n in ([name] if name else registry.names(store)):
+        for m in registry.versions(store, n):
+            figures = store.test_evaluations(m.digest)
+            out.append({"model": f"{m.name}@{m.version}", "digest": m.digest[:12],
+                        "created": f"{m.created_at:%Y-%m-%d %H:%M}", "aliases": held.get((m.name, m.version), []),
+                        "tags": m.tags or {}, "test_bits_per_byte": figures[0].metrics.get("bits_per_byte")
+                        if figures else None,
+                        "status": "retired" if m.retired_at else "retiring" if m.retire_after else "live"})
+    if name and not out:
+        raise LmwrightError(f"no registered model {name!r}; registered: {', '.join(registry.names(store)) or 'none'}")
+    return out

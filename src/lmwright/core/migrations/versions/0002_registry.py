@@ -17,15 +17,20 @@ depends_on = None
 NOW = sa.DateTime(timezone=True)
 
 
+def col(name: str, type_, *args, nullable: bool = False, **kw) -> sa.Column:
+    """A column, NOT NULL unless said otherwise (as the ORM makes a non-optional field)."""
+    return sa.Column(name, type_, *args, nullable=nullable, **kw)
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     with op.batch_alter_table("models") as b:
-        b.add_column(sa.Column("version", sa.Integer, nullable=True))
-        b.add_column(sa.Column("tags", sa.JSON, nullable=True))
-        b.add_column(sa.Column("successor", sa.String(160), nullable=True))
-        b.add_column(sa.Column("retire_after", NOW, nullable=True))
-        b.add_column(sa.Column("retired_at", NOW, nullable=True))
-        b.add_column(sa.Column("weights", sa.String(16), nullable=True))
+        b.add_column(col("version", sa.Integer, nullable=True))
+        b.add_column(col("tags", sa.JSON, nullable=True))
+        b.add_column(col("successor", sa.String(160), nullable=True))
+        b.add_column(col("retire_after", NOW, nullable=True))
+        b.add_column(col("retired_at", NOW, nullable=True))
+        b.add_column(col("weights", sa.String(16), nullable=True))
     models = sa.table("models", sa.column("id", sa.Integer), sa.column("name", sa.String),
                       sa.column("version", sa.Integer), sa.column("tags", sa.JSON), sa.column("weights", sa.String))
     counts: dict[str, int] = {}
@@ -39,20 +44,20 @@ def upgrade() -> None:
         b.alter_column("weights", existing_type=sa.String(16), nullable=False)
         b.create_unique_constraint("uq_models_name_version", ["name", "version"])
     op.create_table(
-        "aliases", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(128)),
-        sa.Column("alias", sa.String(64)), sa.Column("version", sa.Integer), sa.Column("revision", sa.Integer),
-        sa.Column("updated_at", NOW), sa.UniqueConstraint("name", "alias", name="uq_aliases_name_alias"))
+        "aliases", col("id", sa.Integer, primary_key=True), col("name", sa.String(128)),
+        col("alias", sa.String(64)), col("version", sa.Integer), col("revision", sa.Integer),
+        col("updated_at", NOW), sa.UniqueConstraint("name", "alias", name="uq_aliases_name_alias"))
     op.create_table(
-        "transitions", sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", NOW),
-        sa.Column("actor", sa.String(128)), sa.Column("name", sa.String(128), index=True),
-        sa.Column("alias", sa.String(64), nullable=True), sa.Column("action", sa.String(32)),
-        sa.Column("from_version", sa.Integer, nullable=True), sa.Column("to_version", sa.Integer, nullable=True),
-        sa.Column("reason", sa.Text, nullable=True), sa.Column("forced", sa.Boolean), sa.Column("detail", sa.JSON))
+        "transitions", col("id", sa.Integer, primary_key=True), col("at", NOW),
+        col("actor", sa.String(128)), col("name", sa.String(128), index=True),
+        col("alias", sa.String(64), nullable=True), col("action", sa.String(32)),
+        col("from_version", sa.Integer, nullable=True), col("to_version", sa.Integer, nullable=True),
+        col("reason", sa.Text, nullable=True), col("forced", sa.Boolean), col("detail", sa.JSON))
     with op.batch_alter_table("test_evaluations") as b:
-        b.add_column(sa.Column("per_document", sa.JSON, nullable=True))
+        b.add_column(col("per_document", sa.JSON, nullable=True))
     with op.batch_alter_table("requests") as b:
-        b.add_column(sa.Column("model_version", sa.Integer, nullable=True))
-        b.add_column(sa.Column("route", sa.String(128), nullable=True))
+        b.add_column(col("model_version", sa.Integer, nullable=True))
+        b.add_column(col("route", sa.String(128), nullable=True))
     if bind.dialect.name == "postgresql":
         op.execute("CREATE OR REPLACE FUNCTION lmwright_append_only() RETURNS trigger AS $$ BEGIN "
                    "RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql")
