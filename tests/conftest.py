@@ -52,6 +52,16 @@ def tiny_run(tmp_path_factory):
     return root, outcomes
 
 
+@pytest.fixture(scope="session")
+def two_versions(tiny_run, tmp_path_factory):
+    """The tiny project with two versions of its base model: tiny@1 from the full run (the champion: the tiny spec's
+    criteria pass) and tiny@2, trained for 3 steps only (worse), registered and tested but with no alias."""
+    root = tmp_path_factory.mktemp("versions") / "proj"
+    shutil.copytree(tiny_run[0], root)
+    lmwright.run(root, ["train.max_steps=3"], until="test", reporter=quiet())
+    return root
+
+
 @pytest.fixture
 def tiny_copy(tiny_run, tmp_path):
     """A private copy of the finished tiny project, for tests that change it."""

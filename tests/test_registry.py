@@ -37,20 +37,10 @@ def refused(r, text: str) -> bool:
     return isinstance(r.exception, LmwrightError) and text in str(r.exception)
 
 
-@pytest.fixture(scope="module")
-def versions(tiny_run, tmp_path_factory):
-    """The tiny project with two versions of its base model: tiny@1 from the full run (the champion: the tiny spec's
-    criteria pass) and tiny@2, trained for 3 steps only (worse), registered and tested but with no alias."""
-    root = tmp_path_factory.mktemp("versions") / "proj"
-    shutil.copytree(tiny_run[0], root)
-    lmwright.run(root, ["train.max_steps=3"], until="test", reporter=quiet())
-    return root
-
-
 @pytest.fixture
-def proj(versions, tmp_path):
+def proj(two_versions, tmp_path):
     dest = tmp_path / "proj"
-    shutil.copytree(versions, dest)
+    shutil.copytree(two_versions, dest)
     return dest
 
 
