@@ -206,5 +206,5 @@ def test_report_card_in_a_browser(tiny_copy, tmp_path):
     assert {"training_curve.png", "lr_curve.png", "confusion_modules.png", "tune_optimization_history.png"} <= srcs
     assert all(width > 100 for _, width in images), images  # each one loaded
     md = (tiny_copy / "lmwright-out" / "report.md").read_text()
-    assert "| test.bits_per_byte <= 2 |" in md and ("| PASS |" in md or "| FAIL |" in md)
+    assert "| test.bits_per_byte <= 6 |" in md and ("| PASS |" in md or "| FAIL |" in md)  # the tiny spec's
     assert "previous (" in md and "val.bits_per_byte" in md  # the comparison table names the earlier version
