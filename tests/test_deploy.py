@@ -102,6 +102,9 @@ def test_shadow_traffic_is_logged_and_never_changes_an_answer(proj):
         shadow = next(r for r in mine if r.endpoint == "shadow:completions")
         assert (main.model_version, shadow.model_version, main.route, shadow.route) == (1, 2, "tiny", "tiny")
         assert main.output == text and shadow.output is not None and shadow.prompt == main.prompt
+    with live(build_app(ws)) as url:  # feedback on a shadowed answer rates the answer the client got
+        r = httpx.post(f"{url}/v1/feedback", json={"id": shadowed[0][0], "rating": 5})
+        assert r.status_code == 200, r.text
 
 
 @pytest.mark.slow
@@ -112,7 +115,8 @@ def test_a_rollback_during_a_64_client_load_drops_no_request(proj):
     results: list[tuple[float, str, str | None]] = []
     errors: list[BaseException] = []
     stop = threading.Event()
-    app = build_app(ws)
+    told: list[tuple[str, str]] = []
+    app = build_app(ws, on_ready=lambda name, said: told.append((name, said)))
     with live(app) as url:
         c = client(url)
 
@@ -151,6 +155,9 @@ def test_a_rollback_during_a_64_client_load_drops_no_request(proj):
     assert after and set(after) == {"tiny@1"}  # new requests went to the rolled-back version
     assert "tiny@2" in [v for at, v, _ in results if at < rolled]  # and those in flight finished on theirs
     assert health["deployments"]["tiny"]["routes"] == {"tiny@1": 100.0}
+    # `lmwright serve` prints the change (name "*"); the empty name, which stops it, is for a failed start only
+    assert ("*", "routes now: tiny-assistant -> tiny-assistant@1 (100); tiny -> tiny@1 (100)") in told
+    assert not [n for n, _ in told if n == ""]
     assert len(results) >= 64
 
 

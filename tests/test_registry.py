@@ -130,6 +130,8 @@ def test_rollback_returns_the_alias_and_refusals_are_clear(proj):
     assert ops.rollback(ws, "tiny")["to_version"] == 1
     assert registry.alias_of(store, "tiny", "champion").version == 1
     assert registry.history(store, "tiny")[-1].action == "rollback"
+    with pytest.raises(LmwrightError, match="no earlier version"):  # a second rollback does not undo the first
+        ops.rollback(ws, "tiny")
     with pytest.raises(LmwrightError, match="has versions 1 to 2; 'tiny@9' is not one"):
         ops.promote(ws, "tiny@9")
     with pytest.raises(LmwrightError, match="no registered model 'nobody'"):
@@ -188,6 +190,28 @@ def test_a_store_from_release_0_1_0_upgrades_in_place(tmp_path):
         c.execute(text("DELETE FROM audit"))
     registry.move_alias(store, "tiny", "champion", 1, "promote", "after the upgrade")
     assert Store(url).models()[0].version == 1  # opening again: already at the head, nothing to do
+
+
+def test_a_failed_upgrade_puts_the_store_back_as_it_was(tmp_path, monkeypatch):
+    import alembic.command
+
+    path = tmp_path / "old.db"
+    url = _legacy(path)
+
+    def half_then_fail(cfg, revision):  # after the stamp (its version table), some DDL (SQLite commits it), an error
+        cfg.attributes["connection"].exec_driver_sql("ALTER TABLE models ADD COLUMN version INTEGER")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(alembic.command, "upgrade", half_then_fail)
+    with pytest.raises(LmwrightError, match="disk full.*put back as it was"):
+        Store(url)
+    monkeypatch.undo()
+    con = sqlite3.connect(path)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    columns = {r[1] for r in con.execute("PRAGMA table_info(models)")}
+    con.close()
+    assert "lmwright_schema_version" not in tables and "version" not in columns
+    assert [m.version for m in Store(url).models()] == [1, 1, 1]  # and the next open upgrades it
 
 
 def test_the_migrations_build_exactly_the_schema_the_code_reads(tmp_path):

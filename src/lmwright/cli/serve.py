@@ -61,6 +61,9 @@ def serve(
         if name == "":  # nothing could be loaded: stop, rather than answer "failed" for ever, and say why below
             server.should_exit = True
             return
+        if name == "*":  # the routes changed (an alias moved, the deploy section was edited, a version retired)
+            err.print(f"lmwright serve: {said}")
+            return
         err.print(f"{name}: {said}" if "fail" in said else f"{name} ready ({said})")
 
     app_ = build_app(ws, model, on_ready=ready, plan_fn=plan)

@@ -2,13 +2,14 @@
 
 A new store gets every revision; a store made before the registry (release 0.1.0, which had tables but no
 version table) is stamped as revision 0001, its schema, and upgraded from there; a store at the head is
-left alone after one query, so opening a store stays cheap. The upgrade runs in one transaction where the
-database allows it (SQLite and PostgreSQL both do), so a failed upgrade leaves the store as it was. On PostgreSQL
-concurrent openers take an advisory lock, so two processes never upgrade at once.
+left alone after one query, so opening a store stays cheap. A failed upgrade leaves the store as it was: on
+PostgreSQL it runs in one transaction (DDL is transactional there), under an advisory lock so two processes never
+upgrade at once; on SQLite, which commits some DDL on its own, under a lock file, from a copy put back on failure.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, inspect, text
@@ -23,7 +24,9 @@ _LOCK = 0x6C6D77  # PostgreSQL advisory lock id: "lmw"
 def _current(conn) -> str | None:
     names = set(inspect(conn).get_table_names())
     if VERSION_TABLE in names:
-        return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        if found:
+            return found
     return "0001" if "stage_runs" in names else None  # 0.1.0 made its tables without Alembic
 
 
@@ -32,6 +35,41 @@ def upgrade(engine: Engine) -> str | None:
     with engine.connect() as conn:
         if _current(conn) == HEAD:
             return HEAD
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        return _upgrade(engine)
+    # SQLite: one process upgrades at a time (a lock file beside the store), and since SQLite commits some DDL on
+    # its own, a failed upgrade puts back a copy taken first, so the store is never left half-migrated
+    import fcntl
+    import shutil
+
+    from lmwright.errors import LmwrightError
+
+    with open(f"{path}.upgrade-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        backup = f"{path}.before-upgrade"
+        engine.dispose()
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        shutil.copyfile(path, backup)
+        try:
+            before = _upgrade(engine)
+        except Exception as exc:
+            engine.dispose()
+            shutil.copyfile(backup, path)
+            for extra in (f"{path}-wal", f"{path}-shm"):
+                if os.path.exists(extra):
+                    os.remove(extra)
+            raise LmwrightError(f"upgrading the store {path} to this release's schema failed ({type(exc).__name__}: "
+                                f"{exc}); it was put back as it was. Run with --debug and report it.") from exc
+        finally:
+            engine.dispose()
+        os.remove(backup)
+        return before
+
+
+def _upgrade(engine: Engine) -> str | None:
     from alembic import command
     from alembic.config import Config
 

@@ -5,7 +5,8 @@ Every model a stage registers is a version of its name, numbered from 1 (`name@3
 from which version to which, why, and whether a failing gate was overridden). A move is compare-and-set on the
 alias's revision, so of two processes moving the same alias at once one wins and the other gets `Conflict`, and the
 history never records a move that did not happen. `ref` strings are `NAME`, `NAME@VERSION`, `NAME@ALIAS` or
-`NAME@latest`; the gates and commands that move aliases are in `ops/registry.py`.
+`NAME@latest` (the newest version that is not retiring); the gates and commands that move aliases are in
+`ops/registry.py`.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def version(store: Store, ref: str) -> Model | None:
     known = versions(store, name)
     if not known:
         return None
-    if what is None or what == "latest":
-        return known[-1]
+    if what is None or what == "latest":  # the newest that is not retired (or retiring), else the newest
+        return next((m for m in reversed(known) if m.retire_after is None), known[-1])
     if what.isdigit():
         hit = next((m for m in known if m.version == int(what)), None)
         if hit is None:
@@ -107,12 +108,13 @@ def move_alias(store: Store, name: str, alias: str, to_version: int | None, acti
                 s.flush()  # a concurrent first move of the same alias fails here, on the unique constraint
             elif to_version is None:
                 gone = s.execute(Alias.__table__.delete().where(
-                    Alias.name == name, Alias.alias == alias, Alias.revision == revision))
+                    Alias.name == name, Alias.alias == alias, Alias.revision == revision,
+                    Alias.version == from_version))
                 if gone.rowcount != 1:
                     raise moved_on
             else:
                 moved = s.execute(update(Alias).where(Alias.name == name, Alias.alias == alias,
-                                                      Alias.revision == revision)
+                                                      Alias.revision == revision, Alias.version == from_version)
                                   .values(version=to_version, revision=revision + 1, updated_at=utcnow()))
                 if moved.rowcount != 1:
                     raise moved_on

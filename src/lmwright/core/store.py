@@ -111,7 +111,8 @@ class Store:
                           rows=summary.get("kept") if isinstance(summary.get("kept"), int) else None))
             for name, path, rows in datasets:
                 s.add(Dataset(name=name, digest=digest, path=path, rows=rows, run_id=run.id))
-            if model:
+            known = model and s.scalars(select(Model).where(Model.name == model[0], Model.digest == digest)).first()
+            if model and not known:  # the same content registered again (a forced rerun) stays one version
                 version = (s.scalar(select(func.max(Model.version)).where(Model.name == model[0])) or 0) + 1
                 s.add(Model(name=model[0], digest=digest, n_params=model[1], metrics=model[2], run_id=run.id,
                             version=version, tags={}, weights="present"))
@@ -193,9 +194,11 @@ class Store:
             return list(s.scalars(select(RequestLog).order_by(RequestLog.id.desc()).limit(limit)))
 
     def request_record(self, request_id: str) -> RequestLog | None:
-        """The request log's row for a response id (the last, should an id repeat)."""
+        """The request log's row for the response a client got (the last, should an id repeat; a shadow's row under
+        the same id is not it)."""
         with self.session() as s:
-            return s.scalars(select(RequestLog).where(RequestLog.request_id == request_id)
+            return s.scalars(select(RequestLog).where(RequestLog.request_id == request_id,
+                                                      ~RequestLog.endpoint.startswith("shadow:"))
                              .order_by(RequestLog.id.desc())).first()
 
     def add_feedback(self, **row: Any) -> None:

@@ -56,25 +56,37 @@ def default_refs(ws: Workspace, store: Store) -> list[str]:
                                 "(run `lmwright run`)")
         latest = registry.versions(store, names[-1])[-1]
         raise LmwrightError(
-            f"{project!r} has no champion yet: no version passed requirements.acceptance in `lmwright run` "
-            f"(see `lmwright models show {project}`). Promote one (`lmwright promote {project}@{latest.version}`; "
-            f"--force --reason \"...\" overrides a failing gate, recorded), or serve a version directly "
-            f"(`lmwright serve --model {project}@{latest.version}`)")
+            f"{project!r} has no champion, so nothing is served by default: a version becomes the champion when "
+            f"`lmwright run` sees it pass requirements.acceptance, or by `lmwright promote` (see `lmwright models "
+            f"list`). Promote one (`lmwright promote {project}@{latest.version}`; --force --reason \"...\" overrides "
+            f"a failing gate, recorded), or serve a version directly (`lmwright serve {project}@{latest.version}`)")
     return [f"{n}@champion" for n in champions]
 
 
-def plan(ws: Workspace, ref: str | None = None) -> Plan:
+def plan(ws: Workspace, ref: str | None = None, store: Store | None = None,
+         previous: Plan = (), errors: list[str] | None = None) -> Plan:
     """The deployments `lmwright serve` answers for now: `ref` alone, else serve.model, else `deploy.models`, else
-    the project's champions."""
-    store = Store(ws.store_url)
+    the project's champions. With `previous` (a running server's plan) and `errors`, a deployment that cannot be
+    resolved now (an alias deleted, a version unknown) keeps its previous routes and says why in `errors`, so one
+    bad route does not hold back a rollback of another; without them it is an error."""
+    store = store or Store(ws.store_url)
     ref = ref or ws.spec.serve.model
     if ref:
         t = target(ws, store, ref)
         return (Deployment(t.name, (t,)),)
     if ws.spec.deploy.models:
-        return tuple(Deployment(d.name, tuple(target(ws, store, r.model, r.weight) for r in d.routes), d.route_by,
-                                target(ws, store, d.shadow) if d.shadow else None)
-                     for d in ws.spec.deploy.models)
+        before = {d.name: d for d in previous}
+        out = []
+        for d in ws.spec.deploy.models:
+            try:
+                out.append(Deployment(d.name, tuple(target(ws, store, r.model, r.weight) for r in d.routes),
+                                      d.route_by, target(ws, store, d.shadow) if d.shadow else None))
+            except LmwrightError as exc:
+                if errors is None or d.name not in before:
+                    raise
+                errors.append(f"{d.name}: {exc}")
+                out.append(before[d.name])
+        return tuple(out)
     out = []
     for r in default_refs(ws, store):
         t = target(ws, store, r)
@@ -118,14 +130,27 @@ def live_plan(ws: Workspace, ref: str | None = None, overrides: list[str] | tupl
     (with `overrides` applied again), so an edited `deploy` section applies to a running server; `ref` (or the
     serve.model the server started with) stays."""
     ref = ref or ws.spec.serve.model
-    state = {"ws": ws, "mtime": _mtime(ws)}
+    state = {"ws": ws, "mtime": _mtime(ws), "plan": (), "store": Store(ws.store_url)}
 
     def again() -> Plan:
-        if _mtime(state["ws"]) != state["mtime"]:
-            state["mtime"] = _mtime(state["ws"])
+        mtime = _mtime(state["ws"])
+        if mtime != state["mtime"]:  # an invalid edit raises here, every time, until it is fixed
             state["ws"] = Workspace.open(ws.root, overrides, ws.spec_path)
-        return plan(state["ws"], ref)
+            state["mtime"] = mtime
+        errors: list[str] = []
+        state["plan"] = plan(state["ws"], ref, state["store"], state["plan"], errors)
+        if errors:
+            raise PartialPlan(state["plan"], errors)
+        return state["plan"]
     return again
+
+
+class PartialPlan(LmwrightError):
+    """Some deployments kept their previous routes (`plan`): the server applies the rest and says why."""
+
+    def __init__(self, plan: Plan, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.plan = plan
 
 
 def _mtime(ws: Workspace) -> float | None:

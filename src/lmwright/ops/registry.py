@@ -232,7 +232,10 @@ def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | No
     cur = registry.alias_of(store, name, alias)
     if cur is None:
         raise LmwrightError(f"{name!r} has no alias {alias!r} to roll back (`lmwright models show {name}`)")
-    moves = [t for t in registry.history(store, name) if t.alias == alias and t.to_version == cur.version]
+    # the move that brought the alias to where it is (rollbacks are not moves forward: rolling back twice does not
+    # return to the version rolled away from)
+    moves = [t for t in registry.history(store, name)
+             if t.alias == alias and t.to_version == cur.version and t.action != "rollback"]
     previous = moves[-1].from_version if moves else None
     if previous is None:
         raise LmwrightError(f"{name}@{alias} has no earlier version to return to (it was first set to "
@@ -254,21 +257,28 @@ def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[
     lines = []
     for name, digest in made:
         m = registry.version_of_digest(store, name, digest)
-        if m is None or not passed or policy == "none":
+        if m is None or not passed or policy == "none" or m.retire_after is not None:
             continue
         if any(t.action == "run" and t.to_version == m.version for t in registry.history(store, name)):
             continue  # already done for this version (a report rerun must not undo a later promotion)
-        targets = ["champion"] if policy == "champion" or registry.alias_of(store, name, "champion") is None \
-            else ["challenger"]
-        for to in targets:
-            if to == "champion" and registry.alias_of(store, name, "champion") is not None:
-                g = gate(ws, m, "champion")
-                if not g.passed:
-                    lines.append(f"{name}@{m.version} stays out of champion: " + "; ".join(g.failures))
-                    continue
-            registry.move_alias(store, name, to, m.version, "run", "passed requirements.acceptance in lmwright run")
-            store.audit("alias", model=name, alias=to, to_version=m.version, by="lmwright run")
-            lines.append(f"{name}@{to} -> version {m.version}")
+        champion = registry.alias_of(store, name, "champion")
+        to = "champion" if policy == "champion" or champion is None else "challenger"
+        read = champion if to == "champion" else registry.alias_of(store, name, to)
+        if read is not None and read.version == m.version:
+            continue
+        if to == "champion" and champion is not None:
+            g = gate(ws, m, "champion")
+            if not g.passed:
+                lines.append(f"{name}@{m.version} stays out of champion: " + "; ".join(g.failures))
+                continue
+        try:  # compare-and-set against what was read: a promotion meanwhile wins, and this says so
+            registry.move_alias(store, name, to, m.version, "run", "passed requirements.acceptance in lmwright run",
+                                expect=(read.version, read.revision) if read else (None, None))
+        except registry.Conflict:
+            lines.append(f"{name}@{to} was moved by someone else meanwhile; left as they set it")
+            continue
+        store.audit("alias", model=name, alias=to, to_version=m.version, by="lmwright run")
+        lines.append(f"{name}@{to} -> version {m.version}")
     return lines
 
 
@@ -319,7 +329,7 @@ def describe(ws: Workspace, ref: str) -> dict:
         "name": m.name, "version": m.version, "digest": m.digest, "created": f"{m.created_at:%Y-%m-%d %H:%M}",
         "parameters": m.n_params, "tags": m.tags or {},
         "aliases": [a.alias for a in registry.aliases(store, m.name) if a.version == m.version],
-        "status": ("retired" if m.retired_at else "retiring" if m.retire_after else "live"),
+        "status": status(m),
         "weights": m.weights, "successor": m.successor,
         "retire_after": m.retire_after.isoformat() if m.retire_after else None,
         "base": f"{base.name}@{base.version}" if base else None,
@@ -344,6 +354,11 @@ def _spec_of(store: Store, runs: list[dict]) -> dict:
     return out
 
 
+def status(m: Model) -> str:
+    """live, retiring (in its deprecation period), or retired (past its date; its weights may still be there)."""
+    return "retired" if registry.is_retired(m) else "retiring" if m.retire_after else "live"
+
+
 def transition_dict(t) -> dict:
     return {"at": f"{t.at:%Y-%m-%d %H:%M:%S}", "actor": t.actor, "action": t.action, "alias": t.alias,
             "from": t.from_version, "to": t.to_version, "reason": t.reason, "forced": t.forced}
@@ -363,7 +378,7 @@ def listing(ws: Workspace, name: str | None = None) -> list[dict]:
                         "created": f"{m.created_at:%Y-%m-%d %H:%M}", "aliases": held.get((m.name, m.version), []),
                         "tags": m.tags or {}, "test_bits_per_byte": figures[0].metrics.get("bits_per_byte")
                         if figures else None,
-                        "status": "retired" if m.retired_at else "retiring" if m.retire_after else "live"})
+                        "status": status(m)})
     if name and not out:
         raise LmwrightError(f"no registered model {name!r}; registered: {', '.join(registry.names(store)) or 'none'}")
     return out

@@ -31,12 +31,19 @@ KEEP = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_co
 
 
 def parse_when(text: str) -> datetime:
-    """A date or date-time (ISO 8601; UTC when no zone is given)."""
+    """A date or date-time (ISO 8601; UTC when no zone is given), or `now`."""
+    if text.strip().lower() == "now":
+        return utcnow()
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise LmwrightError(f"--after {text!r}: give a date such as 2026-12-31 or 2026-12-31T18:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return _utc(when)
+
+
+def _utc(when: datetime) -> datetime:
+    """In UTC, which is how the store keeps times (SQLite drops the offset rather than converting)."""
+    return when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _aware(when: datetime | None) -> datetime | None:
@@ -54,13 +61,24 @@ def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetim
     if m is None:
         raise LmwrightError(f"no registered model {name!r}; registered: {', '.join(registry.names(store)) or 'none'}")
     label = f"{m.name}@{m.version}"
-    if m.retire_after is not None:  # announced before: finish it when due
+    after = _utc(after) if after else None
+    if m.retire_after is not None:  # announced before: a new date moves it; when due, finish it
         if m.retired_at is not None:
             return {"ref": label, "said": f"{label} is already retired ({m.weights})", "report": None}
+        named = registry.version(store, successor) if successor else None
+        if successor and (f"{named.name}@{named.version}" if named else successor) != m.successor:
+            raise LmwrightError(f"{label} is already retiring with successor {m.successor or 'none'}; its successor "
+                                "cannot change now (its aliases already moved)")
+        if after is not None:
+            registry.schedule_retirement(store, m.id, m.successor, after)
+            registry.record(store, m.name, "retire", m.version, None, reason or "new date",
+                            {"after": after.isoformat(), "successor": m.successor})
+            store.audit("retire", model=m.name, version=m.version, after=after.isoformat(), rescheduled=True)
+            m = registry.version(store, label)
         if not registry.is_retired(m):
             return {"ref": label, "report": None,
                     "said": f"{label} is deprecated until {_aware(m.retire_after):%Y-%m-%d %H:%M} UTC; run this again "
-                            "after that to archive its weights"}
+                            "after that (or with --after now) to archive its weights"}
         return {"ref": label, **finish(ws, m)}
     succ = _successor(store, m, successor)
     held = registry.aliases(store, m.name)
@@ -119,7 +137,12 @@ def finish(ws: Workspace, m: Model, moved: list[str] | None = None) -> dict:
     kept_dir = ws.out_dir / "retired" / f"{m.name}-v{m.version}"
     kept_dir.mkdir(parents=True, exist_ok=True)
     kept, released, archive = [], 0, None
-    if src.exists():
+    shared = [f"{x.name}@{x.version}" for x in store.models()
+              if x.digest == m.digest and x.id != m.id and x.retire_after is None]
+    if shared:  # the same content is a live version too: its weights stay for it
+        policy = "keep"
+    existed = src.exists()
+    if existed:
         for p in sorted(src.rglob("*")):
             if p.is_file() and p.name in KEEP:
                 target = kept_dir / p.relative_to(src)
@@ -136,7 +159,7 @@ def finish(ws: Workspace, m: Model, moved: list[str] | None = None) -> dict:
         if policy != "keep":
             shutil.rmtree(src)
             released = size - (archive.stat().st_size if archive else 0)
-    state = {"archive": "archived", "delete": "deleted", "keep": "present"}[policy]
+    state = {"archive": "archived", "delete": "deleted", "keep": "present"}[policy] if existed else "deleted"
     registry.mark_retired(store, m.id, state)
     report = {
         "version": label, "digest": m.digest, "retired_at": utcnow().isoformat(), "successor": m.successor,
@@ -144,7 +167,7 @@ def finish(ws: Workspace, m: Model, moved: list[str] | None = None) -> dict:
                                      else None},
         "kept": {"files": kept, "store": ["the model's registry row and tags", "its lineage", "its test evaluations",
                                           "its request-log rows and feedback", "the audit log and transition history"]},
-        "released_bytes": released,
+        "released_bytes": released, "shared_with": shared,
     }
     (kept_dir / "retirement.json").write_text(json.dumps(report, indent=2))
     (kept_dir / "RETIREMENT.md").write_text(_markdown(report), encoding="utf-8")

@@ -21,6 +21,10 @@ from lmwright.serve.state import ServedModel, ServerState
 GRACE_S = 2.0  # a replaced version stays open at least this long after the swap
 
 
+RETRY_S = 30.0  # a plan whose versions failed to load is tried again after this (or as soon as it changes)
+CHANGED = "*"  # the name `on_ready` is told with when the routes changed (the empty name: nothing could load)
+
+
 def run(st: ServerState) -> None:
     """The thread's body: the first plan, then the follow loop until the server closes."""
     if st.plan is not None and not st.deployments and not _first(st):
@@ -28,19 +32,36 @@ def run(st: ServerState) -> None:
     for m in list(st.engines.values()):  # models loaded before the server was bound: start them
         if not m.ready.is_set() and not m.failed and not _start(st, m):
             return
+    failed: tuple = (None, 0.0)  # (the plan that failed to load, when)
     while st.plan is not None and not st.closing.wait(st.refresh_s):
+        partial = None
         try:
             plan = st.plan()
-        except Exception as exc:  # noqa: BLE001 - keep serving the plan there is
+        except Exception as exc:  # noqa: BLE001 - keep serving the plan there is (or apply the part that resolved)
             said = f"{type(exc).__name__}: {exc}"
             if said != st.follow_error:
-                print(f"lmwright serve: keeping the current routes; re-reading them failed: {said}", file=sys.stderr)
+                print(f"lmwright serve: keeping the current routes{' of some models' if hasattr(exc, 'plan') else ''};"
+                      f" re-reading them failed: {said}", file=sys.stderr)
             st.follow_error = said
+            if not hasattr(exc, "plan"):  # a plan with some deployments kept as they were: apply the rest
+                continue
+            plan, partial = exc.plan, said
+        if failed[0] == plan and time.monotonic() - failed[1] < RETRY_S:
             continue
-        st.follow_error = None
-        if plan != tuple(st.deployments.values()) and _apply(st, plan) and st.on_ready is not None:
-            st.on_ready("", "routes now: " + "; ".join(
-                f"{d.name} -> " + ", ".join(f"{t.label} ({t.weight:g})" for t in d.targets) for d in plan))
+        # a retired version drops out of digests() when its date passes, though the plan's fields do not change
+        if plan == tuple(st.deployments.values()) and set(digests(plan)) == set(st.engines):
+            st.follow_error = partial
+        else:
+            outcome = _apply(st, plan)
+            if outcome == "closing":
+                break
+            if outcome == "failed":
+                failed = (plan, time.monotonic())
+                continue
+            st.follow_error = partial
+            if st.on_ready is not None:
+                st.on_ready(CHANGED, "routes now: " + "; ".join(
+                    f"{d.name} -> " + ", ".join(f"{t.label} ({t.weight:g})" for t in d.targets) for d in plan))
         _close_idle(st)
     _close_idle(st, everything=st.closing.is_set())
 
@@ -59,7 +80,7 @@ def _first(st: ServerState) -> bool:
         if st.on_ready is not None:
             st.on_ready("", f"failed to load: {st.load_failed}")
         return False
-    return _apply(st, plan)
+    return _apply(st, plan) == "published"
 
 
 def _start(st: ServerState, m: ServedModel) -> bool:
@@ -72,29 +93,35 @@ def _start(st: ServerState, m: ServedModel) -> bool:
     return True
 
 
-def _apply(st: ServerState, plan) -> bool:
-    """Load and start what `plan` needs that is not loaded, then publish it. False when the server is closing."""
+def _apply(st: ServerState, plan) -> str:
+    """Load and start what `plan` needs that is not loaded, then publish it: "published"; "failed" when a version
+    could not load (what this pass started is closed again, and the current plan stays); "closing"."""
     engines = dict(st.engines)
     needed = digests(plan)
+    started: list[ServedModel] = []
     for digest, t in needed.items():
         if digest in engines:
             continue
         try:
             m = st.served_model(t, st.open_engine(t))
         except Exception as exc:  # noqa: BLE001 - a version that cannot load: the others still serve
+            for x in started:
+                x.service.close()
             if not st.deployments:  # the first plan: the server has nothing else
                 st.load_failed, st.load_error = f"{type(exc).__name__}: {exc}", exc
                 if st.on_ready is not None:
                     st.on_ready("", f"failed to load: {st.load_failed}")
-                return False
-            print(f"lmwright serve: keeping the current routes; {t.label} failed to load: {exc}", file=sys.stderr)
+                return "failed"
+            print(f"lmwright serve: keeping the current routes; {t.label} failed to load (tried again in "
+                  f"{RETRY_S:g} s or when the routes change): {exc}", file=sys.stderr)
             st.follow_error = f"{t.label}: {type(exc).__name__}: {exc}"
-            return True
+            return "failed"
         if not _start(st, m):
-            return False
+            return "closing"
+        started.append(m)
         engines[digest] = m
     st.publish(plan, {d: m for d, m in engines.items() if d in needed})
-    return True
+    return "published"
 
 
 def _close_idle(st: ServerState, everything: bool = False) -> None:

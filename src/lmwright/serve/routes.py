@@ -208,7 +208,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
         st.metrics.deprecated.labels(t.name, str(t.version or "")).inc()
     if flags.get("messages_dropped"):
         headers[DROPPED_HEADER] = str(flags["messages_dropped"])
-    _mirror(st, request, r, endpoint, ids, params, served.id, prompt)
+    _mirror(st, request, r, endpoint, body, chat, served.id)
     created = int(time.time())
     if body.stream:
         usage_chunk = bool((body.stream_options or {}).get("include_usage"))
@@ -245,11 +245,12 @@ def _fingerprint(t: Target) -> str:
     return f"fp_{t.digest[:12]}"
 
 
-def _mirror(st: ServerState, request: Request, r: Routed, endpoint: str, ids: list[int], params: SamplingParams,
-            rid: str, prompt: str) -> None:
-    """Shadow traffic: the same prompt to the deployment's shadow version, in the background. Its answer is logged
-    under the same request id (endpoint `shadow:...`) and never returned; a shadow that is not loaded, busy (a
-    queue more than half full) or failing is skipped and counted, and never delays or changes the client's answer."""
+def _mirror(st: ServerState, request: Request, r: Routed, endpoint: str, body: ChatBody | CompletionBody, chat: bool,
+            rid: str) -> None:
+    """Shadow traffic: the same request to the deployment's shadow version, in the background, encoded by the
+    shadow's own tokenizer and template. Its answer is logged under the same request id (endpoint `shadow:...`) and
+    never returned; a shadow that is not loaded, busy (a queue more than half full) or that refuses the request is
+    skipped and counted, and never delays or changes the client's answer."""
     t = r.deployment.shadow
     if t is None or t.digest == r.target.digest:
         return
@@ -258,12 +259,15 @@ def _mirror(st: ServerState, request: Request, r: Routed, endpoint: str, ids: li
     if m is None or not m.ready.is_set() or m.engine.n_waiting * 2 >= m.service.max_queue:
         st.metrics.shadow.labels(t.name, version, "skipped").inc()
         return
+    served = Served(rid, 0)
     try:
+        params = sampling(st, m, body, chat)
+        prompt, ids = prompt_ids(st, m, body, params, served.flags)
+        served.prompt_tokens = len(ids)
         job = m.service.submit(rid, ids, params)
     except ApiError:
         st.metrics.shadow.labels(t.name, version, "skipped").inc()
         return
-    served = Served(rid, len(ids))
 
     async def run() -> None:
         status = 200

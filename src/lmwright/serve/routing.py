@@ -13,6 +13,7 @@ registry; the server asks for it again every `deploy.refresh_s` and swaps to a n
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -60,13 +61,17 @@ class Deployment:
 
     def pick(self, caller: str | None) -> Target:
         """The route for a caller: the same caller always lands on the same target while the weights stay (a
-        uniform point from SHA-256 of the deployment and caller, against the cumulative weights). No caller at all
-        (no `user`, no key): the first target, the stable choice."""
+        uniform point from SHA-256 of the deployment and caller, against the cumulative weights). A request with no
+        caller at all (no `user`, no key) gets a random point: the weights hold, with nobody to keep consistent."""
         live = [t for t in self.targets if t.weight > 0]
-        if len(live) == 1 or caller is None:
+        if len(live) == 1:
             return live[0]
-        digest = hashlib.sha256(f"{self.name}\0{caller}".encode()).digest()
-        point = int.from_bytes(digest[:8], "big") / 2**64 * sum(t.weight for t in live)
+        if caller is None:
+            unit = random.random()
+        else:
+            digest = hashlib.sha256(f"{self.name}\0{caller}".encode()).digest()
+            unit = int.from_bytes(digest[:8], "big") / 2**64
+        point = unit * sum(t.weight for t in live)
         for t in live:
             point -= t.weight
             if point < 0:

@@ -245,8 +245,9 @@ class ServerState:
     limiter: RateLimiter
     failed_auth: RateLimiter  # wrong or missing keys, per client address
     page: str  # the chat page's HTML (read once, at start)
-    deployments: dict[str, Deployment] = field(default_factory=dict)  # in order; the first is the default
-    engines: dict[str, ServedModel] = field(default_factory=dict)  # loaded versions, by digest
+    # (deployments by name, in order, the first the default; loaded versions by digest): one value, replaced whole,
+    # so a request reads both from the same plan
+    view: tuple[dict[str, Deployment], dict[str, ServedModel]] = field(default_factory=lambda: ({}, {}))
     replaced: list[ServedModel] = field(default_factory=list)  # versions no longer routed to, until idle
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)  # the models' `created` in /v1/models
@@ -266,11 +267,19 @@ class ServerState:
         return self.cfg.spec
 
     @property
+    def deployments(self) -> dict[str, Deployment]:
+        return self.view[0]
+
+    @property
+    def engines(self) -> dict[str, ServedModel]:
+        return self.view[1]
+
+    @property
     def models(self) -> dict[str, ServedModel]:
         """Each deployment's first live version, by the deployment's name (what /v1/models and /health list)."""
         out = {}
-        engines = self.engines
-        for name, d in self.deployments.items():
+        deployments, engines = self.view
+        for name, d in deployments.items():
             m = next((engines[t.digest] for t in d.targets if t.digest in engines and t.weight > 0), None)
             if m is not None:
                 out[name] = m
@@ -309,14 +318,13 @@ class ServerState:
         gone = [m for d, m in self.engines.items() if d not in engines]
         for m in gone:
             m.replaced_at = time.monotonic()
-        self.engines = engines  # whole new dicts: a request that read the old ones finishes on what it read
-        self.deployments = {d.name: d for d in deployments}
+        self.view = ({d.name: d for d in deployments}, engines)  # a request that read the old view finishes on it
         self.replaced = [*self.replaced, *gone]
 
     def route(self, name: str | None, user: str | None, key_name: str | None) -> Routed:
         """The deployment a request names (None: the default) and the version it goes to; an unknown name is a
         404 (a 503 while loading)."""
-        deployments, engines = self.deployments, self.engines
+        deployments, engines = self.view
         if not deployments:
             raise self.not_loaded()
         if name is None:
