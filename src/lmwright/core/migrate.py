@@ -45,14 +45,17 @@ def upgrade(engine: Engine) -> str | None:
 
     from lmwright.errors import LmwrightError
 
-    with open(f"{path}.upgrade-lock", "w") as lock:
+    with os.fdopen(os.open(f"{path}.upgrade-lock", os.O_CREAT | os.O_WRONLY, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         backup = f"{path}.before-upgrade"
         engine.dispose()
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         engine.dispose()
-        shutil.copyfile(path, backup)
+        # the copy holds what the store holds (key hashes, the request log): its owner's alone, as the store is
+        with open(path, "rb") as src, os.fdopen(os.open(backup, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600),
+                                                "wb") as dst:
+            shutil.copyfileobj(src, dst)
         try:
             before = _upgrade(engine)
         except Exception as exc:

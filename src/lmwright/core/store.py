@@ -45,7 +45,7 @@ def actor() -> str:
 def _owner_only(path: str) -> None:
     """The store holds key hashes, the request log and feedback: readable by its owner alone (0600), and its WAL and
     shared-memory files too (SQLite gives those the database file's mode when it makes them)."""
-    for p in (path, f"{path}-wal", f"{path}-shm"):
+    for p in (path, f"{path}-wal", f"{path}-shm", f"{path}.upgrade-lock"):
         with contextlib.suppress(OSError):  # not ours to change (a shared workspace): leave it as it is
             if os.path.exists(p) and os.stat(p).st_mode & 0o077:
                 os.chmod(p, 0o600)
