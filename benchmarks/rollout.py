@@ -38,6 +38,7 @@ SPEC = {  # a small project of a few stdlib modules: two versions of its model i
     "requirements": {"acceptance": ["test.bits_per_byte <= 8.0"]},
     "data": {"sources": [{"kind": "pydocs", "modules": ["json", "textwrap", "string", "functools", "csv", "base64",
                                                         "shlex", "difflib"], "topics": False}]},
+    "split": {"val": 0.15, "test": 0.15},
     "tokenizer": {"vocab_size": 400},
     "model": {"n_layers": 2, "d_model": 64, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 128},
     "train": {"max_steps": 40, "batch_size": 4, "seq_len": 64, "lr": 0.01, "warmup_steps": 2, "eval_every": 20,
@@ -98,9 +99,9 @@ def phase(rows: list, t0: float, t1: float) -> dict:
             "versions": dict(Counter(v for *_, v in mine))}
 
 
-def follow_time(rows: list, at: float, new: str) -> float:
-    """Seconds after a move until every request sent from then on was answered by `new`."""
-    stale = [r[0] for r in rows if r[0] >= at and r[3] != new]
+def follow_time(rows: list, at: float, until: float, new: str) -> float:
+    """Seconds after a move until every request sent from then on (to the next move) was answered by `new`."""
+    stale = [r[0] for r in rows if at <= r[0] < until and r[3] != new]
     return round(max(stale) - at, 2) if stale else 0.0
 
 
@@ -133,8 +134,8 @@ def main() -> None:
         "phases": {"before (tiny@1)": phase(rows, t_start, promote_at),
                    "after promote (tiny@2)": phase(rows, promote_at, rollback_at),
                    "after rollback (tiny@1)": phase(rows, rollback_at, t_end)},
-        "follow_s": {"promote": follow_time(rows, promote_at, "tiny@2"),
-                     "rollback": follow_time(rows, rollback_at, "tiny@1")},
+        "follow_s": {"promote": follow_time(rows, promote_at, rollback_at, "tiny@2"),
+                     "rollback": follow_time(rows, rollback_at, t_end, "tiny@1")},
         "errors": sum(1 for r in rows if r[2] != 200), "requests": len(rows),
         "replaced_versions_left_open": leftover,
     }
