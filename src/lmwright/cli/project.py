@@ -145,13 +145,13 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
                   r["started_at"][:19], (r["summary"] or {}).get("headline", ""))
     out.print(t)
     t = Table(title="models (test: the first test-split evaluation, and how many there were)")
-    for col in ("name@version", "params", "val bits/byte", "test bits/byte", "digest", "created"):
+    for col in ("name@version", "aliases", "params", "val bits/byte", "test bits/byte", "digest", "created"):
         t.add_column(col)
     for m in models:
         val = m["metrics"].get("val", {}).get("bits_per_byte")
         test = f"{m['test']['bits_per_byte']:.3f} ({m['test_evaluations']}x)" if m["test"] else "not tested"
-        t.add_row(f"{m['name']}@{m['version']}", f"{m['params']:,}", "" if val is None else f"{val:.3f}", test,
-                  m["digest"], m["created_at"][:19])
+        t.add_row(f"{m['name']}@{m['version']}", " ".join(f"@{a}" for a in m["aliases"]), f"{m['params']:,}",
+                  "" if val is None else f"{val:.3f}", test, m["digest"], m["created_at"][:19])
     out.print(t)
 
 

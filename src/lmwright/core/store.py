@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lmwright.core.migrate import upgrade
@@ -101,6 +102,19 @@ class Store:
     def finish_run(self, run: StageRun, digest: str, summary: dict, inputs: dict[str, str],
                    datasets: list[tuple[str, str, int]], model: tuple[str, int, dict] | None,
                    duration_s: float, metrics: list[tuple[str, int, float]] = ()) -> None:
+        """Record a finished run, its lineage, datasets and model version in one transaction. Two runs registering
+        a version of the same name at once both read the same next number; the one that loses on the unique
+        (name, version) constraint tries again with the next."""
+        for attempt in range(5):
+            try:
+                return self._finish_run(run, digest, summary, inputs, datasets, model, duration_s, metrics)
+            except IntegrityError:
+                if attempt == 4 or not model:
+                    raise
+
+    def _finish_run(self, run: StageRun, digest: str, summary: dict, inputs: dict[str, str],
+                    datasets: list[tuple[str, str, int]], model: tuple[str, int, dict] | None,
+                    duration_s: float, metrics: list[tuple[str, int, float]]) -> None:
         with self.session() as s, s.begin():
             run = s.get(StageRun, run.id)
             run.status, run.finished_at, run.output_digest, run.summary = "done", utcnow(), digest, summary
