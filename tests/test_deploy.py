@@ -154,7 +154,7 @@ def test_a_rollback_during_a_64_client_load_drops_no_request(proj):
     assert before and set(before[:50]) == {"tiny@2"}
     assert after and set(after) == {"tiny@1"}  # new requests went to the rolled-back version
     assert "tiny@2" in [v for at, v, _ in results if at < rolled]  # and those in flight finished on theirs
-    assert health["deployments"]["tiny"]["routes"] == {"tiny@1": 100.0}
+    assert health["deployments"]["tiny"]["routes"] == [["tiny@1", 100.0]]
     # `lmwright serve` prints the change (name "*"); the empty name, which stops it, is for a failed start only
     assert ("*", "routes now: tiny-assistant -> tiny-assistant@1 (100); tiny -> tiny@1 (100)") in told
     assert not [n for n, _ in told if n == ""]
@@ -173,7 +173,7 @@ def test_a_retired_version_is_deprecated_then_answers_410_naming_its_successor(p
         time.sleep(0.6)  # the server follows within refresh_s
         raw = c.completions.with_raw_response.create(model="tiny-v2", prompt="x", max_tokens=1)
         assert raw.headers["deprecation"].startswith("@") and "GMT" in raw.headers["sunset"]
-        assert raw.headers["link"] == '<tiny@1>; rel="successor-version"'
+        assert raw.headers["link"] == '<tiny>; rel="successor-version"'  # the id that serves tiny@1
         metrics = httpx.get(f"{url}/metrics").text
         assert 'lmwright_deprecated_requests_total{model_name="tiny",version="2"} 1.0' in metrics
         cards = {m.id: m for m in c.models.list().data}
@@ -183,7 +183,7 @@ def test_a_retired_version_is_deprecated_then_answers_410_naming_its_successor(p
             c.completions.create(model="tiny-v2", prompt="x", max_tokens=1)
         assert e.value.status_code == 410
         body = e.value.body
-        assert body["code"] == "model_retired" and "use tiny@1 instead" in body["message"]
+        assert body["code"] == "model_retired" and "use 'tiny' (tiny@1) instead" in body["message"]
         assert version_of(c, "tiny") == "tiny@1"  # the successor still serves
         res = retire(ws, "tiny@2")  # after the date: the weights go to the archive, with a report
         assert res["weights"] == "archived"

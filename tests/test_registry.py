@@ -55,6 +55,10 @@ def test_a_run_that_passes_makes_champions_and_one_that_fails_moves_nothing(proj
     assert r.exit_code == 3, r.output
     assert "acceptance failed" in r.output and "test.loss <= 0.01" in r.output
     assert [(a.name, a.alias, a.version) for a in registry.aliases(store)][0] == ("tiny", "champion", 1)
+    # with criteria it meets, the 3-step version is still not made the challenger: it is worse than the champion
+    assert cli("run", "-C", str(proj), "--set", "train.max_steps=3").exit_code == 0
+    assert registry.alias_of(store, "tiny", "challenger") is None
+    assert registry.alias_of(store, "tiny-assistant", "challenger").version == 2  # no test figures to compare
 
 
 def test_aliases_resolve_in_every_command_that_takes_a_model(proj):

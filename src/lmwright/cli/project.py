@@ -92,8 +92,6 @@ def run(
     print_where(ws, outcomes)
     report = outcomes.get("report")
     req = report.summary.get("requirements", {}) if report else {}
-    for line in report.summary.get("aliases", []) if report and report.status == "done" else []:
-        err.print(f"registry: {line}")
     if req.get("failing"):
         err.print(f"[red]acceptance failed:[/red] {req['passed']} of {req['total']} criteria pass "
                   "(requirements.acceptance); no alias moved, so nothing this run made is served by default:")

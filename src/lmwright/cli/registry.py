@@ -75,7 +75,7 @@ def models_show(ref: RefArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_
               f"{lin['tokenizer'] or '-'}")
     out.print("datasets: " + (", ".join(f"{x['name']} ({x['rows']:,} rows, {x['digest']})" for x in lin["datasets"])
                               or "-"))
-    out.print("upstream: " + " <- ".join(f"{r['stage']} {r['digest'][:8]}" for r in lin["upstream"]))
+    out.print("upstream runs: " + ", ".join(f"{r['stage']} {r['digest'][:8]}" for r in lin["upstream"]))
     t = Table(title="recorded figures")
     t.add_column("figure")
     t.add_column("value")
@@ -93,8 +93,11 @@ def _print_history(rows: list[dict], title: str) -> None:
     for col in ("when", "who", "action", "alias", "from", "to", "reason"):
         t.add_column(col)
     for h in rows:
+        why = h["reason"] or ""
+        if h["overrode"]:
+            why += " [red](overrode: " + "; ".join(h["overrode"]) + ")[/red]"
         t.add_row(h["at"], h["actor"], h["action"] + (" [red](forced)[/red]" if h["forced"] else ""),
-                  h["alias"] or "", str(h["from"] or ""), str(h["to"] or ""), h["reason"] or "")
+                  h["alias"] or "", str(h["from"] or ""), str(h["to"] or ""), why)
     out.print(t)
 
 
@@ -227,7 +230,11 @@ def deploy(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False,
     for d in rows:
         total = sum(r["weight"] for r in d["routes"]) or 1
         for r in d["routes"]:
-            note = f"retires {r['retire_after'][:16]} -> {r['successor']}" if r.get("retire_after") else ""
+            note = ""
+            if r.get("retire_after"):
+                note = (f"retired (410, successor {r['successor']}); its share goes to the other routes"
+                        if r["retired"] and len(d["routes"]) > 1 else f"retired: 410, successor {r['successor']}"
+                        if r["retired"] else f"deprecated until {r['retire_after'][:19]}, successor {r['successor']}")
             t.add_row(d["name"], r["version"], r["ref"], f"{100 * r['weight'] / total:.0f}%", d["route_by"], note)
         if d["shadow"]:
             t.add_row(d["name"], d["shadow"]["version"], d["shadow"]["ref"], "shadow", "", "mirrored, not returned")

@@ -106,7 +106,8 @@ def describe(p: Plan) -> list[dict]:
     """The plan as data, for `lmwright deploy` and `/health`."""
     def one(t: Target) -> dict:
         return {"ref": t.ref, "version": t.label, "digest": t.digest[:12], "weight": t.weight,
-                **({"retire_after": t.retire_after.isoformat(), "successor": t.successor} if t.retire_after else {})}
+                **({"retire_after": t.retire_after.isoformat(), "successor": t.successor, "retired": t.retired()}
+                   if t.retire_after else {})}
     return [{"name": d.name, "route_by": d.route_by, "routes": [one(t) for t in d.targets],
              "shadow": one(d.shadow) if d.shadow else None} for d in p]
 

@@ -229,6 +229,9 @@ def promote(ws: Workspace, ref: str, to: str = "champion", force: bool = False, 
 def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | None = None) -> dict:
     """Return `name@alias` to the version it pointed at before its last move (no gate: it held the alias before)."""
     store = Store(ws.store_url)
+    if not registry.versions(store, name):
+        raise LmwrightError(f"no registered model {name!r}; registered: "
+                            f"{', '.join(registry.names(store)) or 'none yet (run `lmwright run`)'}")
     cur = registry.alias_of(store, name, alias)
     if cur is None:
         raise LmwrightError(f"{name!r} has no alias {alias!r} to roll back (`lmwright models show {name}`)")
@@ -238,10 +241,12 @@ def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | No
              if t.alias == alias and t.to_version == cur.version and t.action != "rollback"]
     previous = moves[-1].from_version if moves else None
     if previous is None:
-        raise LmwrightError(f"{name}@{alias} has no earlier version to return to (it was first set to "
-                            f"version {cur.version})")
+        raise LmwrightError(f"{name}@{alias} has no earlier version to return to (it came to version {cur.version} "
+                            f"without one before it); to move it, `lmwright promote {name}@VERSION --to {alias}`")
     m = registry.version(store, f"{name}@{previous}")
-    _live(m, f"{name}@{previous}")
+    if m.retire_after is not None:
+        raise LmwrightError(f"{name}@{alias} came to version {cur.version} from version {previous}, which is "
+                            f"retiring or retired; to move it, `lmwright promote {name}@VERSION --to {alias}`")
     registry.move_alias(store, name, alias, previous, "rollback", reason, expect=(cur.version, cur.revision))
     store.audit("rollback", model=name, alias=alias, from_version=cur.version, to_version=previous, reason=reason)
     return {"name": name, "alias": alias, "from_version": cur.version, "to_version": previous,
@@ -266,10 +271,12 @@ def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[
         read = champion if to == "champion" else registry.alias_of(store, name, to)
         if read is not None and read.version == m.version:
             continue
-        if to == "champion" and champion is not None:
-            g = gate(ws, m, "champion")
-            if not g.passed:
-                lines.append(f"{name}@{m.version} stays out of champion: " + "; ".join(g.failures))
+        if champion is not None and champion.version != m.version:  # worth a canary only if not already worse
+            held = registry.version(store, f"{name}@{champion.version}")
+            c = compare(ws, m, held) if held.weights == "present" else None
+            if c is not None and "difference" in c and not c["passed"]:  # measured, and worse
+                why = Gate(f"{name}@{m.version}", comparison=c).failures[0]
+                lines.append(f"{name}@{m.version} is not made the {to}: {why}")
                 continue
         try:  # compare-and-set against what was read: a promotion meanwhile wins, and this says so
             registry.move_alias(store, name, to, m.version, "run", "passed requirements.acceptance in lmwright run",
@@ -361,7 +368,8 @@ def status(m: Model) -> str:
 
 def transition_dict(t) -> dict:
     return {"at": f"{t.at:%Y-%m-%d %H:%M:%S}", "actor": t.actor, "action": t.action, "alias": t.alias,
-            "from": t.from_version, "to": t.to_version, "reason": t.reason, "forced": t.forced}
+            "from": t.from_version, "to": t.to_version, "reason": t.reason, "forced": t.forced,
+            "overrode": (t.detail or {}).get("gate", {}).get("failures", []) if t.forced else []}
 
 
 def listing(ws: Workspace, name: str | None = None) -> list[dict]:

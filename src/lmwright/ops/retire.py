@@ -77,7 +77,7 @@ def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetim
             m = registry.version(store, label)
         if not registry.is_retired(m):
             return {"ref": label, "report": None,
-                    "said": f"{label} is deprecated until {_aware(m.retire_after):%Y-%m-%d %H:%M} UTC; run this again "
+                    "said": f"{label} is deprecated until {_aware(m.retire_after):%Y-%m-%d %H:%M:%S} UTC; run this again "
                             "after that (or with --after now) to archive its weights"}
         return {"ref": label, **finish(ws, m)}
     succ = _successor(store, m, successor)
@@ -109,7 +109,7 @@ def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetim
         m = registry.version(store, label)
         return {**out, **finish(ws, m, moved)}
     return {**out, "report": None,
-            "said": f"{label} is deprecated until {when:%Y-%m-%d %H:%M} UTC: requests that still name it get "
+            "said": f"{label} is deprecated until {when:%Y-%m-%d %H:%M:%S} UTC: requests that still name it get "
                     f"Deprecation and Sunset headers, then 410" + (f" naming {succ_label}" if succ_label else "")
                     + (f"; moved {', '.join(moved)}" if moved else "")}
 
@@ -177,7 +177,12 @@ def finish(ws: Workspace, m: Model, moved: list[str] | None = None) -> dict:
     return {"report": str((kept_dir / "RETIREMENT.md").relative_to(ws.root)), "weights": state,
             "released_bytes": released,
             "said": f"{label} retired: weights {state}" + (f" to {report['moved']['artifact']}" if archive else "")
-                    + f", {released / 1e6:.1f} MB released; report in {kept_dir.relative_to(ws.root)}"}
+                    + (f" (kept: the same content is {', '.join(shared)})" if shared else "")
+                    + f", {_size(released)} of disk released; report in {kept_dir.relative_to(ws.root)}"}
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB" if n >= 1e3 else f"{n} bytes"
 
 
 def _markdown(r: dict) -> str:
@@ -187,6 +192,7 @@ def _markdown(r: dict) -> str:
     lines += [f"- the artifact (weights and all) to {r['moved']['artifact']}" if r["moved"]["artifact"]
               else f"- the weights were {r['weights']}"]
     lines += ["", "## Kept", ""] + [f"- {f}" for f in r["kept"]["files"]] + [f"- {s}" for s in r["kept"]["store"]]
-    lines += ["", "## Released", "", f"- {r['released_bytes'] / 1e6:.1f} MB of disk", ""]
+    lines += ["", "## Released", "", f"- {_size(r['released_bytes'])} of disk (the artifact's size less the archive's)",
+              ""]
     return "\n".join(lines)
 

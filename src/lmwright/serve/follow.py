@@ -33,6 +33,7 @@ def run(st: ServerState) -> None:
         if not m.ready.is_set() and not m.failed and not _start(st, m):
             return
     failed: tuple = (None, 0.0)  # (the plan that failed to load, when)
+    told = ""  # the routes as last said
     while st.plan is not None and not st.closing.wait(st.refresh_s):
         partial = None
         try:
@@ -59,11 +60,20 @@ def run(st: ServerState) -> None:
                 failed = (plan, time.monotonic())
                 continue
             st.follow_error = partial
-            if st.on_ready is not None:
-                st.on_ready(CHANGED, "routes now: " + "; ".join(
-                    f"{d.name} -> " + ", ".join(f"{t.label} ({t.weight:g})" for t in d.targets) for d in plan))
+            said = "routes now: " + "; ".join(f"{d.name} -> " + ", ".join(_route(t) for t in d.targets) for d in plan)
+            if st.on_ready is not None and said != told:
+                st.on_ready(CHANGED, said)
+                told = said
         _close_idle(st)
     _close_idle(st, everything=st.closing.is_set())
+
+
+def _route(t) -> str:
+    if t.retired():
+        return f"{t.label} ({t.weight:g}, retired: 410)"
+    if t.retire_after is not None:
+        return f"{t.label} ({t.weight:g}, deprecated until {t.retire_after:%Y-%m-%d %H:%M:%S} UTC)"
+    return f"{t.label} ({t.weight:g})"
 
 
 def _first(st: ServerState) -> bool:

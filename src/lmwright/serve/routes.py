@@ -168,9 +168,19 @@ def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody,
     return "".join(f"{x['role']}: {x['content']}\n" for x in kept), ids  # what the model saw
 
 
-def _retired(r: Routed) -> ApiError:
+def _successor_id(st: ServerState, t: Target) -> str | None:
+    """The model id on this server that serves a version's successor (clients send ids, not versions)."""
+    for d in st.deployments.values():
+        if any(x.label == t.successor and not x.retired() for x in d.targets):
+            return d.name
+    return None
+
+
+def _retired(st: ServerState, r: Routed) -> ApiError:
     t = r.target
-    instead = f"; use {t.successor} instead" if t.successor else ""
+    served = _successor_id(st, t)
+    instead = (f"; use {served!r} ({t.successor}) instead" if served else
+               f"; its successor is {t.successor}, which this server does not serve" if t.successor else "")
     return ApiError(410, f"the model {r.deployment.name!r} ({t.label}) was retired on {t.retire_after:%Y-%m-%d %H:%M} "
                          f"UTC{instead}", param="model", code="model_retired", headers=NO_RETRY)
 
@@ -185,7 +195,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
     prompt = ""
     try:  # a refusal from here on is logged against the version, with its status
         if t.retired():
-            raise _retired(r)
+            raise _retired(st, r)
         if m is None:
             raise st.not_loaded()
         params = sampling(st, m, body, chat)
@@ -203,7 +213,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
         raise
     st.metrics.routed.labels(r.deployment.name, t.name, str(t.version or "")).inc()
     rid, flags = served.id, served.flags
-    headers = {"X-Request-Id": rid, VERSION_HEADER: t.label, **t.deprecation_headers()}
+    headers = {"X-Request-Id": rid, VERSION_HEADER: t.label, **t.deprecation_headers(_successor_id(st, t))}
     if t.retire_after is not None:
         st.metrics.deprecated.labels(t.name, str(t.version or "")).inc()
     if flags.get("messages_dropped"):
@@ -401,7 +411,7 @@ def _versions(st: ServerState) -> dict:
 
 
 def _routes(st: ServerState) -> dict:
-    return {d.name: {"routes": {t.label: t.weight for t in d.targets}, "route_by": d.route_by,
+    return {d.name: {"routes": [[t.label, t.weight] for t in d.targets], "route_by": d.route_by,
                      **({"shadow": d.shadow.label} if d.shadow else {})} for d in list(st.deployments.values())}
 
 

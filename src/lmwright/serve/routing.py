@@ -40,15 +40,16 @@ class Target:
     def retired(self, now: datetime | None = None) -> bool:
         return self.retire_after is not None and (now or datetime.now(timezone.utc)) >= self.retire_after
 
-    def deprecation_headers(self) -> dict[str, str]:
+    def deprecation_headers(self, successor_id: str | None = None) -> dict[str, str]:
         """RFC 9745's `Deprecation` (when it was announced, as @epoch), RFC 8594's `Sunset` (when it ends) and a
-        `Link` to the successor, for a target in its deprecation period; empty otherwise."""
+        `Link` to the successor (the model id that serves it, when one does), for a target in its deprecation
+        period; empty otherwise."""
         if self.retire_after is None:
             return {}
         when = self.deprecated_at or self.retire_after
         out = {"Deprecation": f"@{int(when.timestamp())}", "Sunset": format_datetime(self.retire_after, usegmt=True)}
         if self.successor:
-            out["Link"] = f'<{self.successor}>; rel="successor-version"'
+            out["Link"] = f'<{successor_id or self.successor}>; rel="successor-version"'
         return out
 
 
@@ -64,6 +65,8 @@ class Deployment:
         uniform point from SHA-256 of the deployment and caller, against the cumulative weights). A request with no
         caller at all (no `user`, no key) gets a random point: the weights hold, with nobody to keep consistent."""
         live = [t for t in self.targets if t.weight > 0]
+        if len(live) > 1 and any(t.retired() for t in live):  # a retired route's share goes to the others
+            live = [t for t in live if not t.retired()] or live
         if len(live) == 1:
             return live[0]
         if caller is None:

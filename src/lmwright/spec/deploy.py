@@ -29,7 +29,8 @@ class RegistrySpec(Section):
 def _is_ref(v: str) -> str:
     name, at, what = v.partition("@")
     if not name or not at or not what:
-        raise ValueError(f"{v!r}: name a registered model with a version or alias, e.g. 'my-model@champion'")
+        raise ValueError(f"{v!r}: name a version or an alias, e.g. '{name or 'my-model'}@champion', "
+                         f"'{name or 'my-model'}@latest' or '{name or 'my-model'}@3'")
     return v
 
 
