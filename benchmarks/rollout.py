@@ -17,7 +17,6 @@ import asyncio
 import json
 import platform
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -122,10 +121,9 @@ def main() -> None:
             t_start = time.monotonic()
             rows = asyncio.run(drive(url, a.clients, a.seconds, moves))
             t_end = time.monotonic()
-            idle = threading.Event()
             deadline = time.monotonic() + 15
             while app.state.server.replaced and time.monotonic() < deadline:
-                idle.wait(0.1)
+                time.sleep(0.1)
             leftover = len(app.state.server.replaced)
     (promote_at, rollback_at) = (t for _, t in moves_at)
     res = {

@@ -127,7 +127,7 @@ def models_tag(ref: RefArg, tags: Annotated[list[str] | None, typer.Argument(hel
     store = Store(ws.store_url)
     m = registry.version(store, ref)
     if m is None:
-        raise LmwrightError(f"no registered model {ref.partition('@')[0]!r}")
+        raise registry.unknown(store, ref)
     add = {}
     for kv in tags or []:
         k, eq, v = kv.partition("=")

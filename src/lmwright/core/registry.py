@@ -12,7 +12,7 @@ history never records a move that did not happen. `ref` strings are `NAME`, `NAM
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -27,6 +27,17 @@ ALIAS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 class Conflict(LmwrightError):
     """Another process moved the alias between this one reading it and writing it."""
+
+
+def as_utc(when: datetime | None) -> datetime | None:
+    """A time from the store in UTC: SQLite hands back naive datetimes (UTC, as they were written)."""
+    return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def unknown(store: Store, ref: str) -> LmwrightError:
+    """The error for a model name with no registered version, listing the names there are."""
+    return LmwrightError(f"no registered model {ref.partition('@')[0]!r}; registered: "
+                         f"{', '.join(names(store)) or 'none yet (run `lmwright run`)'}")
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -156,8 +167,7 @@ def is_retired(m: Model, now: datetime | None = None) -> bool:
         return True
     if m.retire_after is None:
         return False
-    after = m.retire_after if m.retire_after.tzinfo else m.retire_after.replace(tzinfo=utcnow().tzinfo)
-    return (now or utcnow()) >= after
+    return (now or utcnow()) >= as_utc(m.retire_after)
 
 
 def record(store: Store, name: str, action: str, from_version: int | None, to_version: int | None,

@@ -19,12 +19,6 @@ from lmwright.errors import LmwrightError
 from lmwright.serve.routing import Deployment, Plan, Target
 
 
-def _aware(when):
-    from datetime import timezone
-
-    return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 def target(ws: Workspace, store: Store, ref: str, weight: float = 100.0) -> Target:
     """A route's version as of now: a registered NAME[@VERSION|@ALIAS], or a model directory."""
     if (Path(ref) / "config.json").exists():
@@ -40,8 +34,8 @@ def target(ws: Workspace, store: Store, ref: str, weight: float = 100.0) -> Targ
         m = registry.version_of_digest(store, name, digest)
     announced = next((t.at for t in reversed(registry.history(store, m.name))
                       if t.action == "retire" and t.from_version == m.version), None)
-    retire_after = _aware(m.retired_at if m.retired_at and not m.retire_after else m.retire_after)
-    return Target(ref, m.name, m.version, m.digest, weight, _aware(announced), retire_after, m.successor)
+    retire_after = registry.as_utc(m.retired_at if m.retired_at and not m.retire_after else m.retire_after)
+    return Target(ref, m.name, m.version, m.digest, weight, registry.as_utc(announced), retire_after, m.successor)
 
 
 def default_refs(ws: Workspace, store: Store) -> list[str]:

@@ -200,8 +200,7 @@ def promote(ws: Workspace, ref: str, to: str = "champion", force: bool = False, 
     store = Store(ws.store_url)
     m = registry.version(store, ref)
     if m is None:
-        raise LmwrightError(f"no registered model {ref.partition('@')[0]!r}; registered: "
-                            f"{', '.join(registry.names(store)) or 'none yet (run `lmwright run`)'}")
+        raise registry.unknown(store, ref)
     if force and not (reason or "").strip():
         raise LmwrightError("--force needs --reason \"...\": an override of the gate is recorded with its reason")
     _live(m, ref)
@@ -230,8 +229,7 @@ def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | No
     """Return `name@alias` to the version it pointed at before its last move (no gate: it held the alias before)."""
     store = Store(ws.store_url)
     if not registry.versions(store, name):
-        raise LmwrightError(f"no registered model {name!r}; registered: "
-                            f"{', '.join(registry.names(store)) or 'none yet (run `lmwright run`)'}")
+        raise registry.unknown(store, name)
     cur = registry.alias_of(store, name, alias)
     if cur is None:
         raise LmwrightError(f"{name!r} has no alias {alias!r} to roll back (`lmwright models show {name}`)")
@@ -322,8 +320,7 @@ def describe(ws: Workspace, ref: str) -> dict:
     store = Store(ws.store_url)
     m = registry.version(store, ref)
     if m is None:
-        raise LmwrightError(f"no registered model {ref.partition('@')[0]!r}; registered: "
-                            f"{', '.join(registry.names(store)) or 'none yet (run `lmwright run`)'}")
+        raise registry.unknown(store, ref)
     runs = lineage(store, m.run_id)
     digests = {r["digest"] for r in runs}
     datasets = [{"name": d.name, "rows": d.rows, "digest": d.digest[:12]} for d in store.datasets()
@@ -388,5 +385,5 @@ def listing(ws: Workspace, name: str | None = None) -> list[dict]:
                         if figures else None,
                         "status": status(m)})
     if name and not out:
-        raise LmwrightError(f"no registered model {name!r}; registered: {', '.join(registry.names(store)) or 'none'}")
+        raise registry.unknown(store, name)
     return out

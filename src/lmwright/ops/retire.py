@@ -46,10 +46,6 @@ def _utc(when: datetime) -> datetime:
     return when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def _aware(when: datetime | None) -> datetime | None:
-    return when if when is None or when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetime | None = None,
            reason: str | None = None) -> dict:
     """Announce (and, when its date has come, complete) the retirement of the version `ref` names."""
@@ -59,7 +55,7 @@ def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetim
         raise LmwrightError(f"name the version to retire: {name}@VERSION (see `lmwright models show {name}`)")
     m = registry.version(store, ref)
     if m is None:
-        raise LmwrightError(f"no registered model {name!r}; registered: {', '.join(registry.names(store)) or 'none'}")
+        raise registry.unknown(store, name)
     label = f"{m.name}@{m.version}"
     after = _utc(after) if after else None
     if m.retire_after is not None:  # announced before: a new date moves it; when due, finish it
@@ -77,7 +73,7 @@ def retire(ws: Workspace, ref: str, successor: str | None = None, after: datetim
             m = registry.version(store, label)
         if not registry.is_retired(m):
             return {"ref": label, "report": None,
-                    "said": f"{label} is deprecated until {_aware(m.retire_after):%Y-%m-%d %H:%M:%S} UTC; run this again "
+                    "said": f"{label} is deprecated until {registry.as_utc(m.retire_after):%Y-%m-%d %H:%M:%S} UTC; run this again "
                             "after that (or with --after now) to archive its weights"}
         return {"ref": label, **finish(ws, m)}
     succ = _successor(store, m, successor)

@@ -213,8 +213,9 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
         raise
     st.metrics.routed.labels(r.deployment.name, t.name, str(t.version or "")).inc()
     rid, flags = served.id, served.flags
-    headers = {"X-Request-Id": rid, VERSION_HEADER: t.label, **t.deprecation_headers(_successor_id(st, t))}
+    headers = {"X-Request-Id": rid, VERSION_HEADER: t.label}
     if t.retire_after is not None:
+        headers.update(t.deprecation_headers(_successor_id(st, t)))
         st.metrics.deprecated.labels(t.name, str(t.version or "")).inc()
     if flags.get("messages_dropped"):
         headers[DROPPED_HEADER] = str(flags["messages_dropped"])
