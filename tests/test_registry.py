@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import lmwright
 from lmwright.cli import app
-from lmwright.core import registry
+from lmwright.core import migrate, registry
 from lmwright.core.models import resolve_model
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
@@ -189,7 +189,7 @@ def test_a_store_from_release_0_1_0_upgrades_in_place(tmp_path):
     with store.engine.connect() as c:
         from sqlalchemy import text
 
-        assert c.execute(text("SELECT version_num FROM lmwright_schema_version")).scalar() == "0002"
+        assert c.execute(text("SELECT version_num FROM lmwright_schema_version")).scalar() == migrate.HEAD
     with pytest.raises(Exception, match="append-only"), store.engine.begin() as c:
         c.execute(text("DELETE FROM audit"))
     registry.move_alias(store, "tiny", "champion", 1, "promote", "after the upgrade")
@@ -289,7 +289,7 @@ def test_the_store_and_registry_on_postgresql(pg_url, tmp_path):
 
     store = Store(pg_url)
     with store.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM lmwright_schema_version")).scalar() == "0002"
+        assert c.execute(text("SELECT version_num FROM lmwright_schema_version")).scalar() == migrate.HEAD
     store.audit("test", where="postgresql")
     with pytest.raises(Exception, match="append-only"), store.engine.begin() as c:
         c.execute(text("UPDATE audit SET action = 'x'"))

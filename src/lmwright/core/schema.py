@@ -179,6 +179,9 @@ class RequestLog(_OfRequest, Base):
     ttft_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     e2e_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     flags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # what drift monitoring reads, kept whether or not the text is: the prompt's bytes, unknown-byte rate,
+    # language, nats per byte under the model that answered, and a hashed bag-of-words sketch (data/sketch.py)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
 
@@ -190,6 +193,27 @@ class Feedback(_OfRequest, Base):
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
     correction: Mapped[str | None] = mapped_column(Text, nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AlertEvent(Base):
+    """One episode of a `monitor.alerts` rule on one model version, as Prometheus keeps them: "pending" while its
+    condition holds for less than the rule's `for`, then "firing", then "resolved" when it stops holding (a pending
+    one that stops holding first becomes "inactive"). `delivered` records the webhook's answers."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending | firing | resolved | inactive
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    fired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Audit(Base):

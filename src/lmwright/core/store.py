@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from lmwright.core.migrate import upgrade
 from lmwright.core.schema import (  # noqa: F401 - the tables, importable from here as before
+    AlertEvent,
     Alias,
     ApiKey,
     Audit,
@@ -221,6 +222,29 @@ class Store:
 
     def feedback(self) -> list[Feedback]:
         return self._all(Feedback)
+
+    def requests_between(self, since, until) -> list[RequestLog]:
+        """The request log from `since` to `until` (the monitor's window), oldest first, shadows' rows included."""
+        with self.session() as s:
+            return list(s.scalars(select(RequestLog).where(RequestLog.at >= since, RequestLog.at <= until)
+                                  .order_by(RequestLog.id)))
+
+    def feedback_between(self, since, until) -> list[tuple[Feedback, RequestLog | None]]:
+        """Feedback rows from `since` to `until`, each with the request-log row of the response it is about."""
+        with self.session() as s:
+            rows = s.execute(select(Feedback, RequestLog)
+                             .outerjoin(RequestLog, (RequestLog.request_id == Feedback.request_id)
+                                        & ~RequestLog.endpoint.startswith("shadow:"))
+                             .where(Feedback.at >= since, Feedback.at <= until).order_by(Feedback.id)).all()
+            return [(f, r) for f, r in rows]
+
+    def alerts(self, open_only: bool = False) -> list[AlertEvent]:
+        """Alert events, newest first; `open_only`: the pending and firing ones."""
+        with self.session() as s:
+            q = select(AlertEvent).order_by(AlertEvent.id.desc())
+            if open_only:
+                q = q.where(AlertEvent.state.in_(("pending", "firing")))
+            return list(s.scalars(q))
 
     def audit_log(self) -> list[Audit]:
         return self._all(Audit)
