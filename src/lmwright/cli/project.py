@@ -113,7 +113,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Directory to create the
 
 
 def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
-    """The project at a glance: stages (cached / stale / new), datasets, runs and models."""
+    """The project at a glance: stages (cached / stale / new), datasets, runs, models and alerts."""
     ws = Workspace.open(dir, set_ or [])
     st = project_status(ws, STAGES)
     stages, datasets, runs, models = st["stages"], st["datasets"], st["runs"], st["models"]
@@ -151,6 +151,16 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
         t.add_row(f"{m['name']}@{m['version']}", " ".join(f"@{a}" for a in m["aliases"]), f"{m['params']:,}",
                   "" if val is None else f"{val:.3f}", test, m["digest"], m["created_at"][:19])
     out.print(t)
+    if st["alerts"]:
+        t = Table(title="alerts (lmwright monitor)")
+        for col in ("state", "rule", "version", "value", "since", "resolved"):
+            t.add_column(col)
+        colour = {"firing": "red", "pending": "yellow", "resolved": "green"}
+        for a in st["alerts"]:
+            t.add_row(f"[{colour.get(a['state'], 'dim')}]{a['state']}[/]", a["rule"], f"{a['model']}@{a['version']}",
+                      "" if a["value"] is None else f"{a['value']:.4g} (threshold {a['threshold']:g})",
+                      a["started_at"][:19], (a["resolved_at"] or "")[:19])
+        out.print(t)
 
 
 def generate(

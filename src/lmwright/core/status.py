@@ -12,7 +12,8 @@ from lmwright.core.workspace import Workspace
 
 
 def project_status(ws: Workspace, stages: Stages) -> dict[str, Any]:
-    """Stages (cached / stale / new), datasets, the last 30 runs and every registered model version."""
+    """Stages (cached / stale / new), datasets, the last 30 runs, every registered model version and the latest
+    alert events (pending, firing, resolved; `ops/alerts.py`)."""
     store = Store(ws.store_url)
     datasets = [{"name": d.name, "rows": d.rows, "digest": d.digest[:12], "path": d.path,
                  "created_at": d.created_at.isoformat()} for d in store.datasets()]
@@ -31,5 +32,10 @@ def project_status(ws: Workspace, stages: Stages) -> dict[str, Any]:
                        "digest": m.digest[:12], "params": m.n_params, "metrics": m.metrics,
                        "test": tested[0].metrics if tested else None, "test_evaluations": len(tested),
                        "created_at": m.created_at.isoformat()})
+    alerts = [{"rule": a.rule, "model": a.model, "version": a.version, "state": a.state, "metric": a.metric,
+               "value": a.value, "threshold": a.threshold, "severity": a.detail.get("severity"),
+               "summary": a.detail.get("summary"), "started_at": a.started_at.isoformat(),
+               "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None}
+              for a in store.alerts()[:20] if a.state != "inactive"]
     return {"project": ws.spec.project.name, "root": str(ws.root), "stages": stage_status(ws, stages),
-            "datasets": datasets, "runs": runs, "models": models}
+            "datasets": datasets, "runs": runs, "models": models, "alerts": alerts}

@@ -62,6 +62,7 @@ class Request:
     token_times: list[float] = field(default_factory=list)
     generator: torch.Generator | None = None
     cancelled: bool = False
+    prompt_nats: float | None = None  # with Engine(score_prompts=True): the prompt's NLL under the model (monitoring)
 
     @property
     def finished(self) -> bool:
@@ -113,8 +114,9 @@ class Engine:
     """`submit()` from any thread; `step()` (or `run_forever()` in one background thread) does the work."""
 
     def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None,
-                 compile: bool = False):
+                 compile: bool = False, score_prompts: bool = False):
         self.model = model.eval()
+        self.score_prompts = score_prompts
         self.tok = tokenizer
         self.cfg = cfg = model.cfg
         self.max_batch, self.max_len = max_batch, cfg.max_seq_len
@@ -185,8 +187,10 @@ class Engine:
         return torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2)
 
     @torch.no_grad()
-    def _prefill(self, ids: list[int], slot: int) -> torch.Tensor:
-        """The whole prompt into `slot`'s cache; the logits of its last position."""
+    def _prefill(self, ids: list[int], slot: int, req: Request | None = None) -> torch.Tensor:
+        """The whole prompt into `slot`'s cache; the logits of its last position. With `score_prompts`, also the
+        prompt's negative log-likelihood into `req.prompt_nats`: the served model's perplexity of what it is asked,
+        a drift feature, at the cost of the output layer over every prompt position."""
         m, t = self.model, len(ids)
         x = m.model.embed_tokens(torch.tensor(ids, device=self.device))  # (t, d)
         freqs = self.freqs[:t, None]
@@ -198,6 +202,11 @@ class Engine:
             y = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k[None], v[None], is_causal=True,
                                                enable_gqa=layer.gqa)
             x = layer.rest(x, y[0].transpose(0, 1).reshape(t, -1))
+        if self.score_prompts and req is not None and t > 1:
+            logits = m.lm_head(m.model.norm(x))
+            target = torch.tensor(ids[1:], device=self.device)
+            req.prompt_nats = float(F.cross_entropy(logits[:-1].float(), target, reduction="sum"))
+            return logits[-1:]
         return m.lm_head(m.model.norm(x[-1:]))
 
     def _decode_core(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
@@ -347,7 +356,7 @@ class Engine:
             if req.cancelled:
                 self._finish(req)
                 continue
-            logits = self._prefill(req.prompt_ids, req.slot)
+            logits = self._prefill(req.prompt_ids, req.slot, req)
             self.lengths[req.slot] = len(req.prompt_ids)
             self.running[req.slot] = req
             self._after_token(req, self._sample(req, logits[0]))

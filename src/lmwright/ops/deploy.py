@@ -116,7 +116,8 @@ def open_engine(ws: Workspace):
 
         path, _, _ = resolve_model(ws, t.ref if t.version is None else f"{t.name}@{t.version}")
         s = ws.spec.serve
-        return Engine(load_hf(path), load_tokenizer(path), max_batch=s.max_batch, compile=s.compile)
+        return Engine(load_hf(path), load_tokenizer(path), max_batch=s.max_batch, compile=s.compile,
+                      score_prompts=s.features)
     return load
 
 
@@ -166,6 +167,9 @@ def build_app(ws: Workspace, ref: str | None = None, on_ready=None, overrides: l
     follow = live_plan(ws, ref, overrides)
     app = create_app([], ServeConfig(ws.spec.serve, Store(ws.store_url)), on_ready, plan=plan_fn or follow,
                      open_engine=opener, refresh_s=ws.spec.deploy.refresh_s)
+    from lmwright.ops import watch
+
+    watch.attach(app, ws)
     if plan_fn is None:
         st, first = app.state.server, follow()
         st.publish(first, {d: st.served_model(t, opener(t)) for d, t in digests(first).items()})

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lmwright.serve.state import ApiError, ServerState
 
-OPEN_PATHS = ("/health", "/")  # no key needed: a load balancer's probe and the chat page (which asks for one)
+OPEN_PATHS = ("/health", "/", "/dashboard")  # no key needed: a load balancer's probe and the pages (which ask for one)
 CLIENT_GONE = 499
 
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmwright.chat_template import BadMessage, fit_conversation, normalize, prompt_budget
+from lmwright.data.features import prompt_features
 from lmwright.model.engine import SamplingParams
 from lmwright.serve import follow
 from lmwright.serve.bodies import ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
@@ -52,6 +54,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     the server does not wait for a compile to end; a model it finishes after the server stopped is closed."""
     st: ServerState = app.state.server
     threading.Thread(target=follow.run, args=(st,), daemon=True, name="follow-plan").start()
+    for name, fn in st.background:
+        threading.Thread(target=fn, args=(st.closing,), daemon=True, name=name).start()
     yield
     st.closing.set()
     for m in [*st.engines.values(), *st.replaced]:
@@ -89,7 +93,8 @@ async def _crash(request: Request, exc: Exception) -> Response:  # a bug: still 
     return ApiError(500, f"internal error: {type(exc).__name__}", "server_error").response()
 
 
-_ROUTES = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/feedback", "/"}
+_ROUTES = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/feedback", "/",
+           "/dashboard", "/v1/monitor"}
 
 
 # -- what the completion routes share --------------------------------------------------------------------------------
@@ -97,7 +102,7 @@ _ROUTES = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/com
 async def log(st: ServerState, request: Request, r: Routed, endpoint: str, status: int, served: Served,
               prompt: str = "", target: Target | None = None) -> None:
     """One row of the request log (when the app has a store), with the version that answered (`target`: a shadow's
-    own row); text only with `serve.log_prompts`."""
+    own row); text only with `serve.log_prompts`; the prompt's drift features with `serve.features`."""
     cfg, s = st.cfg, st.spec
     if cfg.store is None:
         return
@@ -109,7 +114,16 @@ async def log(st: ServerState, request: Request, r: Routed, endpoint: str, statu
            "finish_reason": served.finish_reason, "queue_s": served.queue_s, "ttft_s": served.ttft_s,
            "e2e_s": served.e2e_s, "flags": served.flags,
            "prompt": prompt if s.log_prompts else None, "output": served.text if s.log_prompts else None}
-    await asyncio.to_thread(cfg.store.log_requests, [row])
+
+    def write() -> None:
+        if s.features and served.asked is not None:
+            text, tok = served.asked
+            row["features"] = prompt_features(text, tok, s.features_sketch)
+            if served.prompt_nats is not None and row["features"]["bytes"]:
+                row["features"]["nats_per_byte"] = served.prompt_nats / row["features"]["bytes"]
+        cfg.store.log_requests([row])
+
+    await asyncio.to_thread(write)
 
 
 def sampling(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody, chat: bool) -> SamplingParams:
@@ -144,21 +158,24 @@ def _screen(st: ServerState, text: str, flags: dict) -> str:
 
 
 def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody, params: SamplingParams,
-               flags: dict) -> tuple[str, list[int]]:
+               served: Served) -> tuple[str, list[int]]:
     """(the prompt as text, for the log; its ids). A chat's markers come from the template by id and each content is
     text (a message cannot spell `<|system|>` into a turn of its own); a conversation longer than the context loses
     its oldest turns, keeping the system turns (`flags["messages_dropped"]`)."""
+    flags = served.flags
     if isinstance(body, CompletionBody):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise ApiError(400, "one prompt per request is supported", param="prompt", code="unsupported_value")
         text = _screen(st, prompts[0], flags)
+        served.asked = (text, m.tok)
         return text, m.tok.encode(text).ids  # <|bos|> from the post-processor; the rest is text
     try:
         messages = normalize([msg.model_dump() for msg in body.messages])
     except BadMessage as exc:
         raise ApiError(400, str(exc), param=exc.param) from None
     messages = [{"role": x["role"], "content": _screen(st, x["content"], flags)} for x in messages]
+    served.asked = (next((x["content"] for x in reversed(messages) if x["role"] == "user"), ""), m.tok)
     try:
         ids, kept = fit_conversation(m.tok, messages, prompt_budget(m.engine.max_len, params.max_tokens))
     except BadMessage as exc:
@@ -205,7 +222,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
         if not m.ready.is_set():
             raise ApiError(503, f"the model {t.label!r} is starting (compiling its decode step); retry shortly",
                            "server_error", code="starting", headers={"Retry-After": "5"})
-        prompt, ids = prompt_ids(st, m, body, params, served.flags)
+        prompt, ids = prompt_ids(st, m, body, params, served)
         served.prompt_tokens = len(ids)
         job = m.service.submit(served.id, ids, params)
     except ApiError as exc:
@@ -273,7 +290,7 @@ def _mirror(st: ServerState, request: Request, r: Routed, endpoint: str, body: C
     served = Served(rid, 0)
     try:
         params = sampling(st, m, body, chat)
-        prompt, ids = prompt_ids(st, m, body, params, served.flags)
+        prompt, ids = prompt_ids(st, m, body, params, served)
         served.prompt_tokens = len(ids)
         job = m.service.submit(rid, ids, params)
     except ApiError:
@@ -502,6 +519,14 @@ async def chat_page(request: Request):
     return HTMLResponse(st.page.replace("__MODEL__", html.escape(name)))
 
 
+async def dashboard_page(request: Request):
+    """The monitoring dashboard: a static page that asks /v1/monitor (added by ops/watch.py) with the user's key."""
+    return HTMLResponse(_DASHBOARD.read_text(encoding="utf-8"))
+
+
+_DASHBOARD = Path(__file__).parent / "web" / "dashboard.html"
+
+
 def register(app: FastAPI, st: ServerState) -> None:
     """The error handlers, the guard (built with the state: it runs before any route) and the routes."""
     app.add_exception_handler(ApiError, _api_error)
@@ -519,3 +544,4 @@ def register(app: FastAPI, st: ServerState) -> None:
     app.post("/v1/chat/completions")(chat_completions)
     app.post("/v1/feedback")(feedback)
     app.get("/", response_class=HTMLResponse)(chat_page)
+    app.get("/dashboard", response_class=HTMLResponse)(dashboard_page)

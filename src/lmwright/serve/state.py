@@ -65,6 +65,8 @@ class Served:
     ttft_s: float | None = None
     e2e_s: float | None = None
     flags: dict = field(default_factory=dict)
+    asked: tuple | None = None  # (the prompt's text for drift features, the tokenizer that read it)
+    prompt_nats: float | None = None  # its NLL under the model that answered (engine.Request.prompt_nats)
     logged: bool = False  # its request-log row is written (a stream's is written once, whichever way it ends)
 
 
@@ -158,6 +160,7 @@ class EngineService:
             self.engine.cancel(req)
             served.finish_reason = served.finish_reason or "abort"
         served.text, served.completion_tokens = req.text, len(req.output_ids)
+        served.prompt_nats = req.prompt_nats
         served.finish_reason = served.finish_reason or req.finish_reason
         if req.scheduled is not None:
             served.queue_s = req.scheduled - req.arrived
@@ -260,6 +263,9 @@ class ServerState:
     follow_error: str | None = None  # why the latest re-plan failed (the server keeps the plan it has)
     closing: threading.Event = field(default_factory=threading.Event)  # the server is stopping: start nothing more
     pending: set[asyncio.Task] = field(default_factory=set)  # request-log writes and shadows still running
+    # (name, fn(stop)) run in daemon threads for the app's lifetime, `closing` their stop event (ops/watch.py's
+    # monitor loop: alerts and gauges every monitor.interval)
+    background: list[tuple[str, Callable[[threading.Event], None]]] = field(default_factory=list)
 
     @property
     def spec(self) -> Any:

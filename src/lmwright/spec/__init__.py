@@ -11,6 +11,7 @@ One module per part of the file, each a set of pydantic sections:
 - `evaluate`: `eval`, `risk` and `requirements`
 - `serve`: `serve`
 - `deploy`: `registry` (promotion) and `deploy` (routes, canary, shadow, retirement)
+- `monitor`: `monitor` (windows, drift tests, alert rules, webhook) and `lifecycle` (retraining)
 - `load`: `load_spec`, `apply_override`, `dump_spec`, the default text and the errors that name file, line and field
 
 Import from here (`from lmwright.spec import Spec, load_spec`); the modules are the layout, not the interface.
@@ -60,6 +61,15 @@ from lmwright.spec.evaluate import (
 from lmwright.spec.finetune import ClassifySpec, FinetuneSpec, LoraSpec, PreferenceSpec, RecipeSpec, SftSpec
 from lmwright.spec.load import DEFAULT_SPEC_TEXT, SPEC_FILENAME, apply_override, dump_spec, load_spec
 from lmwright.spec.model import ModelSpec, TokenizerSpec
+from lmwright.spec.monitor import (
+    METRICS,
+    AlertRule,
+    DriftSpec,
+    LifecycleSpec,
+    MonitorSpec,
+    RetrainSpec,
+    WebhookSpec,
+)
 from lmwright.spec.project import ProjectSpec, Spec
 from lmwright.spec.serve import SafetySpec, ServeSpec
 from lmwright.spec.train import CVSpec, EarlyStoppingSpec, LoopSpec, TrainSpec, TuneParam, TuneSpec
@@ -72,5 +82,6 @@ __all__ = [
     "LoopSpec", "LoraSpec", "ModelSpec", "NearDedupSpec", "PiiSpec", "PreferenceSpec", "ProjectSpec", "PydocsSource",
     "RecipeSpec", "RequirementsSpec", "RiskSpec", "SafetySpec", "Section", "ServeSpec", "SftSpec", "Source", "Spec",
     "SpecError", "SplitSpec", "SqlSource", "Toggle", "TokenizerSpec", "TrainSpec", "TuneParam", "TuneSpec",
-    "VerbatimSpec", "apply_override", "dump_spec", "load_spec",
+    "VerbatimSpec", "apply_override", "dump_spec", "load_spec", "METRICS", "AlertRule", "DriftSpec", "LifecycleSpec",
+    "MonitorSpec", "RetrainSpec", "WebhookSpec",
 ]

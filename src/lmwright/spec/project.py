@@ -13,6 +13,7 @@ from lmwright.spec.deploy import DeploySpec, RegistrySpec
 from lmwright.spec.evaluate import EvalSpec, RequirementsSpec, RiskSpec
 from lmwright.spec.finetune import FinetuneSpec
 from lmwright.spec.model import ModelSpec, TokenizerSpec
+from lmwright.spec.monitor import LifecycleSpec, MonitorSpec
 from lmwright.spec.serve import ServeSpec
 from lmwright.spec.train import CVSpec, TrainSpec, TuneSpec
 
@@ -41,6 +42,8 @@ class Spec(Section):
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    lifecycle: LifecycleSpec = Field(default_factory=LifecycleSpec)
 
     @model_validator(mode="after")
     def _context_fits(self) -> Spec:

@@ -28,4 +28,8 @@ class ServeSpec(Section):
     rate_limit_per_minute: int = Field(600, ge=0)  # per API key (or per client address without keys); 0 = off
     failed_auth_per_minute: int = Field(10, ge=0)  # wrong or missing keys per client address, then 429; 0 = off
     log_prompts: bool = False  # store prompt and output text in the request log
+    # per request, whatever log_prompts says: the prompt's drift features (bytes, unknown-byte rate, language,
+    # perplexity under the served model) and, with features_sketch, a hashed bag of its words (data/sketch.py)
+    features: bool = True
+    features_sketch: bool = True
     safety: SafetySpec = Field(default_factory=SafetySpec)

@@ -1,0 +1,106 @@
+"""The `monitor` section (what `lmwright monitor` and a running server measure, the drift tests' settings, the alert
+rules and where alerts go) and the `lifecycle` section (when and how `lmwright retrain` makes a new version)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from lmwright.spec.base import Section
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(v: object) -> float:
+    """A duration: a number of seconds, or a string such as "90s", "5m", "1h", "2d"."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(v))
+    if not m:
+        raise ValueError(f"{v!r} is not a duration; write seconds or e.g. '30s', '5m', '1h', '2d'")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+Duration = Annotated[float, BeforeValidator(seconds), Field(ge=0)]
+
+# what a rule may watch: the figures of one model version in `lmwright monitor`'s report
+METRICS = {
+    "requests": ("performance", "requests"),
+    "error_rate": ("performance", "error_rate"),
+    "latency_p50_s": ("performance", "latency_p50_s"),
+    "latency_p95_s": ("performance", "latency_p95_s"),
+    "latency_p99_s": ("performance", "latency_p99_s"),
+    "ttft_p95_s": ("performance", "ttft_p95_s"),
+    "tokens_per_s": ("performance", "tokens_per_s"),
+    "pii_rate": ("performance", "safety", "pii_rate"),
+    "blocklist_rate": ("performance", "safety", "blocklist_rate"),
+    "feedback_rate": ("performance", "feedback", "rate"),
+    "mean_rating": ("performance", "feedback", "mean_rating"),
+    "drift": ("drift", "detected"),  # 1 when the text test or at least drift_share of the feature tests drift
+    "drift_auc": ("drift", "text", "auc"),
+    "drift_share": ("drift", "share_drifted"),
+}
+
+
+class AlertRule(Section):
+    """Raise an alert for a model version while `metric op threshold` holds over the last `window`, once it has
+    held for `for` (as a Prometheus alerting rule); it resolves when it stops holding."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    name: str
+    metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
+    op: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float
+    window: Duration = 900.0
+    for_: Duration = Field(0.0, alias="for")
+    model: str | None = None  # a model name; None = every version that served in the window
+    severity: Literal["warning", "critical"] = "warning"
+
+
+class WebhookSpec(Section):
+    url: str | None = None  # alerts are POSTed here as JSON (Alertmanager's webhook shape) when they fire/resolve
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class DriftSpec(Section):
+    min_requests: int = Field(50, ge=10)  # fewer production prompts in the window: no verdict ("insufficient")
+    max_requests: int = Field(300, ge=10)  # the most recent prompts in the window that are compared
+    reference_rows: int = Field(1000, ge=50)  # training-data rows sampled as the reference
+    drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift: at least this share of the feature tests drift
+    text: bool = True  # the domain-classifier text test (needs serve.features_sketch)
+
+
+def _default_rules() -> list[AlertRule]:
+    return [AlertRule(name="prompt-drift", metric="drift", op=">=", threshold=1, window=3600),
+            AlertRule(name="error-rate", metric="error_rate", op=">", threshold=0.05, window=900, for_=300,
+                      severity="critical"),
+            AlertRule(name="slow-responses", metric="latency_p95_s", op=">", threshold=10, window=900, for_=300)]
+
+
+class MonitorSpec(Section):
+    window: Duration = 3600.0  # the report's window (lmwright monitor --window overrides)
+    bucket: Duration = Field(300.0, gt=0)  # the report's time series: one point per bucket
+    interval: Duration = 30.0  # a running server evaluates the alert rules this often; 0 = only `lmwright monitor`
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    alerts: list[AlertRule] = Field(default_factory=_default_rules)
+    webhook: WebhookSpec = Field(default_factory=WebhookSpec)
+
+
+class RetrainSpec(Section):
+    method: Literal["finetune", "pretrain"] = "finetune"  # finetune: SFT from the assistant's champion with the new
+    # rows; pretrain: continued pretraining from the base model's champion (train.init_from) on new source snapshots
+    steps: int = Field(100, ge=1)
+    lr: float | None = Field(None, gt=0)  # None = finetune.lr (finetune) or train.lr (pretrain)
+    holdout: float = Field(0.25, gt=0, lt=1)  # share of the new rows kept out of training to judge the challenger
+    replay: float = Field(1.0, ge=0)  # old training rows mixed in per new row (guards against forgetting)
+    on_drift: bool = False  # a firing drift alert starts a retraining (from lmwright monitor or the server)
+    feedback_rows: int = Field(0, ge=0)  # this many new corrections since the last retraining start one; 0 = off
+    promote: bool = True  # promote the challenger to champion through the registry's gate
+    require_improvement: bool = True  # ... and only when it is better on the held-out new rows (its interval < 0)
+
+
+class LifecycleSpec(Section):
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)
