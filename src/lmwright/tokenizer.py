@@ -2,6 +2,7 @@
 
 `train_tokenizer` learns the vocabulary on the train split only, with special tokens for bos/eos/pad and chat
 roles, and a post-processor that prepends BOS (the Llama convention, so HF users get the same ids).
+`copy_tokenizer` instead takes a model's own (continued pretraining: `train.init_from`).
 `write_shards` turns each split into one flat token file (numpy memmap; uint16 when the vocabulary fits, else
 uint32): each document is `<|bos|> tokens <|eos|>`. `meta.json` records token, byte and document counts, from
 which bits-per-byte is computed.
@@ -14,6 +15,7 @@ writes into `tokenizer_config.json`, are defined in `lmwright.chat_template`; th
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from lmwright.errors import LmwrightError
 
 EOS, PAD = "<|eos|>", "<|pad|>"
 SPECIAL_TOKENS = [BOS, EOS, PAD, *CHAT_TOKENS]
+# what a saved tokenizer is (`save_tokenizer`), in a tokenizer artifact and beside a saved model
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def special_ids(tok: Tokenizer) -> dict[str, int | None]:
@@ -91,6 +95,31 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if not file.is_file():
         raise LmwrightError(f"{path}: no tokenizer.json here; run `lmwright run` first or pass a model directory")
     return text_only(Tokenizer.from_file(str(file)))
+
+
+def copy_tokenizer(model_dir: Path, out_dir: Path, field: str,
+                   model_max_length: int | None = None) -> Tokenizer:
+    """A model's own tokenizer, copied into `out_dir` (a model continues only on the token ids it was trained
+    with): its tokenizer files byte for byte, lmwright's config files where it has none. It must hold the
+    special tokens documents and chats are framed with; `field` names the setting in errors."""
+    if not (model_dir / "tokenizer.json").is_file():
+        raise LmwrightError(f"{field}: {model_dir} has no tokenizer.json; a model continues only on the "
+                            "token ids it was trained with, so save its tokenizer (the `tokenizers` JSON "
+                            "format) beside its config.json")
+    tok = load_tokenizer(model_dir)
+    missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        raise LmwrightError(
+            f"{field}: the tokenizer of {model_dir} lacks the special tokens {' '.join(missing)}, which "
+            f"lmwright frames documents ({BOS} ... {EOS}), padding and chats with. Fix: start from a model "
+            "lmwright trained (its tokenizer has them), or add them to this model first (transformers: "
+            "tokenizer.add_special_tokens({'additional_special_tokens': [...]}), "
+            "model.resize_token_embeddings(len(tokenizer)), then save_pretrained both)")
+    save_tokenizer(tok, out_dir, model_max_length)  # the config files, for a model that has none of its own
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, out_dir / name)
+    return tok
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

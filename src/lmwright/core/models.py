@@ -52,6 +52,27 @@ def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
     return path, hit.name, hit.digest
 
 
+def init_model(ws: Workspace) -> tuple[Path, str, str] | None:
+    """`train.init_from` resolved as `resolve_model` does (a directory relative to the project also works), or
+    None when pretraining starts from a random init; an unknown reference is an error that names the field."""
+    ref = ws.spec.train.init_from
+    if not ref:
+        return None
+    if not Path(ref).is_absolute() and (ws.root / ref / "config.json").exists():
+        ref = str(ws.root / ref)  # the project's own directory, wherever the command runs from
+    try:
+        return resolve_model(ws, ref)
+    except LmwrightError as exc:
+        raise LmwrightError(f"train.init_from: {exc}") from None
+
+
+def init_facts(ws: Workspace) -> dict:
+    """What the stages reading `train.init_from` (tokenizer, pretrain) depend on beyond the spec: the content
+    of the model it names, so a moved alias or a new latest version reruns them (fingerprint `extra`)."""
+    init = init_model(ws)
+    return {"init_from": init[2]} if init else {}
+
+
 def project_model(ws: Workspace, stages: Stages, ref: str | None = None,
                   reporter: Reporter | None = None) -> tuple[Path, str, str]:
     """`resolve_model(ref)`, or with no ref the project's latest registered model, built first (by running

@@ -18,8 +18,7 @@ from safetensors.torch import load_file, save_file
 from lmwright.errors import LmwrightError
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+from lmwright.tokenizer import TOKENIZER_FILES
 
 
 def hf_config(cfg: ModelConfig, bos_id: int, eos_id: int, pad_id: int) -> dict:
@@ -86,20 +85,30 @@ def config_from_hf(c: dict, where: Path) -> ModelConfig:
     )
 
 
-def load_hf(path: Path) -> LlamaLM:
-    path = Path(path)
-    cfg_file = path / "config.json"
+def read_config(path: Path) -> ModelConfig:
+    """The network a Hugging Face Llama or Qwen3 directory holds, from its `config.json`."""
+    cfg_file = Path(path) / "config.json"
     if not cfg_file.exists():
         raise LmwrightError(f"{path}: no config.json; expected a Hugging Face model directory")
     c = json.loads(cfg_file.read_text())
     if c.get("model_type") not in ("llama", "qwen3"):
         raise LmwrightError(f"{cfg_file}: model_type is {c.get('model_type')!r}; 'llama' and 'qwen3' models load here")
-    cfg = config_from_hf(c, cfg_file)
-    model = LlamaLM(cfg)
+    return config_from_hf(c, cfg_file)
+
+
+def load_hf_weights(model: LlamaLM, path: Path) -> None:
+    """Load a Hugging Face directory's `model.safetensors` into `model`, built from a config of its shape."""
+    file = Path(path) / "model.safetensors"
+    if not file.exists():
+        raise LmwrightError(f"{path}: no model.safetensors (one safetensors file is read; re-save the model "
+                            "with save_pretrained(..., safe_serialization=True, max_shard_size='100GB'))")
     try:
-        model.load_weights(load_file(str(path / "model.safetensors")))
+        model.load_weights(load_file(str(file)))
     except (RuntimeError, KeyError) as exc:
         raise LmwrightError(f"{path}: the weights do not match config.json ({str(exc)[:300]})") from None
+
+
+def load_hf(path: Path) -> LlamaLM:
+    model = LlamaLM(read_config(path))
+    load_hf_weights(model, path)
     return model.eval()
-
-

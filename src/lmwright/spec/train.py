@@ -61,6 +61,9 @@ class TrainSpec(LoopSpec):
     serve fine-tuning too."""
 
     max_steps: int = Field(700, ge=1)
+    # continued pretraining: start from this model's weights, architecture and tokenizer, not a random init; a
+    # registered NAME[@N|@ALIAS], a digest prefix or a Hugging Face Llama directory (the stages resolve it)
+    init_from: str | None = Field(None, min_length=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     muon_lr: float = Field(0.02, gt=0)  # muon: the hidden matrices' peak lr (the rest use lr with AdamW)
     muon_momentum: float = Field(0.95, ge=0, lt=1)

@@ -1,21 +1,28 @@
-"""The pretraining stage: the Llama decoder trained from scratch on the train shard (`lmwright.train`)."""
+"""The pretraining stage: the Llama decoder trained on the train shard (`lmwright.train`), from a random init
+or, with `train.init_from`, from an existing model's weights (continued pretraining)."""
 
 from __future__ import annotations
 
+from lmwright.core.models import init_facts, init_model
 from lmwright.core.pipeline import StageContext, stage
 from lmwright.train.job import pretrain_job
 
 
-@stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"),
+@stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"), extra=init_facts,
        needs=lambda spec: list(spec.train.log_to),  # the optional metric writers: tensorboard, mlflow
        resumable=True)
 def pretrain(ctx: StageContext) -> dict:
-    """Train the Llama decoder from scratch on the train shard; checkpoints make a killed run resumable.
+    """Train the Llama decoder on the train shard, from scratch or from `train.init_from`; checkpoints make a
+    killed run resumable.
 
     With `train.nproc` > 1 the loop runs in that many processes under torchrun (DDP or FSDP2)."""
     tr = ctx.spec.train
+    init = init_model(ctx.ws)
+    if init is not None:
+        ctx.log(f"  pretrain: starting from {init[1]} ({init[2][:12]}), train.init_from: {tr.init_from}")
     r, history = pretrain_job(ctx.spec, ctx.inputs["tokenize"].path, ctx.inputs["tokenizer"].path, ctx.work,
-                              ctx.out, ctx.reporter, log_dir=ctx.ws.root / ".lmwright")
+                              ctx.out, ctx.reporter, log_dir=ctx.ws.root / ".lmwright",
+                              init=init[0] if init else None)
     n_params, steps, seconds = r["n_params"], r["steps"], r["seconds"]
     resumed_from, best_step = r["resumed_from"], r["best_step"]
     mfu, peak, peak_source = r["mfu"], r["peak_flops"], r["peak_source"]
@@ -24,11 +31,14 @@ def pretrain(ctx: StageContext) -> dict:
     for key in ("val_loss", "val_bpb"):
         ctx.metrics.extend((f"val/{key[4:]}", s, v) for s, v in zip(history["val_step"], history[key], strict=True))
     tokens = steps * tr.batch_size * tr.seq_len
+    # where the weights started, for lineage: None is a random init
+    started = {"ref": tr.init_from, "model": init[1], "digest": init[2]} if init else None
     return {"n_params": n_params, "steps": steps, "tokens": tokens, "resumed_from": resumed_from,
-            "best_step": best_step, "nproc": tr.nproc, "precision": tr.precision,
+            "init_from": started, "best_step": best_step, "nproc": tr.nproc, "precision": tr.precision,
             "train_seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9)),
             "mfu": round(mfu, 4), "peak_tflops": round(peak / 1e12, 4), "peak_source": peak_source,
             "final_loss": history["loss"][-1], "val_loss": history["val_loss"][-1],
             "val_bpb": history["val_bpb"][-1],
-            "headline": f"{n_params / 1e6:.2f}M params, {steps} steps, loss {history['loss'][-1]:.3f}, "
+            "headline": (f"from {init[1]}, " if init else "")
+                        + f"{n_params / 1e6:.2f}M params, {steps} steps, loss {history['loss'][-1]:.3f}, "
                         f"val {history['val_bpb'][-1]:.3f} bits/byte, MFU {100 * mfu:.1f}%"}

@@ -45,7 +45,10 @@ def fold_labels(spec: Spec, docs: list[dict]) -> tuple[list[str] | None, str]:
     return None, "none"
 
 
-def cross_validate(spec: Spec, split_dir: Path, tokenizer, work: Path, reporter: Reporter) -> dict:
+def cross_validate(spec: Spec, split_dir: Path, tokenizer, work: Path, reporter: Reporter,
+                   init: Path | None = None) -> dict:
+    """Each fold trained (from `init`, the resolved `train.init_from`, when given) and scored on its held-out
+    documents; folds already finished in `work` are read back."""
     from lmwright.evaluate.lm import doc_scores, metrics_from_scores
     from lmwright.tokenizer import write_shards
     from lmwright.train.loop import pretrain
@@ -71,7 +74,7 @@ def cross_validate(spec: Spec, split_dir: Path, tokenizer, work: Path, reporter:
         train = [d["text"] for d, g in zip(docs, folds, strict=True) if g != f]
         write_shards(tokenizer, {"train": train, "val": held}, fdir)
         reporter.log(f"  cv: fold {f + 1}/{k}: {len(train):,} documents to train, {len(held):,} held out")
-        result = pretrain(fs, fdir, tokenizer, fdir / "work", reporter)
+        result = pretrain(fs, fdir, tokenizer, fdir / "work", reporter, init=init)
         m = metrics_from_scores(doc_scores(result.model, tokenizer, held, fs.train.seq_len))
         row = {"fold": f, "train_docs": len(train), "heldout_docs": len(held), "steps": result.steps,
                "bits_per_byte": m["bits_per_byte"], "loss": m["loss"]}
@@ -90,17 +93,20 @@ def cross_validate(spec: Spec, split_dir: Path, tokenizer, work: Path, reporter:
 def cross_validate_project(ws, split_dir: Path, split_digest: str, tokenizer_dir: Path, tokenizer_digest: str,
                            reporter: Reporter) -> dict:
     """`lmwright cv` on a project: folds resume from a work directory named by what the result depends on (the
-    spec's model, training and cv settings, the split and the tokenizer); the results go to `lmwright-out/cv/`
-    (the report card shows them) and the run is audited."""
+    spec's model, training and cv settings, the split, the tokenizer and any init model); the results go to
+    `lmwright-out/cv/` (the report card shows them) and the run is audited."""
     import hashlib
 
+    from lmwright.core.models import init_model
     from lmwright.core.store import Store
     from lmwright.tokenizer import load_tokenizer
 
-    key = json.dumps([ws.spec.slice("project.seed", "model", "train", "cv"), split_digest, tokenizer_digest],
-                     sort_keys=True)
+    init = init_model(ws)
+    key = json.dumps([ws.spec.slice("project.seed", "model", "train", "cv"), split_digest, tokenizer_digest,
+                      init[2] if init else None], sort_keys=True)
     work = ws.work_dir / f"cv-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    res = cross_validate(ws.spec, split_dir, load_tokenizer(tokenizer_dir), work, reporter)
+    res = cross_validate(ws.spec, split_dir, load_tokenizer(tokenizer_dir), work, reporter,
+                         init[0] if init else None)
     target = ws.out_dir / "cv"
     target.mkdir(parents=True, exist_ok=True)
     (target / "results.json").write_text(json.dumps(res, indent=2))

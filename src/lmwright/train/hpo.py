@@ -118,7 +118,7 @@ def _load_study(storage: str, name: str, spec: Spec):
                                sampler=_sampler(spec), pruner=_pruner(spec))
 
 
-def _objective(spec_raw: dict, shards: str, tokenizer: str):
+def _objective(spec_raw: dict, shards: str, tokenizer: str, init: str | None = None):
     import optuna
 
     from lmwright.tokenizer import load_tokenizer
@@ -126,6 +126,7 @@ def _objective(spec_raw: dict, shards: str, tokenizer: str):
 
     spec = Spec.model_validate(spec_raw)
     tok = load_tokenizer(Path(tokenizer))
+    init_dir = Path(init) if init else None  # train.init_from, resolved: every trial continues that model
 
     def objective(trial) -> float:
         import warnings
@@ -142,7 +143,8 @@ def _objective(spec_raw: dict, shards: str, tokenizer: str):
             return trial.should_prune()
 
         with tempfile.TemporaryDirectory() as work:
-            r = pretrain(ts, Path(shards), tok, Path(work), Reporter(quiet=True), on_validation=report)
+            r = pretrain(ts, Path(shards), tok, Path(work), Reporter(quiet=True), on_validation=report,
+                         init=init_dir)
         trial.set_user_attr("steps", r.steps)
         trial.set_user_attr("seconds", round(r.seconds, 2))
         if r.steps < ts.train.max_steps:
@@ -153,7 +155,7 @@ def _objective(spec_raw: dict, shards: str, tokenizer: str):
 
 
 def _worker(storage: str, name: str, spec_raw: dict, shards: str, tokenizer: str, threads: int,
-            first: bool = True) -> None:
+            init: str | None = None, first: bool = True) -> None:
     import optuna
     import torch
     from optuna.study import MaxTrialsCallback
@@ -171,7 +173,7 @@ def _worker(storage: str, name: str, spec_raw: dict, shards: str, tokenizer: str
         deadline = time.time() + 120
         while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) and time.time() < deadline:
             time.sleep(0.2)
-    study.optimize(_objective(spec_raw, shards, tokenizer), n_trials=spec.tune.trials,
+    study.optimize(_objective(spec_raw, shards, tokenizer, init), n_trials=spec.tune.trials,
                    callbacks=[MaxTrialsCallback(spec.tune.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))])
 
 
@@ -180,8 +182,9 @@ def counted(study) -> int:
 
 
 def run_study(spec: Spec, storage: str, shards: Path, tokenizer: Path, data_digest: str,
-              reporter: Reporter) -> tuple[Any, str, int]:
-    """Run (or continue) the study to `tune.trials` counted trials; returns (study, name, trials resumed)."""
+              reporter: Reporter, init: Path | None = None) -> tuple[Any, str, int]:
+    """Run (or continue) the study to `tune.trials` counted trials; returns (study, name, trials resumed). `init`
+    is the model every trial starts from (`train.init_from`, resolved)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -207,7 +210,8 @@ def run_study(spec: Spec, storage: str, shards: Path, tokenizer: Path, data_dige
     if done < spec.tune.trials:
         n = spec.tune.parallel
         threads = spec.train.threads or max(1, (os.cpu_count() or 1) // n)
-        args = (storage, name, spec.model_dump(mode="json"), str(shards), str(tokenizer), threads)
+        args = (storage, name, spec.model_dump(mode="json"), str(shards), str(tokenizer), threads,
+                str(init) if init else None)
         if n == 1:
             _worker(*args)
         else:
@@ -283,9 +287,14 @@ def write_outputs(study, spec: Spec, out: Path) -> dict:
 def tune_project(ws, shards: Path, tokenizer_dir: Path, data_digest: str, reporter: Reporter) -> tuple[Any, dict]:
     """`lmwright tune` on a project: the study (resumed when it exists), its outputs in `lmwright-out/tune/` (the
     report card shows them), and an audit record; returns (the study, its summary)."""
+    from lmwright.core.models import init_model
     from lmwright.core.store import Store
 
-    study, name, resumed = run_study(ws.spec, ws.store_url, shards, tokenizer_dir, data_digest, reporter)
+    init = init_model(ws)
+    if init is not None:  # a moved alias is another starting point: another study
+        data_digest = f"{data_digest}+{init[2]}"
+    study, name, resumed = run_study(ws.spec, ws.store_url, shards, tokenizer_dir, data_digest, reporter,
+                                     init[0] if init else None)
     out_dir = ws.out_dir / "tune"
     res = {"study": name, "resumed_trials": resumed, **write_outputs(study, ws.spec, out_dir),
            "outputs": str(out_dir)}

@@ -30,22 +30,25 @@ def write_result(result, out: Path, world: int) -> dict:
 
 
 def pretrain_job(spec: Spec, shards: Path, tokenizer_dir: Path, work: Path, out: Path, reporter: Reporter,
-                 log_dir: Path | None = None) -> tuple[dict, dict]:
+                 log_dir: Path | None = None, init: Path | None = None) -> tuple[dict, dict]:
     """Pretrain into `out`; returns (the run's figures, the history). `work` keeps the checkpoints a killed run
-    resumes from."""
+    resumes from; `init` is the model directory continued pretraining starts from (`train.init_from`,
+    resolved)."""
     tr = spec.train
     if tr.nproc > 1:
         from lmwright.train.distributed import launch
 
         job = {"spec": spec.model_dump(mode="json"), "shards": str(shards), "tokenizer": str(tokenizer_dir),
-               "work": str(work), "out": str(out), "log_dir": str(log_dir) if log_dir else None}
+               "work": str(work), "out": str(out), "log_dir": str(log_dir) if log_dir else None,
+               "init": str(init) if init else None}  # each process loads the init weights before sharding
         reporter.log(f"  pretrain: launching {tr.nproc} processes ({tr.distributed}) with torchrun")
         figures = launch(job, tr.nproc, work)
     else:
         from lmwright.tokenizer import load_tokenizer
         from lmwright.train.loop import pretrain
 
-        result = pretrain(spec, shards, load_tokenizer(tokenizer_dir), work, reporter, log_dir=log_dir)
+        result = pretrain(spec, shards, load_tokenizer(tokenizer_dir), work, reporter, log_dir=log_dir,
+                          init=init)
         figures = write_result(result, out, world=1)
     (out / "result.json").unlink()  # the artifact holds the model and its history; the figures go in the summary
     return figures, json.loads((out / "history.json").read_text())

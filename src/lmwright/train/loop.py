@@ -1,9 +1,10 @@
 """Pretraining: the one explicit training loop.
 
-Reads top to bottom: build the model, restore the newest checkpoint if a killed run left one, wrap it for
-the process group (DDP/FSDP2, see `distributed.py`) and compile it if asked, then for each step set the
-learning rate, draw the step's batch and take one optimizer step over its micro-batches (`step.py`, shared
-with fine-tuning: autocast for bf16/fp16, the fp16 gradient scaler, clipping, gradient sync); validate every
+Reads top to bottom: build the model (a random init, or for continued pretraining the weights and
+architecture of `train.init_from`), restore the newest checkpoint if a killed run left one, wrap it for the
+process group (DDP/FSDP2, see `distributed.py`) and compile it if asked, then for each step set the learning
+rate, draw the step's batch and take one optimizer step over its micro-batches (`step.py`, shared with
+fine-tuning: autocast for bf16/fp16, the fp16 gradient scaler, clipping, gradient sync); validate every
 `eval_every` steps (early stopping, best weights, an overfitting warning) and checkpoint every
 `checkpoint_every`. The history (train loss per step, validation loss and bits-per-byte per evaluation) goes
 into the output for the report.
@@ -11,8 +12,10 @@ into the output for the report.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,10 +78,38 @@ def validate(model: LlamaLM, val: np.ndarray, tr, seed: int, nbytes: torch.Tenso
     return m["loss"], m["bits_per_byte"]
 
 
+# what a model's weights were trained with: the init model's, never the model section's
+ARCHITECTURE = ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "tie_embeddings",
+                "qk_norm", "activation", "attention_bias", "mlp_bias", "rope_theta", "norm_eps")
+
+
+def model_config(spec, vocab_size: int, init: Path | None = None,
+                 log: Callable[[str], None] = lambda msg: None) -> ModelConfig:
+    """The network to train: the model section's, or with an init model (`train.init_from`) that model's own,
+    so its weights load and keep their meaning; the spec still sets dropout, and may lengthen max_seq_len
+    (RoPE has no position weights). A disagreeing model section is logged once, not an error: nobody should
+    have to copy a shape."""
+    if init is None:
+        return ModelConfig.from_spec(spec, vocab_size)
+    from lmwright.model.hf import read_config
+
+    ours, theirs = ModelConfig.from_spec(spec, spec.tokenizer.vocab_size), read_config(init)
+    cfg = dataclasses.replace(theirs, dropout=ours.dropout,
+                              max_seq_len=max(theirs.max_seq_len, ours.max_seq_len))
+    differ = [f"{k} {getattr(ours, k)} -> {getattr(cfg, k)}" for k in ARCHITECTURE
+              if getattr(ours, k) != getattr(cfg, k)]
+    if differ:
+        log("  pretrain: the architecture is train.init_from's, not the model and tokenizer sections': "
+            + ", ".join(differ))
+    return cfg
+
+
 def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: Dist | None = None,
-             log_dir: Path | None = None, on_validation=None) -> TrainResult:
+             log_dir: Path | None = None, on_validation=None, init: Path | None = None) -> TrainResult:
     """`on_validation(step, val_loss, val_bpb)` is called after each validation; returning True stops the run
-    there (hyper-parameter search prunes poor trials this way)."""
+    there (hyper-parameter search prunes poor trials this way). `init`, a Hugging Face model directory (the
+    resolved `train.init_from`), replaces the random init with its weights and architecture; a checkpoint left
+    by a killed run still wins, so continued pretraining resumes like any other run."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
     device = shared.pick_device(tr.device)
     if tr.precision == "fp16" and d.mode == "fsdp":
@@ -92,14 +123,22 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     nbytes = token_bytes(tokenizer)
 
     torch.manual_seed(seed)
-    cfg = ModelConfig.from_spec(spec, tokenizer.get_vocab_size())
+    cfg = model_config(spec, tokenizer.get_vocab_size(), init, reporter.log)
+    if tokenizer.get_vocab_size() > cfg.vocab_size:
+        raise LmwrightError(f"train.init_from: the tokenizer has {tokenizer.get_vocab_size()} tokens but "
+                            f"the model {init} {cfg.vocab_size} embeddings; use the model's own tokenizer")
     model = LlamaLM(cfg)
-    model.init_weights(seed)
     model.activation_checkpointing = tr.activation_checkpointing
     model.fused_loss = not tr.compile  # compiled, inductor fuses the plain loss better than it traces ours
     ckpt = read_latest(work)  # weights go in before sharding; optimizer state after
-    if ckpt is not None:
+    if ckpt is not None:  # resumed: the checkpoint, however the run started
         model.load_weights(ckpt.weights)
+    elif init is not None:
+        from lmwright.model.hf import load_hf_weights
+
+        load_hf_weights(model, init)
+    else:
+        model.init_weights(seed)
     model.to(device).train()
     fwd = wrap(model, d, device) if d.world > 1 else model
     opt = make_optimizer(model, tr)

@@ -26,7 +26,8 @@ def main(job_file: str) -> None:
     try:
         with Reporter(Console(stderr=True, soft_wrap=True), quiet=not d.main) as reporter:
             result = pretrain(spec, Path(job["shards"]), load_tokenizer(Path(job["tokenizer"])), Path(job["work"]),
-                              reporter, d, Path(job["log_dir"]) if job.get("log_dir") else None)
+                              reporter, d, Path(job["log_dir"]) if job.get("log_dir") else None,
+                              init=Path(job["init"]) if job.get("init") else None)
         if d.main:
             write_result(result, Path(job["out"]), d.world)
     finally:
