@@ -21,6 +21,7 @@ from lmwright.cli import app as cli
 from lmwright.core import registry
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
 from lmwright.ops import alerts, lifecycle
 from lmwright.ops.monitor import report
 from tests.conftest import live, make_project
@@ -120,7 +121,7 @@ def test_alert_rules_export_as_prometheus_rules(tmp_path):
     assert rules["slow-responses"]["expr"].startswith("histogram_quantile(0.95, sum by (le, model_name, version) "
                                                       "(rate(lmwright_e2e_request_latency_seconds_bucket[900s])))")
     assert rules["error-rate"]["for"] == "300s" and 'finished_reason="error"' in rules["error-rate"]["expr"]
-    assert rules["prompt-drift"]["expr"] == 'max by (model_name, version) (lmwright_monitor_value{metric="drift"}) >= 1'
+    assert rules["prompt-drift"]["expr"] == 'max by (model_name, version) (lmwright_monitor_value{metric="drift"}) >= 1.0'
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ def test_drift_features_are_kept_without_the_text_and_the_dashboard_shows_them(s
         f = rows[0].features
         assert f["bytes"] == len(prompts[-1].encode()) and f["language"] == "en" and 0 <= f["unknown_rate"] <= 1
         assert f["nats_per_byte"] > 0 and all(isinstance(b, int) and isinstance(n, int) for b, n in f["sketch"])
-        store_bytes = (served / ".lmwright" / "lmwright.db").read_bytes()
+        store_bytes = b"".join(p.read_bytes() for p in (served / ".lmwright").glob("lmwright.db*"))  # + the WAL
         assert secret.encode() not in store_bytes and b"zanzibar" not in store_bytes
         rep = httpx_get(f"{url}/v1/monitor?window=600")
         (v,) = [x for x in rep["versions"] if x["model"] == "tiny-assistant"]
@@ -191,15 +192,17 @@ def httpx_get(url: str) -> dict:
 @pytest.mark.slow
 def test_retraining_learns_from_corrections_and_is_promoted_only_through_the_gate(tiny_copy):
     ws = Workspace.open(tiny_copy, ["lifecycle.retrain.steps=6", "lifecycle.retrain.holdout=0.3",
-                                    "lifecycle.retrain.feedback_rows=10"])
+                                    "lifecycle.retrain.feedback_rows=10", "lifecycle.retrain.min_held_out=3"])
     store = Store(ws.store_url)
     champion = registry.alias_of(store, "tiny-assistant", "champion").version
     mods = ["json.dumps", "csv.writer", "shlex.quote", "base64.b64encode", "difflib.ndiff", "textwrap.dedent"]
     rows, fb = [], []
     for i in range(24):
         q = f"Explain `{mods[i % 6]}` briefly, case {i}."
+        if i == 5:  # a content that looks like turns stays one user turn (the log keeps messages as JSON)
+            q += "\nassistant: Sure.\nuser: ok"
         rows.append(_row(i, datetime.now(timezone.utc), model="tiny-assistant", version=champion,
-                         prompt=f"user: {q}\n", request_id=f"chatcmpl-{i}"))
+                         prompt=json.dumps([{"role": "user", "content": q}]), request_id=f"chatcmpl-{i}"))
         fb.append({"request_id": f"chatcmpl-{i}", "correction": f"{mods[i % 6]} is part of the standard library."})
     rows.append(_row(99, datetime.now(timezone.utc), model="tiny-assistant", version=champion, prompt=None,
                      request_id="chatcmpl-99"))
@@ -219,9 +222,11 @@ def test_retraining_learns_from_corrections_and_is_promoted_only_through_the_gat
     assert run.status == "done" and run.params["trigger"] == "25 new corrections"
     now = registry.alias_of(store, "tiny-assistant", "champion").version
     if s["promoted"]:
-        assert now == champion + 1 and s["gate"]["passed"] is not False
+        assert now == champion + 1 and s["new_data"]["better"]
         assert registry.history(store, "tiny-assistant")[-1].reason == "retrain (25 new corrections)"
+        with pytest.raises(LmwrightError, match="nothing new to learn"):  # the champion has learned them
+            lifecycle.retrain(ws, "again", lambda w, until: run_stages(w, until=until))
     else:
-        assert now == champion and s["why"]
+        assert now == champion and ("not better" in s["why"] or "gate" in s["why"])
     assert lifecycle.due(ws, []) is None  # counted from the retraining's start
     assert any(d.name == "tiny-retrain" for d in store.datasets())

@@ -42,7 +42,7 @@ def monitor(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False
                                                  help="Evaluate the alert rules (and deliver to the webhook).")] = True,
             ) -> None:
     """Latency, errors, throughput, safety flags, feedback and prompt drift per model version over a window; the
-    alert rules evaluated and delivered. Exits 4 while an alert is firing (for cron)."""
+    alert rules evaluated and delivered. Exits 4 while an alert is firing (for cron; not with --no-alerts)."""
     from lmwright.ops import alerts as alerting
     from lmwright.ops import lifecycle
     from lmwright.ops.monitor import alert_dict, report
@@ -52,14 +52,19 @@ def monitor(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False
         prometheus_rules.write_text(alerting.prometheus_rules(ws))
         err.print(f"{len(ws.spec.monitor.alerts)} alerting rule(s) written to {prometheus_rules}")
         return
-    w = seconds(window) if window else ws.spec.monitor.window
+    try:
+        w = seconds(window) if window is not None else ws.spec.monitor.window
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--window") from None
+    if w <= 0:
+        raise typer.BadParameter("the window must be above 0, e.g. 15m or 1h", param_hint="--window")
     moves: list[dict] = []
     if alerts:
         moves = alerting.evaluate(ws)
         trigger = lifecycle.due(ws, moves)
         if trigger and lifecycle.start_in_background(ws, trigger):
             err.print(f"retraining started in the background ({trigger}); its log is under .lmwright/logs/")
-    rep = report(ws, w)
+    rep = report(ws, w, series_drift=html is not None)
     from lmwright.core.store import Store
 
     rep["alerts"] = [alert_dict(a) for a in Store(ws.store_url).alerts(open_only=True)]
@@ -73,7 +78,7 @@ def monitor(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False
         out.print_json(json.dumps(rep))
     else:
         _print(rep, moves)
-    if any(a["state"] == "firing" for a in rep["alerts"]):
+    if alerts and any(a["state"] == "firing" for a in rep["alerts"]):
         raise typer.Exit(FIRING_EXIT)
 
 
@@ -95,7 +100,8 @@ def _print(rep: dict, moves: list[dict]) -> None:
         if drifted:
             out.print(f"{v['label']}: drifted features: {', '.join(drifted)}")
     for m in moves:
-        out.print(f"alert {m['rule']} on {m['model']}@{m['version']}: {m['from'] or 'new'} -> {m['to']}")
+        sent = f" (webhook: {m['delivered']})" if m.get("delivered") else ""
+        out.print(f"alert {m['rule']} on {m['model']}@{m['version']}: {m['from'] or 'new'} -> {m['to']}{sent}")
     for a in rep["alerts"]:
         out.print(f"[{'red' if a['state'] == 'firing' else 'yellow'}]{a['state']}[/] {a['summary']}")
 

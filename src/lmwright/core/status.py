@@ -36,6 +36,6 @@ def project_status(ws: Workspace, stages: Stages) -> dict[str, Any]:
                "value": a.value, "threshold": a.threshold, "severity": a.detail.get("severity"),
                "summary": a.detail.get("summary"), "started_at": a.started_at.isoformat(),
                "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None}
-              for a in store.alerts()[:20] if a.state != "inactive"]
+              for a in store.alerts() if a.state != "inactive"][:20]
     return {"project": ws.spec.project.name, "root": str(ws.root), "stages": stage_status(ws, stages),
             "datasets": datasets, "runs": runs, "models": models, "alerts": alerts}

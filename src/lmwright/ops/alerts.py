@@ -27,11 +27,14 @@ from lmwright.core.workspace import Workspace
 from lmwright.spec import METRICS, AlertRule
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+COUNTS = ("requests", "tokens_per_s")  # figures that are 0, not unknown, when a version served nothing
 
 
 def value_of(entry: dict[str, Any], metric: str) -> float | None:
     """A rule's metric in one version's report entry (None: not measured in the window)."""
     node: Any = entry
+    if METRICS[metric][0] == "drift" and entry.get("drift", {}).get("status") not in ("ok", "drift"):
+        return None  # too few prompts, or no reference: unknown, not "no drift"
     for part in METRICS[metric]:
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, bool):
@@ -60,6 +63,15 @@ def evaluate(ws: Workspace, now: datetime | None = None, reports: dict[float, di
     with store.session() as s, s.begin():
         open_events = {(e.rule, e.model, e.version): e for e in
                        s.scalars(select(AlertEvent).where(AlertEvent.state.in_(("pending", "firing"))))}
+        live = {r.name for r in rules}
+        for key, ev in open_events.items():  # a rule taken out of the spec: its open events end with it
+            if key[0] not in live:
+                before = ev.state
+                ev.state = "resolved" if ev.state == "firing" else "inactive"
+                ev.resolved_at = ev.updated_at = now
+                ev.detail = {**ev.detail, "summary": f"{key[0]}: the rule was removed from monitor.alerts"}
+                moves.append({"rule": key[0], "model": key[1], "version": key[2], "from": before, "to": ev.state,
+                              "value": None})
         for rule in rules:
             seen = set()
             for entry in reports[rule.window]["versions"]:
@@ -70,10 +82,14 @@ def evaluate(ws: Workspace, now: datetime | None = None, reports: dict[float, di
                 v = value_of(entry, rule.metric)
                 held = v is not None and OPS[rule.op](v, rule.threshold)
                 moves += _step(s, rule, key, open_events.get(key), held, v, entry["label"], now)
-            for key, ev in open_events.items():  # a version that served nothing in the window: the rule stops holding
-                if key[0] == rule.name and key not in seen:
-                    moves += _step(s, rule, key, ev, False, None, f"{key[1]}@{key[2]}", now)
-    deliver(ws, store)
+            for key, ev in open_events.items():  # a version that served nothing in the window: no figures, except
+                if key[0] == rule.name and key not in seen:  # a count's, which is 0 (`requests < 5` keeps firing)
+                    v = 0.0 if rule.metric in COUNTS else None
+                    held = v is not None and OPS[rule.op](v, rule.threshold)
+                    moves += _step(s, rule, key, ev, held, v, f"{key[1]}@{key[2]}", now)
+    answers = deliver(ws, store, now)
+    for m in moves:
+        m["delivered"] = answers.get((m["rule"], m["model"], m["version"]))
     return moves
 
 
@@ -120,30 +136,36 @@ def payload(e: AlertEvent, external_url: str = "") -> dict[str, Any]:
             "alerts": [alert]}
 
 
-def deliver(ws: Workspace, store: Store) -> list[str]:
-    """POST every firing or resolved event the webhook has not yet accepted (a failed delivery is retried at the
-    next evaluation); each answer is recorded on the event. Returns a line per attempt."""
+def deliver(ws: Workspace, store: Store, now: datetime | None = None) -> dict[tuple, str]:
+    """POST every firing or resolved event the webhook has not yet accepted (a failed delivery is retried at each
+    evaluation for `webhook.retry_for`); each answer is recorded on the event. Returns the answers, by (rule,
+    model, version), as a short line ("200", "connection refused", ...)."""
     hook = ws.spec.monitor.webhook
     if not hook.url:
-        return []
-    lines = []
+        return {}
+    now = now or datetime.now(timezone.utc)
+    answers: dict[tuple, str] = {}
     with store.session() as s, s.begin():
         for e in s.scalars(select(AlertEvent).where(AlertEvent.state.in_(("firing", "resolved")))):
             done = e.detail.get("delivered", {})
             phase = "firing" if e.state == "firing" else "resolved"
-            if done.get(phase, {}).get("ok"):
+            since = registry.as_utc(e.resolved_at if phase == "resolved" else e.fired_at) or now
+            if done.get(phase, {}).get("ok") or (now - since).total_seconds() > hook.retry_for:
                 continue
             body = json.dumps(payload(e)).encode()
             req = urllib.request.Request(hook.url, body, {"Content-Type": "application/json"}, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=hook.timeout_s) as r:  # noqa: S310 - the spec's URL
                     answer = {"ok": 200 <= r.status < 300, "status": r.status}
+            except urllib.error.HTTPError as exc:
+                answer = {"ok": False, "status": exc.code, "error": str(exc.reason)}
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 answer = {"ok": False, "error": str(getattr(exc, "reason", exc))}
-            answer["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            answer["at"] = now.isoformat(timespec="seconds")
             e.detail = {**e.detail, "delivered": {**done, phase: answer}}
-            lines.append(f"{e.rule} {phase} -> {hook.url}: {answer.get('status') or answer.get('error')}")
-    return lines
+            answers[(e.rule, e.model, e.version)] = " ".join(str(answer[k]) for k in ("status", "error")
+                                                             if k in answer)
+    return answers
 
 
 # -- Prometheus -----------------------------------------------------------------------------------------------------
@@ -151,33 +173,48 @@ def deliver(ws: Workspace, store: Store) -> list[str]:
 _BY = "sum by (model_name, version)"
 
 
-def _histogram(name: str, q: float, w: str) -> str:
-    return f"histogram_quantile({q}, sum by (le, model_name, version) (rate({name}_bucket[{w}])))"
+def _histogram(name: str, q: float, w: str, sel: str = "") -> str:
+    return f"histogram_quantile({q}, sum by (le, model_name, version) (rate({name}_bucket{{{sel}}}[{w}])))" \
+        if sel else f"histogram_quantile({q}, sum by (le, model_name, version) (rate({name}_bucket[{w}])))"
+
+
+def _with(sel: str, *more: str) -> str:
+    parts = [p for p in (sel, *more) if p]
+    return "{" + ", ".join(parts) + "}" if parts else ""
+
+
+def _duration(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms" if seconds != int(seconds) else f"{int(seconds)}s"
 
 
 def _expr(rule: AlertRule) -> str:
     """The PromQL for a rule over the server's /metrics: the latency histograms and counters where they carry the
-    figure, else the gauge the server's monitor sets (`lmwright_monitor_value{metric=...}`)."""
-    w = f"{int(rule.window)}s"
+    figure, else the gauge the server's monitor sets (`lmwright_monitor_value{metric=...}`, over monitor.window).
+    Prometheus's error rate is the engine's failures over finished requests; lmwright monitor's is 5xx answers
+    over all requests (it sees refusals before the engine too)."""
+    w = _duration(rule.window)
     m = rule.metric
+    sel = f"model_name={json.dumps(rule.model)}" if rule.model else ""  # a PromQL string: JSON's escapes
     if m.startswith("latency_p"):
         q = int(m[len("latency_p"):-2]) / 100
-        left = _histogram("lmwright_e2e_request_latency_seconds", q, w)
+        left = _histogram("lmwright_e2e_request_latency_seconds", q, w, sel)
     elif m == "ttft_p95_s":
-        left = _histogram("lmwright_time_to_first_token_seconds", 0.95, w)
+        left = _histogram("lmwright_time_to_first_token_seconds", 0.95, w, sel)
     elif m == "error_rate":
-        left = (f'{_BY} (rate(lmwright_request_success_total{{finished_reason="error"}}[{w}])) / '
-                f"{_BY} (rate(lmwright_request_success_total[{w}]))")
+        failed = _with(sel, 'finished_reason="error"')
+        left = (f"{_BY} (rate(lmwright_request_success_total{failed}[{w}])) / "
+                f"{_BY} (rate(lmwright_request_success_total{_with(sel)}[{w}]))")
     elif m == "tokens_per_s":
-        left = f"{_BY} (rate(lmwright_generation_tokens_total[{w}]))"
+        left = f"{_BY} (rate(lmwright_generation_tokens_total{_with(sel)}[{w}]))"
     else:
-        left = f'max by (model_name, version) (lmwright_monitor_value{{metric="{m}"}})'
-    return f"{left} {rule.op} {rule.threshold:g}"
+        gauge = _with(sel, 'metric="' + m + '"')
+        left = f"max by (model_name, version) (lmwright_monitor_value{gauge})"
+    return f"{left} {rule.op} {rule.threshold!r}"
 
 
 def prometheus_rules(ws: Workspace) -> str:
     """The spec's alert rules as a Prometheus rule file (YAML), for `rule_files:` in prometheus.yml."""
-    rules = [{"alert": r.name, "expr": _expr(r), "for": f"{int(r.for_)}s",
+    rules = [{"alert": r.name, "expr": _expr(r), "for": _duration(r.for_),
               "labels": {"severity": r.severity},
               "annotations": {"summary": f"{r.name}: {{{{ $labels.model_name }}}}@{{{{ $labels.version }}}} "
                                          f"{r.metric} {r.op} {r.threshold:g} (value {{{{ $value }}}})"}}

@@ -58,43 +58,58 @@ def with_overrides(ws: Workspace, overrides: list[str]) -> Workspace:
 
 # -- what is new ------------------------------------------------------------------------------------------------
 
-def logged_conversation(prompt: str) -> list[dict]:
-    """The conversation a chat request's log row holds ("role: content" lines, as serve/routes.py writes it)."""
-    turns, starts = [], list(_TURN.finditer(prompt))
-    for i, m in enumerate(starts):
-        end = starts[i + 1].start() if i + 1 < len(starts) else len(prompt)
-        turns.append({"role": m.group(1), "content": prompt[m.end():end].rstrip("\n")})
-    return turns
+def logged_conversation(prompt: str) -> list[dict] | None:
+    """The conversation a chat request's log row holds (its messages as JSON, as serve/routes.py writes them);
+    None for a row that is not one (a content cannot fake a turn: each is a JSON string)."""
+    try:
+        turns = json.loads(prompt)
+    except ValueError:
+        return None
+    ok = isinstance(turns, list) and all(isinstance(t, dict) and isinstance(t.get("role"), str)
+                                         and isinstance(t.get("content"), str) for t in turns)
+    return [{"role": t["role"], "content": t["content"]} for t in turns] if ok and turns else None
 
 
 def _held_out(request_id: str, share: float) -> bool:
     return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 
-def corrections(store: Store, holdout: float) -> tuple[list[list[dict]], list[list[dict]], dict[str, Any]]:
-    """(training conversations, held-out conversations, accounting) from every correction sent so far: each is
-    read, kept, or removed with a reason (kept + removed = read)."""
+def learned_upto(store: Store) -> int:
+    """The last feedback row the champion has learned from: the newest one the last promoted retraining read (0:
+    none). Corrections after it are new; a retraining that was not promoted leaves its rows new for the next."""
+    promoted = [r for r in store.runs(limit=500) if r.stage == "retrain" and r.status == "done"
+                and (r.summary or {}).get("promoted")]
+    return max((r.summary.get("data", {}).get("feedback_upto", 0) for r in promoted), default=0)
+
+
+def corrections(store: Store, holdout: float, trusted: list[str] | None = None,
+                after: int = 0) -> tuple[list[list[dict]], list[list[dict]], dict[str, Any]]:
+    """(training conversations, held-out conversations, accounting) from the corrections sent after feedback row
+    `after`: each is read, kept, or removed with a reason (kept + removed = read); `feedback_upto` is the newest
+    row read."""
     from datetime import datetime, timezone
 
     train, held, removed = [], [], {}
     seen = set()
     pairs = store.feedback_between(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc))
-    read = 0
+    read, upto = 0, after
     for f, r in pairs:
-        if not (f.correction or "").strip():
+        if f.id <= after or not (f.correction or "").strip():
             continue
-        read += 1
-        why = None
-        if r is None:
+        read, upto = read + 1, max(upto, f.id)
+        why, convo = None, None
+        if trusted is not None and f.key_name not in trusted:
+            why = "from a key not in lifecycle.retrain.trusted_keys"
+        elif r is None:
             why = "no request-log row for its response id"
         elif not r.prompt:
             why = "its prompt was not kept (serve.log_prompts is off)"
         elif r.endpoint != "chat.completions":
             why = "a plain completion (the finetune method learns conversations)"
-        if why is None:
+        else:
             convo = logged_conversation(r.prompt)
             if not convo or convo[-1]["role"] != "user":
-                why = "its logged prompt does not end with a user turn"
+                why = "its logged prompt is not a conversation ending with a user turn"
             else:
                 key = json.dumps([convo, f.correction])
                 if key in seen:
@@ -106,7 +121,7 @@ def corrections(store: Store, holdout: float) -> tuple[list[list[dict]], list[li
         row = [*convo, {"role": "assistant", "content": f.correction.strip()}]
         (held if _held_out(f.request_id, holdout) else train).append(row)
     return train, held, {"read": read, "kept": len(train) + len(held), "train": len(train), "held_out": len(held),
-                         "removed": removed}
+                         "removed": removed, "feedback_upto": upto}
 
 
 def _write_rows(path: Path, rows: list[list[dict]]) -> None:
@@ -118,7 +133,7 @@ def _write_rows(path: Path, rows: list[list[dict]]) -> None:
 # -- judging on the new data ---------------------------------------------------------------------------------------
 
 def answer_nats(model_dir: Path, rows: list[list[dict]]) -> np.ndarray:
-    """Per conversation: [nats of its last answer under the model, that answer's bytes]."""
+    """Per conversation: [nats of its answers under the model, their bytes] (every assistant turn is scored)."""
     import torch
 
     from lmwright.chat_template import encode_conversation
@@ -134,7 +149,8 @@ def answer_nats(model_dir: Path, rows: list[list[dict]]) -> np.ndarray:
             x, y = torch.tensor(ids[:-1])[None], torch.tensor(labels[1:])[None]
             logits = model(x).float()
             nll = torch.nn.functional.cross_entropy(logits[0], y[0], ignore_index=-100, reduction="sum")
-            out.append([float(nll), len(r[-1]["content"].encode("utf-8")) or 1])
+            answered = sum(len(t["content"].encode("utf-8")) for t in r if t["role"] == "assistant")
+            out.append([float(nll), answered or 1])
     return np.array(out, dtype=float)
 
 
@@ -142,8 +158,10 @@ def compare_on_new(ws: Workspace, challenger_dir: Path, champion_dir: Path, rows
     """Bits per byte of the held-out new answers, challenger minus champion, with a paired bootstrap interval."""
     from lmwright.evaluate.stats import bootstrap_ci
 
-    if not rows:
-        return {"rows": 0, "why": "no held-out new rows to judge on"}
+    need = ws.spec.lifecycle.retrain.min_held_out
+    if len(rows) < need:
+        return {"rows": len(rows), "why": f"{len(rows)} held-out new row(s), fewer than lifecycle.retrain."
+                                          f"min_held_out ({need}): too few to judge the challenger on"}
     a, c = answer_nats(challenger_dir, rows), answer_nats(champion_dir, rows)
 
     def bpb(x: np.ndarray, idx) -> float:
@@ -201,12 +219,35 @@ def _lock(ws: Workspace) -> Path:
 
 
 def _lock_holder(ws: Workspace) -> int | None:
+    """The process holding the retraining lock, if it is alive (a lock left by a killed one is stale)."""
     try:
         pid = int(_lock(ws).read_text())
         os.kill(pid, 0)
         return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+    except PermissionError:  # alive, another user's
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
+
+
+def _take_lock(ws: Workspace) -> None:
+    """Atomically: of two retrainings starting at once, one gets the lock and the other an error."""
+    path = _lock(ws)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            holder = _lock_holder(ws)
+            if holder is not None:
+                raise LmwrightError(f"a retraining is already running (process {holder}); wait for it to finish")\
+                    from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return
+    raise LmwrightError(f"could not take the retraining lock {path}; remove it if no retraining is running")
 
 
 # -- the retraining ------------------------------------------------------------------------------------------------
@@ -223,11 +264,7 @@ def retrain(ws: Workspace, trigger: str, run_stages: RunStages, reporter: Report
             promote: bool | None = None) -> dict:
     """One retraining, recorded as a `retrain` stage run; returns its summary."""
     reporter = reporter or Reporter(quiet=True)
-    holder = _lock_holder(ws)
-    if holder is not None:
-        raise LmwrightError(f"a retraining is already running (process {holder}); wait for it to finish")
-    _lock(ws).parent.mkdir(parents=True, exist_ok=True)
-    _lock(ws).write_text(str(os.getpid()))
+    _take_lock(ws)
     store = Store(ws.store_url)
     run = store.start_run("retrain", hashlib.sha256(f"{time.time()}".encode()).hexdigest(),
                           {"trigger": trigger, "lifecycle": ws.spec.lifecycle.model_dump(mode="json")}, "retrain")
@@ -258,13 +295,15 @@ def _finetune(ws: Workspace, run: StageRun, trigger: str, run_stages: RunStages,
     cfg, store = ws.spec.lifecycle.retrain, Store(ws.store_url)
     name = f"{ws.spec.project.name}-assistant"
     champ = _champion(store, name)
-    new_train, held, acct = corrections(store, cfg.holdout)
+    new_train, held, acct = corrections(store, cfg.holdout, cfg.trusted_keys, learned_upto(store))
     if not new_train:
-        raise LmwrightError(f"nothing new to learn from: {acct['read']} correction(s) read, none usable for training "
-                            f"({acct['removed'] or 'none sent'}); send corrections with POST /v1/feedback "
-                            "{id, correction} and keep prompts (serve.log_prompts: true)")
+        why = "; ".join(f"{n}: {reason}" for reason, n in acct["removed"].items()) or "none sent since the last " \
+            "promoted retraining"
+        raise LmwrightError(f"nothing new to learn from: {acct['read']} new correction(s), none usable for training "
+                            f"({why}); corrections come from POST /v1/feedback {{id, correction}} on chat answers, "
+                            "with prompts kept (serve.log_prompts: true)")
     _, old, _ = training_rows(ws, champ)
-    rng = random.Random(ws.spec.project.seed + run.id)
+    rng = random.Random(ws.spec.project.seed)
     replay = rng.sample(old, min(len(old), round(cfg.replay * len(new_train))))
     out = ws.out_dir / "retrain" / f"{run.id:04d}"
     out.mkdir(parents=True, exist_ok=True)
@@ -274,6 +313,7 @@ def _finetune(ws: Workspace, run: StageRun, trigger: str, run_stages: RunStages,
     _write_rows(out / "train.jsonl", train_rows)
     _write_rows(out / "val.jsonl", val_rows)
     _write_rows(out / "new-held-out.jsonl", held)
+    _write_rows(out / "all.jsonl", old + new_train)  # what the challenger knows: the next replay and drift reference
     digest = hashlib.sha256(b"".join(file_digest(out / f).encode() for f in ("train.jsonl", "val.jsonl"))).hexdigest()
     reporter.log(f"  retrain: {acct['train']} new conversations + {len(replay)} replayed, {len(held)} held out "
                  f"({trigger}); from {name}@{champ.version}")
@@ -284,6 +324,8 @@ def _finetune(ws: Workspace, run: StageRun, trigger: str, run_stages: RunStages,
     outcomes = run_stages(tuned, "sft")
     sft = outcomes["sft"]
     challenger = registry.version_of_digest(store, name, sft.digest)
+    if challenger is None or challenger.id == champ.id:
+        raise LmwrightError(f"fine-tuning from {name}@{champ.version} registered no new version (sft: {sft.status})")
     champ_dir = resolve_model(ws, f"{name}@{champ.version}")[0]
     new = compare_on_new(ws, sft.path / "model", champ_dir, held)
     _test(ws, challenger, sft.path / "model", outcomes["split"], reporter)
@@ -330,8 +372,9 @@ def _decide(ws: Workspace, summary: dict, promote: bool, trigger: str) -> dict:
     new = summary.get("new_data", {})
     if cfg.require_improvement and summary["method"] == "finetune" and not new.get("better"):
         return {"promoted": False,
-                "why": f"not better on the held-out new rows (difference {new.get('difference', float('nan')):+.4f} "
-                       f"bits/byte, interval {new.get('ci')})" if "ci" in new else new.get("why", "no new rows")}
+                "why": (f"not better on the {new['rows']} held-out new rows (difference {new['difference']:+.4f} "
+                        f"bits/byte, {100 * new['confidence']:.0f}% interval [{new['ci'][0]:+.4f}, {new['ci'][1]:+.4f}])"
+                        if "ci" in new else new.get("why", "no held-out new rows"))}
     try:
         res = gates.promote(ws, ref, "champion", reason=f"retrain ({trigger})")
     except LmwrightError as exc:

@@ -19,6 +19,8 @@ the spec's alert rules on it.
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
 import re
 from datetime import datetime, timedelta, timezone
@@ -50,8 +52,12 @@ def _flagged(r: RequestLog, kind: str) -> bool:
 # -- performance -------------------------------------------------------------------------------------------------
 
 def performance(rows: list[RequestLog], feedback: list, seconds: float) -> dict[str, Any]:
-    """The performance figures of one version's request-log rows over `seconds`; `feedback` its feedback rows."""
+    """The performance figures of one version's request-log rows over `seconds`; `feedback` its feedback rows.
+    The feedback rate is the share of these requests with any feedback (several rows for one answer count once);
+    the mean rating averages what was sent (1 to 5 stars, or -1/1 thumbs: a server should use one scale)."""
     n = len(rows)
+    ids = {r.request_id for r in rows}
+    feedback = [f for f in feedback if f.request_id in ids]
     ok = [r for r in rows if r.status == 200]
     e2e = [r.e2e_s for r in ok if r.e2e_s is not None]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
@@ -66,7 +72,7 @@ def performance(rows: list[RequestLog], feedback: list, seconds: float) -> dict[
         "tokens_per_s": sum(r.completion_tokens for r in rows) / seconds if seconds else None,
         "safety": {"pii_rate": sum(_flagged(r, "_pii") for r in rows) / n if n else None,
                    "blocklist_rate": sum(_flagged(r, "_blocklist") for r in rows) / n if n else None},
-        "feedback": {"rows": len(feedback), "rate": len(feedback) / n if n else None,
+        "feedback": {"rows": len(feedback), "rate": len({f.request_id for f in feedback}) / n if n else None,
                      "mean_rating": float(np.mean(ratings)) if ratings else None,
                      "corrections": sum(bool(f.correction) for f in feedback)},
     }
@@ -111,6 +117,8 @@ def training_rows(ws: Workspace, m: Model) -> tuple[str, list, bool]:
     run = _run(store, m.run_id)
     chat = run.stage in ("sft", "preference")
     rows_file = (run.params or {}).get("finetune.sft", {}).get("data") if chat else None
+    if rows_file and (Path(rows_file).parent / "all.jsonl").is_file():  # a retraining's: every row it knows,
+        rows_file = str(Path(rows_file).parent / "all.jsonl")  # not just the sample it replayed (ops/lifecycle.py)
     if rows_file and Path(rows_file).is_file():
         return f"the conversations it was fine-tuned on ({Path(rows_file).name})", \
             formats.load(Path(rows_file), "sft").rows, True
@@ -145,7 +153,10 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
     cfg = ws.spec.monitor.drift
     cache = ws.root / ".lmwright" / "monitor" / f"reference-{m.digest[:16]}-{cfg.reference_rows}.json"
     if cache.is_file():
-        ref = json.loads(cache.read_text())
+        try:
+            ref = json.loads(cache.read_text())
+        except ValueError:
+            ref = {}
         if ref.get("format") == REFERENCE_VERSION:
             return ref
     from lmwright.chat_template import encode_prompt
@@ -170,7 +181,9 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
            "features": {k: [f.get(k) for f in feats] for k in ("bytes", "unknown_rate", "nats_per_byte", "language")},
            "sketches": [f["sketch"] for f in feats]}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(ref))
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(ref))
+    os.replace(tmp, cache)  # whole or absent: a reader never sees half a file
     return ref
 
 
@@ -182,6 +195,14 @@ def _values(xs: list) -> list:
 
 def drift(ws: Workspace, m: Model, rows: list[RequestLog], seed: int = 0) -> dict[str, Any]:
     """The drift tests of one version: its most recent prompts (with features) against its reference."""
+    try:
+        return _drift(ws, m, rows, seed)
+    except Exception as exc:  # noqa: BLE001 - a failing test is reported for its version; the report goes on
+        return {"status": "error", "why": f"{type(exc).__name__}: {exc}", "requests": len(rows), "features": [],
+                "text": None, "detected": False}
+
+
+def _drift(ws: Workspace, m: Model, rows: list[RequestLog], seed: int) -> dict[str, Any]:
     cfg = ws.spec.monitor.drift
     cur = [r.features for r in rows if r.features][-cfg.max_requests:]
     out: dict[str, Any] = {"status": "insufficient", "requests": len(cur), "min_requests": cfg.min_requests,
@@ -191,8 +212,8 @@ def drift(ws: Workspace, m: Model, rows: list[RequestLog], seed: int = 0) -> dic
         return out
     try:
         ref = reference(ws, m)
-    except (LookupError, FileNotFoundError) as exc:
-        return {**out, "status": "no reference", "why": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one version's reference (e.g. deleted weights) must not stop the rest
+        return {**out, "status": "no reference", "why": f"{type(exc).__name__}: {exc}"}
     out["reference"] = {"kind": ref["kind"], "rows": ref["rows"]}
     for name in NUMERIC:
         a, b = _values(ref["features"][_KEY[name]]), _values([f.get(_KEY[name]) for f in cur])
@@ -217,32 +238,42 @@ def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
+MAX_BUCKETS = 96  # a long window gets wider buckets, not more of them
+
+
 def _series(ws: Workspace, m: Model | None, rows: list[RequestLog], since: datetime, until: datetime,
-            bucket: float) -> list[dict[str, Any]]:
+            bucket: float, with_drift: bool) -> list[dict[str, Any]]:
+    span = (until - since).total_seconds()
+    bucket = max(bucket, span / MAX_BUCKETS)
+    n = max(1, math.ceil(span / bucket))
+    parts: list[list[RequestLog]] = [[] for _ in range(n)]
+    for r in rows:  # one pass
+        parts[min(n - 1, int((registry.as_utc(r.at) - since).total_seconds() // bucket))].append(r)
     out = []
-    start = since
-    while start < until:
-        end = min(start + timedelta(seconds=bucket), until)
-        part = [r for r in rows if start <= registry.as_utc(r.at) < end]
+    for i, part in enumerate(parts):
+        start = since + timedelta(seconds=i * bucket)
+        width = min(bucket, (until - start).total_seconds())
         ok = [r for r in part if r.status == 200]
         row = {"start": _iso(start), "requests": len(part), "errors": sum(r.status >= 500 for r in part),
                "latency_p95_s": _q([r.e2e_s for r in ok if r.e2e_s is not None], 0.95),
                "ttft_p95_s": _q([r.ttft_s for r in ok if r.ttft_s is not None], 0.95),
-               "tokens_per_s": sum(r.completion_tokens for r in part) / (end - start).total_seconds(),
+               "tokens_per_s": sum(r.completion_tokens for r in part) / width if width > 0 else None,
                "drift_score": None}
-        if m is not None and len([r for r in part if r.features]) >= ws.spec.monitor.drift.min_requests:
+        if with_drift and m is not None and sum(bool(r.features) for r in part) >= ws.spec.monitor.drift.min_requests:
             text = drift(ws, m, part).get("text")
             row["drift_score"] = text["auc"] if text else None
         out.append(row)
-        start = end
     return out
 
 
 def report(ws: Workspace, window: float | None = None, until: datetime | None = None,
-           with_series: bool = True) -> dict[str, Any]:
-    """The monitoring report over the `window` seconds up to `until` (default: `monitor.window`, now)."""
+           with_series: bool = True, series_drift: bool = False) -> dict[str, Any]:
+    """The monitoring report over the `window` seconds up to `until` (default: `monitor.window`, now); the series
+    with the text test per bucket only with `series_drift` (the HTML report's plot: a test per bucket)."""
     store = Store(ws.store_url)
-    window = window or ws.spec.monitor.window
+    window = ws.spec.monitor.window if window is None else window
+    if not window > 0:
+        raise ValueError(f"the window must be above 0 seconds (got {window})")
     until = registry.as_utc(until) or datetime.now(timezone.utc)
     since = until - timedelta(seconds=window)
     rows = store.requests_between(since, until)
@@ -263,12 +294,12 @@ def report(ws: Workspace, window: float | None = None, until: datetime | None = 
                  "aliases": sorted(alias_map.get((name, version), [])),
                  "performance": performance(part, feedback.get((name, version), []), window)}
         if with_series:
-            entry["series"] = _series(ws, m, part, since, until, ws.spec.monitor.bucket)
+            entry["series"] = _series(ws, m, part, since, until, ws.spec.monitor.bucket, series_drift)
         entry["drift"] = drift(ws, m, part) if m is not None else {
             "status": "no reference", "why": "not a registered version", "detected": False}
         versions.append(entry)
     return {"generated_at": _iso(datetime.now(timezone.utc)), "window_s": window, "since": _iso(since),
-            "until": _iso(until), "bucket_s": ws.spec.monitor.bucket, "versions": versions,
+            "until": _iso(until), "bucket_s": max(ws.spec.monitor.bucket, window / MAX_BUCKETS), "versions": versions,
             "alerts": [alert_dict(a) for a in store.alerts() if a.state in ("pending", "firing")
                        or (a.resolved_at and registry.as_utc(a.resolved_at) >= since)]}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 import traceback
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,8 @@ from lmwright.ops import alerts, lifecycle
 from lmwright.ops.monitor import report
 from lmwright.spec import METRICS
 
-MAX_WINDOW_S = 90 * 86400
+MAX_WINDOW_S = 7 * 86400  # the route reads every row in the window
+FRESH_S = 3.0
 
 
 def attach(app: FastAPI, ws: Workspace) -> None:
@@ -31,11 +33,25 @@ def attach(app: FastAPI, ws: Workspace) -> None:
     gauge = Gauge("lmwright_monitor_value", "The monitor's latest figure per model version (drift, feedback, safety).",
                   ["metric", "model_name", "version"], registry=st.metrics.registry)
 
+    lock, cache = threading.Lock(), {}
+
+    def cached(window: float | None) -> dict:
+        """One report at a time (the first builds a version's reference, seconds of work), and a report younger
+        than FRESH_S is shared: a dashboard polling every few seconds from many tabs costs one computation."""
+        with lock:
+            at, rep = cache.get(window, (0.0, None))
+            if rep is None or time.monotonic() - at > FRESH_S:
+                rep = report(ws, window)
+                if len(cache) >= 8:  # windows are the client's choice: keep a few, not one per value ever asked
+                    cache.clear()
+                cache[window] = (time.monotonic(), rep)
+            return rep
+
     async def monitor(request: Request, window: float | None = None):
         if window is not None and not 0 < window <= MAX_WINDOW_S:
             raise ApiError(400, f"window is in seconds, above 0 and at most {MAX_WINDOW_S}", param="window",
                            code="invalid_value")
-        return JSONResponse(await asyncio.to_thread(report, ws, window))
+        return JSONResponse(await asyncio.to_thread(cached, window))
 
     app.get("/v1/monitor")(monitor)
     if ws.spec.monitor.interval > 0:
@@ -48,6 +64,7 @@ def check(ws: Workspace, gauge: Gauge | None = None) -> list[dict]:
     reports = {w: report(ws, w, with_series=False) for w in windows}
     moves = alerts.evaluate(ws, reports=reports)
     if gauge is not None:
+        gauge.clear()  # a version that stopped serving has no figures now, not its last ones
         for entry in reports[ws.spec.monitor.window]["versions"]:
             for metric in METRICS:
                 v = alerts.value_of(entry, metric)

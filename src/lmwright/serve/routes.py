@@ -117,10 +117,10 @@ async def log(st: ServerState, request: Request, r: Routed, endpoint: str, statu
 
     def write() -> None:
         if s.features and served.asked is not None:
-            text, tok = served.asked
+            text, tok, scored = served.asked
             row["features"] = prompt_features(text, tok, s.features_sketch)
-            if served.prompt_nats is not None and row["features"]["bytes"]:
-                row["features"]["nats_per_byte"] = served.prompt_nats / row["features"]["bytes"]
+            if served.prompt_nats is not None and scored:
+                row["features"]["nats_per_byte"] = served.prompt_nats / scored
         cfg.store.log_requests([row])
 
     await asyncio.to_thread(write)
@@ -159,7 +159,8 @@ def _screen(st: ServerState, text: str, flags: dict) -> str:
 
 def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody, params: SamplingParams,
                served: Served) -> tuple[str, list[int]]:
-    """(the prompt as text, for the log; its ids). A chat's markers come from the template by id and each content is
+    """(the prompt for the log: its text, or a chat's messages as JSON; its ids). `served.asked` gets what drift
+    monitoring reads. A chat's markers come from the template by id and each content is
     text (a message cannot spell `<|system|>` into a turn of its own); a conversation longer than the context loses
     its oldest turns, keeping the system turns (`flags["messages_dropped"]`)."""
     flags = served.flags
@@ -168,21 +169,23 @@ def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody,
         if len(prompts) != 1:
             raise ApiError(400, "one prompt per request is supported", param="prompt", code="unsupported_value")
         text = _screen(st, prompts[0], flags)
-        served.asked = (text, m.tok)
+        served.asked = (text, m.tok, len(text.encode("utf-8")))
         return text, m.tok.encode(text).ids  # <|bos|> from the post-processor; the rest is text
     try:
         messages = normalize([msg.model_dump() for msg in body.messages])
     except BadMessage as exc:
         raise ApiError(400, str(exc), param=exc.param) from None
     messages = [{"role": x["role"], "content": _screen(st, x["content"], flags)} for x in messages]
-    served.asked = (next((x["content"] for x in reversed(messages) if x["role"] == "user"), ""), m.tok)
     try:
         ids, kept = fit_conversation(m.tok, messages, prompt_budget(m.engine.max_len, params.max_tokens))
     except BadMessage as exc:
         raise ApiError(400, str(exc), param=exc.param, code="context_length_exceeded") from None
     if len(kept) < len(messages):
         flags["messages_dropped"] = len(messages) - len(kept)
-    return "".join(f"{x['role']}: {x['content']}\n" for x in kept), ids  # what the model saw
+    # drift reads the last user turn; the perplexity is over everything the model read, per byte of its contents
+    served.asked = (next((x["content"] for x in reversed(kept) if x["role"] == "user"), ""), m.tok,
+                    sum(len(x["content"].encode("utf-8")) for x in kept))
+    return json.dumps(kept, ensure_ascii=False), ids  # what the model saw, as messages (a content cannot fake a turn)
 
 
 def _successor_id(st: ServerState, t: Target) -> str | None:

@@ -65,7 +65,8 @@ class Served:
     ttft_s: float | None = None
     e2e_s: float | None = None
     flags: dict = field(default_factory=dict)
-    asked: tuple | None = None  # (the prompt's text for drift features, the tokenizer that read it)
+    # (the text drift features read, the tokenizer that read it, the bytes of all the prompt's contents)
+    asked: tuple | None = None
     prompt_nats: float | None = None  # its NLL under the model that answered (engine.Request.prompt_nats)
     logged: bool = False  # its request-log row is written (a stream's is written once, whichever way it ends)
 

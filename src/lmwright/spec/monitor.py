@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from lmwright.spec.base import Section
 
@@ -54,7 +54,7 @@ class AlertRule(Section):
     metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
     op: Literal[">", ">=", "<", "<="] = ">"
     threshold: float
-    window: Duration = 900.0
+    window: Duration = Field(900.0, gt=0)
     for_: Duration = Field(0.0, alias="for")
     model: str | None = None  # a model name; None = every version that served in the window
     severity: Literal["warning", "critical"] = "warning"
@@ -63,6 +63,14 @@ class AlertRule(Section):
 class WebhookSpec(Section):
     url: str | None = None  # alerts are POSTed here as JSON (Alertmanager's webhook shape) when they fire/resolve
     timeout_s: float = Field(5.0, gt=0)
+    retry_for: Duration = 86400.0  # a failed delivery is retried at each evaluation for this long, then dropped
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r}: give an http:// or https:// URL, e.g. http://127.0.0.1:9093/api/v2/alerts")
+        return v
 
 
 class DriftSpec(Section):
@@ -71,6 +79,13 @@ class DriftSpec(Section):
     reference_rows: int = Field(1000, ge=50)  # training-data rows sampled as the reference
     drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift: at least this share of the feature tests drift
     text: bool = True  # the domain-classifier text test (needs serve.features_sketch)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DriftSpec:
+        if self.max_requests < self.min_requests:
+            raise ValueError(f"monitor.drift.max_requests ({self.max_requests}) is below min_requests "
+                             f"({self.min_requests}): no window could ever be judged")
+        return self
 
 
 def _default_rules() -> list[AlertRule]:
@@ -88,6 +103,14 @@ class MonitorSpec(Section):
     alerts: list[AlertRule] = Field(default_factory=_default_rules)
     webhook: WebhookSpec = Field(default_factory=WebhookSpec)
 
+    @field_validator("alerts")
+    @classmethod
+    def _unique(cls, v: list[AlertRule]) -> list[AlertRule]:
+        names = [r.name for r in v]
+        if len(names) != len(set(names)):
+            raise ValueError(f"each alert rule needs a name of its own (got {names}): events are kept per name")
+        return v
+
 
 class RetrainSpec(Section):
     method: Literal["finetune", "pretrain"] = "finetune"  # finetune: SFT from the assistant's champion with the new
@@ -95,6 +118,10 @@ class RetrainSpec(Section):
     steps: int = Field(100, ge=1)
     lr: float | None = Field(None, gt=0)  # None = finetune.lr (finetune) or train.lr (pretrain)
     holdout: float = Field(0.25, gt=0, lt=1)  # share of the new rows kept out of training to judge the challenger
+    min_held_out: int = Field(10, ge=1)  # fewer held-out new rows than this: too few to judge "better" on
+    # corrections are training data: None = from anyone who can call /v1/feedback; a list = only from these API
+    # keys' names (reviewers), the rest counted as "from a key not in trusted_keys"
+    trusted_keys: list[str] | None = None
     replay: float = Field(1.0, ge=0)  # old training rows mixed in per new row (guards against forgetting)
     on_drift: bool = False  # a firing drift alert starts a retraining (from lmwright monitor or the server)
     feedback_rows: int = Field(0, ge=0)  # this many new corrections since the last retraining start one; 0 = off
