@@ -77,9 +77,10 @@ def test_render_escapes_names_and_plots_every_section():
     assert html_escaped(f"{EVIL}@1") in page and "docs@2" in page
     assert page.count("data-label=") == 2
     # 3 plots over time per version, one histogram per feature of the version with drift tests
-    assert page.count("<svg") == 3 + 2 + 3
+    assert page.count("<svg") == 3 + 2 + 2  # the insufficient version: no drift-per-bucket plot, a line instead
+    assert "no bucket had enough prompts" in page
     assert "<?xml" not in page and not re.search(r"(src|href)=['\"]?(https?:|//)", page)  # self-contained
-    assert re.findall(r"https?://[\w./]+", page) == ["http://www.w3.org/1999/xlink", "http://www.w3.org/2000/svg"] * 8
+    assert re.findall(r"https?://[\w./]+", page) == ["http://www.w3.org/1999/xlink", "http://www.w3.org/2000/svg"] * 7
     assert "id=\"figure_1\"" not in page
     alerts = page.split("<h2>Alerts</h2>", 1)[1].split("<section", 1)[0]
     assert alerts.index("<td>firing</td>") < alerts.index("<td>resolved</td>")  # firing first

@@ -120,9 +120,11 @@ def _axes(title: str, ylabel: str, size: tuple[float, float] = (4.6, 2.4)) -> tu
 
 
 def _time_axis(ax: Axes, x: list) -> None:
-    """Hours and minutes on a time axis (bucket starts); bucket numbers otherwise."""
+    """Hours and minutes on a time axis spanning the whole window (bucket starts); bucket numbers otherwise."""
     if x and isinstance(x[0], datetime):
-        ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+        step = x[1] - x[0] if len(x) > 1 else None
+        ax.set_xlim(x[0], x[-1] + step if step else x[0])
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M" if (x[-1] - x[0]).days < 1 else "%m-%d %H:%M"))
     else:
         ax.set_xlabel("bucket", fontsize=8)
 
@@ -143,6 +145,9 @@ def _series_plots(series: list[dict], threshold: float | None) -> str:
     ax.plot(x, [_num(r.get("ttft_p95_s")) * 1000 for r in series], "s-", ms=3, label="TTFT p95")
     ax.legend(fontsize=7)
     plots.append(_svg(fig))
+    if all(math.isnan(_num(r.get("drift_score"))) for r in series):  # no bucket had enough prompts to test
+        return "<div class='plots'>" + "".join(plots) + "<p>text drift per bucket: no bucket had enough prompts " \
+               "for the test</p></div>"
     fig, ax = _axes("text drift score (ROC AUC)", "AUC")
     _time_axis(ax, x)
     ax.plot(x, [_num(r.get("drift_score")) for r in series], "o-", ms=3, color="tab:purple", label="AUC")
