@@ -83,22 +83,26 @@ def monitor(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False
 
 
 def _print(rep: dict, moves: list[dict]) -> None:
-    t = Table(title=f"model versions, last {rep['window_s']:g} s (until {rep['until']})")
-    for col in ("version", "aliases", "requests", "errors", "p50", "p95", "p99", "TTFT p95", "tokens/s", "feedback",
-                "rating", "drift"):
+    t = Table(title=f"model versions, last {rep['window_s']:g} s (until {rep['until'][:19]})")
+    for col in ("version", "requests", "errors", "latency p50/p95/p99", "TTFT p95", "tokens/s", "feedback", "drift"):
         t.add_column(col)
     for v in rep["versions"]:
         p, d = v["performance"], v["drift"]
         verdict = d["status"] + (f" (AUC {d['text']['auc']:.2f})" if d.get("text") else "")
-        t.add_row(v["label"], " ".join(f"@{a}" for a in v["aliases"]), str(p["requests"]), _fmt(p["error_rate"], "%"),
-                  _fmt(p["latency_p50_s"], "ms"), _fmt(p["latency_p95_s"], "ms"), _fmt(p["latency_p99_s"], "ms"),
-                  _fmt(p["ttft_p95_s"], "ms"), _fmt(p["tokens_per_s"]), str(p["feedback"]["rows"]),
-                  _fmt(p["feedback"]["mean_rating"]), verdict)
+        fb = p["feedback"]
+        t.add_row(" ".join([v["label"], *(f"@{a}" for a in v["aliases"])]), str(p["requests"]),
+                  _fmt(p["error_rate"], "%"),
+                  "/".join(_fmt(p[f"latency_p{q}_s"], "ms").removesuffix(" ms") for q in (50, 95, 99)) + " ms",
+                  _fmt(p["ttft_p95_s"], "ms"), _fmt(p["tokens_per_s"]),
+                  f"{fb['rows']}" + (f" (mean {fb['mean_rating']:.2g})" if fb["mean_rating"] is not None else ""),
+                  verdict)
     out.print(t if rep["versions"] else "no requests in the window")
     for v in rep["versions"]:
         drifted = [f["feature"] for f in v["drift"].get("features", []) if f.get("drifted")]
         if drifted:
             out.print(f"{v['label']}: drifted features: {', '.join(drifted)}")
+        if v["drift"].get("why"):
+            out.print(f"{v['label']}: drift {v['drift']['status']}: {v['drift']['why']}")
     for m in moves:
         sent = f" (webhook: {m['delivered']})" if m.get("delivered") else ""
         out.print(f"alert {m['rule']} on {m['model']}@{m['version']}: {m['from'] or 'new'} -> {m['to']}{sent}")
