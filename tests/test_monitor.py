@@ -152,6 +152,10 @@ def test_drift_features_are_kept_without_the_text_and_the_dashboard_shows_them(s
         f = rows[0].features
         assert f["bytes"] == len(prompts[-1].encode()) and f["language"] == "en" and 0 <= f["unknown_rate"] <= 1
         assert f["nats_per_byte"] > 0 and all(isinstance(b, int) and isinstance(n, int) for b, n in f["sketch"])
+        from lmwright.data.sketch import sketch
+
+        # keyed with the workspace's secret: without .lmwright/sketch.key a guessed word cannot be tested against it
+        assert f["sketch"] == sketch(prompts[-1], ws.sketch_key()) != sketch(prompts[-1])
         store_bytes = b"".join(p.read_bytes() for p in (served / ".lmwright").glob("lmwright.db*"))  # + the WAL
         assert secret.encode() not in store_bytes and b"zanzibar" not in store_bytes
         rep = httpx_get(f"{url}/v1/monitor?window=600")

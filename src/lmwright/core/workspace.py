@@ -42,6 +42,23 @@ class Workspace:
     def out_dir(self) -> Path:
         return self.root / self.spec.project.output_dir
 
+    def sketch_key(self) -> bytes:
+        """The secret the prompt sketches are keyed with (data/sketch.py), made on first use: someone who holds the
+        store but not this file cannot test guessed words against them. Servers of one project share it."""
+        path = self.internal / "sketch.key"
+        if not path.is_file():
+            import os
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:  # another process made it meanwhile: use theirs
+                return path.read_bytes()
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
     @property
     def store_url(self) -> str:
         return self.spec.project.store_url or f"sqlite:///{self.internal / 'lmwright.db'}"

@@ -39,11 +39,12 @@ def unknown_rate(tok, text: str) -> float | None:
     return sum(i in byte_ids for i in ids) / len(ids)
 
 
-def prompt_features(text: str, tok, keep_sketch: bool = True) -> dict[str, Any]:
-    """The drift features of one prompt's text (without `nats_per_byte`, which needs the model)."""
+def prompt_features(text: str, tok, keep_sketch: bool = True, key: bytes | None = None) -> dict[str, Any]:
+    """The drift features of one prompt's text (without `nats_per_byte`, which needs the model); the sketch keyed
+    with `key` (the workspace's)."""
     n = len(text.encode("utf-8"))
     out: dict[str, Any] = {"bytes": n, "unknown_rate": unknown_rate(tok, text) if n else None,
                            "language": detect(text)[0] if text.strip() else None}
     if keep_sketch:
-        out["sketch"] = sketch(text)
+        out["sketch"] = sketch(text, key)
     return out

@@ -9,11 +9,11 @@ the same things give overlapping sketches, which is all the drift tests (`lmwrig
 What it does not keep: the text, its words as strings, and word order beyond adjacent pairs. No vocabulary is
 stored, so a sketch cannot be read back into words.
 
-It is a sketch, not anonymisation. Anyone who holds a sketch and guesses a word list can hash each guess and see
-whether its bucket is set: a name, an e-mail address's parts or a rare phrase can be *confirmed*, though not
-discovered (a wrong guess hits a set bucket only by collision: a prompt of a hundred words sets some 200 of the
-2**18 buckets, so about one wrong guess in 1,300 is "confirmed"). Keep sketches under the same retention and access rules as other request
-metadata.
+Keyed: with a `key` (the workspace's `.lmwright/sketch.key`, `Workspace.sketch_key`), each word and pair is first
+replaced by its keyed BLAKE2b digest, so a sketch compares only with sketches made with the same key. Without the
+key, someone who holds sketches cannot hash a guessed word list to *confirm* a name or a phrase (with it, they
+can: a wrong guess hits a set bucket only by collision, about one in 1,300 for a prompt of a hundred words). It is
+a sketch, not anonymisation: keep the key and the sketches under the same rules as other request metadata.
 
 The vectorizer's settings below are part of the stored format: change one and old sketches no longer compare
 with new ones.
@@ -31,23 +31,35 @@ if TYPE_CHECKING:
 
 N_FEATURES = 2**18
 
-_VECTORIZER: HashingVectorizer | None = None
+_VECTORIZERS: dict[bytes | None, HashingVectorizer] = {}
 
 
-def _vectorizer() -> HashingVectorizer:
-    """The one vectorizer, built on first use: importing scikit-learn costs about a second, paid only here."""
-    global _VECTORIZER
-    if _VECTORIZER is None:
+def _vectorizer(key: bytes | None = None) -> HashingVectorizer:
+    """The vectorizer for a key, built on first use: importing scikit-learn costs about a second, paid only here."""
+    if key not in _VECTORIZERS:
+        import hashlib
+
         from sklearn.feature_extraction.text import HashingVectorizer
 
-        _VECTORIZER = HashingVectorizer(n_features=N_FEATURES, ngram_range=(1, 2), alternate_sign=False,
-                                        norm=None, lowercase=True)
-    return _VECTORIZER
+        plain = HashingVectorizer(n_features=N_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm=None,
+                                  lowercase=True)
+        if key is None:
+            _VECTORIZERS[key] = plain
+        else:
+            words = plain.build_analyzer()
+
+            def keyed(text: str) -> list[str]:
+                return [hashlib.blake2b(w.encode(), key=key[:64], digest_size=8).hexdigest() for w in words(text)]
+
+            _VECTORIZERS[key] = HashingVectorizer(n_features=N_FEATURES, analyzer=keyed, alternate_sign=False,
+                                                  norm=None)
+    return _VECTORIZERS[key]
 
 
-def sketch(text: str) -> list[list[int]]:
-    """The sorted [[bucket, count], ...] of the text's hashed words and word bigrams; [] for a text without words."""
-    row = _vectorizer().transform([text])
+def sketch(text: str, key: bytes | None = None) -> list[list[int]]:
+    """The sorted [[bucket, count], ...] of the text's hashed words and word bigrams (keyed with `key`); [] for a
+    text without words."""
+    row = _vectorizer(key).transform([text])
     row.sum_duplicates()  # canonical: each bucket once, indices sorted
     order = np.argsort(row.indices, kind="stable")
     return [[int(b), int(c)] for b, c in zip(row.indices[order], row.data[order], strict=True)]

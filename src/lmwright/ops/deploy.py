@@ -165,7 +165,7 @@ def build_app(ws: Workspace, ref: str | None = None, on_ready=None, overrides: l
 
     opener = open_engine(ws)
     follow = live_plan(ws, ref, overrides)
-    app = create_app([], ServeConfig(ws.spec.serve, Store(ws.store_url)), on_ready, plan=plan_fn or follow,
+    app = create_app([], ServeConfig(ws.spec.serve, Store(ws.store_url), ws.sketch_key()), on_ready, plan=plan_fn or follow,
                      open_engine=opener, refresh_s=ws.spec.deploy.refresh_s)
     from lmwright.ops import watch
 

@@ -38,7 +38,7 @@ from lmwright.ops.registry import _inputs, _run, _stage_run
 
 NUMERIC = ("prompt_bytes", "unknown_rate", "nats_per_byte")  # report names; the request log's keys below
 _KEY = {"prompt_bytes": "bytes", "unknown_rate": "unknown_rate", "nats_per_byte": "nats_per_byte"}
-REFERENCE_VERSION = 1  # bump when the reference's features are computed differently (invalidates the cache)
+REFERENCE_VERSION = 2  # bump when the reference's features are computed differently (invalidates the cache)
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -174,7 +174,7 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
     ids = [(encode_prompt(tok, [{"role": "user", "content": t}]) if chat else tok.encode(t).ids)[:budget]
            for t in texts]
     reqs = engine.generate(ids, SamplingParams(max_tokens=1, temperature=0))
-    feats = [prompt_features(t, tok) for t in texts]
+    feats = [prompt_features(t, tok, key=ws.sketch_key()) for t in texts]
     for f, r in zip(feats, reqs, strict=True):
         f["nats_per_byte"] = r.prompt_nats / f["bytes"] if r.prompt_nats is not None and f["bytes"] else None
     ref = {"format": REFERENCE_VERSION, "model": f"{m.name}@{m.version}", "kind": kind, "rows": len(feats),

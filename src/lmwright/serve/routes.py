@@ -118,7 +118,7 @@ async def log(st: ServerState, request: Request, r: Routed, endpoint: str, statu
     def write() -> None:
         if s.features and served.asked is not None:
             text, tok, scored = served.asked
-            row["features"] = prompt_features(text, tok, s.features_sketch)
+            row["features"] = prompt_features(text, tok, s.features_sketch, cfg.sketch_key)
             if served.prompt_nats is not None and scored:
                 row["features"]["nats_per_byte"] = served.prompt_nats / scored
         cfg.store.log_requests([row])
@@ -146,7 +146,13 @@ def _screen(st: ServerState, text: str, flags: dict) -> str:
     try:
         text, found = screen(text, st.spec.safety, "input")
     except Refused as exc:
+        _merge(flags, exc.flags)  # logged with the 400: a refused prompt counts in the blocklist rate
         raise ApiError(400, str(exc), param="prompt", code="content_filter") from None
+    _merge(flags, found)
+    return text
+
+
+def _merge(flags: dict, found: dict) -> None:
     for key, value in found.items():  # counts: PII by type (a dict), blocklist hits (a number)
         if isinstance(value, dict):
             merged = flags.setdefault(key, {})
@@ -154,7 +160,6 @@ def _screen(st: ServerState, text: str, flags: dict) -> str:
                 merged[k] = merged.get(k, 0) + n
         else:
             flags[key] = flags.get(key, 0) + value
-    return text
 
 
 def prompt_ids(st: ServerState, m: ServedModel, body: ChatBody | CompletionBody, params: SamplingParams,

@@ -11,7 +11,11 @@ from lmwright.data.filters.pii import redact
 
 
 class Refused(Exception):
-    """A prompt the blocklist policy refuses."""
+    """A prompt the blocklist policy refuses; `flags` what was found (the request log records the refusal's cause)."""
+
+    def __init__(self, message: str, flags: dict | None = None):
+        super().__init__(message)
+        self.flags = flags or {}
 
 
 def screen(text: str, cfg, where: str) -> tuple[str, dict]:
@@ -26,5 +30,5 @@ def screen(text: str, cfg, where: str) -> tuple[str, dict]:
         if hits:
             flags[f"{where}_blocklist"] = hits
             if cfg.blocklist == "refuse" and where == "input":
-                raise Refused(f"the prompt contains {hits} blocklisted word(s); this server refuses such prompts")
+                raise Refused(f"the prompt contains {hits} blocklisted word(s); this server refuses such prompts", flags)
     return text, flags

@@ -225,6 +225,7 @@ class ServedModel:
 class ServeConfig:
     spec: Any  # ServeSpec
     store: Any | None = None  # core.store.Store for keys, the request log and feedback
+    sketch_key: bytes | None = None  # the workspace's key for prompt sketches (data/sketch.py)
 
 
 @dataclass
