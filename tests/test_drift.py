@@ -235,3 +235,22 @@ def test_sketch_round_trips_and_keeps_no_strings():
     assert sketch("THE CAT sat, on the mat!") == sk  # case and punctuation do not matter
     with pytest.raises(ValueError, match="outside"):
         sketch_matrix([[[N_FEATURES, 1]]])
+
+
+def test_the_domain_classifier_is_not_fooled_by_repeated_prompts():
+    """A popular prompt sent many times must not read as drift: each distinct text counts once per side, else the
+    classifier would recognise the repeats across its two halves (same-source text scored an AUC of 0.96)."""
+    from lmwright.data.sketch import sketch, sketch_matrix
+    from lmwright.ops.drift import domain_classifier
+
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(300)]
+
+    def text() -> str:
+        return " ".join(rng.choice(words, 8))
+
+    ref = sketch_matrix([sketch(text()) for _ in range(600)])
+    cur = sketch_matrix([sketch(t) for t in [text() for _ in range(60)] * 5])  # 60 prompts, each sent 5 times
+    r = domain_classifier(ref, cur, seed=0)
+    assert r["current_rows"] == 300 and r["current_distinct"] == 60
+    assert not r["drifted"] and r["auc"] < 0.65

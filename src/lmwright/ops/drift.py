@@ -208,6 +208,16 @@ def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if k >= n else np.sort(rng.choice(n, size=k, replace=False))
 
 
+def _distinct_rows(m: csr_matrix) -> csr_matrix:
+    m = m.copy()
+    m.sum_duplicates()
+    seen: dict[bytes, int] = {}
+    for i in range(m.shape[0]):
+        a, b = m.indptr[i], m.indptr[i + 1]
+        seen.setdefault(m.indices[a:b].tobytes() + m.data[a:b].tobytes(), i)
+    return m[sorted(seen.values())]
+
+
 def domain_classifier(reference: csr_matrix, current: csr_matrix, seed: int = 0, *, max_ratio: int = MAX_RATIO,
                       max_rows: int = MAX_ROWS) -> dict[str, Any]:
     """Evidently's text drift test: can a classifier tell current rows (1) from reference rows (0)?
@@ -235,6 +245,10 @@ def domain_classifier(reference: csr_matrix, current: csr_matrix, seed: int = 0,
     ref, cur = csr_matrix(reference), csr_matrix(current)
     if ref.shape[1] != cur.shape[1]:
         raise ValueError(f"reference has {ref.shape[1]} columns, current {cur.shape[1]}: not the same sketch")
+    given_ref, given_cur = ref.shape[0], cur.shape[0]
+    # each distinct text once per side: a prompt sent many times (a popular question) would otherwise land in
+    # both halves and the classifier would "detect" it by memory, not by a shift (an AUC near 1 on same-source text)
+    ref, cur = _distinct_rows(ref), _distinct_rows(cur)
     n_ref, n_cur = ref.shape[0], cur.shape[0]
     if min(n_ref, n_cur) < 2:
         raise ValueError(f"the domain classifier needs at least 2 rows on each side, got {n_ref} reference "
@@ -254,13 +268,14 @@ def domain_classifier(reference: csr_matrix, current: csr_matrix, seed: int = 0,
         clf.fit(x_train, y[train])
     auc = float(roc_auc_score(y[test], clf.decision_function(tfidf.transform(x[test]))))
 
-    if n_ref > SMALL_DATA:
+    if given_ref > SMALL_DATA:
         threshold, kind = TEXT_AUC_THRESHOLD, "fixed"
     else:
         threshold, kind = random_auc_percentile(y[test], rng), "random_p95"
     return {
         "method": "domain_classifier", "auc": auc, "threshold": threshold, "threshold_kind": kind,
-        "drifted": bool(auc > threshold), "reference_rows": int(n_ref), "current_rows": int(n_cur),
+        "drifted": bool(auc > threshold), "reference_rows": int(given_ref), "current_rows": int(given_cur),
+        "reference_distinct": int(n_ref), "current_distinct": int(n_cur),
         "reference_used": int(k_ref), "current_used": int(k_cur), "test_share": TEST_SHARE, "top_terms": None,
     }
 
