@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -126,11 +128,14 @@ def test_alert_rules_export_as_prometheus_rules(tmp_path):
 
 @pytest.fixture
 def served(tiny_run, tmp_path):
-    """A copy of the tiny project whose drift tests need only 12 prompts."""
+    """A copy of the tiny project whose drift tests need only 12 prompts, with a rule that fires on 5 requests to
+    the assistant, evaluated by the server every second."""
     dest = tmp_path / "proj"
     shutil.copytree(tiny_run[0], dest)
     spec = yaml.safe_load((dest / "lmwright.yaml").read_text())
-    spec["monitor"] = {"drift": {"min_requests": 12}, "interval": 0}
+    spec["monitor"] = {"drift": {"min_requests": 12}, "interval": 1, "alerts": [
+        {"name": "busy", "metric": "requests", "op": ">=", "threshold": 5, "window": "10m", "model": "tiny-assistant"},
+        {"name": "drifting", "metric": "drift", "op": ">=", "threshold": 1, "window": "10m"}]}
     (dest / "lmwright.yaml").write_text(yaml.safe_dump(spec))
     return dest
 
@@ -164,6 +169,15 @@ def test_drift_features_are_kept_without_the_text_and_the_dashboard_shows_them(s
         assert {x["feature"] for x in v["drift"]["features"]} == {"prompt_bytes", "unknown_rate", "nats_per_byte",
                                                                    "language"}
         assert 0 <= v["drift"]["text"]["auc"] <= 1
+        # the server's own loop evaluated the rules meanwhile: the alert fired and the gauges are on /metrics
+        for _ in range(100):
+            if any(a.rule == "busy" and a.state == "firing" for a in Store(ws.store_url).alerts()):
+                break
+            time.sleep(0.1)
+        (busy,) = [a for a in Store(ws.store_url).alerts() if a.rule == "busy"]
+        assert busy.state == "firing" and busy.model == "tiny-assistant" and busy.value >= 5
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'lmwright_monitor_value{metric="requests",model_name="tiny-assistant"' in metrics
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(f"{url}/dashboard")
@@ -174,9 +188,9 @@ def test_drift_features_are_kept_without_the_text_and_the_dashboard_shows_them(s
         browser.close()
     # the same figures from the command line, whose exit code says whether an alert is firing
     r = CliRunner().invoke(cli, ["monitor", "-C", str(served), "--json", "--window", "10m"])
-    firing = [a for a in json.loads(r.stdout)["alerts"] if a["state"] == "firing"]
-    assert r.exit_code == (4 if firing else 0), r.output
-    assert bool(firing) == (v["drift"]["status"] == "drift")
+    firing = {a["rule"] for a in json.loads(r.stdout)["alerts"] if a["state"] == "firing"}
+    assert r.exit_code == 4 and "busy" in firing, r.output
+    assert ("drifting" in firing) == (v["drift"]["status"] == "drift")
 
 
 def build_app_for(ws):
@@ -186,8 +200,6 @@ def build_app_for(ws):
 
 
 def httpx_get(url: str) -> dict:
-    import httpx
-
     r = httpx.get(url, timeout=60)
     assert r.status_code == 200, r.text
     return r.json()
