@@ -246,3 +246,20 @@ def test_retraining_learns_from_corrections_and_is_promoted_only_through_the_gat
         assert now == champion and ("not better" in s["why"] or "gate" in s["why"])
     assert lifecycle.due(ws, []) is None  # counted from the retraining's start
     assert any(d.name == "tiny-retrain" for d in store.datasets())
+
+
+@pytest.mark.slow
+def test_retraining_by_continued_pretraining_starts_from_the_champion(tiny_copy):
+    from lmwright.cli.common import run_stages
+
+    ws = Workspace.open(tiny_copy, ["lifecycle.retrain.method=pretrain", "lifecycle.retrain.steps=4"])
+    store = Store(ws.store_url)
+    champion = registry.version(store, "tiny@champion")
+    s = lifecycle.retrain(ws, "new source snapshot", lambda w, until: run_stages(w, until=until))
+    new = registry.version(store, s["challenger"])
+    assert s["champion"] == f"tiny@{champion.version}" and new.version > champion.version
+    (pretrain,) = [r for r in store.runs(limit=100) if r.stage == "pretrain" and r.status == "done"
+                   and (r.summary.get("init_from") or {}).get("digest") == champion.digest]
+    assert pretrain.summary["steps"] == 4
+    assert store.test_evaluations(new.digest)  # judged on the frozen test split, for the gate
+    assert s["promoted"] == (registry.alias_of(store, "tiny", "champion").version == new.version)
