@@ -150,7 +150,7 @@ def answer_bpb(ws: Workspace, a_dir: Path, b_dir: Path, rows: list[dict]) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", type=Path, help="a built default project to reuse (default: build one)")
-    ap.add_argument("--in-dist", type=int, default=400, help="in-distribution requests")
+    ap.add_argument("--in-dist", type=int, default=800, help="in-distribution requests")
     ap.add_argument("--shifted", type=int, default=300, help="shifted requests")
     ap.add_argument("--check-every", type=int, default=20)
     ap.add_argument("--workers", type=int, default=4)
