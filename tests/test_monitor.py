@@ -263,3 +263,41 @@ def test_retraining_by_continued_pretraining_starts_from_the_champion(tiny_copy)
     assert pretrain.summary["steps"] == 4
     assert store.test_evaluations(new.digest)  # judged on the frozen test split, for the gate
     assert s["promoted"] == (registry.alias_of(store, "tiny", "champion").version == new.version)
+
+
+def test_drift_against_a_baseline_of_the_versions_first_prompts(tmp_path):
+    """`monitor.drift.reference: first`, on features as the server logs them: the first 200 prompts are the
+    reference; 100 more of the same kind are not drift, 100 of another kind are, by the features and by the text."""
+    from types import SimpleNamespace
+
+    from lmwright.data.sketch import sketch
+    from lmwright.ops.monitor import drift
+
+    spec = {"project": {"name": "m"}, "monitor": {"drift": {"reference": "first", "reference_rows": 200,
+                                                            "min_requests": 50, "max_requests": 100}}}
+    ws = Workspace.open(make_project(tmp_path / "p", spec))
+    store = Store(ws.store_url)
+    rng = np.random.default_rng(0)
+
+    def features(kind: str) -> dict:
+        words = [f"{kind}{i}" for i in range(200)]
+        n = 40 if kind == "a" else 90
+        return {"bytes": int(rng.normal(n, 5)), "unknown_rate": float(rng.uniform(0.3, 0.5)),
+                "nats_per_byte": float(rng.normal(3.5 if kind == "a" else 4.5, 0.3)), "language": "en",
+                "sketch": sketch(" ".join(rng.choice(words, 8)), ws.sketch_key())}
+
+    def log(kind: str, n: int, start: int) -> None:
+        store.log_requests([_row(start + i, datetime.now(timezone.utc), features=features(kind)) for i in range(n)])
+
+    m = SimpleNamespace(name="m", version=1)
+    log("a", 120, 0)
+    early = drift(ws, m, store.requests(limit=1000)[::-1])
+    assert early["status"] == "insufficient" and "has 120 so far" in early["why"]
+    log("a", 180, 120)
+    same = drift(ws, m, store.requests(limit=1000)[::-1])
+    assert same["reference"] == {"kind": "its first 200 production prompts", "rows": 200}
+    assert same["requests"] == 100 and same["status"] == "ok" and not same["text"]["drifted"]
+    log("b", 100, 300)
+    shifted = drift(ws, m, store.requests(limit=1000)[::-1])
+    assert shifted["status"] == "drift" and shifted["text"]["drifted"] and shifted["text"]["auc"] > 0.9
+    assert {f["feature"] for f in shifted["features"] if f["drifted"]} == {"prompt_bytes", "nats_per_byte"}

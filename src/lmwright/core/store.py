@@ -238,6 +238,14 @@ class Store:
                              .where(Feedback.at >= since, Feedback.at <= until).order_by(Feedback.id)).all()
             return [(f, r) for f, r in rows]
 
+    def first_requests(self, model: str, version: int | None, n: int) -> list[RequestLog]:
+        """A version's first `n` logged requests that kept drift features (a production baseline)."""
+        with self.session() as s:
+            return list(s.scalars(select(RequestLog).where(RequestLog.model == model,
+                                                           RequestLog.model_version == version,
+                                                           RequestLog.features.is_not(None))
+                                  .order_by(RequestLog.id).limit(n)))
+
     def alerts(self, open_only: bool = False) -> list[AlertEvent]:
         """Alert events, newest first; `open_only`: the pending and firing ones."""
         with self.session() as s:

@@ -187,6 +187,16 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
     return ref
 
 
+def baseline(ws: Workspace, m: Model) -> dict[str, Any]:
+    """`monitor.drift.reference: first`: the version's own first `reference_rows` production prompts (their kept
+    features), as Evidently users often take a reference window of production data."""
+    rows = Store(ws.store_url).first_requests(m.name, m.version, ws.spec.monitor.drift.reference_rows)
+    feats = [r.features for r in rows]
+    return {"kind": f"its first {len(feats)} production prompts", "rows": len(feats), "ids": {r.id for r in rows},
+            "features": {k: [f.get(k) for f in feats] for k in ("bytes", "unknown_rate", "nats_per_byte", "language")},
+            "sketches": [f["sketch"] for f in feats if f.get("sketch") is not None]}
+
+
 # -- drift ---------------------------------------------------------------------------------------------------------
 
 def _values(xs: list) -> list:
@@ -204,14 +214,18 @@ def drift(ws: Workspace, m: Model, rows: list[RequestLog], seed: int = 0) -> dic
 
 def _drift(ws: Workspace, m: Model, rows: list[RequestLog], seed: int) -> dict[str, Any]:
     cfg = ws.spec.monitor.drift
-    cur = [r.features for r in rows if r.features][-cfg.max_requests:]
+    ref = baseline(ws, m) if cfg.reference == "first" else None
+    taken = ref["ids"] if ref else set()
+    cur = [r.features for r in rows if r.features and r.id not in taken][-cfg.max_requests:]
     out: dict[str, Any] = {"status": "insufficient", "requests": len(cur), "min_requests": cfg.min_requests,
                            "drift_share": cfg.drift_share, "features": [], "share_drifted": None, "text": None,
                            "detected": False}
+    if ref is not None and ref["rows"] < cfg.reference_rows:
+        return {**out, "why": f"the baseline (its first {cfg.reference_rows} prompts) has {ref['rows']} so far"}
     if len(cur) < cfg.min_requests:
         return out
     try:
-        ref = reference(ws, m)
+        ref = ref or reference(ws, m)
     except Exception as exc:  # noqa: BLE001 - one version's reference (e.g. deleted weights) must not stop the rest
         return {**out, "status": "no reference", "why": f"{type(exc).__name__}: {exc}"}
     out["reference"] = {"kind": ref["kind"], "rows": ref["rows"]}

@@ -76,7 +76,10 @@ class WebhookSpec(Section):
 class DriftSpec(Section):
     min_requests: int = Field(50, ge=10)  # fewer production prompts in the window: no verdict ("insufficient")
     max_requests: int = Field(300, ge=10)  # the most recent prompts in the window that are compared
-    reference_rows: int = Field(1000, ge=50)  # training-data rows sampled as the reference
+    # what production is compared with: a sample of the version's training data ("training"), or its own first
+    # reference_rows production prompts ("first": a baseline window, where training text is unlike prompts)
+    reference: Literal["training", "first"] = "training"
+    reference_rows: int = Field(1000, ge=50)  # rows in the reference
     drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift: at least this share of the feature tests drift
     text: bool = True  # the domain-classifier text test (needs serve.features_sketch)
 
