@@ -276,6 +276,8 @@ def test_drift_against_a_baseline_of_the_versions_first_prompts(tmp_path):
     spec = {"project": {"name": "m"}, "monitor": {"drift": {"reference": "first", "reference_rows": 200,
                                                             "min_requests": 50, "max_requests": 100}}}
     ws = Workspace.open(make_project(tmp_path / "p", spec))
+    (ws.internal / "sketch.key").parent.mkdir(parents=True, exist_ok=True)
+    (ws.internal / "sketch.key").write_bytes(bytes(32))  # a fixed key: the same buckets, the same verdicts, every run
     store = Store(ws.store_url)
     rng = np.random.default_rng(0)
 

@@ -62,7 +62,10 @@ class Request:
     token_times: list[float] = field(default_factory=list)
     generator: torch.Generator | None = None
     cancelled: bool = False
-    prompt_nats: float | None = None  # with Engine(score_prompts=True): the prompt's NLL under the model (monitoring)
+    # with Engine(score_prompts=True): the prompt's hidden states from prefill, scored later by `score_prompt` (off
+    # the path to the first token), then its NLL under the model (a drift feature for monitoring)
+    prompt_hidden: torch.Tensor | None = None
+    prompt_nats: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -188,9 +191,9 @@ class Engine:
 
     @torch.no_grad()
     def _prefill(self, ids: list[int], slot: int, req: Request | None = None) -> torch.Tensor:
-        """The whole prompt into `slot`'s cache; the logits of its last position. With `score_prompts`, also the
-        prompt's negative log-likelihood into `req.prompt_nats`: the served model's perplexity of what it is asked,
-        a drift feature, at the cost of the output layer over every prompt position."""
+        """The whole prompt into `slot`'s cache; the logits of its last position. With `score_prompts`, the hidden
+        states of the prompt's positions are kept on `req` for `score_prompt`: the served model's perplexity of what
+        it is asked, a drift feature."""
         m, t = self.model, len(ids)
         x = m.model.embed_tokens(torch.tensor(ids, device=self.device))  # (t, d)
         freqs = self.freqs[:t, None]
@@ -203,11 +206,20 @@ class Engine:
                                                enable_gqa=layer.gqa)
             x = layer.rest(x, y[0].transpose(0, 1).reshape(t, -1))
         if self.score_prompts and req is not None and t > 1:
-            logits = m.lm_head(m.model.norm(x))
-            target = torch.tensor(ids[1:], device=self.device)
-            req.prompt_nats = float(F.cross_entropy(logits[:-1].float(), target, reduction="sum"))
-            return logits[-1:]
-        return m.lm_head(m.model.norm(x[-1:]))
+            req.prompt_hidden = x[:-1]  # the output layer over every position costs up to ~2x a small model's
+        return m.lm_head(m.model.norm(x[-1:]))  # prefill: `score_prompt` pays it later, not the first token
+
+    @torch.no_grad()
+    def score_prompt(self, req: Request) -> float | None:
+        """The prompt's negative log-likelihood (nats) from the hidden states prefill kept; safe from any thread (it
+        only reads the weights). Frees them; None when the engine does not score prompts."""
+        if req.prompt_nats is None and req.prompt_hidden is not None:
+            m, h = self.model, req.prompt_hidden
+            req.prompt_hidden = None
+            logits = m.lm_head(m.model.norm(h)).float()
+            target = torch.tensor(req.prompt_ids[1:len(h) + 1], device=logits.device)
+            req.prompt_nats = float(F.cross_entropy(logits, target, reduction="sum"))
+        return req.prompt_nats
 
     def _decode_core(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
                      v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -176,7 +176,8 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
     reqs = engine.generate(ids, SamplingParams(max_tokens=1, temperature=0))
     feats = [prompt_features(t, tok, key=ws.sketch_key()) for t in texts]
     for f, r in zip(feats, reqs, strict=True):
-        f["nats_per_byte"] = r.prompt_nats / f["bytes"] if r.prompt_nats is not None and f["bytes"] else None
+        nats = engine.score_prompt(r)
+        f["nats_per_byte"] = nats / f["bytes"] if nats is not None and f["bytes"] else None
     ref = {"format": REFERENCE_VERSION, "model": f"{m.name}@{m.version}", "kind": kind, "rows": len(feats),
            "features": {k: [f.get(k) for f in feats] for k in ("bytes", "unknown_rate", "nats_per_byte", "language")},
            "sketches": [f["sketch"] for f in feats]}

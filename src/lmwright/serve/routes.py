@@ -119,8 +119,9 @@ async def log(st: ServerState, request: Request, r: Routed, endpoint: str, statu
         if s.features and served.asked is not None:
             text, tok, scored = served.asked
             row["features"] = prompt_features(text, tok, s.features_sketch, cfg.sketch_key)
-            if served.prompt_nats is not None and scored:
-                row["features"]["nats_per_byte"] = served.prompt_nats / scored
+            nats = served.score() if served.score is not None else None
+            if nats is not None and scored:
+                row["features"]["nats_per_byte"] = nats / scored
         cfg.store.log_requests([row])
 
     await asyncio.to_thread(write)

@@ -67,7 +67,7 @@ class Served:
     flags: dict = field(default_factory=dict)
     # (the text drift features read, the tokenizer that read it, the bytes of all the prompt's contents)
     asked: tuple | None = None
-    prompt_nats: float | None = None  # its NLL under the model that answered (engine.Request.prompt_nats)
+    score: Callable[[], float | None] | None = None  # its NLL under the model that answered (Engine.score_prompt)
     logged: bool = False  # its request-log row is written (a stream's is written once, whichever way it ends)
 
 
@@ -161,7 +161,7 @@ class EngineService:
             self.engine.cancel(req)
             served.finish_reason = served.finish_reason or "abort"
         served.text, served.completion_tokens = req.text, len(req.output_ids)
-        served.prompt_nats = req.prompt_nats
+        served.score = lambda: self.engine.score_prompt(req)  # in the log's thread, after the answer
         served.finish_reason = served.finish_reason or req.finish_reason
         if req.scheduled is not None:
             served.queue_s = req.scheduled - req.arrived
