@@ -174,8 +174,7 @@ _BY = "sum by (model_name, version)"
 
 
 def _histogram(name: str, q: float, w: str, sel: str = "") -> str:
-    return f"histogram_quantile({q}, sum by (le, model_name, version) (rate({name}_bucket{{{sel}}}[{w}])))" \
-        if sel else f"histogram_quantile({q}, sum by (le, model_name, version) (rate({name}_bucket[{w}])))"
+    return f"histogram_quantile({q}, sum by (le, model_name, version) (rate({name}_bucket{_with(sel)}[{w}])))"
 
 
 def _with(sel: str, *more: str) -> str:

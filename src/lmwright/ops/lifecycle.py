@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import re
@@ -156,24 +155,13 @@ def answer_nats(model_dir: Path, rows: list[list[dict]]) -> np.ndarray:
 
 def compare_on_new(ws: Workspace, challenger_dir: Path, champion_dir: Path, rows: list[list[dict]]) -> dict:
     """Bits per byte of the held-out new answers, challenger minus champion, with a paired bootstrap interval."""
-    from lmwright.evaluate.stats import bootstrap_ci
-
     need = ws.spec.lifecycle.retrain.min_held_out
     if len(rows) < need:
         return {"rows": len(rows), "why": f"{len(rows)} held-out new row(s), fewer than lifecycle.retrain."
                                           f"min_held_out ({need}): too few to judge the challenger on"}
-    a, c = answer_nats(challenger_dir, rows), answer_nats(champion_dir, rows)
-
-    def bpb(x: np.ndarray, idx) -> float:
-        return float(x[idx, 0].sum() / (math.log(2) * x[idx, 1].sum()))
-
-    g = ws.spec.registry.gate
-    lo, hi = bootstrap_ci(lambda i: bpb(a, i) - bpb(c, i), len(rows), g.resamples, g.confidence,
-                          ws.spec.project.seed)
-    every = slice(None)
-    return {"rows": len(rows), "challenger_bpb": bpb(a, every), "champion_bpb": bpb(c, every),
-            "difference": bpb(a, every) - bpb(c, every), "ci": [lo, hi], "confidence": g.confidence,
-            "better": hi < 0}
+    p = gates.paired_bpb(answer_nats(challenger_dir, rows), answer_nats(champion_dir, rows), ws.spec.registry.gate,
+                         ws.spec.project.seed)
+    return {"rows": len(rows), **p, "better": p["ci"][1] < 0}
 
 
 # -- triggers ------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from lmwright.ops.registry import _inputs, _run, _stage_run
 NUMERIC = ("prompt_bytes", "unknown_rate", "nats_per_byte")  # report names; the request log's keys below
 _KEY = {"prompt_bytes": "bytes", "unknown_rate": "unknown_rate", "nats_per_byte": "nats_per_byte"}
 REFERENCE_VERSION = 2  # bump when the reference's features are computed differently (invalidates the cache)
+_LOADED: dict[Path, tuple[int, dict]] = {}  # cached references read in this process, with the file's mtime
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -151,13 +152,18 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
     """The reference features of a version (cached per version under .lmwright/monitor/): the same features the
     server keeps per request, computed the same way, the perplexity with the version itself."""
     cfg = ws.spec.monitor.drift
-    cache = ws.root / ".lmwright" / "monitor" / f"reference-{m.digest[:16]}-{cfg.reference_rows}.json"
+    cache = ws.internal / "monitor" / f"reference-{m.digest[:16]}-{cfg.reference_rows}.json"
     if cache.is_file():
+        stamp = cache.stat().st_mtime_ns
+        held = _LOADED.get(cache)
+        if held is not None and held[0] == stamp:  # every report asks, each round of the server's loop: parse once
+            return held[1]
         try:
             ref = json.loads(cache.read_text())
         except ValueError:
             ref = {}
         if ref.get("format") == REFERENCE_VERSION:
+            _LOADED[cache] = (stamp, ref)
             return ref
     from lmwright.chat_template import encode_prompt
     from lmwright.core.models import resolve_model
@@ -174,13 +180,12 @@ def reference(ws: Workspace, m: Model) -> dict[str, Any]:
     ids = [(encode_prompt(tok, [{"role": "user", "content": t}]) if chat else tok.encode(t).ids)[:budget]
            for t in texts]
     reqs = engine.generate(ids, SamplingParams(max_tokens=1, temperature=0))
-    feats = [prompt_features(t, tok, key=ws.sketch_key()) for t in texts]
+    key = ws.sketch_key()
+    feats = [prompt_features(t, tok, key=key) for t in texts]
     for f, r in zip(feats, reqs, strict=True):
         nats = engine.score_prompt(r)
         f["nats_per_byte"] = nats / f["bytes"] if nats is not None and f["bytes"] else None
-    ref = {"format": REFERENCE_VERSION, "model": f"{m.name}@{m.version}", "kind": kind, "rows": len(feats),
-           "features": {k: [f.get(k) for f in feats] for k in ("bytes", "unknown_rate", "nats_per_byte", "language")},
-           "sketches": [f["sketch"] for f in feats]}
+    ref = {"format": REFERENCE_VERSION, "model": f"{m.name}@{m.version}", "kind": kind, **_columns(feats)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(ref))
@@ -193,7 +198,12 @@ def baseline(ws: Workspace, m: Model) -> dict[str, Any]:
     features), as Evidently users often take a reference window of production data."""
     rows = Store(ws.store_url).first_requests(m.name, m.version, ws.spec.monitor.drift.reference_rows)
     feats = [r.features for r in rows]
-    return {"kind": f"its first {len(feats)} production prompts", "rows": len(feats), "ids": {r.id for r in rows},
+    return {"kind": f"its first {len(feats)} production prompts", "ids": {r.id for r in rows}, **_columns(feats)}
+
+
+def _columns(feats: list[dict]) -> dict[str, Any]:
+    """A reference's rows as the drift tests read them: a column per feature, and the sketches."""
+    return {"rows": len(feats),
             "features": {k: [f.get(k) for f in feats] for k in ("bytes", "unknown_rate", "nats_per_byte", "language")},
             "sketches": [f["sketch"] for f in feats if f.get("sketch") is not None]}
 

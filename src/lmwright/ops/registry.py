@@ -140,8 +140,6 @@ def _per_document(store: Store, digest: str, data_digest: str | None = None):
 def compare(ws: Workspace, challenger: Model, champion: Model) -> dict:
     """The paired comparison on the frozen test documents: the challenger's bits per byte minus the champion's,
     with its bootstrap interval. The champion is scored on the challenger's test split now if it never was."""
-    from lmwright.evaluate.stats import bootstrap_ci
-
     store, g = Store(ws.store_url), ws.spec.registry.gate
     mine = _per_document(store, challenger.digest)
     base = {"champion": f"{champion.name}@{champion.version}", "tolerance": g.tolerance}
@@ -163,15 +161,22 @@ def compare(ws: Workspace, challenger: Model, champion: Model) -> dict:
     if a.shape != c.shape:
         raise LmwrightError(f"the test evaluations of {base['champion']} and {challenger.name}@{challenger.version} "
                             f"cover {len(c)} and {len(a)} documents; they cannot be paired")
+    p = paired_bpb(a, c, g, ws.spec.project.seed)
+    return {**base, **p, "documents": int(len(a)), "passed": p["ci"][1] <= g.tolerance}
+
+
+def paired_bpb(a: np.ndarray, c: np.ndarray, g, seed: int) -> dict:
+    """Bits per byte of `a` minus `c`, rows [nats, bytes] scored by both on the same items (documents, answers),
+    with a paired bootstrap interval over the items at the gate's (`g`) resamples and confidence."""
+    from lmwright.evaluate.stats import bootstrap_ci
 
     def bpb(x: np.ndarray, idx) -> float:
         return float(x[idx, 0].sum() / (math.log(2) * max(x[idx, 1].sum(), 1)))
 
     every = slice(None)
-    diff = bpb(a, every) - bpb(c, every)
-    lo, hi = bootstrap_ci(lambda i: bpb(a, i) - bpb(c, i), len(a), g.resamples, g.confidence, ws.spec.project.seed)
-    return {**base, "challenger_bpb": bpb(a, every), "champion_bpb": bpb(c, every), "difference": diff,
-            "ci": [lo, hi], "confidence": g.confidence, "documents": int(len(a)), "passed": hi <= g.tolerance}
+    lo, hi = bootstrap_ci(lambda i: bpb(a, i) - bpb(c, i), len(a), g.resamples, g.confidence, seed)
+    return {"challenger_bpb": bpb(a, every), "champion_bpb": bpb(c, every),
+            "difference": bpb(a, every) - bpb(c, every), "ci": [lo, hi], "confidence": g.confidence}
 
 
 def gate(ws: Workspace, m: Model, to: str) -> Gate:
