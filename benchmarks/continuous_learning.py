@@ -49,14 +49,14 @@ from lmwright.core.workspace import Workspace
 from lmwright.data.document import read_docs
 from lmwright.data.sources.pydocs import collect_pydocs
 from lmwright.data.split import split_path
-from lmwright.evaluate.stats import bootstrap_ci
 from lmwright.finetune import pydocs_tasks
 from lmwright.ops import lifecycle
 from lmwright.ops.deploy import build_app
 from lmwright.ops.monitor import drift, last_user_turn, reference_texts, training_rows
+from lmwright.ops.registry import paired_bpb
 from lmwright.ops.watch import check
 from lmwright.serve.api import serve_in_thread
-from lmwright.spec import PydocsSource
+from lmwright.spec import GateSpec, PydocsSource
 
 SHIFTED_MODULES = ["sqlalchemy", "rich", "typer", "pydantic"]
 SERVE = ["serve.compile=false", "serve.rate_limit_per_minute=0", "serve.log_prompts=true", "monitor.interval=0"]
@@ -137,14 +137,10 @@ def answer_bpb(ws: Workspace, a_dir: Path, b_dir: Path, rows: list[dict]) -> dic
     """Bits per byte of the right answers: `a` minus `b`, with a paired bootstrap interval."""
     convos = [[{"role": "user", "content": q["instruction"]}, {"role": "assistant", "content": q["output"]}]
               for q in rows]
-    a, b = lifecycle.answer_nats(a_dir, convos), lifecycle.answer_nats(b_dir, convos)
-
-    def bpb(x, idx):
-        return float(x[idx, 0].sum() / (np.log(2) * x[idx, 1].sum()))
-
-    lo, hi = bootstrap_ci(lambda i: bpb(a, i) - bpb(b, i), len(rows), 1000, 0.95, 0)
-    return {"rows": len(rows), "challenger_bpb": bpb(a, slice(None)), "champion_bpb": bpb(b, slice(None)),
-            "difference": bpb(a, slice(None)) - bpb(b, slice(None)), "ci95": [lo, hi]}
+    p = paired_bpb(lifecycle.answer_nats(a_dir, convos), lifecycle.answer_nats(b_dir, convos),
+                   GateSpec(resamples=1000, confidence=0.95), 0)
+    return {"rows": len(rows), "challenger_bpb": p["challenger_bpb"], "champion_bpb": p["champion_bpb"],
+            "difference": p["difference"], "ci95": p["ci"]}
 
 
 def main() -> None:
