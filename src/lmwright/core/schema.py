@@ -151,6 +151,9 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked: Mapped[bool] = mapped_column(default=False)
+    role: Mapped[str] = mapped_column(String(16), default="user")  # admin | operator | annotator | user
+    # what the key may reach beyond its role's routes: {"models": [...] | ["*"], "routes": [...] | ["*"]}
+    scopes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class _OfRequest:
@@ -217,11 +220,31 @@ class AlertEvent(Base):
 
 
 class Audit(Base):
-    """Append-only: triggers refuse UPDATE and DELETE (on SQLite and PostgreSQL)."""
+    """Append-only: triggers refuse UPDATE and DELETE (on SQLite and PostgreSQL), and a hash chain shows any change
+    made around them."""
 
     __tablename__ = "audit"
+    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_prev_hash"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the hash chain (core/audit_chain.py); prev_hash is unique, so two writers can never both extend one row
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Takedown(Base):
+    """`lmwright forget`: what was taken down and what it reached. Every row's selector stays on the denylist that
+    later collections apply; the documents found then are listed too, for the record."""
+
+    __tablename__ = "takedowns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # source | doc | match
+    value: Mapped[str] = mapped_column(Text)  # the source name, document id or regular expression
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    doc_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reached: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the artifacts found, by kind

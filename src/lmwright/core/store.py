@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
+import time
 from typing import Any
 
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lmwright.core.audit_chain import GENESIS, row_hash, verify
 from lmwright.core.migrate import upgrade
 from lmwright.core.schema import (  # noqa: F401 - the tables, importable from here as before
     AlertEvent,
@@ -30,6 +33,7 @@ from lmwright.core.schema import (  # noqa: F401 - the tables, importable from h
     Model,
     RequestLog,
     StageRun,
+    Takedown,
     TestEvaluation,
     Transition,
     utcnow,
@@ -139,9 +143,31 @@ class Store:
             run.status, run.finished_at, run.error, run.duration_s = "failed", utcnow(), error[:4000], duration_s
 
     # -- audit --------------------------------------------------------------------------------------------------
-    def audit(self, action: str, **detail: Any) -> None:
-        with self.session() as s, s.begin():
-            s.add(Audit(actor=actor(), action=action, detail=detail))
+    def audit(self, action: str, **detail: Any) -> Audit:
+        """Append a row to the audit log, chained to the row before it (core/audit_chain.py). The id is taken as the
+        last one plus one, so the hash can cover it; two writers racing for the same place collide on the id or on
+        the unique previous hash, and the loser takes the next place."""
+        detail = json.loads(json.dumps(detail, default=str))  # hashed as the store will give it back
+        who = actor()
+        for attempt in range(50):
+            try:
+                with self.session() as s, s.begin():
+                    last = s.scalars(select(Audit).order_by(Audit.id.desc()).limit(1)).first()
+                    prev, row_id = (last.hash, last.id + 1) if last else (GENESIS, 1)
+                    at = utcnow()
+                    row = Audit(id=row_id, at=at, actor=who, action=action, detail=detail, prev_hash=prev,
+                                hash=row_hash(prev, row_id, at, who, action, detail))
+                    s.add(row)
+                return row
+            except IntegrityError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def verify_audit(self) -> list[dict[str, Any]]:
+        """The audit chain's problems, each naming its row ([] when every row is as it was written)."""
+        return verify(self.audit_log())
 
     # -- listings for `lmwright status` --------------------------------------------------------------------------
     def _all(self, table: type[Base]) -> list:
@@ -182,11 +208,11 @@ class Store:
         return row
 
     # -- serving ----------------------------------------------------------------------------------------------------
-    def add_api_key(self, name: str, key_hash: str) -> None:
+    def add_api_key(self, name: str, key_hash: str, role: str = "user", scopes: dict | None = None) -> None:
         with self.session() as s, s.begin():
             if s.scalars(select(ApiKey).where(ApiKey.name == name)).first():
                 raise ValueError(f"an API key named {name!r} exists; revoke it first or pick another name")
-            s.add(ApiKey(name=name, key_hash=key_hash))
+            s.add(ApiKey(name=name, key_hash=key_hash, role=role, scopes=scopes or {}))
 
     def revoke_api_key(self, name: str) -> bool:
         with self.session() as s, s.begin():
@@ -256,3 +282,13 @@ class Store:
 
     def audit_log(self) -> list[Audit]:
         return self._all(Audit)
+
+    # -- takedowns (`lmwright forget`) ---------------------------------------------------------------------------
+    def add_takedown(self, kind: str, value: str, reason: str | None, doc_ids: list[str], reached: dict) -> Takedown:
+        with self.session() as s, s.begin():
+            row = Takedown(actor=actor(), kind=kind, value=value, reason=reason, doc_ids=doc_ids, reached=reached)
+            s.add(row)
+        return row
+
+    def takedowns(self) -> list[Takedown]:
+        return self._all(Takedown)

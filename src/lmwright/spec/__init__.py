@@ -11,6 +11,7 @@ One module per part of the file, each a set of pydantic sections:
 - `evaluate`: `eval`, `risk` and `requirements`
 - `serve`: `serve`
 - `deploy`: `registry` (promotion) and `deploy` (routes, canary, shadow, retirement)
+- `governance`: the models' licence, what a takedown does, the risk register
 - `monitor`: `monitor` (windows, drift tests, alert rules, webhook) and `lifecycle` (retraining)
 - `load`: `load_spec`, `apply_override`, `dump_spec`, the default text and the errors that name file, line and field
 
@@ -59,6 +60,7 @@ from lmwright.spec.evaluate import (
     VerbatimSpec,
 )
 from lmwright.spec.finetune import ClassifySpec, FinetuneSpec, LoraSpec, PreferenceSpec, RecipeSpec, SftSpec
+from lmwright.spec.governance import GovernanceSpec, RiskEntry
 from lmwright.spec.load import DEFAULT_SPEC_TEXT, SPEC_FILENAME, apply_override, dump_spec, load_spec
 from lmwright.spec.model import ModelSpec, TokenizerSpec
 from lmwright.spec.monitor import (
@@ -77,7 +79,7 @@ from lmwright.spec.train import CVSpec, EarlyStoppingSpec, LoopSpec, TrainSpec, 
 __all__ = [
     "BUILTIN_PROFILES", "DEFAULT_SPEC_TEXT", "PII_TYPES", "SPEC_FILENAME", "BasicSpec", "BiasSpec", "BiasTemplate",
     "BlocklistSpec", "C4Spec", "CVSpec", "CanarySpec", "ClassifySpec", "CleanSpec", "ContinuationSpec", "CrawlSource",
-    "DataSpec", "DedupSpec", "DeploySpec", "DeploymentSpec", "GateSpec", "RegistrySpec", "RouteSpec", "EarlyStoppingSpec", "EvalSet", "EvalSpec", "ExecutorSpec", "FilesSource",
+    "DataSpec", "DedupSpec", "DeploySpec", "DeploymentSpec", "GateSpec", "RegistrySpec", "RouteSpec", "EarlyStoppingSpec", "EvalSet", "EvalSpec", "ExecutorSpec", "FilesSource", "GovernanceSpec", "RiskEntry",
     "FilterProfile", "FineWebSpec", "FinetuneSpec", "GopherQualitySpec", "GopherRepetitionSpec", "LanguageSpec",
     "LoopSpec", "LoraSpec", "ModelSpec", "NearDedupSpec", "PiiSpec", "PreferenceSpec", "ProjectSpec", "PydocsSource",
     "RecipeSpec", "RequirementsSpec", "RiskSpec", "SafetySpec", "Section", "ServeSpec", "SftSpec", "Source", "Spec",

@@ -12,6 +12,7 @@ from lmwright.spec.data import DataSpec, SplitSpec
 from lmwright.spec.deploy import DeploySpec, RegistrySpec
 from lmwright.spec.evaluate import EvalSpec, RequirementsSpec, RiskSpec
 from lmwright.spec.finetune import FinetuneSpec
+from lmwright.spec.governance import GovernanceSpec
 from lmwright.spec.model import ModelSpec, TokenizerSpec
 from lmwright.spec.monitor import LifecycleSpec, MonitorSpec
 from lmwright.spec.serve import ServeSpec
@@ -44,6 +45,7 @@ class Spec(Section):
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     lifecycle: LifecycleSpec = Field(default_factory=LifecycleSpec)
+    governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
 
     @model_validator(mode="after")
     def _context_fits(self) -> Spec:
