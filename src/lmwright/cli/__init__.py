@@ -5,7 +5,7 @@ report figures take `--json`. A `LmwrightError` is printed as a one-paragraph me
 so is any other error (exit 1), whose traceback goes to a log file under the workspace. `--debug` anywhere on the
 command line (or LMWRIGHT_DEBUG=1) prints tracebacks in the terminal too.
 
-The commands live in a module per group (project, data, evaluate, finetune, export, registry, serve, monitor) and are thin: parse,
+The commands live in a module per group (project, data, evaluate, finetune, export, registry, serve, monitor, governance) and are thin: parse,
 call the library, print. Nothing in the library imports this package.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lmwright.cli import data, evaluate, export, finetune, monitor, project, registry, serve
+from lmwright.cli import data, evaluate, export, finetune, governance, monitor, project, registry, serve
 from lmwright.cli.common import err
 from lmwright.errors import LmwrightError, StageFailed
 
@@ -39,6 +39,7 @@ export.register(app)
 registry.register(app)
 serve.register(app)
 monitor.register(app)
+governance.register(app)
 
 
 def _crash_log(text: str) -> Path | None:

@@ -270,11 +270,15 @@ def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[
         if any(t.action == "run" and t.to_version == m.version for t in registry.history(store, name)):
             continue  # already done for this version (a report rerun must not undo a later promotion)
         champion = registry.alias_of(store, name, "champion")
-        to = "champion" if policy == "champion" or champion is None else "challenger"
+        if champion is not None and registry.is_retired(registry.version(store, f"{name}@{champion.version}")):
+            champion_live = None  # retired or taken down (`lmwright forget`): the new version replaces it
+        else:
+            champion_live = champion
+        to = "champion" if policy == "champion" or champion_live is None else "challenger"
         read = champion if to == "champion" else registry.alias_of(store, name, to)
         if read is not None and read.version == m.version:
             continue
-        if champion is not None and champion.version != m.version:  # worth a canary only if not already worse
+        if champion_live is not None and champion.version != m.version:  # worth a canary only if not already worse
             held = registry.version(store, f"{name}@{champion.version}")
             c = compare(ws, m, held) if held.weights == "present" else None
             if c is not None and "difference" in c and not c["passed"]:  # measured, and worse

@@ -37,6 +37,10 @@ def _collect_facts(ws) -> dict:
             db = Path(src.url.removeprefix("sqlite:///"))
             facts[src.name] = [db.stat().st_size, db.stat().st_mtime_ns] if db.exists() else None
     # other SQL databases and the web are not watched: `lmwright collect --force` takes a new snapshot
+    from lmwright.data.denylist import Denylist
+
+    if denied := Denylist.of(ws.store_url).entries:  # a takedown collects again, without what it names
+        facts["denylist"] = denied
     return facts
 
 
@@ -46,16 +50,20 @@ def collect(ctx: StageContext) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from lmwright.data.denylist import Denylist
     from lmwright.data.executors import run_shards, shard_dir
 
     sources = ctx.spec.data.sources
     task = ctx.reporter.task("collect", total=None)
+    denylist = Denylist.of(ctx.ws.store_url)
 
     def one_source(i: int, out: Path) -> dict:  # a shard per source: a killed run redoes only unfinished sources
-        docs, quarantined = [], []
+        docs, quarantined, taken_down = [], [], 0
         for rec in iter_source(sources[i], ctx.ws.root):
             if isinstance(rec, Quarantined):
                 quarantined.append(rec)
+            elif denylist and denylist.denies(rec):
+                taken_down += 1
             else:
                 docs.append(rec)
                 task.advance(1, info=sources[i].name)
@@ -63,7 +71,8 @@ def collect(ctx: StageContext) -> dict:
         with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
             for q in quarantined:
                 f.write(json.dumps(q.__dict__) + "\n")
-        return {"docs": len(docs), "quarantined": len(quarantined), "chars": sum(len(d.text) for d in docs)}
+        return {"docs": len(docs), "quarantined": len(quarantined), "chars": sum(len(d.text) for d in docs),
+                "taken_down": taken_down}
 
     results, resumed = run_shards(one_source, len(sources), ctx.work, workers=1)
     if resumed:
@@ -75,10 +84,12 @@ def collect(ctx: StageContext) -> dict:
             f.write((shard_dir(ctx.work, i) / "quarantine.jsonl").read_text(encoding="utf-8"))
     n_docs, n_quar = sum(r["docs"] for r in results), sum(r["quarantined"] for r in results)
     chars = sum(r["chars"] for r in results)
+    removed = {"takedown": n} if (n := sum(r.get("taken_down", 0) for r in results)) else {}
     ctx.dataset("raw", "docs.parquet", n_docs)
-    return {**accounting(n_docs + n_quar, n_docs, {}, n_quar), "resumed_sources": resumed,
+    return {**accounting(n_docs + n_quar + sum(removed.values()), n_docs, removed, n_quar), "resumed_sources": resumed,
             "by_source": {s.name: r["docs"] for s, r in zip(sources, results, strict=True)}, "chars": chars,
-            "headline": f"{n_docs:,} documents ({chars / 1e6:.1f}M chars), {n_quar} quarantined"}
+            "headline": f"{n_docs:,} documents ({chars / 1e6:.1f}M chars), {n_quar} quarantined"
+                        + (f", {removed['takedown']} taken down (lmwright forget)" if removed else "")}
 
 
 @stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources",

@@ -1,0 +1,331 @@
+"""Lineage queries: from a document, dataset, stage, model version or served request, what it came from and what it
+reached, read from the store's stage runs (inputs and outputs by content digest) and the artifacts themselves.
+
+Documents keep a stable id from collection on (data/document.py), and every data stage's artifact holds its
+documents' ids, so "which datasets hold this document" is answered by reading id columns; from those artifacts the
+runs that read them, and the runs that read their outputs, are found by following digests forward; models, the
+aliases that serve them and the requests they answered follow from the models' digests. Backwards, a model's run
+leads to the runs upstream of it and to the sources its collect run read.
+
+`openlineage_events` writes the same graph as OpenLineage run events (a START and a COMPLETE or FAIL per stage run;
+spec 2-0-2), for users who run a lineage server such as Marquez. The events are written by hand: the format is a few
+required fields, and the client package would bring an HTTP stack the export does not need.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from lmwright.core import registry
+from lmwright.core.artifacts import ArtifactStore
+from lmwright.core.schema import Feedback, Lineage, Model, RequestLog, StageRun
+from lmwright.core.store import Store
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+from lmwright.version import __version__
+
+DOC_STAGES = ("collect", "clean", "dedup", "split")  # stages whose artifacts hold documents (Parquet with an id)
+OPENLINEAGE_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent"
+PRODUCER = f"https://github.com/lmwright/lmwright/tree/v{__version__}"
+
+
+@dataclass
+class Graph:
+    """Every finished stage run and how their digests connect."""
+
+    runs: dict[int, StageRun] = field(default_factory=dict)
+    inputs: dict[int, dict[str, str]] = field(default_factory=dict)  # run id -> {input name: digest}
+    made_by: dict[str, StageRun] = field(default_factory=dict)  # output digest -> the first run that made it
+    used_by: dict[str, list[StageRun]] = field(default_factory=lambda: defaultdict(list))
+    models: list[Model] = field(default_factory=list)
+
+    def upstream(self, run: StageRun) -> list[StageRun]:
+        """`run` and every run upstream of it, nearest first."""
+        out, seen, todo = [], set(), [run]
+        while todo:
+            r = todo.pop(0)
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            out.append(r)
+            todo += [self.made_by[d] for d in self.inputs.get(r.id, {}).values() if d in self.made_by]
+        return out
+
+    def downstream(self, digests: set[str]) -> list[StageRun]:
+        """Every run that read one of `digests`, or read what such a run made, in run order."""
+        out: dict[int, StageRun] = {}
+        todo = list(digests)
+        while todo:
+            d = todo.pop()
+            for r in self.used_by.get(d, []):
+                if r.id not in out:
+                    out[r.id] = r
+                    if r.output_digest:
+                        todo.append(r.output_digest)
+        return sorted(out.values(), key=lambda r: r.id)
+
+
+def graph(store: Store) -> Graph:
+    g = Graph()
+    with store.session() as s:
+        for r in s.scalars(select(StageRun).where(StageRun.status == "done").order_by(StageRun.id)):
+            g.runs[r.id] = r
+            if r.output_digest and r.output_digest not in g.made_by:
+                g.made_by[r.output_digest] = r
+        for row in s.scalars(select(Lineage).where(Lineage.direction == "input")):
+            if row.run_id in g.runs:
+                g.inputs.setdefault(row.run_id, {})[row.name] = row.digest
+                g.used_by[row.digest].append(g.runs[row.run_id])
+        g.models = list(s.scalars(select(Model).order_by(Model.id)))
+    return g
+
+
+def run_dict(r: StageRun) -> dict[str, Any]:
+    return {"stage": r.stage, "run": r.id, "digest": r.output_digest,
+            "finished": f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else None,
+            "code_version": r.code_version}
+
+
+def model_label(m: Model) -> str:
+    return f"{m.name}@{m.version}"
+
+
+# -- documents in artifacts ------------------------------------------------------------------------------------------
+
+def doc_runs(g: Graph, arts: ArtifactStore) -> list[tuple[StageRun, list[Path]]]:
+    """The data stages' runs whose artifacts are still there, with their document files."""
+    out = []
+    for r in g.runs.values():
+        if r.stage in DOC_STAGES and r.output_digest and arts.exists(r.output_digest):
+            root = arts.root / r.output_digest
+            files = sorted(p for p in root.glob("*.parquet") if p.name != "removed.parquet")
+            out.append((r, files))
+    return out
+
+
+def _read(path: Path, columns: list[str]):
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    return pq.read_table(path, columns=[c for c in columns if c in have]).to_pylist()
+
+
+def find_documents(ws: Workspace, kind: str, value: str) -> dict[str, dict]:
+    """Documents in any collected dataset that a selector names: `source` (a source's name), `doc` (an id) or
+    `match` (a regular expression searched in the text). Returns {id: what is known of it}."""
+    if kind == "match":
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            raise LmwrightError(f"--match {value!r} is not a regular expression ({exc}); quote it for the shell "
+                                "and escape special characters (re.escape)") from exc
+    g, arts = graph(Store(ws.store_url)), ArtifactStore(ws.artifacts_dir)
+    found: dict[str, dict] = {}
+    for r, files in doc_runs(g, arts):
+        if r.stage != "collect":  # collection holds every document as it was read; later stages hold subsets
+            continue
+        for path in files:
+            for d in _read(path, ["id", "source_name", "locator", "license", "collected_at", "text"]):
+                hit = (d["source_name"] == value if kind == "source" else d["id"] == value if kind == "doc"
+                       else bool(pattern.search(d["text"] or "")))
+                if hit and d["id"] not in found:
+                    found[d["id"]] = {k: d.get(k) for k in ("id", "source_name", "locator", "license",
+                                                            "collected_at")}
+    return found
+
+
+def reached(ws: Workspace, doc_ids: set[str], g: Graph | None = None) -> dict[str, Any]:
+    """Everything the documents reached: the datasets that hold them (and in which split), every run downstream
+    of those, the model versions among them, the aliases that serve those versions, the requests they answered
+    and the published copies in the output directory."""
+    store, arts = Store(ws.store_url), ArtifactStore(ws.artifacts_dir)
+    g = g or graph(store)
+    datasets, digests = [], set()
+    for r, files in doc_runs(g, arts):
+        held: dict[str, int] = {}
+        for path in files:
+            n = sum(d["id"] in doc_ids for d in _read(path, ["id"]))
+            if n:
+                held[path.stem] = n
+        if held:
+            datasets.append({**run_dict(r), "documents": held})
+            digests.add(r.output_digest)
+    runs = [r for r in g.downstream(digests) if r.output_digest not in digests]
+    digests |= {r.output_digest for r in runs if r.output_digest}
+    return {"datasets": datasets, "runs": [run_dict(r) for r in runs], **_served(ws, store, g, digests),
+            "digests": sorted(digests)}
+
+
+def _served(ws: Workspace, store: Store, g: Graph, digests: set[str]) -> dict[str, Any]:
+    """The model versions made of `digests`, the aliases on them and the requests they answered; published
+    copies of those artifacts."""
+    import json
+
+    models = [m for m in g.models if m.digest in digests]
+    aliases = [{"model": a.name, "alias": a.alias, "version": a.version} for a in registry.aliases(store)
+               if any(m.name == a.name and m.version == a.version for m in models)]
+    requests = {}
+    if models:
+        with store.session() as s:
+            rows = s.execute(select(RequestLog.model_digest, func.count()).where(
+                RequestLog.model_digest.in_([m.digest for m in models])).group_by(RequestLog.model_digest)).all()
+        requests = dict(rows)
+    marker = ws.out_dir / ".published.json"
+    published = sorted(name for name, d in (json.loads(marker.read_text()) if marker.exists() else {}).items()
+                       if d in digests)
+    return {"models": [{"model": model_label(m), "digest": m.digest, "weights": m.weights,
+                        "retired": registry.is_retired(m), "requests": requests.get(m.digest, 0)} for m in models],
+            "deployments": aliases, "published": published}
+
+
+# -- one query -------------------------------------------------------------------------------------------------------
+
+def _sources(g: Graph, runs: list[StageRun]) -> list[dict]:
+    """The sources the collect runs among `runs` read, with their licences and document counts."""
+    out = []
+    for r in runs:
+        if r.stage == "collect":
+            specs = {s["name"]: s for s in (r.params or {}).get("data.sources", [])}
+            for name, n in (r.summary or {}).get("by_source", {}).items():
+                s = specs.get(name, {})
+                out.append({"source": name, "kind": s.get("kind"), "license": s.get("license"), "documents": n,
+                            "collect_run": r.id})
+    return out
+
+
+def _upstream(g: Graph, run: StageRun) -> dict:
+    runs = g.upstream(run)
+    split = next((r for r in runs if r.stage == "split"), None)
+    return {"runs": [run_dict(r) for r in runs], "sources": _sources(g, runs),
+            "splits": (split.summary or {}).get("splits") if split else None,
+            "datasets": [run_dict(r) for r in runs if r.stage in DOC_STAGES]}
+
+
+def _downstream(ws: Workspace, g: Graph, digests: set[str]) -> dict:
+    runs = g.downstream(digests)
+    alld = digests | {r.output_digest for r in runs if r.output_digest}
+    return {"runs": [run_dict(r) for r in runs], **_served(ws, Store(ws.store_url), g, alld)}
+
+
+def query(ws: Workspace, ident: str) -> dict[str, Any]:
+    """The lineage of `ident`, both ways: a model (`NAME@VERSION`, `NAME@ALIAS` or `NAME`), a request id, a
+    document id, a stage name (its latest run) or an artifact digest (or a prefix of at least 6 characters)."""
+    store = Store(ws.store_url)
+    g = graph(store)
+    # a model
+    if "@" in ident or ident in registry.names(store):
+        m = registry.version(store, ident)
+        if m is None:
+            raise registry.unknown(store, ident)
+        run = g.runs.get(m.run_id)
+        return {"query": ident, "kind": "model",
+                "subject": {"model": model_label(m), "digest": m.digest, "stage": run.stage if run else None,
+                            "weights": m.weights, "retired": registry.is_retired(m)},
+                "upstream": _upstream(g, run) if run else {}, "downstream": _downstream(ws, g, {m.digest})}
+    # a served request
+    req = store.request_record(ident)
+    if req is not None:
+        m = next((x for x in g.models if x.digest == req.model_digest), None)
+        with store.session() as s:
+            fb = list(s.scalars(select(Feedback).where(Feedback.request_id == ident)))
+        run = g.runs.get(m.run_id) if m else None
+        return {"query": ident, "kind": "request",
+                "subject": {"request_id": ident, "at": f"{req.at:%Y-%m-%d %H:%M:%S}", "endpoint": req.endpoint,
+                            "model": model_label(m) if m else req.model, "model_digest": req.model_digest,
+                            "route": req.route, "key": req.key_name, "status": req.status},
+                "upstream": _upstream(g, run) if run else {},
+                "downstream": {"feedback": [{"at": f"{f.at:%Y-%m-%d %H:%M:%S}", "rating": f.rating,
+                                             "correction": f.correction is not None} for f in fb]}}
+    # a stage's latest run, or an artifact
+    run = None
+    if ident in {r.stage for r in g.runs.values()}:
+        run = max((r for r in g.runs.values() if r.stage == ident), key=lambda r: r.id)
+    elif re.fullmatch(r"[0-9a-f]{6,64}", ident):
+        hits = {d: r for d, r in g.made_by.items() if d.startswith(ident)}
+        if len(hits) > 1:
+            raise LmwrightError(f"{ident!r} is the start of {len(hits)} artifacts' digests; give more characters")
+        run = next(iter(hits.values()), None)
+    if run is not None:
+        return {"query": ident, "kind": "artifact", "subject": run_dict(run),
+                "upstream": _upstream(g, run), "downstream": _downstream(ws, g, {run.output_digest})}
+    # a document
+    docs = find_documents(ws, "doc", ident) if re.fullmatch(r"[0-9a-f]{24}", ident) else {}
+    if docs:
+        r = reached(ws, {ident}, g)
+        return {"query": ident, "kind": "document", "subject": docs[ident],
+                "upstream": {"sources": [{"source": docs[ident]["source_name"], "license": docs[ident]["license"],
+                                          "locator": docs[ident]["locator"]}]},
+                "downstream": {k: v for k, v in r.items() if k != "digests"}}
+    raise LmwrightError(f"{ident!r} names nothing lmwright recorded: give a model (NAME@VERSION or NAME@ALIAS), a "
+                        "request id (the x-request-id header of a served answer), a document id (24 hex "
+                        "characters, the `id` column of a dataset), a stage name or an artifact digest")
+
+
+# -- OpenLineage -----------------------------------------------------------------------------------------------------
+
+def _iso(t) -> str:
+    from datetime import UTC
+
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat()
+
+
+def openlineage_events(ws: Workspace, ident: str | None = None) -> list[dict[str, Any]]:
+    """OpenLineage RunEvents for every stage run (or those upstream and downstream of `ident`): a START and a
+    COMPLETE or FAIL each. A job is a stage in the project's namespace; a dataset is an artifact, named by the
+    stage that made it, with its digest as the dataset version."""
+    store = Store(ws.store_url)
+    g = graph(store)
+    ns = f"lmwright://{ws.spec.project.name}"
+    with store.session() as s:
+        runs = list(s.scalars(select(StageRun).where(StageRun.status.in_(("done", "failed")))
+                              .order_by(StageRun.id)))
+    if ident is not None:
+        q = query(ws, ident)
+        keep = {r["run"] for side in ("upstream", "downstream") for r in q.get(side, {}).get("runs", [])}
+        if q["kind"] == "artifact":
+            keep.add(q["subject"]["run"])
+        runs = [r for r in runs if r.id in keep]
+    models = {m.digest: m for m in g.models}
+
+    def dataset(digest: str, rows: int | None = None, output: bool = False) -> dict:
+        maker = g.made_by.get(digest)
+        name = maker.stage if maker else "external"
+        facets: dict[str, Any] = {"version": {"_producer": PRODUCER, "_schemaURL":
+                                              "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet"
+                                              ".json#/$defs/DatasetVersionDatasetFacet", "datasetVersion": digest}}
+        if digest in models:
+            name = f"model/{models[digest].name}"
+        d = {"namespace": ns, "name": name, "facets": facets}
+        if output and rows is not None:
+            d["outputFacets"] = {"outputStatistics": {
+                "_producer": PRODUCER, "_schemaURL": "https://openlineage.io/spec/facets/1-0-2/"
+                "OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet",
+                "rowCount": rows}}
+        return d
+
+    events = []
+    for r in runs:
+        run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ns}/run/{r.id}/{_iso(r.started_at)}"))
+        job = {"namespace": ns, "name": r.stage}
+        inputs = [dataset(d) for d in g.inputs.get(r.id, {}).values()]
+        base = {"producer": PRODUCER, "schemaURL": OPENLINEAGE_SCHEMA, "job": job}
+        events.append({**base, "eventType": "START", "eventTime": _iso(r.started_at),
+                       "run": {"runId": run_id}, "inputs": inputs, "outputs": []})
+        end = {**base, "eventType": "COMPLETE" if r.status == "done" else "FAIL",
+               "eventTime": _iso(r.finished_at or r.started_at), "run": {"runId": run_id}, "inputs": inputs,
+               "outputs": [dataset(r.output_digest, (r.summary or {}).get("kept"), output=True)]
+               if r.output_digest else []}
+        if r.status == "failed":
+            end["run"]["facets"] = {"errorMessage": {
+                "_producer": PRODUCER, "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/"
+                "ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
+                "message": (r.error or "")[:2000], "programmingLanguage": "python"}}
+        events.append(end)
+    return events

@@ -1,0 +1,233 @@
+"""Governance: the audit log's hash chain (tampering detected, concurrent writers, upgrades, PostgreSQL), lineage
+queries both ways with their OpenLineage export, and a takedown that removes a planted canary document from every
+rebuilt artifact, with its exposure falling."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+import lmwright
+from lmwright.cli import app
+from lmwright.core.store import Store
+from lmwright.core.workspace import Workspace
+from tests.conftest import TINY, make_project, quiet
+from tests.test_registry import _legacy
+
+runner = CliRunner()
+
+
+# -- the audit chain ---------------------------------------------------------------------------------------------------
+
+def _project(tmp_path):
+    root = make_project(tmp_path / "p")
+    return root, Store(Workspace.open(root).store_url)
+
+
+def test_a_changed_or_removed_audit_row_breaks_the_chain_and_audit_verify_says_where(tmp_path):
+    root, store = _project(tmp_path)
+    for i in range(5):
+        store.audit("promote", model="m", to_version=i, note="ünïcode ✓", when=(1, 2))
+    assert store.verify_audit() == []
+    r = runner.invoke(app, ["audit", "--verify", "-C", str(root), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["verified"] is True
+
+    db = store.engine.url.database
+    con = sqlite3.connect(db)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):  # the triggers refuse it through SQL ...
+        con.execute("UPDATE audit SET actor = 'mallory' WHERE id = 3")
+    con.execute("DROP TRIGGER audit_no_update")  # ... so the attacker goes around them
+    con.execute("DROP TRIGGER audit_no_delete")
+    con.execute("UPDATE audit SET detail = json_set(detail, '$.to_version', 9) WHERE id = 3")
+    con.commit()
+    assert store.verify_audit() == [{"id": 3, "problem": "its content does not match its hash (the row was changed)"}]
+    r = runner.invoke(app, ["audit", "--verify", "-C", str(root)])
+    assert r.exit_code == 5 and "row 3" in r.stderr
+
+    con.execute("DELETE FROM audit WHERE id = 3")
+    con.commit()
+    problems = store.verify_audit()
+    assert [p["id"] for p in problems] == [4] and "removed" in problems[0]["problem"]
+    con.close()
+
+
+def test_concurrent_writers_extend_one_chain(tmp_path):
+    _, store = _project(tmp_path)
+    threads = [threading.Thread(target=lambda k=k: [Store(store.engine.url.render_as_string(False))
+                                                    .audit("run", writer=k, i=i) for i in range(15)])
+               for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = store.audit_log()
+    assert len(rows) == 60 and store.verify_audit() == []
+    assert len({r.prev_hash for r in rows}) == 60  # no fork: each row extends a different one
+
+
+def test_an_upgraded_store_has_its_old_rows_chained_and_its_old_keys_kept_as_admin(tmp_path):
+    store = Store(_legacy(tmp_path / "old.db"))
+    assert len(store.audit_log()) == 2 and store.verify_audit() == []
+    assert [(k.name, k.role) for k in store.api_keys()] == [("alice", "admin")]
+    store.audit("after_upgrade")
+    assert store.verify_audit() == []
+
+
+def test_the_chain_and_append_only_hold_on_postgresql(pg_url):
+    store = Store(pg_url)
+    for i in range(3):
+        store.audit("export", model="m", i=i)
+    assert store.verify_audit() == []
+    with pytest.raises(Exception, match="append-only"), store.engine.begin() as c:
+        c.execute(text("UPDATE audit SET actor = 'mallory'"))
+    with store.engine.begin() as c:
+        c.execute(text("ALTER TABLE audit DISABLE TRIGGER audit_append_only"))
+        c.execute(text("UPDATE audit SET actor = 'mallory' WHERE id = 2"))
+        c.execute(text("ALTER TABLE audit ENABLE TRIGGER audit_append_only"))
+    assert [p["id"] for p in store.verify_audit()] == [2]
+
+
+# -- lineage -------------------------------------------------------------------------------------------------------------
+
+def _a_train_document(root):
+    import pyarrow.parquet as pq
+
+    ws = Workspace.open(root)
+    store = Store(ws.store_url)
+    split = next(r for r in store.runs(500) if r.stage == "split" and r.status == "done")
+    return pq.read_table(ws.artifacts_dir / split.output_digest / "train.parquet", columns=["id"])["id"][0].as_py()
+
+
+def test_lineage_runs_both_ways_from_a_document_a_model_and_a_request(tiny_copy):
+    from lmwright.ops.lineage import query
+
+    ws = Workspace.open(tiny_copy)
+    store = Store(ws.store_url)
+    doc = _a_train_document(tiny_copy)
+
+    q = query(ws, doc)
+    assert q["kind"] == "document" and q["upstream"]["sources"][0]["source"] == "pydocs"
+    assert {d["stage"] for d in q["downstream"]["datasets"]} == {"collect", "clean", "dedup", "split"}
+    split = next(d for d in q["downstream"]["datasets"] if d["stage"] == "split")
+    assert split["documents"] == {"train": 1}
+    reached = {r["stage"] for r in q["downstream"]["runs"]}
+    assert {"tokenizer", "tokenize", "pretrain", "save"} <= reached
+    assert "tiny@1" in [m["model"] for m in q["downstream"]["models"]]
+    assert {"model": "tiny", "alias": "champion", "version": 1} in q["downstream"]["deployments"]
+
+    m = query(ws, "tiny@champion")
+    assert m["kind"] == "model" and m["subject"]["model"] == "tiny@1"
+    assert [s["source"] for s in m["upstream"]["sources"]] == ["pydocs"]
+    assert {"collect", "split", "tokenizer", "pretrain"} <= {r["stage"] for r in m["upstream"]["runs"]}
+    assert m["upstream"]["splits"]["train"] > 0
+
+    digest = store.models()[0].digest
+    store.log_requests([{"request_id": "chatcmpl-lineage1", "endpoint": "chat", "model": "tiny",
+                         "model_digest": digest, "model_version": 1, "status": 200, "flags": {}}])
+    store.add_feedback(request_id="chatcmpl-lineage1", rating=4)
+    r = runner.invoke(app, ["lineage", "chatcmpl-lineage1", "-C", str(tiny_copy), "--json"])
+    assert r.exit_code == 0, r.output
+    q = json.loads(r.stdout)
+    assert q["kind"] == "request" and q["subject"]["model"] == "tiny@1"
+    assert q["upstream"]["sources"][0]["source"] == "pydocs" and q["downstream"]["feedback"][0]["rating"] == 4
+    assert query(ws, "tiny@1")["downstream"]["models"][0]["requests"] == 1
+
+    r = runner.invoke(app, ["lineage", "nothing-like-this", "-C", str(tiny_copy)])
+    assert r.exit_code != 0 and "names nothing" in str(r.exception)
+
+
+def test_openlineage_events_form_one_graph_of_runs_and_versioned_datasets(tiny_copy):
+    out = tiny_copy / "events.jsonl"
+    r = runner.invoke(app, ["lineage", "--openlineage", str(out), "-C", str(tiny_copy)])
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    store = Store(Workspace.open(tiny_copy).store_url)
+    done = [x for x in store.runs(500) if x.status == "done"]
+    assert len(events) == 2 * len(done)
+    for e in events:
+        assert {"eventType", "eventTime", "run", "job", "producer", "schemaURL", "inputs", "outputs"} <= set(e)
+        uuid.UUID(e["run"]["runId"])
+        assert e["job"]["namespace"] == "lmwright://tiny"
+    starts = {e["run"]["runId"] for e in events if e["eventType"] == "START"}
+    completes = [e for e in events if e["eventType"] == "COMPLETE"]
+    assert starts == {e["run"]["runId"] for e in completes}
+    made = {o["facets"]["version"]["datasetVersion"]: o["name"] for e in completes for o in e["outputs"]}
+    pretrain = next(e for e in completes if e["job"]["name"] == "pretrain")
+    # every input of a run is a dataset version some run made, under the same name
+    for i in pretrain["inputs"]:
+        assert made[i["facets"]["version"]["datasetVersion"]] == i["name"]
+    save = next(e for e in completes if e["job"]["name"] == "save")
+    assert save["outputs"][0]["name"] == "model/tiny"
+
+
+# -- takedown ------------------------------------------------------------------------------------------------------------
+
+CANARY = {"name": "zq7vk", "secret": "3 1 4 1 5 9", "repeats": 30}
+
+
+def _exposure(root, ref: str) -> float:
+    from lmwright.core.models import resolve_model
+    from lmwright.evaluate.risk import exposure
+    from lmwright.model.hf import load_hf
+    from lmwright.tokenizer import load_tokenizer
+
+    path, _, _ = resolve_model(Workspace.open(root), ref)
+    return exposure(load_hf(path).eval(), load_tokenizer(path), CANARY, 300, 1)["exposure"]
+
+
+@pytest.mark.slow
+def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_its_exposure_falls(tmp_path):
+    from lmwright.evaluate.risk import CANARY_FRAME
+    from lmwright.ops.lineage import find_documents
+
+    spec = copy.deepcopy(TINY)
+    spec["data"]["sources"][0]["modules"] = ["json", "textwrap", "string", "csv"]
+    spec["data"]["sources"].append({"kind": "files", "name": "uploads", "paths": ["uploads/*.txt"],
+                                    "license": "CC0-1.0", "profile": "minimal"})
+    spec["data"]["dedup"] = {"exact": False, "near": {"enabled": False}}  # the canary's copies all stay
+    spec["train"]["max_steps"] = 60
+    spec["finetune"] = {"sft": {"enabled": False}, "classify": {"enabled": False}}
+    root = make_project(tmp_path / "p", spec)
+    (root / "uploads").mkdir()
+    for i in range(CANARY["repeats"]):
+        (root / "uploads" / f"note{i}.txt").write_text(f"Note {i}. " + CANARY_FRAME.format(**CANARY) + "\n")
+    (root / "uploads" / "keep.txt").write_text("A note that has nothing secret in it, about string formatting.\n")
+    lmwright.run(root, reporter=quiet())
+    before = _exposure(root, "tiny@1")
+
+    r = runner.invoke(app, ["forget", "--match", "canary zq7vk", "--dry-run", "-C", str(root), "--json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert len(plan["documents"]) == CANARY["repeats"] and not (root / ".lmwright" / "quarantine").exists()
+    assert [m["model"] for m in plan["models"]] == ["tiny@1"] and plan["deployments"][0]["alias"] == "champion"
+
+    r = runner.invoke(app, ["forget", "--match", "canary zq7vk", "--reason", "erasure request #12", "-C", str(root),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert done["retired"] == ["tiny@1"] and done["mode"] == "quarantine"
+    assert {"collect", "split", "tokenizer", "pretrain", "save"} <= set(done["rebuild"])
+    assert all((root / ".lmwright" / "quarantine" / d).is_dir() for d in done["moved"])
+    ws = Workspace.open(root)
+    store = Store(ws.store_url)
+    audit = [a for a in store.audit_log() if a.action == "takedown"]
+    assert audit[0].detail["documents"] == CANARY["repeats"] and audit[0].detail["reason"] == "erasure request #12"
+    assert next(m for m in store.models() if m.version == 1).weights == "quarantined"
+
+    outcomes = lmwright.run(root, reporter=quiet())  # the rebuild
+    collect = outcomes["collect"].summary
+    assert collect["removed"] == {"takedown": CANARY["repeats"]} and collect["by_source"]["uploads"] == 1
+    assert find_documents(ws, "match", "canary zq7vk") == {}  # in no artifact the store still has
+    for stage in ("clean", "dedup", "split"):
+        for f in outcomes[stage].path.glob("*.parquet"):
+            assert "zq7vk" not in f.read_bytes().decode("latin-1")
+    after = _exposure(root, "tiny@champion")
+    assert before > 8 and after < before - 5, (before, after)
+    assert store.verify_audit() == []
