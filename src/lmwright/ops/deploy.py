@@ -135,6 +135,10 @@ def live_plan(ws: Workspace, ref: str | None = None, overrides: list[str] | tupl
             state["mtime"] = mtime
         errors: list[str] = []
         state["plan"] = plan(state["ws"], ref, state["store"], state["plan"], errors)
+        now = describe(state["plan"])
+        if now != state.get("audited"):  # what serves changed (an alias moved, the spec was edited): audited
+            state["store"].audit("deploy", deployments=now, errors=errors, by="lmwright serve")
+            state["audited"] = now
         if errors:
             raise PartialPlan(state["plan"], errors)
         return state["plan"]
