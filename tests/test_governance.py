@@ -231,3 +231,25 @@ def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_
     after = _exposure(root, "tiny@champion")
     assert before > 8 and after < before - 5, (before, after)
     assert store.verify_audit() == []
+
+
+def test_what_serves_is_audited_each_time_it_changes(tiny_copy):
+    import os
+
+    import yaml
+
+    from lmwright.ops.deploy import live_plan
+
+    ws = Workspace.open(tiny_copy)
+    follow = live_plan(ws)
+    follow()
+    follow()  # nothing changed: no second row
+    spec = yaml.safe_load((tiny_copy / "lmwright.yaml").read_text())
+    spec["deploy"] = {"models": [{"name": "docs", "routes": [{"model": "tiny@1"}]}]}
+    (tiny_copy / "lmwright.yaml").write_text(yaml.safe_dump(spec))
+    os.utime(tiny_copy / "lmwright.yaml", (1, 1))  # a different mtime even within the clock's resolution
+    follow()
+    rows = [a for a in Store(ws.store_url).audit_log() if a.action == "deploy"]
+    assert len(rows) == 2
+    assert [d["routes"][0]["version"] for d in rows[0].detail["deployments"]] == ["tiny-assistant@1", "tiny@1"]
+    assert [d["name"] for d in rows[1].detail["deployments"]] == ["docs"]
