@@ -253,3 +253,9 @@ def test_what_serves_is_audited_each_time_it_changes(tiny_copy):
     assert len(rows) == 2
     assert [d["routes"][0]["version"] for d in rows[0].detail["deployments"]] == ["tiny-assistant@1", "tiny@1"]
     assert [d["name"] for d in rows[1].detail["deployments"]] == ["docs"]
+
+    from lmwright.ops.lineage import query
+
+    q = query(Workspace.open(tiny_copy), "docs")  # the deployment's lineage: what it serves, and what that came from
+    assert q["kind"] == "deployment" and q["subject"]["routes"] == ["tiny@1 (100%)"]
+    assert q["upstream"]["sources"][0]["source"] == "pydocs" and q["downstream"]["models"][0]["model"] == "tiny@1"

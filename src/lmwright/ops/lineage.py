@@ -200,6 +200,14 @@ def _sources(g: Graph, runs: list[StageRun]) -> list[dict]:
     return out
 
 
+def _unique(rows: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    for r in rows:
+        if r not in out:
+            out.append(r)
+    return out
+
+
 def _upstream(g: Graph, run: StageRun) -> dict:
     runs = g.upstream(run)
     split = next((r for r in runs if r.stage == "split"), None)
@@ -255,6 +263,23 @@ def query(ws: Workspace, ident: str) -> dict[str, Any]:
     if run is not None:
         return {"query": ident, "kind": "artifact", "subject": run_dict(run),
                 "upstream": _upstream(g, run), "downstream": _downstream(ws, g, {run.output_digest})}
+    # a deployment: the model id clients send (deploy.models, or the defaults)
+    from lmwright.ops.deploy import plan
+
+    try:
+        served = next((d for d in plan(ws, store=store) if d.name == ident), None)
+    except LmwrightError:  # nothing can be served yet (no model built): not a deployment
+        served = None
+    if served is not None:
+        targets = [*served.targets, *([served.shadow] if served.shadow else [])]
+        versions = [next((m for m in g.models if m.digest == t.digest), None) for t in targets]
+        ups = [_upstream(g, g.runs[m.run_id]) for m in versions if m and m.run_id in g.runs]
+        return {"query": ident, "kind": "deployment",
+                "subject": {"deployment": ident, "routes": [f"{t.label} ({t.weight:g}%)" for t in served.targets],
+                            "shadow": served.shadow.label if served.shadow else None},
+                "upstream": {"runs": _unique([r for u in ups for r in u["runs"]]),
+                             "sources": _unique([x for u in ups for x in u["sources"]])},
+                "downstream": _served(ws, store, g, {t.digest for t in targets})}
     # a document
     docs = find_documents(ws, "doc", ident) if re.fullmatch(r"[0-9a-f]{24}", ident) else {}
     if docs:
@@ -264,7 +289,8 @@ def query(ws: Workspace, ident: str) -> dict[str, Any]:
                                           "locator": docs[ident]["locator"]}]},
                 "downstream": {k: v for k, v in r.items() if k != "digests"}}
     raise LmwrightError(f"{ident!r} names nothing lmwright recorded: give a model (NAME@VERSION or NAME@ALIAS), a "
-                        "request id (the x-request-id header of a served answer), a document id (24 hex "
+                        "request id (the x-request-id header of a served answer), a deployment (the model id clients send), a "
+                        "document id (24 hex "
                         "characters, the `id` column of a dataset), a stage name or an artifact digest")
 
 
