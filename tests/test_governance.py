@@ -166,6 +166,31 @@ def test_openlineage_events_form_one_graph_of_runs_and_versioned_datasets(tiny_c
     save = next(e for e in completes if e["job"]["name"] == "save")
     assert save["outputs"][0]["name"] == "model/tiny"
 
+    # posted to a lineage server, in order, one event per request (a loopback stand-in for Marquez)
+    import http.server
+
+    got = []
+
+    class Lineage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the handler's name is http.server's
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Lineage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/v1/lineage"
+        r = runner.invoke(app, ["lineage", "tiny@1", "--post", url, "-C", str(tiny_copy)])
+        assert r.exit_code == 0, r.output
+    finally:
+        server.shutdown()
+    assert got and got[0]["eventType"] == "START" and {e["job"]["name"] for e in got} >= {"collect", "save"}
+    assert "report" in {e["job"]["name"] for e in got}  # downstream of tiny@1 too
+
 
 # -- takedown ------------------------------------------------------------------------------------------------------------
 

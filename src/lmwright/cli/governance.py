@@ -30,12 +30,18 @@ def lineage(ident: Annotated[str | None, typer.Argument(
             dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False,
             openlineage: Annotated[Path | None, typer.Option(
                 "--openlineage", help="Write OpenLineage run events (JSON lines) for every stage run, or for ID's "
-                                      "lineage, to this file ('-' for stdout).")] = None) -> None:
+                                      "lineage, to this file ('-' for stdout).")] = None,
+            post: Annotated[str | None, typer.Option(
+                "--post", help="POST those events to a lineage server (e.g. Marquez's "
+                               "http://localhost:5000/api/v1/lineage).")] = None) -> None:
     """Where something came from and what it reached: sources, documents, datasets, runs, models, deployments and
     the requests they answered."""
-    from lmwright.ops.lineage import openlineage_events, query
+    from lmwright.ops.lineage import openlineage_events, post_events, query
 
     ws = Workspace.open(dir, set_ or [])
+    if post is not None:
+        n = post_events(openlineage_events(ws, ident), post)
+        err.print(f"{n} OpenLineage run events posted to {post}")
     if openlineage is not None:
         lines = "".join(json.dumps(e) + "\n" for e in openlineage_events(ws, ident))
         if str(openlineage) == "-":
@@ -43,6 +49,8 @@ def lineage(ident: Annotated[str | None, typer.Argument(
         else:
             openlineage.write_text(lines, encoding="utf-8")
             err.print(f"{lines.count(chr(10))} OpenLineage run events written to {openlineage}")
+        return
+    if post is not None:
         return
     if ident is None:
         raise LmwrightError("name what to trace: `lmwright lineage ID` (or --openlineage FILE for every run)")

@@ -355,3 +355,23 @@ def openlineage_events(ws: Workspace, ident: str | None = None) -> list[dict[str
                 "message": (r.error or "")[:2000], "programmingLanguage": "python"}}
         events.append(end)
     return events
+
+
+def post_events(events: list[dict[str, Any]], url: str, timeout_s: float = 10.0) -> int:
+    """POST each event to a lineage server's endpoint (Marquez: http://HOST:5000/api/v1/lineage), in order; the
+    first refusal stops with the server's answer. Returns how many were accepted."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    for i, e in enumerate(events):
+        req = urllib.request.Request(url, data=json.dumps(e).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            detail = exc.read().decode(errors="replace")[:300] if isinstance(exc, urllib.error.HTTPError) else ""
+            raise LmwrightError(f"the lineage server at {url} refused event {i + 1} of {len(events)} "
+                                f"({e['eventType']} {e['job']['name']}): {exc} {detail}".strip()) from exc
+    return len(events)
