@@ -256,6 +256,9 @@ def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_
     after = _exposure(root, "tiny@champion")
     assert before > 8 and after < before - 5, (before, after)
     assert store.verify_audit() == []
+    r = runner.invoke(app, ["status", "-C", str(root), "--json"])
+    g = json.loads(r.stdout)["governance"]
+    assert g["audit_chain"] == "holds" and g["takedowns"][0]["documents"] == CANARY["repeats"]
 
 
 def test_what_serves_is_audited_each_time_it_changes(tiny_copy):

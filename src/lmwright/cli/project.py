@@ -161,6 +161,9 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
                       "" if a["value"] is None else f"{a['value']:.4g} (threshold {a['threshold']:g})",
                       a["started_at"][:19], (a["resolved_at"] or "")[:19])
         out.print(t)
+    g = st["governance"]
+    out.print(f"audit log: {g['audit_rows']} rows, chain {g['audit_chain']}; "
+              f"{len(g['takedowns'])} takedown{'s' * (len(g['takedowns']) != 1)} (lmwright forget)")
 
 
 def generate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmwright.core.audit_chain import verify
 from lmwright.core.pipeline import Stages, stage_status
 from lmwright.core.registry import aliases
 from lmwright.core.store import Store
@@ -13,7 +14,7 @@ from lmwright.core.workspace import Workspace
 
 def project_status(ws: Workspace, stages: Stages) -> dict[str, Any]:
     """Stages (cached / stale / new), datasets, the last 30 runs, every registered model version and the latest
-    alert events (pending, firing, resolved; `ops/alerts.py`)."""
+    alert events (pending, firing, resolved; `ops/alerts.py`), the audit chain's state and the takedowns."""
     store = Store(ws.store_url)
     datasets = [{"name": d.name, "rows": d.rows, "digest": d.digest[:12], "path": d.path,
                  "created_at": d.created_at.isoformat()} for d in store.datasets()]
@@ -37,5 +38,11 @@ def project_status(ws: Workspace, stages: Stages) -> dict[str, Any]:
                "summary": a.detail.get("summary"), "started_at": a.started_at.isoformat(),
                "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None}
               for a in store.alerts() if a.state != "inactive"][:20]
+    log = store.audit_log()
+    problems = verify(log)
+    governance = {"audit_rows": len(log), "audit_chain": "holds" if not problems else
+                  f"broken at row {problems[0]['id']} (lmwright audit --verify)",
+                  "takedowns": [{"id": t.id, "at": t.at.isoformat(), "kind": t.kind, "value": t.value,
+                                 "documents": len(t.doc_ids)} for t in store.takedowns()]}
     return {"project": ws.spec.project.name, "root": str(ws.root), "stages": stage_status(ws, stages),
-            "datasets": datasets, "runs": runs, "models": models, "alerts": alerts}
+            "datasets": datasets, "runs": runs, "models": models, "alerts": alerts, "governance": governance}
