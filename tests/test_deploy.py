@@ -63,7 +63,7 @@ def test_a_90_10_canary_lands_within_3_points_and_a_caller_always_sees_one_versi
     ws = deploy(proj, [{"name": "tiny", "routes": [{"model": "tiny@champion", "weight": 90},
                                                    {"model": "tiny@challenger", "weight": 10}]}],
                 rate_limit_per_minute=0)
-    Store(ws.store_url).add_api_key("k1", hash_key("lmw-k1"))
+    Store(ws.store_url).add_api_key("k1", hash_key("lmw-k1"), role="operator")  # it reads /metrics too
     with live(build_app(ws)) as url:
         c = client(url, "lmw-k1")
         with ThreadPoolExecutor(16) as pool:

@@ -69,10 +69,10 @@ def _status(sock: socket.socket) -> int:
 
 @pytest.fixture
 def keyed(tiny_copy):
-    """(url, workspace, store) of a server with one key, "lmw-a" (name a)."""
+    """(url, workspace, store) of a server with one key, "lmw-a" (name a; an operator key, so it reads /metrics)."""
     ws = Workspace.open(tiny_copy, ["serve.failed_auth_per_minute=0", "serve.body_timeout_s=1"])
     store = Store(ws.store_url)
-    store.add_api_key("a", hash_key("lmw-a"))
+    store.add_api_key("a", hash_key("lmw-a"), role="operator")
     with live(build_app(ws)) as url:
         yield url, ws, store
 

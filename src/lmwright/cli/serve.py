@@ -35,7 +35,7 @@ def serve(
     """Serve models: OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models), /metrics,
     /health and a chat page at /. What it serves: --model, else the spec's deploy section (routes, canaries,
     shadows), else the project's assistant and base model at their @champion; it follows alias moves and edits of
-    the deploy section without a restart. Keys: `lmwright keys add NAME`, live within a second."""
+    the deploy section without a restart. Keys: `lmwright keys add NAME [--role ...]`, live within a second."""
     import uvicorn
 
     from lmwright.ops.deploy import build_app, live_plan
@@ -96,32 +96,52 @@ def _bind(host: str, port: int):
 
 
 def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
-             dir: DirOpt = Path(".")) -> None:
+             dir: DirOpt = Path("."),
+             role: Annotated[str, typer.Option(help="user (serving), annotator (+ annotation), operator (+ dashboard, "
+                                                    "/v1/monitor, /metrics) or admin (everything).")] = "user",
+             models: Annotated[str | None, typer.Option(help="Comma-separated model ids it may use (a deployment's "
+                                                              "id, NAME, NAME@VERSION, NAME@ALIAS; * = all); "
+                                                              "default: all.")] = None,
+             routes: Annotated[str | None, typer.Option(help="Comma-separated route groups it may reach, within "
+                                                              "its role's (serving, annotation, dashboard, "
+                                                              "administration); default: all its role's.")] = None,
+             ) -> None:
     """Make a new key; it is printed once and only its hash is kept."""
     from lmwright.core.store import Store
-    from lmwright.serve.auth import hash_key, new_key
+    from lmwright.serve.auth import check_scopes, hash_key, new_key
 
+    try:
+        scopes = check_scopes(role, (models or "").split(","), (routes or "").split(","))
+    except ValueError as exc:
+        raise LmwrightError(f"lmwright keys add: {exc}") from None
     ws = Workspace.open(dir)
     key = new_key()
+    store = Store(ws.store_url)
     try:
-        Store(ws.store_url).add_api_key(name, hash_key(key))
+        store.add_api_key(name, hash_key(key), role=role, scopes=scopes)
     except ValueError as exc:
         raise LmwrightError(str(exc)) from None
-    Store(ws.store_url).audit("api_key_add", name=name)
+    store.audit("api_key_add", name=name, role=role, scopes=scopes)
     out.print(key, highlight=False)
-    err.print(f"key {name!r} added; it is shown this once. A running `lmwright serve` accepts it within a second.")
+    err.print(f"key {name!r} ({role}{', ' + _scopes(scopes) if scopes else ''}) added; it is shown this once. A "
+              "running `lmwright serve` accepts it within a second.")
+
+
+def _scopes(scopes: dict) -> str:
+    return "; ".join(f"{k} {','.join(v)}" for k, v in scopes.items()) or "-"
 
 
 def keys_list(dir: DirOpt = Path("."), json_: JsonOpt = False) -> None:
-    """The keys' names and creation times (never the keys)."""
+    """The keys: name, role, scopes and creation time (never the keys; a revoked key is deleted)."""
     from lmwright.core.store import Store
 
-    rows = [{"name": k.name, "created_at": k.created_at.isoformat()} for k in Store(Workspace.open(dir).store_url).api_keys()]
+    rows = [{"name": k.name, "role": k.role, "scopes": k.scopes or {}, "created_at": k.created_at.isoformat()}
+            for k in Store(Workspace.open(dir).store_url).api_keys()]
     if json_:
         out.print_json(json.dumps(rows))
         return
     for r in rows:
-        out.print(f"{r['name']:<24} {r['created_at'][:19]}")
+        out.print(f"{r['name']:<24} {r['role']:<10} {r['created_at'][:19]}  {_scopes(r['scopes'])}", highlight=False)
 
 
 def keys_revoke(name: str, dir: DirOpt = Path(".")) -> None:
@@ -129,9 +149,10 @@ def keys_revoke(name: str, dir: DirOpt = Path(".")) -> None:
     from lmwright.core.store import Store
 
     store = Store(Workspace.open(dir).store_url)
-    if not store.revoke_api_key(name):
+    key = next((k for k in store.api_keys() if k.name == name), None)
+    if key is None or not store.revoke_api_key(name):
         raise LmwrightError(f"no API key named {name!r}; `lmwright keys list` shows them")
-    store.audit("api_key_revoke", name=name)
+    store.audit("api_key_revoke", name=name, role=key.role, scopes=key.scopes or {})
     err.print(f"key {name!r} revoked; a running `lmwright serve` refuses it within a second")
     if not store.api_keys():
         err.print("no keys are left: a running server now refuses every request until a key is added (a server "

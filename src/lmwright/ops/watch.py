@@ -1,5 +1,5 @@
 """What a running `lmwright serve` adds for monitoring: `GET /v1/monitor` (the report of `ops/monitor.py`, which the
-/dashboard page draws; behind the API key like every /v1 route), and a background loop that every
+/dashboard page draws; behind an operator or admin API key (serve/auth.py ROLE_GROUPS)), and a background loop that every
 `monitor.interval` evaluates the alert rules (`ops/alerts.py`), sets the `lmwright_monitor_value` gauges that the
 exported Prometheus rules read, and starts a retraining when the lifecycle section says a drift alert or enough new
 feedback should (`ops/lifecycle.py`, in a process of its own so serving goes on)."""

@@ -3,8 +3,8 @@
 Routes: `/v1/models` and `/v1/models/{id}`, `/v1/completions`, `/v1/chat/completions` (JSON, or server-sent events
 with OpenAI's chunk shapes ending in `data: [DONE]`), `/v1/feedback`, `/health`, `/metrics` (Prometheus) and `/`
 (the chat page). With API keys configured (`lmwright keys add NAME`, live within a second), every route but
-`/health` and the page needs a Bearer key. Every error is OpenAI's error JSON,
-`{"error": {"message", "type", "param", "code"}}`, with its status: bad input is never a 500.
+`/health` and the pages needs a Bearer key whose role and scopes reach it (serve/auth.py; else 403). Every error is
+OpenAI's error JSON, `{"error": {"message", "type", "param", "code"}}`, with its status: bad input is never a 500.
 
 This module assembles the app: `create_app` builds the state the routes share (serve/state.py: each version's engine
 in its background thread, the deployments that route to them, keys, rate limiters, metrics) and registers the

@@ -7,6 +7,9 @@ never a 500); an error known before the first token (a bad parameter, a prompt o
 model still starting) is the response's own status, while one after the stream began is an event in it. Streams are
 server-sent events with OpenAI's chunk shapes, ending in `data: [DONE]`.
 
+A request's key (`request.state.key`, set by the guard: its name, role and scopes) has already been checked for
+the route's group; the model routes check its model scope (`ServerState.route` and `visible`).
+
 The route handlers have no return annotations on purpose: FastAPI would take one as a response model, which
 changes the OpenAPI document and re-validates every body.
 """
@@ -34,6 +37,7 @@ from lmwright.chat_template import BadMessage, fit_conversation, normalize, prom
 from lmwright.data.features import prompt_features
 from lmwright.model.engine import SamplingParams
 from lmwright.serve import follow
+from lmwright.serve.auth import Identity
 from lmwright.serve.bodies import ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
 from lmwright.serve.guard import CLIENT_GONE, Guard
 from lmwright.serve.routing import Target
@@ -215,7 +219,7 @@ async def respond(request: Request, endpoint: str, body: ChatBody | CompletionBo
     """A completion (chat or plain): one JSON body, or an event stream when `body.stream`. Everything that can refuse
     the request (its parameters, its prompt, a full queue) does so before the response starts, with its status."""
     st = server(request)
-    r = st.route(body.model, body.user, getattr(request.state, "key_name", None))
+    r = st.route(body.model, body.user, _key(request))
     m, t = r.model, r.target
     served = Served(f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", 0)
     prompt = ""
@@ -484,14 +488,19 @@ def _card(st: ServerState, name: str) -> dict:
     return card
 
 
+def _key(request: Request) -> Identity | None:
+    """The request's key (None on an open server)."""
+    return getattr(request.state, "key", None)
+
+
 async def models(request: Request):
     st = server(request)
-    return {"object": "list", "data": [_card(st, name) for name in list(st.deployments)]}
+    return {"object": "list", "data": [_card(st, name) for name in list(st.visible(_key(request)))]}
 
 
 async def model(request: Request, model_id: str):
     st = server(request)
-    st.route(model_id, None, None)  # 404 for an unknown id, 503 while loading
+    st.route(model_id, None, _key(request))  # 404 for an unknown id, 403 outside the key's scope, 503 while loading
     return _card(st, model_id)
 
 

@@ -7,7 +7,8 @@ requests name one by their `model` field, the first is the default, and `route` 
 version is a `ServedModel`, kept by digest, and the follower (serve/follow.py) replaces the plan as aliases move. Each model's `EngineService` runs its engine in one background thread;
 a request is admitted (`submit`: queue room, prompt length) before any response is sent, then waits on an asyncio
 queue that the engine thread feeds, so the event loop never blocks on the model. `ApiError` is any failure a client
-sees, in OpenAI's error shape.
+sees, in OpenAI's error shape. A key with a model scope (serve/auth.py) sees only the deployments in it: one outside
+is a 403 whether or not this server serves it, so the answer tells nothing about models beyond the scope.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tokenizers import Tokenizer
 
 from lmwright.model.engine import Engine, SamplingParams
 from lmwright.model.engine import Request as EngineRequest
-from lmwright.serve.auth import KeyChecker, RateLimiter
+from lmwright.serve.auth import Identity, KeyChecker, RateLimiter
 from lmwright.serve.metrics import ServeMetrics
 from lmwright.serve.routing import Deployment, Plan, Target, caller
 from lmwright.tokenizer import chat_stop_ids
@@ -48,6 +49,12 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def forbidden(message: str, param: str | None = None) -> ApiError:
+    """A 403 for a valid key that may not do this: the type OpenAI's own 403s carry (`request_forbidden`), and the
+    code names the reason (OpenAI words it "You have insufficient permissions for this operation")."""
+    return ApiError(403, message, "request_forbidden", param=param, code="insufficient_permissions")
 
 
 # -- a model and its engine in their thread --------------------------------------------------------------------------
@@ -329,21 +336,34 @@ class ServerState:
         self.view = ({d.name: d for d in deployments}, engines)  # a request that read the old view finishes on it
         self.replaced = [*self.replaced, *gone]
 
-    def route(self, name: str | None, user: str | None, key_name: str | None) -> Routed:
-        """The deployment a request names (None: the default) and the version it goes to; an unknown name is a
-        404 (a 503 while loading)."""
+    def visible(self, key: Identity | None, deployments: dict[str, Deployment] | None = None) -> dict[str, Deployment]:
+        """The deployments (of the current plan, or of `deployments`) a key may use: all of them, unless its model
+        scope names some (serve/auth.py)."""
+        deployments = self.deployments if deployments is None else deployments
+        if key is None or not key.model_scoped:
+            return deployments
+        return {n: d for n, d in deployments.items() if key.may_use(_names(d))}
+
+    def route(self, name: str | None, user: str | None, key: Identity | None) -> Routed:
+        """The deployment a request names (None: the default, the first the key may use) and the version it goes
+        to; an unknown name is a 404 (a 503 while loading), a name outside the key's model scope a 403."""
         deployments, engines = self.view
         if not deployments:
             raise self.not_loaded()
+        allowed = self.visible(key, deployments)
         if name is None:
-            d = next(iter(deployments.values()))
-        elif name not in deployments:
-            raise ApiError(404, f"the model {name!r} does not exist; this server serves "
-                                f"{', '.join(map(repr, deployments))}", "not_found_error", param="model",
-                           code="model_not_found")
+            d = next(iter(allowed.values()), None)
+            if d is None:
+                raise _out_of_scope(key, name, allowed)
+        elif name in allowed:
+            d = allowed[name]
+        elif key is not None and key.model_scoped and not key.may_use([name]):
+            raise _out_of_scope(key, name, allowed)
         else:
-            d = deployments[name]
-        t = d.pick(caller(d.route_by, user, key_name))
+            raise ApiError(404, f"the model {name!r} does not exist; this server serves "
+                                f"{', '.join(map(repr, allowed))}", "not_found_error", param="model",
+                           code="model_not_found")
+        t = d.pick(caller(d.route_by, user, key.name if key else None))
         return Routed(d, t, engines.get(t.digest))
 
     def model(self, name: str | None) -> ServedModel:
@@ -359,7 +379,7 @@ class ServerState:
         given later, by `create_app`, for a workspace's deployments)."""
         s = cfg.spec
         store = cfg.store
-        keys = KeyChecker(lambda: [(k.name, k.key_hash) for k in store.api_keys()] if store else [])
+        keys = KeyChecker(lambda: [(k.name, k.key_hash, k.role, k.scopes) for k in store.api_keys()] if store else [])
         page = (Path(__file__).parent / "web" / "chat.html").read_text(encoding="utf-8")
         state = cls(cfg, ServeMetrics(), keys, RateLimiter(s.rate_limit_per_minute),
                     RateLimiter(s.failed_auth_per_minute), page)
@@ -370,6 +390,21 @@ class ServerState:
             engines.setdefault(digest, state.served_model(t, engine))
         state.publish(tuple(plan), engines)
         return state
+
+
+def _out_of_scope(key: Identity, name: str | None, allowed: dict[str, Deployment]) -> ApiError:
+    """The 403 for a model outside a key's scope; it names only the models inside it."""
+    mine = f"it may use {', '.join(map(repr, allowed))}" if allowed else \
+        "it may use none of the models this server serves"
+    asked = "a model" if name is None else f"the model {name!r}"
+    return forbidden(f"the key {key.name!r} (role {key.role}) may not use {asked}: its model scope is "
+                     f"{', '.join(key.scopes['models'])}; {mine}", param="model")
+
+
+def _names(d: Deployment) -> set[str]:
+    """What a model scope may name a deployment by: its id, or a version it routes to (its registered name,
+    `name@version`, or the reference the plan was made from, `name@champion`)."""
+    return {d.name, *(x for t in d.targets for x in (t.name, t.label, t.ref))}
 
 
 def server(request: Request) -> ServerState:
