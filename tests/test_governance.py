@@ -31,13 +31,15 @@ def _project(tmp_path):
     return root, Store(Workspace.open(root).store_url)
 
 
-def test_a_changed_or_removed_audit_row_breaks_the_chain_and_audit_verify_says_where(tmp_path):
+def test_a_changed_removed_or_cut_audit_row_is_found_and_audit_verify_says_where(tmp_path):
     root, store = _project(tmp_path)
     for i in range(5):
         store.audit("promote", model="m", to_version=i, note="ünïcode ✓", when=(1, 2))
     assert store.verify_audit() == []
     r = runner.invoke(app, ["audit", "--verify", "-C", str(root), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["verified"] is True
+    head = json.loads(r.stdout)["head"]
+    assert head == store.audit_log()[-1].hash
 
     db = store.engine.url.database
     con = sqlite3.connect(db)
@@ -47,14 +49,24 @@ def test_a_changed_or_removed_audit_row_breaks_the_chain_and_audit_verify_says_w
     con.execute("DROP TRIGGER audit_no_delete")
     con.execute("UPDATE audit SET detail = json_set(detail, '$.to_version', 9) WHERE id = 3")
     con.commit()
-    assert store.verify_audit() == [{"id": 3, "problem": "its content does not match its hash (the row was changed)"}]
+    problems = store.verify_audit()
+    assert {"id": 3, "problem": "its content does not match its hash (the row was changed)"} in problems
+    assert sum("trigger audit_no_" in p["problem"] for p in problems) == 2  # and the missing guards are named
     r = runner.invoke(app, ["audit", "--verify", "-C", str(root)])
     assert r.exit_code == 5 and "row 3" in r.stderr
 
     con.execute("DELETE FROM audit WHERE id = 3")
     con.commit()
-    problems = store.verify_audit()
-    assert [p["id"] for p in problems] == [4] and "removed" in problems[0]["problem"]
+    chain = [p for p in store.verify_audit() if p["id"] is not None]
+    assert [p["id"] for p in chain] == [4] and "removed" in chain[0]["problem"]
+
+    # rows cut from the end leave a chain that holds: only a head hash kept elsewhere shows it
+    con.execute("DELETE FROM audit WHERE id >= 4")
+    con.commit()
+    assert [p for p in store.verify_audit() if p["id"] is not None] == []
+    assert any("head hash" in p["problem"] for p in store.verify_audit(expect_head=head))
+    r = runner.invoke(app, ["audit", "--verify", "--expect-head", head, "-C", str(root)])
+    assert r.exit_code == 5 and "cut from the end" in r.stderr
     con.close()
 
 
@@ -210,7 +222,7 @@ def _exposure(root, ref: str) -> float:
 @pytest.mark.slow
 def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_its_exposure_falls(tmp_path):
     from lmwright.evaluate.risk import CANARY_FRAME
-    from lmwright.ops.lineage import find_documents
+    from lmwright.ops.lineage import find_documents, reached
 
     spec = copy.deepcopy(TINY)
     spec["data"]["sources"][0]["modules"] = ["json", "textwrap", "string", "csv"]
@@ -233,8 +245,10 @@ def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_
     assert len(plan["documents"]) == CANARY["repeats"] and not (root / ".lmwright" / "quarantine").exists()
     assert [m["model"] for m in plan["models"]] == ["tiny@1"] and plan["deployments"][0]["alias"] == "champion"
 
-    r = runner.invoke(app, ["forget", "--match", "canary zq7vk", "--reason", "erasure request #12", "-C", str(root),
-                            "--json"])
+    r = runner.invoke(app, ["forget", "--match", "canary zq7vk", "-C", str(root)])
+    assert r.exit_code != 0 and "--yes" in str(r.exception)  # 30 of 72 documents: more than a tenth, confirmed
+    r = runner.invoke(app, ["forget", "--match", "canary zq7vk", "--reason", "erasure request #12", "--yes", "-C",
+                            str(root), "--json"])
     assert r.exit_code == 0, r.output
     done = json.loads(r.stdout)
     assert done["retired"] == ["tiny@1"] and done["mode"] == "quarantine"
@@ -245,11 +259,23 @@ def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_
     audit = [a for a in store.audit_log() if a.action == "takedown"]
     assert audit[0].detail["documents"] == CANARY["repeats"] and audit[0].detail["reason"] == "erasure request #12"
     assert next(m for m in store.models() if m.version == 1).weights == "quarantined"
+    for args in (["rollback", "tiny"], ["promote", "tiny@1", "--to", "staging"]):  # nothing puts it back
+        assert runner.invoke(app, [*args, "-C", str(root)]).exit_code != 0
+    assert "taken down" in str(runner.invoke(app, ["promote", "tiny@1", "--to", "staging", "-C", str(root)]).exception)
+    one = done["documents"][0]["id"]
+    q = json.loads(runner.invoke(app, ["lineage", one, "-C", str(root), "--json"]).stdout)
+    assert q["subject"]["taken_down"][0]["reason"] == "erasure request #12"
+    # before the rebuild, a second takedown still finds its document (in the quarantined collection)
+    r = runner.invoke(app, ["forget", "--doc", one.upper(), "--dry-run", "-C", str(root), "--json"])
+    assert [d["id"] for d in json.loads(r.stdout)["documents"]] == [one]
+    assert "not a document id" in str(runner.invoke(app, ["forget", "--doc", "nothex", "-C", str(root)]).exception)
 
     outcomes = lmwright.run(root, reporter=quiet())  # the rebuild
     collect = outcomes["collect"].summary
     assert collect["removed"] == {"takedown": CANARY["repeats"]} and collect["by_source"]["uploads"] == 1
-    assert find_documents(ws, "match", "canary zq7vk") == {}  # in no artifact the store still has
+    gone = {d["id"] for d in done["documents"]}
+    assert reached(ws, gone)["datasets"] == []  # in no dataset the store still has (only in the quarantine)
+    assert set(find_documents(ws, "match", "canary zq7vk")) == gone
     for stage in ("clean", "dedup", "split"):
         for f in outcomes[stage].path.glob("*.parquet"):
             assert "zq7vk" not in f.read_bytes().decode("latin-1")
@@ -259,6 +285,31 @@ def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_
     r = runner.invoke(app, ["status", "-C", str(root), "--json"])
     g = json.loads(r.stdout)["governance"]
     assert g["audit_chain"] == "holds" and g["takedowns"][0]["documents"] == CANARY["repeats"]
+
+    # the takedown's record is the denylist: removing it around the triggers is found
+    con = sqlite3.connect(store.engine.url.database)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM takedowns")
+    con.execute("DROP TRIGGER takedowns_no_delete")
+    con.execute("DELETE FROM takedowns")
+    con.commit()
+    con.close()
+    problems = [p["problem"] for p in store.verify_audit()]
+    assert any("record of takedown #1 is gone" in p for p in problems), problems
+
+
+def test_a_takedown_takes_the_duplicates_deduplication_grouped_with_a_document(tiny_copy):
+    import pyarrow.parquet as pq
+
+    from lmwright.ops.takedown import plan
+
+    ws = Workspace.open(tiny_copy)
+    dedup = next(r for r in Store(ws.store_url).runs(500) if r.stage == "dedup" and r.status == "done")
+    removed = pq.read_table(ws.artifacts_dir / dedup.output_digest / "removed.parquet").to_pylist()
+    copy_ = next(d for d in removed if d["reason"] == "near_duplicate")
+    p = plan(ws, "doc", copy_["duplicate_of"])  # the copy dedup kept; the one it removed goes too
+    assert {d["id"] for d in p["documents"]} >= {copy_["duplicate_of"], copy_["id"]} and p["duplicates"] >= 1
+    assert plan(ws, "doc", copy_["duplicate_of"], duplicates_too=False)["duplicates"] == 0
 
 
 def test_what_serves_is_audited_each_time_it_changes(tiny_copy):

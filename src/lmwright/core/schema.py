@@ -236,8 +236,10 @@ class Audit(Base):
 
 
 class Takedown(Base):
-    """`lmwright forget`: what was taken down and what it reached. Every row's selector stays on the denylist that
-    later collections apply; the documents found then are listed too, for the record."""
+    """`lmwright forget`: what was taken down and what it reached. Every row's selector and text hashes stay on the
+    denylist that later collections apply; the documents found then are listed too, for the record. Append-only
+    (triggers, as on the audit log), and each row has its `takedown` audit row: `lmwright audit --verify` checks
+    that neither is missing."""
 
     __tablename__ = "takedowns"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -247,4 +249,6 @@ class Takedown(Base):
     value: Mapped[str] = mapped_column(Text)  # the source name, document id or regular expression
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     doc_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # SHA-256 of each document's text: a copy under another name or path is denied too
+    text_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     reached: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the artifacts found, by kind

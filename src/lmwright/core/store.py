@@ -165,9 +165,46 @@ class Store:
                 time.sleep(0.005 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def verify_audit(self) -> list[dict[str, Any]]:
-        """The audit chain's problems, each naming its row ([] when every row is as it was written)."""
-        return verify(self.audit_log())
+    def verify_audit(self, expect_head: str | None = None) -> list[dict[str, Any]]:
+        """The audit log's problems ([] when it is as it was written), each naming its row where it has one: the
+        chain (core/audit_chain.py); the append-only triggers still in place; each takedown with both its record
+        (the denylist) and its audit row; and, given the head hash someone kept elsewhere, that row still there
+        (the one thing that shows rows cut from the end, or a chain rewritten from the start)."""
+        rows = self.audit_log()
+        problems = verify(rows) + self._missing_triggers()
+        if expect_head and expect_head not in {r.hash for r in rows}:
+            problems.append({"id": None, "problem": f"no row has the head hash {expect_head[:16]}... kept earlier: "
+                                                    "rows were cut from the end, or the chain was rewritten"})
+        audited = {r.detail.get("takedown"): r for r in rows if r.action == "takedown"}
+        recorded = {t.id: t for t in self.takedowns()}
+        for tid in sorted(recorded.keys() - audited.keys()):
+            problems.append({"id": None, "problem": f"takedown #{tid} has no audit row (it was added around "
+                                                    "`lmwright forget`)"})
+        for tid in sorted(audited.keys() - recorded.keys(), key=str):
+            problems.append({"id": audited[tid].id, "problem": f"the record of takedown #{tid} is gone (its "
+                                                               "documents would be collected again)"})
+        for tid in sorted(audited.keys() & recorded.keys()):
+            a, t = audited[tid].detail, recorded[tid]
+            if (a.get("kind"), a.get("value")) != (t.kind, t.value):
+                problems.append({"id": audited[tid].id, "problem": f"takedown #{tid}'s record names "
+                                 f"{t.kind} {t.value!r}, its audit row {a.get('kind')} {a.get('value')!r}"})
+        return problems
+
+    def _missing_triggers(self) -> list[dict[str, Any]]:
+        """The append-only triggers that are gone (or disabled, on PostgreSQL)."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            expected = {f"{t}_no_{v}" for t in ("audit", "takedowns") for v in ("update", "delete")}
+        elif dialect == "postgresql":
+            query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'"
+            expected = {"audit_append_only", "takedowns_append_only"}
+        else:
+            return []
+        with self.engine.connect() as c:
+            present = {r[0] for r in c.exec_driver_sql(query)}
+        return [{"id": None, "problem": f"the append-only trigger {n} is missing or disabled: UPDATE and DELETE "
+                                        "are no longer refused"} for n in sorted(expected - present)]
 
     # -- listings for `lmwright status` --------------------------------------------------------------------------
     def _all(self, table: type[Base]) -> list:
@@ -284,9 +321,11 @@ class Store:
         return self._all(Audit)
 
     # -- takedowns (`lmwright forget`) ---------------------------------------------------------------------------
-    def add_takedown(self, kind: str, value: str, reason: str | None, doc_ids: list[str], reached: dict) -> Takedown:
+    def add_takedown(self, kind: str, value: str, reason: str | None, doc_ids: list[str], text_hashes: list[str],
+                     reached: dict) -> Takedown:
         with self.session() as s, s.begin():
-            row = Takedown(actor=actor(), kind=kind, value=value, reason=reason, doc_ids=doc_ids, reached=reached)
+            row = Takedown(actor=actor(), kind=kind, value=value, reason=reason, doc_ids=doc_ids,
+                           text_hashes=text_hashes, reached=reached)
             s.add(row)
         return row
 

@@ -88,8 +88,11 @@ def corrections(store: Store, holdout: float, trusted: list[str] | None = None,
     row read."""
     from datetime import datetime, timezone
 
+    from lmwright.data.denylist import Denylist
+
     train, held, removed = [], [], {}
     seen = set()
+    denylist = Denylist.of(store)
     pairs = store.feedback_between(datetime(1970, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc))
     read, upto = 0, after
     for f, r in pairs:
@@ -109,6 +112,8 @@ def corrections(store: Store, holdout: float, trusted: list[str] | None = None,
             convo = logged_conversation(r.prompt)
             if not convo or convo[-1]["role"] != "user":
                 why = "its logged prompt is not a conversation ending with a user turn"
+            elif denylist.denies_text(f.correction) or any(denylist.denies_text(m["content"]) for m in convo):
+                why = "taken down (lmwright forget)"
             else:
                 key = json.dumps([convo, f.correction])
                 if key in seen:

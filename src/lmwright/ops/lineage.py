@@ -28,6 +28,7 @@ from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.schema import Feedback, Lineage, Model, RequestLog, StageRun
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
+from lmwright.data.denylist import text_hash
 from lmwright.errors import LmwrightError
 from lmwright.version import __version__
 
@@ -59,7 +60,9 @@ class Graph:
         return out
 
     def downstream(self, digests: set[str]) -> list[StageRun]:
-        """Every run that read one of `digests`, or read what such a run made, in run order."""
+        """Every run that read one of `digests`, or read what such a run made, in run order. A stage that was off
+        (`skipped`) read nothing of its inputs, and its empty artifact is the same in every project: nothing is
+        followed through it."""
         out: dict[int, StageRun] = {}
         todo = list(digests)
         while todo:
@@ -67,7 +70,7 @@ class Graph:
             for r in self.used_by.get(d, []):
                 if r.id not in out:
                     out[r.id] = r
-                    if r.output_digest:
+                    if r.output_digest and not (r.summary or {}).get("skipped"):
                         todo.append(r.output_digest)
         return sorted(out.values(), key=lambda r: r.id)
 
@@ -117,28 +120,66 @@ def _read(path: Path, columns: list[str]):
     return pq.read_table(path, columns=[c for c in columns if c in have]).to_pylist()
 
 
-def find_documents(ws: Workspace, kind: str, value: str) -> dict[str, dict]:
-    """Documents in any collected dataset that a selector names: `source` (a source's name), `doc` (an id) or
-    `match` (a regular expression searched in the text). Returns {id: what is known of it}."""
+def _kept_dirs(ws: Workspace, g: Graph, stage: str) -> list[Path]:
+    """The artifact directories of a stage's runs, wherever they are: in the store, or quarantined by an earlier
+    takedown (a second takedown before the rebuild still finds its documents there)."""
+    arts, quarantine = ArtifactStore(ws.artifacts_dir), ws.internal / "quarantine"
+    out: list[Path] = []
+    for r in g.runs.values():
+        if r.stage == stage and r.output_digest:
+            for root in (arts.root / r.output_digest, quarantine / r.output_digest):
+                if root.is_dir() and root not in out:
+                    out.append(root)
+    return out
+
+
+def find_documents(ws: Workspace, kind: str, value: str, g: Graph | None = None,
+                   ids: set[str] | None = None) -> dict[str, dict]:
+    """Documents in any collected dataset that a selector names: `source` (a source's name), `doc` (an id),
+    `match` (a regular expression searched in the text), or `ids` (those in `ids`). Returns {id: what is known of
+    it, with its text's SHA-256}."""
     if kind == "match":
         try:
             pattern = re.compile(value)
         except re.error as exc:
             raise LmwrightError(f"--match {value!r} is not a regular expression ({exc}); quote it for the shell "
                                 "and escape special characters (re.escape)") from exc
-    g, arts = graph(Store(ws.store_url)), ArtifactStore(ws.artifacts_dir)
+    g = g or graph(Store(ws.store_url))
     found: dict[str, dict] = {}
-    for r, files in doc_runs(g, arts):
-        if r.stage != "collect":  # collection holds every document as it was read; later stages hold subsets
-            continue
-        for path in files:
+    for root in _kept_dirs(ws, g, "collect"):  # collection holds every document as read; later stages, subsets
+        for path in sorted(root.glob("*.parquet")):
             for d in _read(path, ["id", "source_name", "locator", "license", "collected_at", "text"]):
                 hit = (d["source_name"] == value if kind == "source" else d["id"] == value if kind == "doc"
-                       else bool(pattern.search(d["text"] or "")))
+                       else d["id"] in ids if kind == "ids" else bool(pattern.search(d["text"] or "")))
                 if hit and d["id"] not in found:
-                    found[d["id"]] = {k: d.get(k) for k in ("id", "source_name", "locator", "license",
-                                                            "collected_at")}
+                    found[d["id"]] = {**{k: d.get(k) for k in ("id", "source_name", "locator", "license",
+                                                                "collected_at")}, "sha256": text_hash(d["text"])}
     return found
+
+
+def duplicates(ws: Workspace, doc_ids: set[str], g: Graph | None = None) -> dict[str, dict]:
+    """The exact and near duplicates of `doc_ids` that deduplication grouped with them (either way: the copy it
+    kept and the copies it removed), found in the dedup stage's `removed.parquet`: the same text under other ids,
+    which would otherwise take a taken-down document's place. Returns {id: {id, duplicate_of, reason}}."""
+    g = g or graph(Store(ws.store_url))
+    edges: dict[str, set[str]] = defaultdict(set)
+    why: dict[tuple[str, str], str] = {}
+    for root in _kept_dirs(ws, g, "dedup"):
+        if (root / "removed.parquet").exists():
+            for d in _read(root / "removed.parquet", ["id", "duplicate_of", "reason"]):
+                if d.get("duplicate_of"):
+                    edges[d["id"]].add(d["duplicate_of"])
+                    edges[d["duplicate_of"]].add(d["id"])
+                    why[(d["id"], d["duplicate_of"])] = why[(d["duplicate_of"], d["id"])] = d.get("reason") or ""
+    out: dict[str, dict] = {}
+    todo = list(doc_ids)
+    while todo:
+        x = todo.pop()
+        for y in edges.get(x, ()):
+            if y not in doc_ids and y not in out:
+                out[y] = {"id": y, "duplicate_of": x, "reason": why[(x, y)]}
+                todo.append(y)
+    return out
 
 
 def reached(ws: Workspace, doc_ids: set[str], g: Graph | None = None) -> dict[str, Any]:
@@ -225,6 +266,11 @@ def _downstream(ws: Workspace, g: Graph, digests: set[str]) -> dict:
 def query(ws: Workspace, ident: str) -> dict[str, Any]:
     """The lineage of `ident`, both ways: a model (`NAME@VERSION`, `NAME@ALIAS` or `NAME`), a request id, a
     document id, a stage name (its latest run) or an artifact digest (or a prefix of at least 6 characters)."""
+    ident = ident.strip()
+    if not ident:
+        raise LmwrightError("name what to trace: `lmwright lineage ID`")
+    if re.fullmatch(r"[0-9a-fA-F]{6,64}", ident):
+        ident = ident.lower()
     store = Store(ws.store_url)
     g = graph(store)
     # a model
@@ -281,10 +327,15 @@ def query(ws: Workspace, ident: str) -> dict[str, Any]:
                              "sources": _unique([x for u in ups for x in u["sources"]])},
                 "downstream": _served(ws, store, g, {t.digest for t in targets})}
     # a document
-    docs = find_documents(ws, "doc", ident) if re.fullmatch(r"[0-9a-f]{24}", ident) else {}
+    docs = find_documents(ws, "doc", ident, g) if re.fullmatch(r"[0-9a-f]{24}", ident) else {}
+    taken = [{"takedown": t.id, "at": f"{t.at:%Y-%m-%d %H:%M:%S}", "actor": t.actor, "selector": f"{t.kind} "
+              f"{t.value}", "reason": t.reason} for t in store.takedowns() if ident in (t.doc_ids or [])]
+    if taken and not docs:  # its datasets are quarantined or deleted: what is left is the record
+        return {"query": ident, "kind": "document", "subject": {"id": ident, "taken_down": taken},
+                "upstream": {}, "downstream": {}}
     if docs:
         r = reached(ws, {ident}, g)
-        return {"query": ident, "kind": "document", "subject": docs[ident],
+        return {"query": ident, "kind": "document", "subject": {**docs[ident], "taken_down": taken or None},
                 "upstream": {"sources": [{"source": docs[ident]["source_name"], "license": docs[ident]["license"],
                                           "locator": docs[ident]["locator"]}]},
                 "downstream": {k: v for k, v in r.items() if k != "digests"}}
@@ -314,7 +365,8 @@ def openlineage_events(ws: Workspace, ident: str | None = None) -> list[dict[str
                               .order_by(StageRun.id)))
     if ident is not None:
         q = query(ws, ident)
-        keep = {r["run"] for side in ("upstream", "downstream") for r in q.get(side, {}).get("runs", [])}
+        keep = {r["run"] for side in ("upstream", "downstream") for key in ("runs", "datasets")
+                for r in q.get(side, {}).get(key, [])}
         if q["kind"] == "artifact":
             keep.add(q["subject"]["run"])
         runs = [r for r in runs if r.id in keep]
@@ -341,10 +393,17 @@ def openlineage_events(ws: Workspace, ident: str | None = None) -> list[dict[str
         run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ns}/run/{r.id}/{_iso(r.started_at)}"))
         job = {"namespace": ns, "name": r.stage}
         inputs = [dataset(d) for d in g.inputs.get(r.id, {}).values()]
+        if r.stage == "collect":  # where the documents came from: each source, by kind and name
+            inputs += [{"namespace": f"lmwright-source://{src.get('kind', 'source')}", "name": src["name"],
+                        "facets": {}} for src in (r.params or {}).get("data.sources", []) if "name" in src]
         base = {"producer": PRODUCER, "schemaURL": OPENLINEAGE_SCHEMA, "job": job}
         events.append({**base, "eventType": "START", "eventTime": _iso(r.started_at),
                        "run": {"runId": run_id}, "inputs": inputs, "outputs": []})
         end = {**base, "eventType": "COMPLETE" if r.status == "done" else "FAIL",
+               "job": {**job, "facets": {"jobType": {
+                   "_producer": PRODUCER, "_schemaURL": "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet"
+                   ".json#/$defs/JobTypeJobFacet", "processingType": "BATCH", "integration": "LMWRIGHT",
+                   "jobType": "STAGE"}}},
                "eventTime": _iso(r.finished_at or r.started_at), "run": {"runId": run_id}, "inputs": inputs,
                "outputs": [dataset(r.output_digest, (r.summary or {}).get("kept"), output=True)]
                if r.output_digest else []}

@@ -39,8 +39,8 @@ def _collect_facts(ws) -> dict:
     # other SQL databases and the web are not watched: `lmwright collect --force` takes a new snapshot
     from lmwright.data.denylist import Denylist
 
-    if denied := Denylist.of(ws.store_url).entries:  # a takedown collects again, without what it names
-        facts["denylist"] = denied
+    if denied := Denylist.of(ws.store_url):  # a takedown collects again, without what it names
+        facts["denylist"] = denied.digest()
     return facts
 
 

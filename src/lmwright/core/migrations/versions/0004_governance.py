@@ -1,5 +1,6 @@
 """Governance: the audit log's hash chain (each row carries the previous row's hash and its own; rows written before
-this revision are chained now, in id order), roles and scopes on API keys, and the takedowns of `lmwright forget`.
+this revision are chained now, in id order), roles and scopes on API keys, and the takedowns of `lmwright forget`
+(append-only too: their selectors and text hashes are the denylist every later collection applies).
 
 Keys made before this revision could reach every route, so they become `admin` keys: an upgrade takes no access
 away. New keys are `user` keys unless made with `--role`.
@@ -25,19 +26,21 @@ def col(name: str, type_, *args, nullable: bool = False, **kw) -> sa.Column:
     return sa.Column(name, type_, *args, nullable=nullable, **kw)
 
 
-def _append_only(on: bool) -> None:
-    """The triggers that refuse UPDATE and DELETE on the audit log (0001 on SQLite, 0002 on PostgreSQL)."""
+def _append_only(on: bool, table: str = "audit") -> None:
+    """The triggers that refuse UPDATE and DELETE on an append-only table (the audit log's: 0001 on SQLite, 0002 on
+    PostgreSQL; the takedowns', whose rows are the denylist: here)."""
+    prefix = "audit" if table == "audit" else table
     if op.get_bind().dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
-            op.execute(f"DROP TRIGGER IF EXISTS audit_no_{verb.lower()}")
+            op.execute(f"DROP TRIGGER IF EXISTS {prefix}_no_{verb.lower()}")
             if on:
-                op.execute(f"CREATE TRIGGER audit_no_{verb.lower()} BEFORE {verb} ON audit "
-                           "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+                op.execute(f"CREATE TRIGGER {prefix}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                           f"BEGIN SELECT RAISE(ABORT, 'the {table} table is append-only'); END")
     elif on:
-        op.execute("CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+        op.execute(f"CREATE TRIGGER {prefix}_append_only BEFORE UPDATE OR DELETE ON {table} "
                    "FOR EACH ROW EXECUTE FUNCTION lmwright_append_only()")
     else:
-        op.execute("DROP TRIGGER IF EXISTS audit_append_only ON audit")
+        op.execute(f"DROP TRIGGER IF EXISTS {prefix}_append_only ON {table}")
 
 
 def upgrade() -> None:
@@ -72,10 +75,12 @@ def upgrade() -> None:
     op.create_table(
         "takedowns", col("id", sa.Integer, primary_key=True), col("at", NOW), col("actor", sa.String(128)),
         col("kind", sa.String(16)), col("value", sa.Text), col("reason", sa.Text, nullable=True),
-        col("doc_ids", sa.JSON), col("reached", sa.JSON))
+        col("doc_ids", sa.JSON), col("text_hashes", sa.JSON), col("reached", sa.JSON))
+    _append_only(True, "takedowns")
 
 
 def downgrade() -> None:
+    _append_only(False, "takedowns")
     op.drop_table("takedowns")
     with op.batch_alter_table("api_keys") as b:
         b.drop_column("scopes")
