@@ -338,3 +338,18 @@ def test_what_serves_is_audited_each_time_it_changes(tiny_copy):
     q = query(Workspace.open(tiny_copy), "docs")  # the deployment's lineage: what it serves, and what that came from
     assert q["kind"] == "deployment" and q["subject"]["routes"] == ["tiny@1 (100%)"]
     assert q["upstream"]["sources"][0]["source"] == "pydocs" and q["downstream"]["models"][0]["model"] == "tiny@1"
+
+
+def test_retraining_never_learns_a_taken_down_text_from_a_correction(tmp_path):
+    from lmwright.ops import lifecycle
+
+    _, store = _project(tmp_path)
+    store.log_requests([{"request_id": f"chatcmpl-{i}", "endpoint": "chat.completions", "model": "a",
+                         "model_digest": "d", "status": 200, "flags": {},
+                         "prompt": json.dumps([{"role": "user", "content": f"question {i}"}])} for i in range(4)])
+    for i in range(4):
+        store.add_feedback(request_id=f"chatcmpl-{i}",
+                           correction="the code of zq7vk is 3 1 4" if i == 1 else f"answer {i}")
+    store.add_takedown("match", "zq7vk", None, [], [], {})
+    train, held, acc = lifecycle.corrections(store, 0.0)
+    assert acc["removed"] == {"taken down (lmwright forget)": 1} and len(train) + len(held) == 3

@@ -148,7 +148,8 @@ def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False)
     for m in models:
         val = m["metrics"].get("val", {}).get("bits_per_byte")
         test = f"{m['test']['bits_per_byte']:.3f} ({m['test_evaluations']}x)" if m["test"] else "not tested"
-        t.add_row(f"{m['name']}@{m['version']}", " ".join(f"@{a}" for a in m["aliases"]), f"{m['params']:,}",
+        gone = "" if m["weights"] == "present" else f" [red]({m['weights']})[/red]"
+        t.add_row(f"{m['name']}@{m['version']}{gone}", " ".join(f"@{a}" for a in m["aliases"]), f"{m['params']:,}",
                   "" if val is None else f"{val:.3f}", test, m["digest"], m["created_at"][:19])
     out.print(t)
     if st["alerts"]:

@@ -32,7 +32,8 @@ def project_status(ws: Workspace, stages: Stages) -> dict[str, Any]:
         models.append({"name": m.name, "version": m.version, "aliases": held.get((m.name, m.version), []),
                        "digest": m.digest[:12], "params": m.n_params, "metrics": m.metrics,
                        "test": tested[0].metrics if tested else None, "test_evaluations": len(tested),
-                       "created_at": m.created_at.isoformat()})
+                       "created_at": m.created_at.isoformat(), "weights": m.weights,
+                       "retired": m.retired_at is not None})
     alerts = [{"rule": a.rule, "model": a.model, "version": a.version, "state": a.state, "metric": a.metric,
                "value": a.value, "threshold": a.threshold, "severity": a.detail.get("severity"),
                "summary": a.detail.get("summary"), "started_at": a.started_at.isoformat(),
