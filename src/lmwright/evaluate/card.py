@@ -146,6 +146,7 @@ def sets_sections(sets: dict[str, dict]) -> list[Section]:
 
 
 def risk_sections(risk: dict) -> list[Section]:
+    """The base model's memorisation checks; every model's other risk checks are `risk_card.py`'s."""
     out = []
     if "canaries" in risk:
         table = [["canary", "planted", "exposure (bits)", "rank among sampled", "log-prob", "mean log-prob of others"]]
@@ -164,18 +165,4 @@ def risk_sections(risk: dict) -> list[Section]:
             ["validation (baseline)", fmt(v["val"]["n"]), fmt(v["val"]["rate"], 3), fmt(v["val"]["token_match"], 3)]],
             text="Greedy continuation of a document's opening tokens compared with its actual next tokens. A train rate "
                  "far above the validation rate is memorisation."))
-    if "bias" in risk:
-        b = risk["bias"]
-        groups = list(b["gap_per_group"])
-        table = [["template", *[f"log-lik {g}" for g in groups]]]
-        table += [[t["context"] + " →" + t["continuation"], *[f"{t[g]:.3f}" for g in groups]] for t in b["templates"]]
-        table.append(["mean gap from the group average", *[f"{b['gap_per_group'][g]:+.3f}" for g in groups]])
-        out.append(Section("Risk: counterfactual bias", table=table,
-                           text=f"Largest mean gap {b['max_abs_gap']:.3f} nats (0 = no preference between groups)."))
-    if "safety" in risk:
-        s = risk["safety"]
-        out.append(Section("Risk: PII and blocklist in sampled generations", table=[
-            ["samples", "with PII", "PII types", "with blocklisted words"],
-            [fmt(s["n"]), fmt(s["pii_rate"], 3), ", ".join(f"{k} {v}" for k, v in s["pii_types"].items()) or "none",
-             fmt(s["blocklist_rate"], 3)]]))
     return out

@@ -1,8 +1,9 @@
 """The run report: `report.md` and `report.html` from one list of sections, plus the training-curve PNG.
 
-The report card is what a reviewer reads before promoting a model: requirements with pass/fail, metrics with
-intervals, the comparison with the previous version, data counts per stage, the model, training and tuning
-plots, slices, risk results and samples (the evaluation sections come from `card.py`).
+The report card is what a reviewer reads before promoting a model: requirements with pass/fail, the risk register
+with each model's verdict, metrics with intervals, the comparison with the previous version, data counts per stage,
+the model, training and tuning plots, slices, every model's risk checks and samples (the evaluation sections come
+from `card.py`, the risk ones from `risk_card.py`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 `write_report_card` gathers every stage's outputs (data counts, splits, the model and its training, validation and
 test figures, fine-tuning, tuning and cross-validation, slices, eval sets, risk, samples, the spec) into sections,
-checks the acceptance criteria (`requirements`), and writes `report.md`, `report.html` and their plots. The
-evaluation sections come from `card.py`; rendering is `report.py`'s.
+checks the acceptance criteria (`requirements`; a `risk.*` criterion on every model that measures it), and writes
+`report.md`, `report.html` and their plots. The evaluation sections come from `card.py`, the risk register and the
+risk checks of every model from `risk_card.py`; rendering is `report.py`'s.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 from lmwright.core.store import Store
 from lmwright.data.split import SPLITS
-from lmwright.evaluate import card
+from lmwright.evaluate import card, risk_card
 from lmwright.evaluate.report import Section, lr_curve, render_html, render_markdown, training_curve
-from lmwright.evaluate.suite import check_requirements, flatten
+from lmwright.evaluate.suite import flatten
 from lmwright.spec import Spec, dump_spec
 
 
@@ -113,7 +114,8 @@ def write_report_card(s: Spec, inp: dict, store_url: str, out: Path, tune_dir: P
     risk = json.loads((inp["evaluate"].path / "risk.json").read_text())
     splits = {"val": val["val"], "test": test}
     results = {**splits, "risk": risk, "sets": val["sets"]}
-    checks = check_requirements(s.requirements.criteria(), results)
+    models = risk_card.model_risks(inp, s.project.name)  # every model's risk checks: the base's and the tuned ones'
+    checks = risk_card.requirement_rows(s.requirements.criteria(), results, models)
     current = flatten({k: {m: v for m, v in r.items() if m in ("loss", "perplexity", "bits_per_byte", "generation")}
                        for k, r in splits.items()})
     previous = previous_version(store_url, s.project.name, inp["save"].digest)
@@ -131,6 +133,7 @@ def write_report_card(s: Spec, inp: dict, store_url: str, out: Path, tune_dir: P
                 f"on validation and {test['bits_per_byte']:.3f} [{lo:.3f}, {hi:.3f}] on test (evaluated once). "
                 f"{passed} of {len(checks)} acceptance criteria pass."),
         card.requirements_section(checks),
+        risk_card.register_section(risk_card.register_rows(s.governance.risks, models, results)),
         *card.metrics_section(splits, s.eval.confidence),
         card.comparison_section(previous, current),
         Section("Data", table=data_rows),
@@ -145,7 +148,9 @@ def write_report_card(s: Spec, inp: dict, store_url: str, out: Path, tune_dir: P
         *finetune_sections(inp, out),
         *card.slices_section(splits),
         *card.sets_sections(val["sets"]),
+        risk_card.figures_section(models, results),
         *card.risk_sections(risk),
+        *risk_card.detail_sections(models),
         Section("Samples", text=f"Continuations of fixed prompts (temperature {s.eval.temperature}).",
                 items=[(x["prompt"], x["completion"]) for x in samples]),
         Section("Held-out continuations", text="The generation task: prompt, then the model's continuation; "

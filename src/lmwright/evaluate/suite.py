@@ -2,8 +2,8 @@
 
 `evaluate_docs` scores documents (a split, or an external file of texts): language-modelling metrics with
 bootstrap intervals, the continuation task's generation metrics, and both broken down by source, label and
-length bucket. `evaluate_set` scores an external evaluation file of any task. `risk_checks` runs the
-memorisation, bias and safety checks. `flatten` names every figure (`val.bits_per_byte`,
+length bucket. `evaluate_set` scores an external evaluation file of any task. `risk_checks` runs the risk
+checks on a pretrained model (`risk_suite.py` has those of the fine-tuned ones). `flatten` names every figure (`val.bits_per_byte`,
 `risk.verbatim_rate`, ...) for `requirements.acceptance`.
 """
 
@@ -200,9 +200,14 @@ def _ordered(grouped: dict, kind: str, edges) -> list:
 # -- risk ----------------------------------------------------------------------------------------------------------
 
 def risk_checks(model: torch.nn.Module, tok, risk, prompts: list[str], train_texts: list[str],
-                val_texts: list[str], canaries: list[dict], seed: int) -> dict:
+                val_texts: list[str], canaries: list[dict], seed: int, *, e, seq_len: int,
+                facts: tuple[list[dict], str]) -> dict:
+    """Every risk check on a pretrained model: memorisation (canaries, verbatim continuation), PII and blocklisted
+    words in sampled continuations of `prompts`, and `risk_suite.base_checks` (bias, robustness, toxicity, false
+    information)."""
     from lmwright.evaluate import risk as r
-    from lmwright.model.generate import generate_text
+    from lmwright.evaluate.answers import text_answers
+    from lmwright.evaluate.risk_suite import base_checks
 
     out: dict = {}
     if canaries:
@@ -215,16 +220,17 @@ def risk_checks(model: torch.nn.Module, tok, risk, prompts: list[str], train_tex
                            "val": r.verbatim_rate(model, tok, val_texts, v.prompt_tokens, v.new_tokens, v.docs)}
         out["verbatim_rate"] = out["verbatim"]["train"]["rate"]
         out["verbatim_rate_val"] = out["verbatim"]["val"]["rate"]
-    if risk.bias.enabled and risk.bias.templates:
-        out["bias"] = r.counterfactual_bias(model, tok, [t.model_dump() for t in risk.bias.templates],
-                                            risk.bias.groups)
-        out["bias_max_gap"] = out["bias"]["max_abs_gap"]
-    if risk.samples and prompts:
-        texts = [generate_text(model, tok, prompts[i % len(prompts)], 48, risk.sample_temperature, None, seed + i)
-                 for i in range(risk.samples)]
-        out["safety"] = r.generation_safety(texts)
-        out["pii_rate"], out["blocklist_rate"] = out["safety"]["pii_rate"], out["safety"]["blocklist_rate"]
-    return out
+    if risk.samples and prompts:  # sampled together through the decoding engine, each with its own seed
+        answers = text_answers(model, tok, [prompts[i % len(prompts)] for i in range(risk.samples)],
+                               min(48, model.cfg.max_seq_len // 4), risk.sample_temperature, seed)
+        texts = [a.text for a in answers if a is not None]
+        if texts:
+            out["safety"] = r.generation_safety(texts, confidence=e.confidence)
+            out["pii_rate"], out["blocklist_rate"] = out["safety"]["pii_rate"], out["safety"]["blocklist_rate"]
+            out["ci"] = {k: out["safety"]["ci"][k] for k in ("pii_rate", "blocklist_rate")}
+    more = base_checks(model, tok, risk, e, val_texts, seq_len, facts, seed)
+    ci = {**out.get("ci", {}), **more.pop("ci", {})}
+    return {**out, **more, **({"ci": ci} if ci else {})}
 
 
 # -- names for requirements -------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The three recipes end to end: data, model (LoRA or full, freezing), the loop, saving, and base-vs-tuned
-evaluation on held-out rows. Each writes into `out`: `model/` (a Hugging Face directory, LoRA merged),
-`adapter/` (LoRA only, PEFT's format), `metrics.json`, `history.json` and `quarantine.jsonl`.
+evaluation on held-out rows, then the risk suite on the new model (`finetune/risk.py`). Each writes into `out`:
+`model/` (a Hugging Face directory, LoRA merged), `adapter/` (LoRA only, PEFT's format), `metrics.json`,
+`risk.json`, `history.json` and `quarantine.jsonl`.
 
 Training runs on fine-tuning's device (`pick_device` in `train/step.py`: CUDA when there is one); the rows stay on
 the CPU and go to the model's device batch by batch, and the loop hands the model back on the CPU, where it is
@@ -20,7 +21,7 @@ from lmwright.core.progress import Reporter
 from lmwright.data.document import read_docs
 from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
-from lmwright.finetune import formats, lora, pydocs_tasks
+from lmwright.finetune import formats, lora, pydocs_tasks, risk
 from lmwright.finetune.loop import train
 from lmwright.finetune.objectives import (
     Classifier,
@@ -184,6 +185,8 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
                               for m, ref, b, t in zip(probe[:8], refs[:8], result["base"].pop("answers"),
                                                       result["tuned"].pop("answers"), strict=False)]
         result["eval_examples"] = len(probe)
+    result["risk"] = risk.chat_model(spec, model, tok, [m[:-1] for m in single], [m[-1]["content"] for m in single],
+                                     split_dir, out)
     (out / "history.json").write_text(json.dumps(hist))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
@@ -273,6 +276,14 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
               "ci": {key: {m: _interval(spec, lambda i, p=p, m=m: scores_from_confusion(
                   confusion(v_y[i], p[i], len(labels)))[m], len(v_y)) for m in ("accuracy", "f1_macro")}
                   for key, p in (("base", b_pred), ("tuned", pred))}}
+
+    def predict_texts(texts: list[str]) -> np.ndarray:
+        x = torch.from_numpy(_encode_texts(tok, texts, seq_len, pad))
+        x = x[:, : max(1, int((x != pad).sum(1).max()))]  # right padding past the longest text changes nothing
+        with torch.no_grad():
+            return torch.cat([model(x[i:i + 32]) for i in range(0, len(x), 32)]).argmax(1).cpu().numpy()
+
+    result["risk"] = risk.classifier(spec, predict_texts, [x["text"] for x in val_rows], v_y, len(labels), out)
     (out / "history.json").write_text(json.dumps(hist))
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     return result
@@ -345,6 +356,8 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
                        "likelihood_accuracy": base_acc},
               "tuned": {"dpo_loss": end["loss"], "preference_accuracy": end["preference_accuracy"],
                         "likelihood_accuracy": likelihood_accuracy(model)}}
+    result["risk"] = risk.chat_model(spec, model, tok, [[{"role": "user", "content": x["prompt"]}] for x in val_rows],
+                                     [x["chosen"] for x in val_rows], split_dir, out)
     (out / "history.json").write_text(json.dumps(hist))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
