@@ -353,3 +353,17 @@ def test_retraining_never_learns_a_taken_down_text_from_a_correction(tmp_path):
     store.add_takedown("match", "zq7vk", None, [], [], {})
     train, held, acc = lifecycle.corrections(store, 0.0)
     assert acc["removed"] == {"taken down (lmwright forget)": 1} and len(train) + len(held) == 3
+
+
+def test_a_risk_criterion_that_does_not_apply_to_a_model_does_not_hold_it_back(tiny_copy):
+    from lmwright.core import registry
+    from lmwright.ops.registry import gate
+
+    ws = Workspace.open(tiny_copy, ["requirements.acceptance=[\"risk.injection_rate <= 0.5\"]"])
+    store = Store(ws.store_url)
+    base = registry.version(store, "tiny@1")
+    (check,) = gate(ws, base, "challenger").checks
+    assert check["verdict"] == "not applicable" and "system prompt" in check["why"]
+    assert gate(ws, base, "challenger").passed
+    classifier = registry.version(store, "tiny-classifier@1")
+    assert gate(ws, classifier, "challenger").checks[0]["verdict"] == "not applicable"

@@ -1,4 +1,4 @@
-"""`lmwright data redact|card|inspect`: look at and work on data."""
+"""`lmwright data redact|card|inspect|history`: look at and work on data."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
     data_app.command("redact")(data_redact)
     data_app.command("card")(data_card)
     data_app.command("inspect")(data_inspect)
+    data_app.command("history")(data_history)
     app.add_typer(data_app, name="data")
 
 
@@ -99,3 +100,50 @@ def data_inspect(
             out.print(f"  [yellow]{group['reason']}[/yellow] ({group['count']:,})")
             for x in group["samples"]:
                 out.print(f"    {x['locator']}: {x['text']!r}", highlight=False, markup=False)
+
+
+def data_history(
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    last: Annotated[int, typer.Option("-n", "--last", min=1, help="Only the last N versions.")] = 20,
+    json_: JsonOpt = False,
+) -> None:
+    """Data quality over time: each dataset version's documents read and kept, removals by reason, PII found,
+    duplicate rate and languages, with the change from the version before (read from the store; runs nothing)."""
+    from rich.table import Table
+
+    from lmwright.core.store import Store
+    from lmwright.data.history import history
+
+    ws = Workspace.open(dir, set_ or [])
+    versions = history(Store(ws.store_url))[-last:]
+    if json_:
+        out.print_json(json.dumps(versions))
+        return
+    if not versions:
+        err.print("no dataset versions yet: `lmwright data card` (or `lmwright run`) makes the first")
+        return
+
+    def delta(row: dict, key: str, pct: bool = False) -> str:
+        d = (row["change"] or {}).get(key)
+        return "" if not d else f" ({100 * d:+.1f} pt)" if pct else f" ({d:+,})"
+
+    table = Table(title="Dataset versions (distinct outputs of the split stage), oldest first")
+    for col in ("version", "date", "read", "kept", "removed (top 3)", "PII", "duplicates", "languages",
+                "change from the previous version"):
+        table.add_column(col, no_wrap=col in ("version", "read", "kept"), overflow="fold")
+    for v in versions:
+        ch = v["change"] or {}
+        moved = [f"{r} {n:+,}" for r, n in list(ch.get("removed", {}).items())[:3]]
+        moved += [f"PII {k} {n:+,}" for k, n in list(ch.get("pii", {}).items())[:2]]
+        moved += [f"{k} share {100 * n:+.1f} pt" for k, n in list(ch.get("language_share", {}).items())[:2]]
+        table.add_row(
+            v["version"], v["date"] or "–", f"{v['documents_read']:,}{delta(v, 'documents_read')}",
+            f"{v['documents_kept']:,}{delta(v, 'documents_kept')}",
+            ", ".join(f"{r} {n:,}" for r, n in list(v["removed"].items())[:3]) or "none",
+            f"{v['pii_total']:,}{delta(v, 'pii_total')}",
+            "–" if v["duplicate_rate"] is None
+            else f"{100 * v['duplicate_rate']:.1f} %{delta(v, 'duplicate_rate', pct=True)}",
+            ", ".join(f"{k} {n:,}" for k, n in (v["languages"] or {}).items()) or "–",
+            "first version" if v["change"] is None else ", ".join(moved) or "no change in removals, PII or languages")
+    out.print(table)

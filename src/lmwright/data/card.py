@@ -1,8 +1,9 @@
 """The dataset card (datasheet): a Hugging Face dataset-card README with YAML metadata, plus histograms.
 
-Records what a reviewer needs to trust a dataset: license(s), languages, sources and their provenance, size
-and splits, how it was curated (profiles and their rules), removals by reason at every stage, PII found and
-redacted by type, the deduplication rate, and language and length histograms (PNG).
+Records what a reviewer needs to trust a dataset: license(s) and what each asks of a model trained on it
+(`core/licenses.py`), languages, sources and their provenance, size and splits, how it was curated (profiles and
+their rules), removals by reason at every stage, PII found and redacted by type, the deduplication rate, and
+language and length histograms (PNG).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
+
+from lmwright.core.licenses import terms  # noqa: E402
 
 
 def size_category(n: int) -> str:
@@ -64,9 +67,12 @@ def render_card(spec, stages: dict[str, dict], licenses: Counter, languages: Cou
     col, cl, dd = stages["collect"], stages["clean"], stages["dedup"]
     dedup_removed = sum(dd["removed"].values())
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# Dataset card: {spec.project.name}", "",
-             "## Sources", "", "| source | kind | license | filter profile | documents collected |", "|---|---|---|---|---|"]
+             "## Sources", "", "| source | kind | license | filter profile | documents collected | what the license "
+             "asks of a model trained on it (`core/licenses.py`) |", "|---|---|---|---|---|---|"]
     for s in spec.data.sources:
-        lines.append(f"| {s.name} | {s.kind} | {s.license} | {s.profile} | {col['by_source'].get(s.name, 0):,} |")
+        t = terms(s.license)
+        lines.append(f"| {s.name} | {s.kind} | {s.license} | {s.profile} | {col['by_source'].get(s.name, 0):,} | "
+                     f"{t.why if t else 'unknown to the licence table: check it before publishing'} |")
     lines += ["", "Every document keeps a stable id (hash of source name and locator) and its `collected_at` time.", "",
               "## Size and splits", "", "| split | documents |", "|---|---|"]
     lines += [f"| {k} | {v:,} |" for k, v in split.items()]

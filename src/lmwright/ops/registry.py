@@ -33,7 +33,7 @@ class Gate:
 
     @property
     def failures(self) -> list[str]:
-        out = [f"{c['criterion']}: {_value(c)}" for c in self.checks if c["verdict"] != "pass"]
+        out = [f"{c['criterion']}: {_value(c)}" for c in self.checks if c["verdict"] not in ("pass", "not applicable")]
         if self.comparison and not self.comparison["passed"]:
             c = self.comparison
             out.append(f"worse than the champion {c['champion']}: {c['challenger_bpb']:.4f} vs "
@@ -88,15 +88,22 @@ def base_of(store: Store, m: Model) -> Model | None:
 
 def recorded_figures(store: Store, m: Model) -> tuple[dict[str, float], dict[str, str]]:
     """(flat figures, where each group came from) recorded for a version: `test.*` from its first test
-    evaluation; `val.*` and `risk.*` from the evaluate stage that led to it (its base's, for a fine-tuned one)."""
+    evaluation; `val.*` from the evaluate stage that led to it (its base's, for a fine-tuned one); `risk.*` from the
+    stage that made it (the evaluate stage of a base model; a fine-tuning stage runs the risk suite on its model), a
+    fine-tuned version's missing ones from its base (memorisation, and what does not apply to it), said in `where`."""
     figures: dict[str, float] = {}
     where: dict[str, str] = {}
     tests = store.test_evaluations(m.digest)
     if tests:
         figures.update({f"test.{k}": v for k, v in tests[0].metrics.items()})
         where["test"] = f"test evaluation of {tests[0].at:%Y-%m-%d %H:%M} ({tests[0].via})"
-    source, label = m, f"{m.name}@{m.version}"
-    if _run(store, m.run_id).stage != "save":
+    source, label, made = m, f"{m.name}@{m.version}", _run(store, m.run_id)
+    own: dict[str, float] = {}
+    if made.stage != "save":
+        own = {f"risk.{k}": v for k, v in (made.summary or {}).get("risk", {}).items()}
+        figures.update(own)
+        if own:
+            where["risk"] = f"the {made.stage} stage run {made.id} (measured on {m.name}@{m.version})"
         source = base_of(store, m)
         label = f"its base, {source.name}@{source.version}" if source else ""
     if source is not None:
@@ -106,17 +113,30 @@ def recorded_figures(store: Store, m: Model) -> tuple[dict[str, float], dict[str
             from lmwright.evaluate.suite import flatten
 
             figures.update(flatten({"val": run.summary.get("val", {})}))
-            figures.update({f"risk.{k}": v for k, v in run.summary.get("risk", {}).items()})
-            where["val"] = where["risk"] = f"the evaluate stage run {run.id} ({label})"
+            where["val"] = f"the evaluate stage run {run.id} ({label})"
+            # a check the version ran itself keeps all its figures; the others come from the base
+            checks = {k.split(".")[1] for k in own}
+            taken = {f"risk.{k}": v for k, v in run.summary.get("risk", {}).items() if k.split(".")[0] not in checks}
+            figures.update(taken)
+            base_says = f"the evaluate stage run {run.id} ({label})"
+            if own and taken:
+                top = sorted(k for k in taken if k.count(".") == 1)
+                where["risk"] += (f"; {', '.join(top[:6])}{' and more' if len(top) > 6 else ''} from {base_says}, "
+                                  "not measured on this model")
+            elif not own:
+                where["risk"] = base_says
     return figures, where
 
 
 def acceptance(ws: Workspace, m: Model) -> list[dict]:
     """`requirements.acceptance` on a version's recorded figures; a figure it has none of is a failure that says
     how to measure it."""
+    from lmwright.evaluate.risk_suite import NOT_APPLICABLE
     from lmwright.evaluate.suite import check_requirements
 
-    figures, where = recorded_figures(Store(ws.store_url), m)
+    store = Store(ws.store_url)
+    figures, where = recorded_figures(store, m)
+    kind = model_kind(store, m)
     nested: dict[str, dict] = {}
     for k, v in figures.items():
         head, _, rest = k.partition(".")
@@ -125,10 +145,19 @@ def acceptance(ws: Workspace, m: Model) -> list[dict]:
     for c in checks:
         group = c["metric"].partition(".")[0]
         c["source"] = where.get(group)
-        if c["verdict"] == "missing":
+        n_a = NOT_APPLICABLE.get(kind, {}).get(c["metric"].partition(".")[2]) if group == "risk" else None
+        if c["verdict"] == "missing" and n_a:  # a check that does not apply to this kind of model holds it back not
+            c["verdict"], c["why"] = "not applicable", n_a
+        elif c["verdict"] == "missing":
             c["why"] = (f"not measured: no recorded test evaluation (run `lmwright test {m.name}@{m.version}`)"
                         if group == "test" else f"not measured for {m.name}@{m.version}")
     return checks
+
+
+def model_kind(store: Store, m: Model) -> str:
+    """base, assistant or classifier: which risk checks apply (evaluate/risk_suite.py NOT_APPLICABLE)."""
+    stage = _run(store, m.run_id).stage
+    return {"classify": "classifier", "sft": "assistant", "preference": "assistant"}.get(stage, "base")
 
 
 def _per_document(store: Store, digest: str, data_digest: str | None = None):
@@ -180,9 +209,12 @@ def paired_bpb(a: np.ndarray, c: np.ndarray, g, seed: int) -> dict:
 
 
 def gate(ws: Workspace, m: Model, to: str) -> Gate:
-    """The gate for moving `to` onto version `m`: acceptance always; the champion comparison for `champion`."""
+    """The gate for moving `to` onto version `m`: acceptance and the licence check (every source's licence against
+    governance.license, `core/licenses.py`) always; the champion comparison for `champion`."""
+    from lmwright.core.licenses import gate_checks
+
     store = Store(ws.store_url)
-    result = Gate(f"{m.name}@{m.version}", acceptance(ws, m))
+    result = Gate(f"{m.name}@{m.version}", acceptance(ws, m) + gate_checks(store, m.run_id, ws.spec.governance))
     if to == "champion":
         current = registry.alias_of(store, m.name, "champion")
         if current is not None and current.version != m.version:
@@ -193,6 +225,9 @@ def gate(ws: Workspace, m: Model, to: str) -> Gate:
 
 
 def _live(m: Model, ref: str) -> None:
+    if m.retire_after is None and m.retired_at is not None:  # retired at once: taken down (`lmwright forget`)
+        raise LmwrightError(f"{ref} was taken down (its weights are {m.weights}; `lmwright lineage {ref}` says "
+                            "by which takedown): an alias cannot point at it; rebuild with `lmwright run`")
     if m.retire_after is not None:
         state = "retired" if registry.is_retired(m) else f"retiring (deprecated until {m.retire_after:%Y-%m-%d})"
         raise LmwrightError(f"{ref} is {state}" + (f"; its successor is {m.successor}" if m.successor else "")
@@ -247,9 +282,9 @@ def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | No
         raise LmwrightError(f"{name}@{alias} has no earlier version to return to (it came to version {cur.version} "
                             f"without one before it); to move it, `lmwright promote {name}@VERSION --to {alias}`")
     m = registry.version(store, f"{name}@{previous}")
-    if m.retire_after is not None:
+    if m.retire_after is not None or m.retired_at is not None:
         raise LmwrightError(f"{name}@{alias} came to version {cur.version} from version {previous}, which is "
-                            f"retiring or retired; to move it, `lmwright promote {name}@VERSION --to {alias}`")
+                            f"retiring, retired or taken down; to move it, `lmwright promote {name}@VERSION --to {alias}`")
     registry.move_alias(store, name, alias, previous, "rollback", reason, expect=(cur.version, cur.revision))
     store.audit("rollback", model=name, alias=alias, from_version=cur.version, to_version=previous, reason=reason)
     return {"name": name, "alias": alias, "from_version": cur.version, "to_version": previous,
@@ -265,10 +300,16 @@ def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[
     lines = []
     for name, digest in made:
         m = registry.version_of_digest(store, name, digest)
-        if m is None or not passed or policy == "none" or m.retire_after is not None:
+        if m is None or not passed or policy == "none" or m.retire_after is not None or m.retired_at is not None:
             continue
         if any(t.action == "run" and t.to_version == m.version for t in registry.history(store, name)):
             continue  # already done for this version (a report rerun must not undo a later promotion)
+        from lmwright.core.licenses import gate_checks
+
+        licence = [c for c in gate_checks(store, m.run_id, ws.spec.governance) if c["verdict"] == "fail"]
+        if licence:  # as the gate would refuse it: no alias moves onto a version the licences forbid publishing
+            lines.append(f"{name}@{m.version} is not made the champion or challenger: {licence[0]['why']}")
+            continue
         champion = registry.alias_of(store, name, "champion")
         if champion is not None and registry.is_retired(registry.version(store, f"{name}@{champion.version}")):
             champion_live = None  # retired or taken down (`lmwright forget`): the new version replaces it
