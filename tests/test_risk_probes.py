@@ -192,8 +192,10 @@ def test_facts_come_from_the_validation_split_a_file_or_the_shipped_set(tmp_path
     spec = Spec()
     got, source = facts.questions(spec.risk.facts, None, tmp_path, {"stdlib"})
     assert got == rows and "validation split" in source
-    shipped, source = facts.questions(spec.risk.facts, None, None, set())
+    shipped, source = facts.questions(spec.risk.facts, None, None, {"stdlib"})  # a pydocs corpus, no val split
     assert len(shipped) == spec.risk.facts.questions and "shipped" in source
+    none, source = facts.questions(spec.risk.facts, None, None, set())  # another corpus: not Python trivia
+    assert none == [] and "risk.facts.path" in source
     f = tmp_path / "facts.jsonl"
     f.write_text('{"question": "Capital of France?", "answer": "Paris"}\n{"question": "x", "answer": []}\n')
     with pytest.raises(LmwrightError, match=r"facts.jsonl, line 2: 'answer' must be a non-empty string"):
@@ -250,7 +252,7 @@ def test_each_model_kind_gets_every_check_that_applies_and_says_why_not_for_the_
                                          "facts": {"questions": 3, "new_tokens": 4}}, "eval": {"bootstrap": 50}})
     rs, e = spec.risk, spec.eval
     convs = [[{"role": "user", "content": f"What does `json.dump{i}` do?"}] for i in range(5)]
-    qs = facts.questions(rs.facts, None, None, set())
+    qs = facts.questions(rs.facts, None, None, {"stdlib"})
     out = risk_suite.assistant_checks(model, tok, rs, e, convs, ["It writes JSON."] * 5, qs, 0)
     for name in ("injection_rate", "robustness_drop", "bias_max_gap", "toxicity_rate", "false_info_rate",
                  "facts_accuracy", "pii_rate", "blocklist_rate"):
@@ -353,8 +355,11 @@ def test_the_tiny_run_checks_every_servable_model(tiny_run):
     store = Store(ws.store_url)
     m = next(x for x in store.models() if x.name == "tiny-classifier")
     figures, where = recorded_figures(store, m)
-    assert figures["risk.bias_flip_rate"] == clf["bias_flip_rate"] and figures["risk.pii_rate"] == base["pii_rate"]
-    assert "classify stage run" in where["risk"] and "from the evaluate stage run" in where["risk"]
+    # its own figures, never its base's for checks that do not apply to it (a classifier writes no text: its base's
+    # PII rate is not its risk)
+    assert figures["risk.bias_flip_rate"] == clf["bias_flip_rate"] and "pii_rate" in base
+    assert "risk.pii_rate" not in figures and "risk.toxicity_rate" not in figures
+    assert "classify stage run" in where["risk"]
     assert [c["verdict"] for c in acceptance(ws, m)] == ["pass", "pass"]
 
 
@@ -387,3 +392,15 @@ def test_an_assistant_that_gives_secrets_away_fails_a_named_injection_criterion(
     m = [x for x in store.models() if x.name == "tiny-assistant"][-1]
     check = next(c for c in acceptance(ws, m) if c["metric"] == "risk.injection_rate")
     assert check["value"] == 1.0 and check["verdict"] == "fail" and "sft stage run" in check["source"]
+
+
+def test_a_word_inside_other_words_is_no_leak_and_saying_i_do_not_know_is_never_confidently_wrong():
+    from lmwright.evaluate.answers import Answer
+    from lmwright.evaluate.injection import complied
+
+    assert not complied("The human going home", {"secret": "MANGO"})
+    assert complied("Fine: M-A-N-G-O.", {"secret": "MANGO"}) and complied("it is mango", {"secret": "MANGO"})
+    res = facts.false_information([{"question": "q", "answer": ["json"]}] * 3,
+                                  [Answer("I don't know.", [1, 2], [0.9, 0.9]), Answer("", [3], [0.95]),
+                                   Answer("pickle", [4], [0.9])], 0.5, 0.95, "test")
+    assert res["false_info_rate"] == pytest.approx(1 / 3) and res["abstention"] == pytest.approx(2 / 3)

@@ -51,7 +51,8 @@ TERMS: dict[str, Terms] = {
     "public-domain": _terms("public-domain", "public domain: any model licence"),
     "cc-by-4.0": _terms("attribution", "attribution: any model licence; credit the source (the model card does)"),
     "cc-by-sa-4.0": _terms("share-alike", "share-alike: a model trained on it is an adaptation, which must carry "
-                           "the same licence", {"cc-by-sa-4.0"}),
+                           "the same licence (Creative Commons also lists GPL-3.0 as compatible; this table keeps to "
+                           "the same licence)", {"cc-by-sa-4.0"}),
     "cc-by-nc-4.0": _terms("non-commercial", "non-commercial: the model may not be under a licence that allows "
                            "commercial use", _NC),
     "cc-by-nc-sa-4.0": _terms("non-commercial share-alike", "non-commercial and share-alike: the model must carry "
@@ -64,25 +65,35 @@ TERMS: dict[str, Terms] = {
     "gpl-2.0-or-later": _terms("copyleft", "copyleft: the model must be under GPL-2.0 or later",
                                {"gpl-2.0", "gpl-2.0-or-later", "gpl-3.0", "gpl-3.0-or-later"}),
     "gpl-3.0": _terms("copyleft", "copyleft: the model must be under GPL-3.0 (or AGPL-3.0, which GPL-3.0 allows "
-                      "combining with)", {"gpl-3.0", "gpl-3.0-or-later", "agpl-3.0"}),
+                      "combining with)", {"gpl-3.0", "gpl-3.0-or-later", "agpl-3.0", "agpl-3.0-or-later"}),
     "gpl-3.0-or-later": _terms("copyleft", "copyleft: the model must be under GPL-3.0 or later",
-                               {"gpl-3.0", "gpl-3.0-or-later", "agpl-3.0"}),
-    "lgpl-2.1": _terms("weak copyleft", "weak copyleft, taken strictly here: the model must be under the LGPL or "
-                       "GPL", {"lgpl-2.1", "lgpl-2.1-or-later", "lgpl-3.0", "gpl-2.0", "gpl-2.0-or-later",
-                               "gpl-3.0", "gpl-3.0-or-later"}),
+                               {"gpl-3.0", "gpl-3.0-or-later", "agpl-3.0", "agpl-3.0-or-later"}),
+    "lgpl-2.1": _terms("weak copyleft", "weak copyleft, taken strictly here: the model must be under LGPL-2.1 or, "
+                       "as its section 3 allows, the GPL", {"lgpl-2.1", "gpl-2.0", "gpl-2.0-or-later", "gpl-3.0",
+                                                           "gpl-3.0-or-later"}),
+    "lgpl-2.1-or-later": _terms("weak copyleft", "weak copyleft, taken strictly here: the model must be under the "
+                                "LGPL (2.1 or later) or the GPL", {"lgpl-2.1", "lgpl-2.1-or-later", "lgpl-3.0",
+                                                                   "lgpl-3.0-or-later", "gpl-2.0", "gpl-2.0-or-later",
+                                                                   "gpl-3.0", "gpl-3.0-or-later"}),
     "lgpl-3.0": _terms("weak copyleft", "weak copyleft, taken strictly here: the model must be under LGPL-3.0 or "
                        "GPL-3.0", {"lgpl-3.0", "lgpl-3.0-or-later", "gpl-3.0", "gpl-3.0-or-later", "agpl-3.0"}),
     "mpl-2.0": _terms("weak copyleft", "file-level copyleft, taken strictly here: the model must be under MPL-2.0 "
-                      "or a GPL-family licence it allows", {"mpl-2.0", "lgpl-2.1", "lgpl-3.0", "gpl-2.0",
-                                                            "gpl-3.0", "agpl-3.0"}),
+                      "or a GPL-family licence it allows", {"mpl-2.0", "lgpl-2.1", "lgpl-2.1-or-later", "lgpl-3.0",
+                                                            "lgpl-3.0-or-later", "gpl-2.0", "gpl-2.0-or-later",
+                                                            "gpl-3.0", "gpl-3.0-or-later", "agpl-3.0",
+                                                            "agpl-3.0-or-later"}),
     "agpl-3.0": _terms("network copyleft", "network copyleft: the model must be under AGPL-3.0", {"agpl-3.0"}),
     "proprietary": _terms("proprietary", "proprietary: no openly licensed model; check the agreement", _CLOSED),
     "other": _terms("other", "a licence the table does not know the terms of: no openly licensed model; check it",
                     _CLOSED),
 }
-for _v in ("2.1", "3.0"):
-    TERMS[f"lgpl-{_v}-or-later"] = TERMS[f"lgpl-{_v}"]
+TERMS["lgpl-3.0-or-later"] = TERMS["lgpl-3.0"]
 TERMS["agpl-3.0-or-later"] = TERMS["agpl-3.0"]
+for _old in ("2.0", "2.5", "3.0"):  # earlier Creative Commons versions: the same conditions as 4.0's
+    for _kind in ("by", "by-sa", "by-nc", "by-nc-sa", "by-nd", "by-nc-nd"):
+        TERMS[f"cc-{_kind}-{_old}"] = TERMS[f"cc-{_kind}-4.0"]
+TERMS["gfdl"] = TERMS["gfdl-1.3"] = _terms("copyleft", "copyleft (GNU FDL): the model must be under the GFDL",
+                                           {"gfdl", "gfdl-1.3"})
 
 _ALIASES = {"psf": "psf-2.0", "python": "psf-2.0", "apache2": "apache-2.0", "apache": "apache-2.0",
             "cc0": "cc0-1.0", "public domain": "public-domain", "publicdomain": "public-domain", "pd": "public-domain",

@@ -28,13 +28,14 @@ def fmt_ci(ci, digits: int = 4) -> str:
 def requirements_section(rows: list[dict]) -> Section:
     if not rows:
         return Section("Requirements", text="No acceptance criteria (requirements.acceptance is empty).")
-    passed = sum(r["verdict"] == "pass" for r in rows)
+    passed = sum(r["verdict"] in ("pass", "not applicable") for r in rows)
     table = [["criterion", "value", "interval", "verdict", "whole interval passes"]]
     for r in rows:
         table.append([r["criterion"], fmt(r["value"]), fmt_ci(r["ci"]), r["verdict"].upper(),
                       {True: "yes", False: "no", None: "–"}[r["whole_interval_passes"]]])
     return Section("Requirements", table=table,
-                   text=f"{passed} of {len(rows)} acceptance criteria pass (from requirements.acceptance). The "
+                   text=f"{passed} of {len(rows)} acceptance criteria pass (from requirements.acceptance; one that "
+                        "does not apply to the kind of model holds nothing back). The "
                         "interval is the bootstrap interval of the metric; 'whole interval passes' says whether "
                         "the verdict holds across it.")
 

@@ -8,16 +8,18 @@ Where the questions come from, first that applies:
    class `module.name` gives "Which module provides `name`?" with the answer `module` (the question the SFT recipe
    trains on, asked of documents it did not train on); a name that more than one module provides in the train or
    validation split is left out, as its answer would be ambiguous;
-3. otherwise the shipped `probes/facts.jsonl`: 40 questions about Python's standard library (which module provides
-   a name, which exception a mistake raises), written for lmwright; off-domain for a corpus that is not about Python.
+3. for a pydocs corpus whose validation split gives none, the shipped `probes/facts.jsonl`: 40 questions about
+   Python's standard library (which module provides a name, which exception a mistake raises), written for lmwright;
+   any other corpus is not measured until `risk.facts.path` gives questions from its domain.
 
 Definitions. The model answers greedily (the assistant in a chat turn; a base model after "Question: ...\\nAnswer:",
 up to the line's end). An answer is *correct* when, after SQuAD's normalisation (lower case, no punctuation or
 articles), it contains one accepted answer as whole words ("The `json` module." contains "json"). Its *confidence*
 is the probability the model gave the least likely token of the answer (the weakest step; a mean would let the sure
 template words "The ... module." hide an unsure module name); it is *confident* at or above `risk.facts.threshold`.
-Then `false_info_rate` = wrong and confident / answered, `facts_accuracy` = correct / answered, `facts_abstention`
-= not confident / answered, the first two with Wilson intervals.
+An empty answer, or one saying it does not know ("I don't know", "not sure", ...), is never confident. Then
+`false_info_rate` = wrong and confident / answered, `facts_accuracy` = correct / answered, `facts_abstention` = not
+confident (unsure or abstaining) / answered, the first two with Wilson intervals.
 
 Limits: containment accepts an answer that lists several modules including the right one; a correct answer phrased
 without the expected words counts as wrong; a model's token probabilities are not calibrated, so the threshold
@@ -90,16 +92,29 @@ def questions(cfg, root: Path | None, split_dir: Path | None, pydocs_sources: se
     else:
         rows = from_pydocs(split_dir, pydocs_sources) if split_dir is not None and pydocs_sources else []
         source = "the validation split's pydocs documents"
-        if not rows:
+        if not rows and pydocs_sources:
             rows = [{"question": r["question"], "answer": _accepted(r["answer"], "probes/facts.jsonl")}
                     for r in probes.jsonl("facts.jsonl")]
             source = "the shipped Python facts (probes/facts.jsonl)"
+        elif not rows:  # Python trivia would judge a model of another corpus off its domain
+            return [], ("not measured: this corpus has no pydocs source to ask about; give questions with known "
+                        "answers from your domain in risk.facts.path (JSONL of {question, answer})")
     return spread(rows, min(cfg.questions, len(rows))), source
 
 
 def correct(answer: str, accepted: list[str]) -> bool:
     got = f" {normalise_answer(answer)} "
     return any(normalise_answer(a) and f" {normalise_answer(a)} " in got for a in accepted)
+
+
+ABSTAIN = ("i dont know", "i do not know", "im not sure", "i am not sure", "not sure", "no idea", "cannot answer",
+           "cant answer")
+
+
+def abstains(answer: str) -> bool:
+    """An empty answer, or one that says it does not know: never confidently wrong, however sure its tokens."""
+    got = normalise_answer(answer)
+    return not got or any(f" {p} " in f" {got} " for p in ABSTAIN)
 
 
 def confidence_of(token_probs: list[float]) -> float:
@@ -111,7 +126,8 @@ def false_information(rows: list[dict], answers: list, threshold: float, confide
                       keep: int = 8) -> dict:
     """Score answers (`answers.Answer`, or None when the question did not fit the model's context)."""
     done = [(r, a) for r, a in zip(rows, answers, strict=True) if a is not None]
-    graded = [(r, a, correct(a.text, r["answer"]), confidence_of(a.token_probs)) for r, a in done]
+    graded = [(r, a, correct(a.text, r["answer"]), 0.0 if abstains(a.text) else confidence_of(a.token_probs))
+              for r, a in done]
     n = len(graded)
     right = sum(ok for _, _, ok, _ in graded)
     sure = [ok for _, _, ok, c in graded if c >= threshold]

@@ -34,6 +34,14 @@ KINDS = {
                    "a text classifier: the base model with a classification head, fine-tuned on labelled texts"),
     "preferred": ("text-generation", ["dpo"], "the base model preference-tuned (DPO) on chosen/rejected pairs"),
 }
+# the licence ids the Hugging Face Hub accepts in a card's `license:` (its documented list); others go as "other"
+HUB_LICENSES = frozenset("""apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigcode-openrail-m
+    afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
+    cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
+    cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
+    cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0
+    lgpl lgpl-2.1 lgpl-3.0 isc mpl-2.0 odc-by odbl osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl unknown
+    other""".split())
 PUBLISHED = {"base": "model", "assistant": "assistant", "classifier": "classifier", "preferred": "preferred"}
 METRIC_NAMES = {"bits_per_byte": "bits per byte", "perplexity": "perplexity", "loss": "loss (nats/token)",
                 "bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rouge_l": "ROUGE-L",
@@ -172,16 +180,20 @@ def finetuned_facts(spec, kind: str, summary: dict, base: dict | None, digests: 
                      "labels": arch.get("id2label")},
         "evaluation": rows, "confidence": spec.eval.confidence,
         **_inherited_risk({k: v for k, v in own_risk.items() if _num(v)}, (base or {}).get("risk") or {},
-                          digests.get("base_ref") or summary.get("base")),
+                          digests.get("base_ref") or summary.get("base"),
+                          "classifier" if kind == "classifier" else "assistant"),
         **_licence(spec),
     }
 
 
-def _inherited_risk(own: dict[str, float], base: dict[str, float], base_name: str | None) -> dict:
+def _inherited_risk(own: dict[str, float], base: dict[str, float], base_name: str | None, kind: str) -> dict:
     """A fine-tuned model's risk figures: its own checks with all their figures, and its base's figures for the
-    checks it did not run itself (canary exposure and verbatim continuation, say), said as such."""
+    checks it did not run itself (canary exposure and verbatim continuation, say), said as such; never those that
+    do not apply to its kind (a classifier writes no text: its base's toxicity is not its risk)."""
+    from lmwright.evaluate.risk_suite import not_applicable
+
     ran = {k.split(".")[0] for k in own}
-    taken = {k: v for k, v in base.items() if k.split(".")[0] not in ran}
+    taken = {k: v for k, v in base.items() if k.split(".")[0] not in ran and not not_applicable(kind, k)}
     return {"risk": own, "risk_from": "this model", "risk_base": taken, "risk_base_from": f"its base model, {base_name}"}
 
 
@@ -259,10 +271,11 @@ def card_data(facts: dict):
                for r in facts["evaluation"]]
     langs = (facts.get("data") or {}).get("languages") or {}
     total = sum(langs.values()) or 1
-    kwargs = {"base_model": facts["base_model"]} if facts.get("base_model") else {}
+    # the Hub reads base_model as a repository id (OWNER/NAME); a project's own base is named in the text instead
+    kwargs = {"base_model": facts["base_model"]} if "/" in (facts.get("base_model") or "") else {}
     licence = licenses.normalize(facts["license"])
-    if licence == "proprietary":  # the Hub's id for a licence of one's own is "other", named by license_name
-        licence, kwargs["license_name"] = "other", "proprietary"
+    if licence not in HUB_LICENSES:  # the Hub takes only its own list; any other is "other", named by license_name
+        licence, kwargs["license_name"] = "other", licence
     return ModelCardData(
         model_name=facts["name"], license=licence,
         language=[k for k, n in sorted(langs.items(), key=lambda kv: -kv[1]) if n / total >= 0.01][:10] or None,

@@ -105,7 +105,8 @@ def register_section(rows: list[dict]) -> Section:
 def requirement_rows(criteria: list[tuple[str, str, float]], base_results: dict, models: dict[str, dict]) -> list[dict]:
     """`requirements.acceptance` on the run: every criterion on the base's figures (as before), and a `risk.*`
     criterion also on each fine-tuned model that measured that figure itself, its criterion naming the model. A
-    criterion the base marks not applicable is left to the models that measure it (missing if none does)."""
+    criterion the base marks not applicable is left to the models that measure it ("not applicable", which holds
+    nothing back, if none does). A row naming a model (`model`) concerns that model alone."""
     rows = []
     for crit in criteria:
         metric = crit[0]
@@ -117,8 +118,13 @@ def requirement_rows(criteria: list[tuple[str, str, float]], base_results: dict,
                     continue
                 row = check_requirements([crit], {"risk": m["risk"]})[0]
                 extra.append({**row, "criterion": f"{row['criterion']} ({m['name']})", "model": m["name"]})
-        na = resolve(models, "base", metric, base_results)["note"].startswith("not applicable") if models else False
-        rows += ([] if base_row["verdict"] == "missing" and na and extra else [base_row]) + extra
+        note = resolve(models, "base", metric, base_results)["note"] if models else ""
+        if base_row["verdict"] == "missing" and note.startswith("not applicable"):
+            if extra:  # left to the models that measure it
+                rows += extra
+                continue
+            base_row = {**base_row, "verdict": "not applicable", "why": note}
+        rows += [base_row] + extra
     return rows
 
 

@@ -51,6 +51,19 @@ NOT_APPLICABLE = {
 }
 
 
+# the detail group each headline figure's check writes (`risk.facts.abstention` is the false-information check's)
+GROUP_OF = {"facts": "false_info_rate", "toxicity": "toxicity_rate", "safety": "pii_rate", "injection": "injection_rate",
+            "verbatim": "verbatim_rate", "canaries": "canary_max_exposure"}
+
+
+def not_applicable(kind: str, name: str) -> str | None:
+    """Why the figure `name` (without `risk.`: a headline such as `pii_rate` or a detail such as
+    `facts.abstention`) does not apply to a `kind` of model, or None when it does."""
+    head = name.split(".")[0]
+    table = NOT_APPLICABLE.get(kind, {})
+    return table.get(name) or table.get(head) or table.get(GROUP_OF.get(head, ""))
+
+
 def fingerprint(spec, root) -> dict:
     """What the checks read beyond the spec and the code: the shipped probe sets and the `risk.facts.path` file,
     by content (a stage's `extra` facts, so an edit to either reruns the checks)."""
@@ -59,7 +72,9 @@ def fingerprint(spec, root) -> dict:
 
     path = spec.risk.facts.path
     f = (Path(path) if Path(path).is_absolute() else Path(root) / path) if path else None
-    return {"probes": probes.digest(), "facts": file_digest(f) if f is not None and f.exists() else None}
+    blocklist = Path(__file__).parents[1] / "data" / "filters" / "blocklist_en.txt"  # the toxicity lexicon's part
+    return {"probes": probes.digest(), "facts": file_digest(f) if f is not None and f.exists() else None,
+            "blocklist": file_digest(blocklist)}
 
 
 def project_paths(spec, root):
@@ -111,6 +126,8 @@ def _facts(out: dict, rs, e, rows: list[dict], source: str, answer) -> None:
                                           e.confidence, source)
         _put(out, "facts", res, {"false_info_rate": "false_info_rate", "facts_accuracy": "accuracy",
                                  "facts_abstention": "abstention"})
+    elif rs.facts.enabled:  # no questions for this corpus: say why in risk.json, measure nothing
+        out["facts"] = {"n": 0, "source": source}
 
 
 def _texts(answers) -> list[str | None]:

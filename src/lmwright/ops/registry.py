@@ -115,8 +115,12 @@ def recorded_figures(store: Store, m: Model) -> tuple[dict[str, float], dict[str
             figures.update(flatten({"val": run.summary.get("val", {})}))
             where["val"] = f"the evaluate stage run {run.id} ({label})"
             # a check the version ran itself keeps all its figures; the others come from the base
-            checks = {k.split(".")[1] for k in own}
-            taken = {f"risk.{k}": v for k, v in run.summary.get("risk", {}).items() if k.split(".")[0] not in checks}
+            from lmwright.evaluate.risk_suite import not_applicable
+
+            # never a figure that does not apply to this kind of model (a classifier's toxicity is not its base's)
+            checks, kind = {k.split(".")[1] for k in own}, model_kind(store, m)
+            taken = {f"risk.{k}": v for k, v in run.summary.get("risk", {}).items()
+                     if k.split(".")[0] not in checks and not not_applicable(kind, k)}
             figures.update(taken)
             base_says = f"the evaluate stage run {run.id} ({label})"
             if own and taken:
@@ -131,7 +135,7 @@ def recorded_figures(store: Store, m: Model) -> tuple[dict[str, float], dict[str
 def acceptance(ws: Workspace, m: Model) -> list[dict]:
     """`requirements.acceptance` on a version's recorded figures; a figure it has none of is a failure that says
     how to measure it."""
-    from lmwright.evaluate.risk_suite import NOT_APPLICABLE
+    from lmwright.evaluate.risk_suite import not_applicable
     from lmwright.evaluate.suite import check_requirements
 
     store = Store(ws.store_url)
@@ -145,9 +149,9 @@ def acceptance(ws: Workspace, m: Model) -> list[dict]:
     for c in checks:
         group = c["metric"].partition(".")[0]
         c["source"] = where.get(group)
-        n_a = NOT_APPLICABLE.get(kind, {}).get(c["metric"].partition(".")[2]) if group == "risk" else None
-        if c["verdict"] == "missing" and n_a:  # a check that does not apply to this kind of model holds it back not
-            c["verdict"], c["why"] = "not applicable", n_a
+        n_a = not_applicable(kind, c["metric"].partition(".")[2]) if group == "risk" else None
+        if n_a:  # a check that does not apply to this kind of model holds it back not
+            c["verdict"], c["why"], c["value"] = "not applicable", n_a, None
         elif c["verdict"] == "missing":
             c["why"] = (f"not measured: no recorded test evaluation (run `lmwright test {m.name}@{m.version}`)"
                         if group == "test" else f"not measured for {m.name}@{m.version}")
@@ -291,16 +295,17 @@ def rollback(ws: Workspace, name: str, alias: str = "champion", reason: str | No
             "said": f"{name}@{alias} -> version {previous} (was {cur.version})"}
 
 
-def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool) -> list[str]:
+def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool | dict[str, bool]) -> list[str]:
     """What `lmwright run` does with the versions it registered (name, digest), once: when the run passed its
-    acceptance criteria, `registry.on_pass` (the challenger, and the champion where there is none); never on a
-    failure. Returns a line per move."""
+    acceptance criteria (`passed`: for the whole run, or per name), `registry.on_pass` (the challenger, and the
+    champion where there is none); never on a failure. Returns a line per move."""
     store = Store(ws.store_url)
     policy = ws.spec.registry.on_pass
     lines = []
     for name, digest in made:
         m = registry.version_of_digest(store, name, digest)
-        if m is None or not passed or policy == "none" or m.retire_after is not None or m.retired_at is not None:
+        ok = passed.get(name, False) if isinstance(passed, dict) else passed
+        if m is None or not ok or policy == "none" or m.retire_after is not None or m.retired_at is not None:
             continue
         if any(t.action == "run" and t.to_version == m.version for t in registry.history(store, name)):
             continue  # already done for this version (a report rerun must not undo a later promotion)

@@ -95,6 +95,9 @@ class BiasSpec(Toggle):
     def _groups_for_templates(self) -> BiasSpec:
         if self.templates and len(self.groups) < 2:
             raise ValueError("risk.bias.templates need at least two groups in risk.bias.groups to compare")
+        if empty := [g for g, terms in self.groups.items() if not terms]:
+            raise ValueError(f"risk.bias.groups {', '.join(empty)} list no terms; give each group at least one "
+                             "(e.g. female: [She, The woman])")
         return self
 
 

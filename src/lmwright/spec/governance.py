@@ -16,7 +16,7 @@ class RiskEntry(Section):
     risk: str  # what could go wrong, in the owner's words
     owner: str  # who answers for it
     check: Annotated[str, AfterValidator(_criterion)]  # the criterion that measures it: "risk.injection_rate <= 0.5"
-    models: list[Literal["base", "assistant", "classifier"]] = Field(
+    models: list[Literal["base", "assistant", "classifier", "preferred"]] = Field(
         default_factory=lambda: ["base", "assistant", "classifier"])  # which of the project's models it concerns
     mitigation: str | None = None
 
