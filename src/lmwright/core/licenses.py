@@ -164,36 +164,19 @@ def message(finding: dict) -> str:
 
 def trained_on(store: Store, run_id: int) -> dict[str, str]:
     """{source name: licence} of every source collected upstream of the stage run `run_id` (the run that
-    registered a model), read from the collect runs' recorded spec (`data.sources`). Identical content can come
-    from several runs (a tokenizer trained on the same texts); each input is followed to the latest run that made it
-    before the run reading it, which is the one the pipeline used. A source reached through collect runs that
-    labelled it differently (its licence was corrected, while cached stages kept content made before) gets the
+    registered a model), read from the collect runs' recorded spec (`data.sources`), upstream as core/lineage.py
+    walks it (each input to the latest run that made it before its reader: the one the pipeline used). A source
+    reached through collect runs that labelled it differently (its licence was corrected, while cached stages kept content made before) gets the
     latest label: the licence is a fact about the source, and the latest declaration is what the project knows."""
-    from sqlalchemy import select
+    from lmwright.core.lineage import graph
 
-    from lmwright.core.schema import Lineage, StageRun
-
+    g = graph(store)
     labels: dict[str, tuple[int, str]] = {}  # source -> (collect run, licence), the latest run's
-    seen, todo = set(), [run_id]
-    with store.session() as s:
-        while todo:
-            rid = todo.pop()
-            if rid in seen:
-                continue
-            seen.add(rid)
-            run = s.get(StageRun, rid)
-            if run is None:
-                continue
-            if run.stage == "collect":
-                for src in (run.params or {}).get("data.sources", []):
-                    name = src.get("name", src.get("kind", "?"))
-                    labels[name] = max(labels.get(name, (0, "")), (run.id, src.get("license", "unknown")))
-            for d in s.scalars(select(Lineage.digest).where(Lineage.run_id == rid, Lineage.direction == "input")):
-                made = select(StageRun.id).where(StageRun.output_digest == d, StageRun.status == "done")
-                up = s.scalars(made.where(StageRun.id < rid).order_by(StageRun.id.desc())).first() \
-                    or s.scalars(made.order_by(StageRun.id)).first()
-                if up is not None:
-                    todo.append(up)
+    for run in g.upstream(g.runs[run_id]) if run_id in g.runs else []:
+        if run.stage == "collect":
+            for src in (run.params or {}).get("data.sources", []):
+                name = src.get("name", src.get("kind", "?"))
+                labels[name] = max(labels.get(name, (0, "")), (run.id, src.get("license", "unknown")))
     return {name: lic for name, (_, lic) in sorted(labels.items())}
 
 

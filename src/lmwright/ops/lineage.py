@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from sqlalchemy import func, select
 
 from lmwright.core import registry
 from lmwright.core.artifacts import ArtifactStore
-from lmwright.core.schema import Feedback, Lineage, Model, RequestLog, StageRun
+from lmwright.core.lineage import Graph, graph
+from lmwright.core.schema import Feedback, Model, RequestLog, StageRun
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
 from lmwright.data.denylist import text_hash
@@ -35,59 +35,6 @@ from lmwright.version import __version__
 DOC_STAGES = ("collect", "clean", "dedup", "split")  # stages whose artifacts hold documents (Parquet with an id)
 OPENLINEAGE_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent"
 PRODUCER = f"https://github.com/lmwright/lmwright/tree/v{__version__}"
-
-
-@dataclass
-class Graph:
-    """Every finished stage run and how their digests connect."""
-
-    runs: dict[int, StageRun] = field(default_factory=dict)
-    inputs: dict[int, dict[str, str]] = field(default_factory=dict)  # run id -> {input name: digest}
-    made_by: dict[str, StageRun] = field(default_factory=dict)  # output digest -> the first run that made it
-    used_by: dict[str, list[StageRun]] = field(default_factory=lambda: defaultdict(list))
-    models: list[Model] = field(default_factory=list)
-
-    def upstream(self, run: StageRun) -> list[StageRun]:
-        """`run` and every run upstream of it, nearest first."""
-        out, seen, todo = [], set(), [run]
-        while todo:
-            r = todo.pop(0)
-            if r.id in seen:
-                continue
-            seen.add(r.id)
-            out.append(r)
-            todo += [self.made_by[d] for d in self.inputs.get(r.id, {}).values() if d in self.made_by]
-        return out
-
-    def downstream(self, digests: set[str]) -> list[StageRun]:
-        """Every run that read one of `digests`, or read what such a run made, in run order. A stage that was off
-        (`skipped`) read nothing of its inputs, and its empty artifact is the same in every project: nothing is
-        followed through it."""
-        out: dict[int, StageRun] = {}
-        todo = list(digests)
-        while todo:
-            d = todo.pop()
-            for r in self.used_by.get(d, []):
-                if r.id not in out:
-                    out[r.id] = r
-                    if r.output_digest and not (r.summary or {}).get("skipped"):
-                        todo.append(r.output_digest)
-        return sorted(out.values(), key=lambda r: r.id)
-
-
-def graph(store: Store) -> Graph:
-    g = Graph()
-    with store.session() as s:
-        for r in s.scalars(select(StageRun).where(StageRun.status == "done").order_by(StageRun.id)):
-            g.runs[r.id] = r
-            if r.output_digest and r.output_digest not in g.made_by:
-                g.made_by[r.output_digest] = r
-        for row in s.scalars(select(Lineage).where(Lineage.direction == "input")):
-            if row.run_id in g.runs:
-                g.inputs.setdefault(row.run_id, {})[row.name] = row.digest
-                g.used_by[row.digest].append(g.runs[row.run_id])
-        g.models = list(s.scalars(select(Model).order_by(Model.id)))
-    return g
 
 
 def run_dict(r: StageRun) -> dict[str, Any]:

@@ -343,29 +343,14 @@ def after_run(ws: Workspace, made: list[tuple[str, str]], passed: bool | dict[st
 
 
 def lineage(store: Store, run_id: int) -> list[dict]:
-    """Every stage run upstream of `run_id` (itself first), by following input digests to the runs that made them:
-    the stage, its output digest, its code version and when it finished."""
-    from sqlalchemy import select
+    """Every stage run upstream of `run_id` (itself first; core/lineage.py): the stage, its output digest, its code
+    version and when it finished."""
+    from lmwright.core.lineage import graph
 
-    from lmwright.core.schema import Lineage
-
-    seen, out, todo = set(), [], [run_id]
-    with store.session() as s:
-        while todo:
-            rid = todo.pop(0)
-            if rid in seen:
-                continue
-            seen.add(rid)
-            run = s.get(StageRun, rid)
-            out.append({"stage": run.stage, "run": run.id, "digest": run.output_digest,
-                        "code_version": run.code_version, "finished": f"{run.finished_at:%Y-%m-%d %H:%M}"
-                        if run.finished_at else None})
-            for d in s.scalars(select(Lineage.digest).where(Lineage.run_id == rid, Lineage.direction == "input")):
-                up = s.scalars(select(StageRun.id).where(StageRun.output_digest == d, StageRun.status == "done")
-                               .order_by(StageRun.id)).first()
-                if up is not None:
-                    todo.append(up)
-    return out
+    g = graph(store)
+    return [{"stage": run.stage, "run": run.id, "digest": run.output_digest, "code_version": run.code_version,
+             "finished": f"{run.finished_at:%Y-%m-%d %H:%M}" if run.finished_at else None}
+            for run in g.upstream(g.runs[run_id])]
 
 
 def describe(ws: Workspace, ref: str) -> dict:
