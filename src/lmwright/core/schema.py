@@ -249,6 +249,6 @@ class Takedown(Base):
     value: Mapped[str] = mapped_column(Text)  # the source name, document id or regular expression
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     doc_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # SHA-256 of each document's text: a copy under another name or path is denied too
+    # each text's exact-duplicate key (data/dedup.py): a copy under another name or path is denied too
     text_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     reached: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the artifacts found, by kind

@@ -1,7 +1,7 @@
 """The takedown denylist that collection applies: every `lmwright forget` (core/schema.py `Takedown`) denies its
 selector (a source's name, a document id, a regular expression over the text), the ids of the documents it found
-(with their duplicates) and the SHA-256 of their texts, so the same text under another file name or source is
-denied too. What it denies is counted as removed with the reason `takedown` and written nowhere (not even to a
+(with their duplicates) and their texts' exact-duplicate keys, so the same text under another file name or source
+is denied too. What it denies is counted as removed with the reason `takedown` and written nowhere (not even to a
 removed file: the text is what was taken down). Retraining from feedback applies it to corrections as well."""
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import json
 import re
 
 from lmwright.core.store import Store
+from lmwright.data.dedup import dedup_key
 from lmwright.data.document import Document
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha256((text or "").encode()).hexdigest()
+    """The text's key as exact deduplication computes it (case and whitespace aside): a copy that dedup would call
+    the same document is denied too."""
+    return dedup_key(text or "")
 
 
 class Denylist:
