@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, inspect, text
 
-HEAD = "0004"  # the newest revision in core/migrations/versions; tests check it is the script directory's head
+HEAD = "0005"  # the newest revision in core/migrations/versions; tests check it is the script directory's head
 # Alembic's bookkeeping table, named so as not to meet Optuna's `alembic_version`: `lmwright tune` keeps its studies
 # in the same database, with its own migrations
 VERSION_TABLE = "lmwright_schema_version"

@@ -20,6 +20,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# a JSON column whose None is SQL NULL (not the JSON text 'null'), so `IS NULL` finds it
+NULL_JSON = JSON(none_as_null=True)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON}
 
@@ -252,3 +256,65 @@ class Takedown(Base):
     # each text's exact-duplicate key (data/dedup.py): a copy under another name or path is denied too
     text_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     reached: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the artifacts found, by kind
+
+
+class AnnotationTask(Base):
+    """An annotation task (`annotate.tasks` in the spec, annotate/tasks.py): its kind and settings as last synced."""
+
+    __tablename__ = "annotation_tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # labels, scale, overlap, gold share
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Guideline(Base):
+    """One version of a task's guidelines (markdown): a new version each time the file's text changes, so every
+    answer names the guidelines its annotator saw."""
+
+    __tablename__ = "annotation_guidelines"
+    __table_args__ = (UniqueConstraint("task_id", "version", name="uq_guideline_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("annotation_tasks.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnnotationItem(Base):
+    """One item to label: its data, where it came from, a gold answer if it is a spot check, the model's
+    suggestions, its active-learning priority, and its final label with provenance once agreed or adjudicated.
+    `revision` counts the changes to its answers: a reviewer's adjudication is compared and set on it."""
+
+    __tablename__ = "annotation_items"
+    __table_args__ = (UniqueConstraint("task_id", "key", name="uq_annotation_item_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("annotation_tasks.id"), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(256))
+    gold: Mapped[dict[str, Any] | None] = mapped_column(NULL_JSON, nullable=True)
+    predictions: Mapped[list | None] = mapped_column(NULL_JSON, nullable=True)
+    priority: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    final: Mapped[dict[str, Any] | None] = mapped_column(NULL_JSON, nullable=True)  # value, by, at, how, guideline
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Annotation(Base):
+    """One annotator's answer to one item (or their skip), with its comment and guideline version. `revision`
+    counts its edits: an edit made from a stale copy is refused (two tabs, two people behind one key)."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (UniqueConstraint("item_id", "annotator", name="uq_annotation_annotator"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("annotation_items.id"), index=True)
+    annotator: Mapped[str] = mapped_column(String(128), index=True)
+    value: Mapped[dict[str, Any] | None] = mapped_column(NULL_JSON, nullable=True)  # None: skipped
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    guideline_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

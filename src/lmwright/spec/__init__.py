@@ -12,6 +12,7 @@ One module per part of the file, each a set of pydantic sections:
 - `serve`: `serve`
 - `deploy`: `registry` (promotion) and `deploy` (routes, canary, shadow, retirement)
 - `governance`: the models' licence, what a takedown does, the risk register
+- `annotate`: the annotation tasks (kind, labels, items, guidelines, overlap, reviewers, queue order)
 - `monitor`: `monitor` (windows, drift tests, alert rules, webhook) and `lifecycle` (retraining)
 - `load`: `load_spec`, `apply_override`, `dump_spec`, the default text and the errors that name file, line and field
 
@@ -22,6 +23,7 @@ This package is on the lowest floor: it imports only `lmwright.errors` and third
 from __future__ import annotations
 
 from lmwright.errors import SpecError
+from lmwright.spec.annotate import AnnotateSpec, ItemsSpec, TaskSpec
 from lmwright.spec.base import Section, Toggle
 from lmwright.spec.data import (
     BUILTIN_PROFILES,
@@ -77,7 +79,7 @@ from lmwright.spec.serve import SafetySpec, ServeSpec
 from lmwright.spec.train import CVSpec, EarlyStoppingSpec, LoopSpec, TrainSpec, TuneParam, TuneSpec
 
 __all__ = [
-    "BUILTIN_PROFILES", "DEFAULT_SPEC_TEXT", "PII_TYPES", "SPEC_FILENAME", "BasicSpec", "BiasSpec", "BiasTemplate",
+    "AnnotateSpec", "ItemsSpec", "TaskSpec", "BUILTIN_PROFILES", "DEFAULT_SPEC_TEXT", "PII_TYPES", "SPEC_FILENAME", "BasicSpec", "BiasSpec", "BiasTemplate",
     "BlocklistSpec", "C4Spec", "CVSpec", "CanarySpec", "ClassifySpec", "CleanSpec", "ContinuationSpec", "CrawlSource",
     "DataSpec", "DedupSpec", "DeploySpec", "DeploymentSpec", "GateSpec", "RegistrySpec", "RouteSpec", "EarlyStoppingSpec", "EvalSet", "EvalSpec", "ExecutorSpec", "FilesSource", "GovernanceSpec", "RiskEntry",
     "FilterProfile", "FineWebSpec", "FinetuneSpec", "GopherQualitySpec", "GopherRepetitionSpec", "LanguageSpec",

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from lmwright.spec.annotate import AnnotateSpec
 from lmwright.spec.base import Section
 from lmwright.spec.data import DataSpec, SplitSpec
 from lmwright.spec.deploy import DeploySpec, RegistrySpec
@@ -46,6 +47,7 @@ class Spec(Section):
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     lifecycle: LifecycleSpec = Field(default_factory=LifecycleSpec)
     governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
+    annotate: AnnotateSpec = Field(default_factory=AnnotateSpec)
 
     @model_validator(mode="after")
     def _context_fits(self) -> Spec:

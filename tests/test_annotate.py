@@ -1,0 +1,102 @@
+"""Annotation in the store (annotate/project.py): the queue with overlap and gold spot checks, answers and their
+conflicts, review and adjudication, undo, and what an annotator sees of a reviewer's corrections."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmwright.annotate import project as ap
+from lmwright.annotate.tasks import AnnotationError, ConflictError
+from lmwright.core.store import Store
+
+LABELS = ["json", "text", "other"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    ap.sync_task(st, "chap", "classification", {"labels": LABELS, "overlap": 2, "gold_every": 3}, "# Guide\nv1")
+    ap.add_items(st, "chap", [{"key": f"k{i}", "data": {"text": f"text {i}"}, "source": "test"} for i in range(4)]
+                 + [{"key": "g0", "data": {"text": "gold text"}, "source": "test", "gold": {"label": "json"}}])
+    return st
+
+
+def _answer(st, who, label, **kw):
+    it = ap.next_item(st, "chap", who)
+    return it, ap.submit(st, "chap", it["id"], who, {"label": label}, revision=it["answer_revision"], **kw)
+
+
+def test_overlap_gold_and_agreement_settle_items(store):
+    seen = []
+    for _ in range(3):
+        it, res = _answer(store, "ann", "json", guideline_version=1)
+        seen.append(it["key"])
+    assert seen == ["k0", "k1", "g0"]  # every third item is a gold spot check; gold is not marked as such
+    assert res == {"item": res["item"], "annotator": "ann", "value": {"label": "json"}, "revision": 1}
+    it, res = _answer(store, "bob", "json")
+    assert it["key"] == "k0" and res["final"]["how"] == "agreed" and res["final"]["by"] == "ann+bob"
+    it, res = _answer(store, "bob", "text")
+    assert it["key"] == "k1" and res["final"] is None and res["disagreement"]
+    queue = ap.review_queue(store, "chap")
+    assert [q["key"] for q in queue] == ["k1"] and {a["annotator"] for a in queue[0]["answers"]} == {"ann", "bob"}
+    # a third annotator gets neither k0 (settled) nor k1 (two answers already): k2
+    assert ap.next_item(store, "chap", "cyd")["key"] == "k2"
+    acc = ap.gold_accuracy(store, "chap")
+    assert acc["ann"][0]["correct"] == 1 and acc["ann"][0]["n"] == 1
+
+
+def test_stale_edit_and_double_adjudication_are_conflicts_and_lose_nothing(store):
+    it, first = _answer(store, "ann", "json")
+    with pytest.raises(ConflictError, match="reload"):  # an edit made from the copy before the first answer
+        ap.submit(store, "chap", it["id"], "ann", {"label": "text"}, revision=0)
+    assert ap.item(store, "chap", it["id"], "ann")["answer"] == {"label": "json"}
+    ap.submit(store, "chap", it["id"], "ann", {"label": "text"}, revision=1)  # the right revision: an edit
+    ap.submit(store, "chap", it["id"], "bob", {"label": "json"}, revision=0)
+    q = ap.review_queue(store, "chap")[0]
+    ap.adjudicate(store, "chap", q["id"], "rev1", {"label": "json"}, q["revision"], note="json module")
+    with pytest.raises(ConflictError, match="rev1 decided it"):
+        ap.adjudicate(store, "chap", q["id"], "rev2", {"label": "text"}, q["revision"])
+    rec = next(r for r in ap.records(store, "chap") if r["key"] == q["key"])
+    assert rec["final"]["by"] == "rev1" and rec["final"]["how"] == "adjudicated"
+    assert len(rec["annotations"]) == 2
+    hist = ap.history(store, "chap", "ann")
+    assert hist[0]["corrected"] is True and hist[0]["final"]["value"] == {"label": "json"}
+    assert store.audit_log()[-1].action == "annotation_review"
+    with pytest.raises(ConflictError, match="decided by rev1"):
+        ap.undo(store, "chap", "ann")
+
+
+def test_a_late_disagreeing_answer_reopens_a_settled_item(store):
+    ap.sync_task(store, "chap", "classification", {"labels": LABELS, "overlap": 1}, None)
+    a = ap.next_item(store, "chap", "ann")
+    b = ap.next_item(store, "chap", "bob")
+    assert a["id"] == b["id"]  # both were handed the item's one place
+    assert ap.submit(store, "chap", a["id"], "ann", {"label": "json"}, revision=0)["final"]["how"] == "single"
+    late = ap.submit(store, "chap", b["id"], "bob", {"label": "text"}, revision=0)
+    assert late["conflict"] and [q["key"] for q in ap.review_queue(store, "chap")] == [a["key"]]
+
+
+def test_bad_answers_and_skips_and_undo(store):
+    it = ap.next_item(store, "chap", "ann")
+    with pytest.raises(AnnotationError, match="'label': 'xml' is not in the label set"):
+        ap.submit(store, "chap", it["id"], "ann", {"label": "xml"})
+    ap.submit(store, "chap", it["id"], "ann", None)  # a skip
+    assert ap.next_item(store, "chap", "ann")["key"] == "k1"
+    back = ap.undo(store, "chap", "ann")
+    assert back["key"] == "k0" and back["answer"] is None and back["answer_revision"] == 0
+    assert ap.undo(store, "chap", "ann") is None
+    with pytest.raises(AnnotationError, match="no annotation task 'nope'"):
+        ap.next_item(store, "nope", "ann")
+    with pytest.raises(AnnotationError, match="field 'text' is missing"):
+        ap.add_items(store, "chap", [{"key": "x", "data": {"body": "no text"}, "source": "t"}])
+
+
+def test_guidelines_are_versioned_and_labels_in_use_stay(store):
+    assert ap.guideline(store, "chap") == (1, "# Guide\nv1")
+    assert ap.sync_task(store, "chap", "classification", {"labels": LABELS}, "# Guide\nv1")["guideline_version"] == 1
+    assert ap.sync_task(store, "chap", "classification", {"labels": LABELS}, "# Guide\nv2")["guideline_version"] == 2
+    _answer(store, "ann", "other")
+    with pytest.raises(AnnotationError, match=r"labels \['other'\] are in stored answers"):
+        ap.sync_task(store, "chap", "classification", {"labels": ["json", "text"]}, None)
+    with pytest.raises(AnnotationError, match="kind cannot become"):
+        ap.sync_task(store, "chap", "rating", {}, None)
