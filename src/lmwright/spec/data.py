@@ -4,6 +4,7 @@ processes, and how the result is split (`split`)."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -25,6 +26,8 @@ class FilesSource(Section):
     name: str = "files"
     paths: list[str] = Field(min_length=1)  # globs, relative to the project directory
     text_field: str = "text"  # .jsonl / .csv / .parquet: the field or column that holds the text
+    label_fields: list[str] = Field(default_factory=list)  # .jsonl / .csv / .parquet: fields copied into labels
+    meta_fields: list[str] = Field(default_factory=list)  # ... and into meta (e.g. a date for split.time_field)
     encoding: str = "auto"  # auto = UTF-8, else the detected encoding (charset-normalizer); or a codec name
     max_record_mb: float = Field(16.0, gt=0)  # a larger file or record is quarantined (record_too_large)
     license: str = "unknown"
@@ -38,6 +41,8 @@ class SqlSource(Section):
     query: str  # e.g. SELECT id, body FROM notes WHERE lang = 'en'
     text_column: str = "text"
     id_column: str = "id"
+    label_columns: list[str] = Field(default_factory=list)  # columns copied into the documents' labels
+    meta_columns: list[str] = Field(default_factory=list)  # ... and into their meta (e.g. a date column)
     license: str = "unknown"
     profile: str = "prose"
 
@@ -241,13 +246,76 @@ class DataSpec(Section):
         return self
 
 
+def _iso_time(value: str) -> datetime:
+    """An ISO 8601 date or date-time; naive means UTC (as documents' `collected_at` is)."""
+    t = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 class SplitSpec(Section):
-    val: float = Field(0.05, ge=0, lt=1)
+    """How the deduplicated documents become train / val / test, and the leak check across them.
+
+    hash: by a stable hash of the document id (a document never changes split as the corpus grows).
+    stratified: each class of `stratify_by` keeps its share in each split to within one document.
+    time: by a date field, train before `train_before`, val until `val_before`, test from then on.
+    """
+
+    method: Literal["hash", "stratified", "time"] = "hash"
+    val: float = Field(0.05, ge=0, lt=1)  # hash, stratified: the share of documents in val
     test: float = Field(0.05, ge=0, lt=1)
-    salt: str = "lmwright"  # part of the hash; change it to draw a different split
+    salt: str = "lmwright"  # hash, stratified: part of the hash; change it to draw a different split
+    stratify_by: str | None = None  # stratified: the document field whose classes are kept (default: label)
+    time_field: str | None = None  # time: the ISO date field the split is cut by (default: collected_at)
+    train_before: str | None = None  # time: T1, an ISO date or date-time; train is what is dated before it
+    val_before: str | None = None  # time: T2 > T1; val is [T1, T2), test is T2 on
+    leak_check: bool = True  # remove val/test documents that near-duplicate one in an earlier split
+    leak_threshold: float = Field(0.5, gt=0, le=1)  # estimated Jaccard (MinHash of data.dedup.near) of a leak
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_defaults(cls, data: Any) -> Any:
+        """Fill the method's field defaults; YAML reads an unquoted 2024-01-01 as a date: keep it as text."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v.isoformat() if isinstance(v, date) and k in ("train_before", "val_before") else v
+                for k, v in data.items()}
+        if data.get("method") == "stratified" and data.get("stratify_by") is None:
+            data["stratify_by"] = "label"
+        if data.get("method") == "time" and data.get("time_field") is None:
+            data["time_field"] = "collected_at"
+        return data
 
     @model_validator(mode="after")
-    def _leaves_train(self) -> SplitSpec:
-        if self.val + self.test >= 1:
+    def _fields_fit_method(self) -> SplitSpec:
+        m = self.method
+        if self.stratify_by is not None and m != "stratified":
+            raise ValueError(f"split.stratify_by applies to method: stratified only (method is {m}); "
+                             "set split.method: stratified or remove stratify_by")
+        for name in ("time_field", "train_before", "val_before"):
+            if getattr(self, name) is not None and m != "time":
+                raise ValueError(f"split.{name} applies to method: time only (method is {m}); "
+                                 f"set split.method: time or remove {name}")
+        if m == "time":
+            for name in ("val", "test", "salt"):  # their defaults are harmless; a value of one's own is a mistake
+                if getattr(self, name) != SplitSpec.model_fields[name].default:
+                    raise ValueError(f"split.{name} does not apply to method: time, which cuts by dates "
+                                     "(train_before, val_before); remove it")
+            if self.train_before is None or self.val_before is None:
+                raise ValueError("split.method: time needs split.train_before (T1) and split.val_before (T2), "
+                                 "ISO dates such as 2024-01-01: train is dated before T1, val from T1 until T2, "
+                                 "test from T2 on")
+            times = {}
+            for name in ("train_before", "val_before"):
+                try:
+                    times[name] = _iso_time(getattr(self, name))
+                except ValueError:
+                    raise ValueError(f"split.{name}: {getattr(self, name)!r} is not an ISO date or date-time "
+                                     "(e.g. 2024-01-01 or 2024-01-01T12:00:00Z)") from None
+            if times["train_before"] >= times["val_before"]:
+                raise ValueError(f"split.train_before ({self.train_before}) must be earlier than split.val_before "
+                                 f"({self.val_before}), or the validation split is empty")
+        elif self.val + self.test >= 1:
             raise ValueError(f"val + test must be below 1 so that a train split remains (got {self.val + self.test})")
+        if not self.leak_check and self.leak_threshold != SplitSpec.model_fields["leak_threshold"].default:
+            raise ValueError("split.leak_threshold applies only with split.leak_check: true")
         return self

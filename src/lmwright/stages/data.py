@@ -16,7 +16,7 @@ from lmwright.core.pipeline import StageContext, stage
 from lmwright.data.dedup import exact_dedup, near_dedup
 from lmwright.data.document import accounting, read_docs, write_docs
 from lmwright.data.sources import Quarantined, iter_source
-from lmwright.data.split import SPLITS, assign_split
+from lmwright.data.split import SPLITS
 
 
 def _collect_facts(ws) -> dict:
@@ -155,27 +155,76 @@ def dedup(ctx: StageContext) -> dict:
                         f"{counts['near_duplicate']:,} near duplicates removed ({len(clusters)} clusters)"}
 
 
-@stage("split", deps=("dedup",), spec=("split",))
+@stage("split", deps=("dedup",), spec=("split", "data.dedup.near"))
 def split(ctx: StageContext) -> dict:
-    """Assign each document to train/val/test by a stable hash of its id."""
+    """Assign each document to train/val/test (by hash, stratified by a label, or by date), then remove val/test
+    documents that near-duplicate one in an earlier split (the leak check)."""
+    import time
+
+    from lmwright.data.split import assign_splits, cross_split_leaks, leaked, stratum_of
+
     cfg = ctx.spec.split
     docs = read_docs(ctx.inputs["dedup"].path / "docs.parquet")
+    names, quarantined = assign_splits(docs, cfg)
+    placed = [i for i, n in enumerate(names) if n is not None]
+    pairs, leak_s = [], 0.0
+    if cfg.leak_check and placed:
+        t0 = time.perf_counter()
+        pairs = [(placed[a], placed[b], sim) for a, b, sim in cross_split_leaks(
+            [docs[i]["text"] for i in placed], [names[i] for i in placed], ctx.spec.data.dedup.near,
+            cfg.leak_threshold)]
+        leak_s = time.perf_counter() - t0
+    gone = leaked(pairs)
     parts: dict[str, list] = {s: [] for s in SPLITS}
-    for d in docs:
-        parts[assign_split(d["id"], cfg.val, cfg.test, cfg.salt)].append(d)
+    for i in placed:
+        if i not in gone:
+            parts[names[i]].append(docs[i])
     for name, rows in parts.items():
         write_docs(ctx.out / f"{name}.parquet", rows)
         ctx.dataset(f"split/{name}", f"{name}.parquet", len(rows))
+    removed = sorted(gone)
+    write_docs(ctx.out / "removed.parquet", [docs[i] for i in removed],
+               extra={"reason": ["split_leak"] * len(removed), "split": [names[i] for i in removed],
+                      "duplicate_of": [docs[gone[i][0]]["id"] for i in removed],
+                      "similarity": [f"{gone[i][1]:.3f}" for i in removed]})
+    write_docs(ctx.out / "quarantined.parquet", [docs[i] for i, _, _ in quarantined],
+               extra={"reason": [r for _, r, _ in quarantined], "detail": [d for _, _, d in quarantined]})
+    with open(ctx.out / "leaks.jsonl", "w", encoding="utf-8") as f:
+        for a, b, sim in pairs:
+            f.write(json.dumps({"similarity": round(sim, 3),
+                                "kept": {"id": docs[a]["id"], "locator": docs[a]["locator"], "split": names[a]},
+                                "removed": {"id": docs[b]["id"], "locator": docs[b]["locator"], "split": names[b]}})
+                    + "\n")
     counts = {k: len(v) for k, v in parts.items()}
-    return {**accounting(len(docs), len(docs), {}, 0), "splits": counts,
-            "headline": " / ".join(f"{k} {v:,}" for k, v in counts.items())}
+    summary = {**accounting(len(docs), sum(counts.values()), {"split_leak": len(gone)} if gone else {},
+                            len(quarantined)),
+               "method": cfg.method, "splits": counts,
+               "leak_check": {"enabled": cfg.leak_check, "threshold": cfg.leak_threshold, "pairs": len(pairs),
+                              "removed": len(gone), "seconds": round(leak_s, 2)}}
+    how = {"hash": "by hash", "stratified": f"stratified by {cfg.stratify_by}",
+           "time": f"by {cfg.time_field}: train < {cfg.train_before} <= val < {cfg.val_before} <= test"}[cfg.method]
+    if cfg.method == "stratified":
+        strata: dict[str, Counter] = {}
+        for i in placed:
+            if i not in gone:
+                strata.setdefault(stratum_of(docs[i], cfg.stratify_by), Counter())[names[i]] += 1
+        summary["strata"] = {k: {s: v[s] for s in SPLITS} for k, v in sorted(strata.items())}
+        how += f", {len(strata)} classes"
+    leaks = (f"{len(gone)} leaked near-duplicates removed from val/test ({len(pairs)} pairs, Jaccard >= "
+             f"{cfg.leak_threshold})" if gone else "no leaks across splits") if cfg.leak_check else "leak check off"
+    summary["headline"] = (" / ".join(f"{k} {v:,}" for k, v in counts.items()) + f" ({how}); {leaks}"
+                           + (f"; {len(quarantined)} quarantined (no readable date)" if quarantined else ""))
+    for name in ("val", "test"):
+        if docs and not counts[name]:
+            ctx.log(f"  split: the {name} split is empty ({how})")
+    return summary
 
 
 @stage("card", deps=("collect", "clean", "dedup", "split"), spec=("project.name", "data", "split"),
        publish=((".", "dataset_card"),))
 def card(ctx: StageContext) -> dict:
-    """Write the dataset card: licenses, languages, sources, size, splits, curation, removals, PII, dedup."""
-    from lmwright.data.card import histograms, render_card
+    """Write the dataset card: licenses, languages, sources, size, splits, labels, curation, removals, PII, dedup."""
+    from lmwright.data.card import carried_stats, histograms, render_card
     from lmwright.data.filters.language import detect
 
     docs = read_docs(ctx.inputs["dedup"].path / "docs.parquet")
@@ -183,7 +232,11 @@ def card(ctx: StageContext) -> dict:
     lengths = [len(d["text"]) for d in docs]
     histograms(languages, lengths, ctx.out)
     stages = {n: ctx.inputs[n].summary for n in ("collect", "clean", "dedup", "split")}
-    text = render_card(ctx.spec, stages, Counter(d["license"] for d in docs), languages, lengths)
+    carried = carried_stats(docs)
+    text = render_card(ctx.spec, stages, Counter(d["license"] for d in docs), languages, lengths, carried)
     (ctx.out / "README.md").write_text(text, encoding="utf-8")
-    return {"languages": dict(languages.most_common(10)), "headline": f"dataset card: {len(docs):,} documents, "
-            f"{', '.join(f'{k} {v}' for k, v in languages.most_common(3))}"}
+    labels = {k: v["values"].total() for k, v in sorted(carried["labels"].items())}
+    return {"languages": dict(languages.most_common(10)), "labels": labels,
+            "headline": f"dataset card: {len(docs):,} documents, "
+                        f"{', '.join(f'{k} {v}' for k, v in languages.most_common(3))}"
+                        + (f"; labels: {', '.join(labels)}" if labels else "")}

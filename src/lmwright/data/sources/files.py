@@ -3,6 +3,10 @@
 - `.txt`, `.md`: one document per file. `.html`/`.htm`: one document per file, its main text (trafilatura).
 - `.jsonl`: one document per line, text in `text_field`. `.csv` and `.parquet`: one per row, text in the
   `text_field` column.
+- `.jsonl`, `.csv`, `.parquet`: the record's fields named in `label_fields` are copied into the document's labels,
+  those in `meta_fields` into its meta (e.g. a `date` for a time-based split). A record without such a field (or
+  with it empty) simply does not carry it; one whose label is not a string, number or boolean (or whose meta value
+  is neither that nor a date) is quarantined (`bad_label_field`, `bad_meta_field`).
 - Each of these may be compressed: `.gz`, `.bz2`, `.xz`, `.zst` (e.g. `shard-00001.jsonl.zst`).
 - Encoding (`encoding: auto`): a byte-order mark decides when there is one (and is dropped, also at the start of
   a line, as concatenated files have it); else UTF-8; if that fails, the encoding charset-normalizer detects
@@ -25,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lmwright.data.compressed import COMPRESSIONS, read_bytes, split_suffix
-from lmwright.data.document import Document, Quarantined, doc_id
+from lmwright.data.document import BadField, Document, Quarantined, carried_fields, doc_id
 from lmwright.errors import LmwrightError
 
 SUFFIXES = {".txt", ".md", ".jsonl", ".csv", ".parquet", ".html", ".htm"}
@@ -97,8 +101,15 @@ def collect_files(source, root: Path) -> Iterator[Document | Quarantined]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     limit = int(source.max_record_mb * 2**20)
 
-    def doc(rel: str, loc: str, text: str) -> Document:
-        return Document(doc_id(source.name, loc), text, rel, source.name, loc, source.license, now)
+    def doc(rel: str, loc: str, text: str, record: dict | None = None) -> Document | Quarantined:
+        """A document; from a record (a JSONL line, a table row), with its label and meta fields."""
+        labels = meta = "{}"
+        if record is not None:
+            try:
+                labels, meta = carried_fields(record, source.label_fields, source.meta_fields)
+            except BadField as exc:
+                return bad(loc, exc.reason, exc.detail)
+        return Document(doc_id(source.name, loc), text, rel, source.name, loc, source.license, now, labels, meta)
 
     def bad(loc: str, reason: str, detail: str) -> Quarantined:
         return Quarantined(source.name, loc, reason, detail)
@@ -168,7 +179,7 @@ def _jsonl(text, rel, source, limit, doc, bad):
             yield bad(loc, "missing_text_field",
                       f"no string field '{source.text_field}'; add it or set text_field in the spec")
             continue
-        yield doc(rel, loc, value)
+        yield doc(rel, loc, value, record)
 
 
 def _csv(text, rel, source, limit, doc, bad):
@@ -185,7 +196,7 @@ def _csv(text, rel, source, limit, doc, bad):
         elif len(value) > limit:
             yield bad(loc, "record_too_large", f"cell of {len(value) / 2**20:.1f} MB > max_record_mb")
         else:
-            yield doc(rel, loc, value)
+            yield doc(rel, loc, value, row)
 
 
 def _parquet(path: Path, compression: str | None, rel, source, doc, bad):
@@ -200,10 +211,14 @@ def _parquet(path: Path, compression: str | None, rel, source, doc, bad):
     if source.text_field not in pf.schema_arrow.names:
         yield bad(rel, "missing_text_field", f"no column '{source.text_field}' (columns: {pf.schema_arrow.names})")
         return
+    # the label and meta columns the file has (a row of a file without one simply does not carry it)
+    columns = list(dict.fromkeys([source.text_field] + [c for c in source.label_fields + source.meta_fields
+                                                        if c in pf.schema_arrow.names]))
     row = 0
-    for batch in pf.iter_batches(columns=[source.text_field], batch_size=4096):
-        for value in batch.column(0).to_pylist():
+    for batch in pf.iter_batches(columns=columns, batch_size=4096):
+        for record in batch.to_pylist():
             row += 1
             loc = f"{rel}:row{row}"
-            yield doc(rel, loc, value) if isinstance(value, str) and value else \
+            value = record[source.text_field]
+            yield doc(rel, loc, value, record) if isinstance(value, str) and value else \
                 bad(loc, "missing_text_field", f"empty or non-text '{source.text_field}' value")

@@ -4,6 +4,9 @@ Module, class, function and method docstrings (each object's own, not inherited)
 module and submodule, plus the language-reference topics in `pydoc_data.topics`. Real English technical text
 on every machine with Python, no download. Modules with import-time side effects (opening a browser, starting
 a GUI, running tests) are skipped.
+
+Each document is labelled with its library chapter (`labels: {"chapter": ...}`, see `CHAPTERS`): a label derived
+by code from the module name, not by a person.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import importlib
 import inspect
 import io
+import json
 import pkgutil
 import sys
 import warnings
@@ -82,7 +86,8 @@ def collect_pydocs(source) -> Iterator[Document]:
 
     def make(locator: str, text: str) -> Document:
         return Document(id=doc_id(source.name, locator), text=text, source=locator, source_name=source.name,
-                        locator=locator, license=source.license, collected_at=now)
+                        locator=locator, license=source.license, collected_at=now,
+                        labels=json.dumps({"chapter": chapter(locator)}))
 
     seen: set[str] = set()
     for mod_name in stdlib_modules(source.modules):
