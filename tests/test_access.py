@@ -23,20 +23,21 @@ from lmwright.serve.auth import GROUPS, Identity, KeyChecker, check_scopes, hash
 from tests.conftest import live
 
 # what each role reaches, written out here rather than read from serve/auth.py's table
-REACHES = {"user": {"serving"}, "annotator": {"serving", "annotation"}, "operator": {"serving", "dashboard"},
+REACHES = {"user": {"serving"}, "annotator": {"serving", "annotation"}, "reviewer": {"serving", "annotation"},
+           "operator": {"serving", "dashboard"},
            "admin": {"serving", "annotation", "dashboard", "administration"}}
 # one route of each group (the annotation and administration probes are added to the app by the fixture)
 PROBES = [("serving", "GET", "/v1/models"), ("annotation", "GET", "/v1/annotate/ping"),
           ("dashboard", "GET", "/v1/monitor"), ("dashboard", "GET", "/metrics"),
           ("administration", "POST", "/v1/admin/ping")]
 KEYS = {  # name: (role, scopes)
-    "u": ("user", {}), "an": ("annotator", {}), "op": ("operator", {}), "ad": ("admin", {}),
+    "u": ("user", {}), "an": ("annotator", {}), "rv": ("reviewer", {}), "op": ("operator", {}), "ad": ("admin", {}),
     "docs": ("user", {"models": ["tiny"]}),  # a registered name: the base model's deployment only
     "champ": ("user", {"models": ["tiny@champion"]}),  # the reference its deployment was planned from
     "none": ("user", {"models": ["nothing-here"]}),
     "scrape": ("operator", {"routes": ["dashboard"]}),
 }
-ROLE_KEY = {"user": "u", "annotator": "an", "operator": "op", "admin": "ad"}
+ROLE_KEY = {"user": "u", "annotator": "an", "reviewer": "rv", "operator": "op", "admin": "ad"}
 
 
 def _bearer(name: str) -> dict:
@@ -95,7 +96,7 @@ def test_paths_fall_in_one_group_and_unnamed_ones_are_administration():
     assert route_group("/v1/annotated") == route_group("/v1/keys") == route_group("/v1/admin/x") == "administration"
     scoped = Identity("s", "operator", {"routes": ["dashboard"]})
     assert scoped.groups == {"dashboard"} and Identity("x", "root").groups == frozenset()
-    assert "not one of user, annotator, operator, admin" in Identity("x", "root").refusal("/v1/models", "serving")
+    assert "not one of user, annotator, reviewer, operator, admin" in Identity("x", "root").refusal("/v1/models", "serving")
 
 
 def test_each_role_reaches_its_groups_and_gets_403_in_openais_shape_elsewhere(keyed):

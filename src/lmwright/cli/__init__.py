@@ -20,7 +20,18 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lmwright.cli import data, evaluate, export, finetune, governance, monitor, project, registry, serve
+from lmwright.cli import (
+    annotate,
+    data,
+    evaluate,
+    export,
+    finetune,
+    governance,
+    monitor,
+    project,
+    registry,
+    serve,
+)
 from lmwright.cli.common import err
 from lmwright.errors import LmwrightError, StageFailed
 
@@ -40,6 +51,7 @@ registry.register(app)
 serve.register(app)
 monitor.register(app)
 governance.register(app)
+annotate.register(app)
 
 
 def _crash_log(text: str) -> Path | None:

@@ -97,7 +97,8 @@ def _bind(host: str, port: int):
 
 def keys_add(name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
              dir: DirOpt = Path("."),
-             role: Annotated[str, typer.Option(help="user (serving), annotator (+ annotation), operator (+ dashboard, "
+             role: Annotated[str, typer.Option(help="user (serving), annotator (+ annotation), reviewer (annotator who "
+                                                    "adjudicates), operator (+ dashboard, "
                                                     "/v1/monitor, /metrics) or admin (everything).")] = "user",
              models: Annotated[str | None, typer.Option(help="Comma-separated model ids it may use (a deployment's "
                                                               "id, NAME, NAME@VERSION, NAME@ALIAS; * = all); "

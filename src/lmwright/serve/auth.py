@@ -6,8 +6,8 @@ neither the key nor its position leaks through timing.
 
 Each key has a role, and the role decides which groups of routes it reaches (`ROLE_GROUPS`, the one table; every
 path belongs to one group by `route_group`, the one function): `user` keys reach the serving routes, `annotator`
-keys also the annotation routes, `operator` keys also the dashboard routes (`/v1/monitor`, `/metrics`), `admin`
-keys everything, the administration routes included. A key's scopes narrow it further: `{"models": [...]}` the
+keys also the annotation routes (`reviewer` keys too, and they may adjudicate), `operator` keys also the
+dashboard routes (`/v1/monitor`, `/metrics`), `admin` keys everything, the administration routes included. A key's scopes narrow it further: `{"models": [...]}` the
 model ids it may use (`/v1/models` lists only those), `{"routes": [...]}` the groups; an absent or empty scope is
 everything the role allows. A key refused a route or a model gets 403 (serve/guard.py, serve/state.py).
 
@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GROUPS = ("serving", "annotation", "dashboard", "administration")
-ROLES = ("user", "annotator", "operator", "admin")
+ROLES = ("user", "annotator", "reviewer", "operator", "admin")
 # the one table of what each role reaches
 ROLE_GROUPS: dict[str, frozenset[str]] = {
     "user": frozenset({"serving"}),
     "annotator": frozenset({"serving", "annotation"}),
+    "reviewer": frozenset({"serving", "annotation"}),  # and may adjudicate (serve/annotate.py)
     "operator": frozenset({"serving", "dashboard"}),
     "admin": frozenset(GROUPS),
 }

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lmwright.serve.auth import AUDITED, Identity, route_group
 from lmwright.serve.state import ApiError, ServerState, forbidden
 
-OPEN_PATHS = ("/health", "/", "/dashboard")  # no key needed: a load balancer's probe and the pages (which ask for one)
+OPEN_PATHS = ("/health", "/", "/dashboard", "/annotate")  # no key needed: a load balancer's probe and the pages (which ask for one)
 CLIENT_GONE = 499
 
 

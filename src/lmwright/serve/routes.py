@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmwright.chat_template import BadMessage, fit_conversation, normalize, prompt_budget
 from lmwright.data.features import prompt_features
 from lmwright.model.engine import SamplingParams
-from lmwright.serve import follow
+from lmwright.serve import annotate, follow
 from lmwright.serve.auth import Identity
 from lmwright.serve.bodies import ChatBody, CompletionBody, FeedbackBody, refuse_unsupported
 from lmwright.serve.guard import CLIENT_GONE, Guard
@@ -563,3 +563,4 @@ def register(app: FastAPI, st: ServerState) -> None:
     app.post("/v1/feedback")(feedback)
     app.get("/", response_class=HTMLResponse)(chat_page)
     app.get("/dashboard", response_class=HTMLResponse)(dashboard_page)
+    annotate.register(app)

@@ -1,0 +1,144 @@
+"""Where a task's items come from (a split of the project's documents, a file, the served request log) and where
+its accepted labels go: a dataset version in the artifact store, recorded as an `annotate` run with lineage to the
+split its items came from, holding every answer (who, when, which guideline version) beside the final labels.
+
+The dataset (`lmwright annotate accept TASK`) is one directory:
+- `labels.parquet`: one row per item with its final label and provenance, and every annotator's answer;
+- `docs.parquet`: for items that are the project's documents, those documents with a `labels` column (JSON: the
+  task's name -> its final label), so documents carry their labels to every stage that reads them;
+- `finetune.jsonl`: the rows a fine-tuning recipe reads (classification rows, chat messages, preference pairs),
+  ready for `finetune.<recipe>.data`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from lmwright.annotate import formats, labelstudio
+from lmwright.annotate import project as ap
+from lmwright.annotate.tasks import AnnotationError, Task
+from lmwright.core.artifacts import ArtifactStore
+from lmwright.core.store import Store
+from lmwright.data.document import doc_json, read_docs, write_docs
+
+
+def label_value(task: Task, value: dict):
+    """An answer as a document label: the label, the rating, the choice, the text; the label list of a multilabel
+    task and the spans of a spans task as they are."""
+    for k in ("label", "rating", "choice", "text", "labels", "spans"):
+        if k in value:
+            return value[k]
+    return value
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return head[:head.rfind("\n")] if "\n" in head[limit // 2:] else head
+
+
+def _sample(records: list[dict], limit: int) -> list[dict]:
+    """At most `limit` records, a stable sample by key (the same items as the corpus grows, plus new ones)."""
+    return sorted(records, key=lambda r: hashlib.sha256(r["key"].encode()).hexdigest())[:limit]
+
+
+def items_from_split(path: Path, split: str, kind: str, limit: int, max_chars: int) -> list[dict]:
+    """Item records from a split's documents (key: the document id)."""
+    if kind == "preference":
+        raise AnnotationError("a preference task compares two answers to a prompt, which documents are not; "
+                              "give its items in a file (items: {from: file, path: pairs.jsonl}) with prompt, a, b")
+    docs = read_docs(path)
+    recs = [{"key": d["id"], "data": {"text": _cut(d["text"], max_chars)}, "source": f"split:{split}",
+             "gold": None, "predictions": [], "annotations": [], "final": None} for d in docs if d["text"].strip()]
+    if kind == "text":  # a document to answer or rewrite: shown as the prompt
+        for r in recs:
+            r["data"] = {"prompt": r["data"]["text"]}
+    return _sample(recs, limit)
+
+
+def items_from_requests(store: Store, kind: str, limit: int, max_chars: int) -> list[dict]:
+    """Item records from served requests whose prompt was kept (`serve.log_prompts`): key the request id. A chat
+    prompt (logged as its messages in JSON) is shown as its last user turn; a rating task rates the answer."""
+    out = []
+    for r in store.requests(limit=100_000):
+        if not r.prompt or r.status != 200:
+            continue
+        prompt = r.prompt
+        try:
+            turns = json.loads(prompt)
+            if isinstance(turns, list):
+                prompt = next((t.get("content", "") for t in reversed(turns) if t.get("role") == "user"), prompt)
+        except (ValueError, AttributeError):
+            pass
+        data = {"text": _cut(prompt, max_chars)}
+        if kind == "rating" and r.output:
+            data = {"prompt": _cut(prompt, max_chars), "response": _cut(r.output, max_chars)}
+        elif kind == "text":
+            data = {"prompt": _cut(prompt, max_chars)}
+        elif kind == "preference":
+            raise AnnotationError("a preference task needs two answers per prompt; the request log keeps one. "
+                                  "Give its items in a file with prompt, a, b")
+        out.append({"key": r.request_id, "data": data, "source": f"requests:{r.model}", "gold": None,
+                    "predictions": [], "annotations": [], "final": None})
+    return _sample(out, limit)
+
+
+def items_from_file(path: Path, task, text_field: str, id_field: str | None, label_field: str | None,
+                    limit: int) -> list[dict]:
+    """Item records from a JSONL, CSV or Label Studio JSON file (labels in it become gold answers)."""
+    if not path.is_file():
+        raise AnnotationError(f"{path}: no such file (annotate task '{task.name}', items.path)")
+    if path.suffix == ".json":
+        recs = labelstudio.read_labelstudio(path, task)
+    else:
+        recs = formats.read_rows(path, task, text_field=text_field, label_field=label_field, id_field=id_field,
+                                 as_="gold" if label_field else None)
+    return recs[:limit]
+
+
+def accept(store: Store, artifacts: ArtifactStore, name: str, split_dirs: dict[str, tuple[Path, str]]) -> dict:
+    """Write the task's final labels as a dataset version (see the module docstring) and record it as an `annotate`
+    run: its input is each split whose documents were items (`split_dirs`: split name -> (parquet path, the split
+    artifact's digest)). Items without a final label are counted, not lost."""
+    t0 = time.time()
+    task = ap.task(store, name)
+    recs = ap.records(store, name)
+    final = [r for r in recs if r["final"]]
+    if not final:
+        raise AnnotationError(f"task '{name}' has no final labels yet: answers settle when `overlap` annotators "
+                              f"agree, or when a reviewer decides (lmwright annotate status {name})")
+    staging = artifacts.new_dir()
+    formats.write_parquet(recs, task, staging / "labels.parquet")
+    rows = formats.to_finetune(final, task)
+    formats.write_jsonl(rows, staging / "finetune.jsonl")
+    labelled = {r["key"]: r["final"]["value"] for r in final}
+    docs, inputs = [], {}
+    for split, (path, digest) in split_dirs.items():
+        if any(r["source"] == f"split:{split}" for r in final):
+            inputs[f"split/{split}"] = digest
+            docs += [d for d in read_docs(path) if d["id"] in labelled]
+    if docs:  # the task's label joins those the document already carries (a source's, another task's)
+        write_docs(staging / "docs.parquet", docs,
+                   {"labels": [json.dumps(doc_json(d, "labels") | {name: label_value(task, labelled[d["id"]])})
+                               for d in docs]})
+    docs_n = len(docs)
+    digest = artifacts.commit(staging)
+    annotators = sorted({a["annotator"] for r in recs for a in r["annotations"]})
+    how: dict[str, int] = {}
+    for r in final:
+        how[r["final"]["how"]] = how.get(r["final"]["how"], 0) + 1
+    summary = {"task": name, "kind": task.kind, "items": len(recs), "final": len(final),
+               "without_final": len(recs) - len(final), "finetune_rows": len(rows), "documents": docs_n,
+               "annotators": annotators, "how": how,
+               "guideline_versions": sorted({v for r in final if (v := r["final"].get("guideline_version"))}),
+               "headline": f"{len(final):,} of {len(recs):,} items labelled ({', '.join(f'{n} {k}' for k, n in sorted(how.items()))}) "
+                           f"by {len(annotators)} annotator(s)"}
+    run = store.start_run("annotate", digest, {"task": name}, "annotate")
+    store.finish_run(run, digest, summary, inputs, [(f"annotate/{name}", str(artifacts.root / digest),
+                                                     len(final))], None, time.time() - t0)
+    store.audit("annotation_accept", task=name, digest=digest, final=len(final), annotators=annotators)
+    return {**summary, "digest": digest, "path": str(artifacts.root / digest), "run_id": run.id}

@@ -1,0 +1,255 @@
+"""`lmwright annotate sync|import|export|status|agreement|suggest|accept|config|pii`: annotation tasks from the
+command line; the labelling itself happens in the web tool (`lmwright serve`, then /annotate with an annotator key).
+Thin: parse, call annotate/, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lmwright.cli.common import DirOpt, JsonOpt, SetOpt, err, out, run_stages
+from lmwright.core.progress import Reporter
+from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
+
+TaskArg = Annotated[str, typer.Argument(metavar="TASK", help="The annotation task's name (annotate.tasks).")]
+
+
+def register(app: typer.Typer) -> None:
+    a = typer.Typer(no_args_is_help=True, help="Annotation tasks: items, guidelines, agreement, review, datasets.")
+    for name, fn in (("sync", sync), ("import", import_), ("export", export), ("status", status),
+                     ("agreement", agreement_), ("suggest", suggest), ("accept", accept), ("config", config),
+                     ("pii", pii)):
+        a.command(name)(fn)
+    app.add_typer(a, name="annotate")
+
+
+def _open(dir: Path, set_: list[str] | None):
+    from lmwright.core.store import Store
+
+    ws = Workspace.open(dir, set_ or [])
+    return ws, Store(ws.store_url)
+
+
+def _spec(ws: Workspace, name: str):
+    try:
+        return ws.spec.annotate.task(name)
+    except KeyError as e:
+        raise LmwrightError(str(e.args[0])) from None
+
+
+def _config(t) -> dict:
+    return {"labels": list(t.labels), "scale": list(t.scale), "overlap": t.overlap, "gold_every": t.gold_every,
+            "reviewers": list(t.reviewers), "order": t.order, "suggest": t.suggest}
+
+
+def _split_dirs(ws: Workspace, reporter: Reporter) -> dict[str, tuple[Path, str]]:
+    o = run_stages(ws, until="split", reporter=reporter)["split"]
+    return {s: (o.path / f"{s}.parquet", o.digest) for s in ("train", "val")}
+
+
+def sync(task: Annotated[str | None, typer.Argument(metavar="[TASK]", help="One task (default: every task).")] = None,
+         dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
+    """Bring the project file's tasks into the store: settings, a new guidelines version when the file changed, and
+    the items from each task's source (a split, a file, the request log). Items already there keep their answers."""
+    from lmwright.annotate import dataset
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    todo = [_spec(ws, task)] if task else ws.spec.annotate.tasks
+    if not todo:
+        raise LmwrightError("the project has no annotation tasks; add one under annotate.tasks in lmwright.yaml "
+                            "(the default file has a commented example)")
+    splits = None
+    for t in todo:
+        text = None
+        if t.guidelines:
+            path = ws.root / t.guidelines
+            if not path.is_file():
+                raise LmwrightError(f"annotate task '{t.name}': guidelines {path} not found (annotate.tasks"
+                                    f"[{t.name}].guidelines is a markdown file relative to the project)")
+            text = path.read_text(encoding="utf-8")
+        g = ap.sync_task(store, t.name, t.kind, _config(t), text)
+        items, src = t.items, t.items.from_
+        if src == "split":
+            splits = splits or _split_dirs(ws, Reporter(quiet=True))
+            recs = dataset.items_from_split(splits[items.split][0], items.split, t.kind, items.limit, items.max_chars)
+        elif src == "requests":
+            recs = dataset.items_from_requests(store, t.kind, items.limit, items.max_chars)
+        else:
+            recs = dataset.items_from_file(ws.root / items.path, ap.task(store, t.name), items.text_field,
+                                           items.id_field, items.label_field, items.limit)
+        added = ap.add_items(store, t.name, recs)
+        gv = f", guidelines v{g['guideline_version']}" if g["guideline_version"] else ", no guidelines"
+        err.print(f"{t.name}: {added.get('added', 0)} items added, {added.get('already there', 0)} already there "
+                  f"(from {src}){gv}")
+
+
+def import_(task: TaskArg, file: Annotated[Path, typer.Argument(help="Label Studio JSON export, JSONL or CSV.")],
+            as_: Annotated[str, typer.Option("--as", help="What a label column in a JSONL/CSV file is: gold (known "
+                                                          "answers for spot checks) or answers (by --annotator).")]
+            = "gold",
+            annotator: Annotated[str | None, typer.Option(help="Whose answers a JSONL/CSV label column holds.")] = None,
+            text_field: Annotated[str, typer.Option(help="JSONL/CSV: the text field.")] = "text",
+            label_field: Annotated[str | None, typer.Option(help="JSONL/CSV: the label field, if any.")] = None,
+            id_field: Annotated[str | None, typer.Option(help="JSONL/CSV: the item id field (else a hash of the "
+                                                              "text).")] = None,
+            dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
+    """Add items (and their answers, predictions and gold labels) from a file. Every record is checked before any
+    is stored: a bad one names the file, task or line, and field."""
+    from lmwright.annotate import formats, labelstudio
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    t = ap.task(store, task)
+    if not file.is_file():
+        raise LmwrightError(f"{file}: no such file")
+    if file.suffix == ".json":
+        recs = labelstudio.read_labelstudio(file, t)
+    else:
+        if as_ not in ("gold", "answers"):
+            raise LmwrightError(f"--as {as_!r}: gold or answers")
+        if as_ == "answers" and label_field and not annotator:
+            raise LmwrightError("--as answers needs --annotator NAME: whose answers the label column holds")
+        recs = formats.read_rows(file, t, text_field=text_field, label_field=label_field, id_field=id_field,
+                                 as_=("gold" if as_ == "gold" else "annotation") if label_field else None,
+                                 annotator=annotator)
+    added = ap.add_items(store, task, recs)
+    err.print(f"{task}: {len(recs)} records read from {file}: " + ", ".join(f"{n} {k}" for k, n in added.items()))
+
+
+def export(task: TaskArg, dest: Annotated[Path, typer.Argument(help="The file to write.")],
+           format: Annotated[str, typer.Option(help="labelstudio (JSON: tasks with annotations and predictions), "
+                                                    "finetune (JSONL rows a recipe reads), parquet.")] = "labelstudio",
+           dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
+    """Write the task's items, answers and final labels in another tool's format."""
+    from lmwright.annotate import formats, labelstudio
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    t, recs = ap.task(store, task), ap.records(store, task)
+    if format == "labelstudio":
+        labelstudio.write_labelstudio(recs, t, dest)
+        n = len(recs)
+    elif format == "finetune":
+        rows = formats.to_finetune([r for r in recs if r["final"]], t)
+        formats.write_jsonl(rows, dest)
+        n = len(rows)
+    elif format == "parquet":
+        formats.write_parquet(recs, t, dest)
+        n = len(recs)
+    else:
+        raise LmwrightError(f"--format {format!r}: labelstudio, finetune or parquet")
+    err.print(f"{task}: {n} rows written to {dest} ({format})")
+
+
+def _agreement(store, task: str) -> dict:
+    from lmwright.annotate import agreement
+    from lmwright.annotate import project as ap
+
+    answers, gold = ap.answers_by_item(store, task)
+    return agreement.report(ap.task(store, task), answers, gold)
+
+
+def _f(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def status(task: Annotated[str | None, typer.Argument(metavar="[TASK]")] = None, dir: DirOpt = Path("."),
+           set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Each task's progress: items, answers, final labels, the review queue, and agreement."""
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    names = [task] if task else ap.tasks(store)
+    rows = {n: {**ap.progress(store, n), "agreement": _agreement(store, n)} for n in names}
+    if json_:
+        out.print_json(json.dumps(rows))
+        return
+    tbl = Table("task", "items", "answers", "final", "to review", "Fleiss κ", "Krippendorff α")
+    for n, r in rows.items():
+        g = r["agreement"]
+        tbl.add_row(n, str(r["items"]), str(r["answers"]), str(r["final"]), str(r["to_review"]), _f(g.get("kappa")),
+                    _f((g.get("alpha") or {}).get("nominal")))
+    out.print(tbl if names else "no annotation tasks in the store yet: lmwright annotate sync")
+
+
+def agreement_(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Agreement between annotators: Fleiss' kappa, Krippendorff's alpha, Cohen's kappa per pair, each annotator's
+    mean kappa and accuracy on gold items."""
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    rep = {**_agreement(store, task), "gold_over_time": ap.gold_accuracy(store, task)}
+    if json_:
+        out.print_json(json.dumps(rep))
+        return
+    out.print(f"{task}: {rep['overlap_items']} items with 2+ answers; Fleiss' kappa {_f(rep.get('kappa'))}, "
+              f"Krippendorff's alpha " + ", ".join(f"{k} {_f(v)}" for k, v in (rep.get("alpha") or {}).items()))
+    tbl = Table("annotators", "shared items", "agreement", "Cohen's κ")
+    for p in rep.get("pairs", []):
+        tbl.add_row(" / ".join(p["annotators"]), str(p["n"]), _f(p.get("agreement")), _f(p.get("kappa")))
+    out.print(tbl)
+    tbl = Table("annotator", "items", "mean κ", "gold n", "gold accuracy")
+    for who, a in rep.get("per_annotator", {}).items():
+        g = a.get("gold") or {}
+        tbl.add_row(who, str(a.get("items")), _f(a.get("mean_kappa")), str(g.get("n", 0)), _f(g.get("accuracy")))
+    out.print(tbl)
+    for k, v in (rep.get("notes") or {}).items():
+        out.print(f"{k}: {v}")
+
+
+def suggest(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
+    """Model-assisted labelling: fit the quick model on the labels so far, store its suggestion and score on every
+    open item, and order the queue by the task's uncertainty measure (`order`)."""
+    from lmwright.annotate import assist
+
+    ws, store = _open(dir, set_)
+    res = assist.refresh(store, task)
+    err.print(f"{task}: {res['headline']}")
+
+
+def accept(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Make the task's final labels a dataset version (labels with provenance, labelled documents, fine-tuning
+    rows), recorded with lineage to the split its items came from."""
+    from lmwright.annotate import dataset
+    from lmwright.core.artifacts import ArtifactStore
+
+    ws, store = _open(dir, set_)
+    splits = _split_dirs(ws, Reporter(quiet=True)) if ws.spec.annotate.tasks and any(
+        t.name == task and t.items.from_ == "split" for t in ws.spec.annotate.tasks) else {}
+    res = dataset.accept(store, ArtifactStore(ws.artifacts_dir), task, splits)
+    if json_:
+        out.print_json(json.dumps(res))
+        return
+    err.print(f"{task}: {res['headline']}; dataset {res['digest'][:12]} at {res['path']}")
+    err.print(f"  fine-tune on it: --set finetune.classify.data={res['path']}/finetune.jsonl (classification), "
+              f"finetune.sft.data (text), finetune.preference.data (preference)")
+
+
+def config(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
+    """Print the Label Studio labeling config (XML) that sets up the same task there."""
+    from lmwright.annotate import labelstudio
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    out.file.write(labelstudio.labelstudio_config(ap.task(store, task)) + "\n")
+
+
+def pii(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Score the PII detector (the clean stage's) against a spans task's human-labelled PII: precision, recall, F1."""
+    from lmwright.annotate import pii_eval
+    from lmwright.annotate import project as ap
+
+    ws, store = _open(dir, set_)
+    if ap.task(store, task).kind != "spans":
+        raise LmwrightError(f"task '{task}' is not a spans task; the PII evaluation needs human-labelled spans")
+    rep = pii_eval.evaluate_pii([r for r in ap.records(store, task) if r["final"]])
+    if json_:
+        out.print_json(json.dumps(rep))
+        return
+    out.print(json.dumps(rep, indent=1))
