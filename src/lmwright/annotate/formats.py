@@ -231,19 +231,20 @@ def write_jsonl(rows: Iterable[dict], path: Path) -> int:
 
 
 PARQUET_COLUMNS = ("key", "task", "kind", "text", "data", "value", "by", "at", "how", "guideline_version",
-                   "n_annotations", "annotators", "source")
+                   "n_annotations", "annotators", "answers", "source")
 
 
 def write_parquet(records: Iterable[dict], task: Task, path: Path) -> dict[str, int]:
     """One row per item with a final label (key, text, data and value as JSON, by, at, how, guideline version,
-    annotation count, annotators, source); `{"written", "no_final"}`."""
+    annotation count, annotators, every answer as JSON (who, what, when, which guidelines, comment), source):
+    the labels with the work behind them; `{"written", "no_final"}`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([("key", pa.string()), ("task", pa.string()), ("kind", pa.string()), ("text", pa.string()),
                         ("data", pa.string()), ("value", pa.string()), ("by", pa.string()), ("at", pa.string()),
                         ("how", pa.string()), ("guideline_version", pa.int64()), ("n_annotations", pa.int64()),
-                        ("annotators", pa.list_(pa.string())), ("source", pa.string())])
+                        ("annotators", pa.list_(pa.string())), ("answers", pa.string()), ("source", pa.string())])
     cols: dict[str, list] = {c: [] for c in PARQUET_COLUMNS}
     skipped = 0
     for rec in records:
@@ -257,7 +258,7 @@ def write_parquet(records: Iterable[dict], task: Task, path: Path) -> dict[str, 
                "value": json.dumps(value, ensure_ascii=False), "by": final.get("by"), "at": final.get("at"),
                "how": final.get("how"), "guideline_version": final.get("guideline_version"),
                "n_annotations": len(anns), "annotators": sorted({a["annotator"] for a in anns}),
-               "source": rec.get("source")}
+               "answers": json.dumps(anns, ensure_ascii=False), "source": rec.get("source")}
         for c in PARQUET_COLUMNS:
             cols[c].append(row[c])
     path = Path(path)

@@ -113,8 +113,8 @@ def guideline(store: Store, name: str) -> tuple[int, str] | None:
 
 def add_items(store: Store, name: str, records: list[dict]) -> dict[str, int]:
     """Add item records (annotate/formats.py's shape); an item already stored (same key) keeps its answers, and
-    its imported answers are added unless that annotator already answered. Every record is checked first: one bad
-    record stores nothing."""
+    its imported answers are added unless that annotator already answered, then settle it as the tool's answers do.
+    Every record is checked first: one bad record stores nothing."""
     t = task(store, name)
     for r in records:
         where = f"item '{r.get('key')}' ({r.get('source', '?')})"
@@ -126,7 +126,7 @@ def add_items(store: Store, name: str, records: list[dict]) -> dict[str, int]:
             a["value"] = check_value(t, a["value"], r["data"], f"{where}: annotations[{i}]")
         if r.get("final"):
             r["final"]["value"] = check_value(t, r["final"]["value"], r["data"], f"{where}: final")
-    counts = Counter()
+    counts, touched = Counter(), set()
     with store.session() as s, s.begin():
         row = _task_row(s, name)
         have = {k: i for k, i in s.execute(select(AnnotationItem.key, AnnotationItem.id)
@@ -154,6 +154,9 @@ def add_items(store: Store, name: str, records: list[dict]) -> dict[str, int]:
                                  created_at=at, updated_at=at))
                 answered.add(a["annotator"])
                 counts["answers added"] += 1
+                touched.add(item_id)
+    for item_id in sorted(touched):  # imported answers settle items (or send them to review) as the tool's do
+        settle(store, name, item_id)
     return dict(counts)
 
 

@@ -246,9 +246,11 @@ def pii(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: Json
     from lmwright.annotate import project as ap
 
     ws, store = _open(dir, set_)
-    if ap.task(store, task).kind != "spans":
+    t = ap.task(store, task)
+    if t.kind != "spans":
         raise LmwrightError(f"task '{task}' is not a spans task; the PII evaluation needs human-labelled spans")
-    rep = pii_eval.evaluate_pii([r for r in ap.records(store, task) if r["final"]])
+    rep = pii_eval.evaluate_pii([r for r in ap.records(store, task) if r["final"]], t,
+                                ip_scope=ws.spec.data.pii.ip_scope)
     if json_:
         out.print_json(json.dumps(rep))
         return

@@ -90,9 +90,16 @@ def data_inspect(
     ws = Workspace.open(dir, set_ or [])
     outcomes = run_pipeline(ws, STAGES, until="dedup", reporter=Reporter(quiet=True))  # reads, publishes nothing
     report = inspect_data(outcomes, reason, samples)
+    report["pii_detector"] = _pii_against_humans(ws)
     if json_:
         out.print_json(json.dumps(report))
         return
+    for task, ev in report["pii_detector"].items():
+        e, o = ev["exact"], ev["overlap"]
+        f = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731 - undefined when nothing was found or labelled
+        out.print(f"[bold]PII detector against the human spans of '{task}'[/bold] ({ev['items']} items, "
+                  f"{ev['human_spans']} spans): precision {f(e['precision'])}, recall {f(e['recall'])} "
+                  f"(exact spans; overlapping: {f(o['precision'])} / {f(o['recall'])})")
     for stage_name, st in report["stages"].items():
         out.print(f"[bold]{stage_name}[/bold]: read {st['read']:,}, kept {st['kept']:,}, "
                   f"removed {sum(st['removed'].values()):,}, quarantined {st['quarantined']:,}")
@@ -100,6 +107,24 @@ def data_inspect(
             out.print(f"  [yellow]{group['reason']}[/yellow] ({group['count']:,})")
             for x in group["samples"]:
                 out.print(f"    {x['locator']}: {x['text']!r}", highlight=False, markup=False)
+
+
+def _pii_against_humans(ws: Workspace) -> dict:
+    """The clean stage's PII detector scored on every spans annotation task whose labels name PII kinds (emails,
+    phones, addresses...), from their final labels: human-labelled PII as the detector's evaluation set."""
+    from lmwright.annotate import pii_eval
+    from lmwright.annotate import project as ap
+    from lmwright.core.store import Store
+
+    store, out_ = Store(ws.store_url), {}
+    for name in ap.tasks(store):
+        task = ap.task(store, name)
+        if task.kind != "spans" or not any(pii_eval.detector_kind(x) for x in task.labels):
+            continue
+        final = [r for r in ap.records(store, name) if r["final"]]
+        if final:
+            out_[name] = pii_eval.evaluate_pii(final, task, ip_scope=ws.spec.data.pii.ip_scope)
+    return out_
 
 
 def data_history(
