@@ -321,6 +321,8 @@ def test_parquet_export_reads_back_one_row_per_final_item(tmp_path):
     assert write_parquet(recs, CLS, tmp_path / "out" / "labels.parquet") == {"written": 2, "no_final": 1}
     rows = pq.read_table(tmp_path / "out" / "labels.parquet").to_pylist()
     assert [r["key"] for r in rows] == ["1", "3"]
+    answers = json.loads(rows[0].pop("answers"))  # the work behind the label: every answer
+    assert [(a["annotator"], a["value"]) for a in answers] == [("u0", {"label": "a"}), ("u1", {"label": "a"})]
     assert rows[0] == {"key": "1", "task": "topic", "kind": "classification", "text": "x", "data": '{"text": "x"}',
                        "value": '{"label": "a"}', "by": "rev", "at": "2024-02-01T00:00:00+00:00", "how": "agreed",
                        "guideline_version": 3, "n_annotations": 2, "annotators": ["u0", "u1"], "source": "split:train"}
