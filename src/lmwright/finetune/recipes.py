@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from lmwright.chat_template import encode_conversation, encode_prompt, pack
 from lmwright.core.progress import Reporter
+from lmwright.data.augment import Augment, augment_rows
 from lmwright.data.document import read_docs
 from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
@@ -79,7 +81,28 @@ def load_rows(kind: str, recipe, split_dir: Path | None, seed: int, out: Path,
     if not train_rows or not val_rows:
         raise LmwrightError(f"finetune {kind}: {len(train_rows)} training and {len(val_rows)} held-out rows; "
                             "both need at least one (give more data or a val_data file)")
-    return train_rows, val_rows, {**acct, "train": len(train_rows), "val": len(val_rows)}
+    n = len(train_rows)
+    train_rows = _augment(kind, train_rows, recipe.augment, seed)
+    return train_rows, val_rows, {**acct, "train": len(train_rows), "val": len(val_rows),
+                                  **({"augmented": len(train_rows) - n} if len(train_rows) > n else {})}
+
+
+def _augment(kind: str, rows: list, cfg, seed: int) -> list:
+    """The training rows and `cfg.copies` noisy copies of each: a classification row's text, a preference row's
+    prompt, an SFT conversation's user turns (paraphrased as instructions); answers and labels stay as they are."""
+    if not cfg.copies:
+        return rows
+    aug = Augment(cfg.copies, cfg.char_rate, cfg.word_dropout, cfg.word_swap, cfg.word_replace, cfg.paraphrase)
+    if kind != "sft":
+        return [{k: v for k, v in r.items() if k != "augmented"}
+                for r in augment_rows(rows, aug, seed, ("text",) if kind == "classify" else ("prompt",))]
+    out = list(rows)
+    for i, msgs in enumerate(rows):
+        for k in range(cfg.copies):
+            rng = random.Random(f"{seed}:{i}:{k}")
+            out.append([{**m, "content": aug.apply(m["content"], rng, instruction=True)} if m["role"] == "user"
+                        else m for m in msgs])
+    return out
 
 
 def prepare(spec, base_dir: Path, reporter: Reporter):
@@ -283,6 +306,7 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
         with torch.no_grad():
             return torch.cat([model(x[i:i + 32]) for i in range(0, len(x), 32)]).argmax(1).cpu().numpy()
 
+    (out / "predictions.json").write_text(json.dumps({"labels": labels, "true": v_y.tolist(), "pred": pred.tolist()}))
     result["risk"] = risk.classifier(spec, predict_texts, [x["text"] for x in val_rows], v_y, len(labels), out)
     (out / "history.json").write_text(json.dumps(hist))
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))

@@ -20,6 +20,18 @@ class LoraSpec(Section):
                                                                "up_proj", "down_proj"])
 
 
+class AugmentSpec(Section):
+    """Noisy copies of the training rows (never the held-out ones): character typos, word dropout and swaps, and
+    for instructions a template paraphrase (data/augment.py). Off by default (copies: 0): its measured effect on the
+    default classifier is in benchmarks/RESULTS.md; turn it on where robustness to typos matters more."""
+    copies: int = Field(0, ge=0, le=10)  # augmented copies per training row
+    char_rate: float = Field(0.03, ge=0, le=0.5)  # share of characters hit by a typo
+    word_dropout: float = Field(0.05, ge=0, le=0.5)
+    word_swap: float = Field(0.05, ge=0, le=0.5)
+    word_replace: float = Field(0.0, ge=0, le=0.5)  # words replaced by a neighbour from a small synonym list
+    paraphrase: bool = True  # instructions (SFT user turns, preference prompts) reworded by a template
+
+
 class RecipeSpec(Section):
     """One fine-tuning recipe. `data`: a JSONL or Parquet file (None = made from the pydocs corpus);
     `val_data`: its held-out rows (None = made from the validation split, or 10% of `data`)."""
@@ -29,6 +41,7 @@ class RecipeSpec(Section):
     steps: int | None = Field(None, ge=1)  # None = finetune.steps
     lr: float | None = Field(None, gt=0)  # None = finetune.lr
     seq_len: int | None = Field(None, ge=8)  # None = finetune.seq_len
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
 
 
 class SftSpec(RecipeSpec):
