@@ -100,3 +100,27 @@ def test_guidelines_are_versioned_and_labels_in_use_stay(store):
         ap.sync_task(store, "chap", "classification", {"labels": ["json", "text"]}, None)
     with pytest.raises(AnnotationError, match="kind cannot become"):
         ap.sync_task(store, "chap", "rating", {}, None)
+
+
+def test_suggestions_and_the_uncertainty_order_follow_the_labels(tmp_path):
+    from lmwright.annotate import assist
+
+    st = Store(f"sqlite:///{tmp_path / 's.db'}")
+    ap.sync_task(st, "t", "classification", {"labels": ["json", "text"], "overlap": 1, "order": "least_confidence"},
+                 None)
+    words = {"json": "json encode decode dumps loads object", "text": "wrap fill indent dedent paragraph width"}
+    gold = [{"key": f"g{i}", "data": {"text": f"{words[lab]} {i}"}, "source": "t", "gold": {"label": lab}}
+            for i, lab in enumerate(["json", "text"] * 6)]
+    pool = [{"key": "sure", "data": {"text": "json dumps loads object"}, "source": "t"},
+            {"key": "unsure", "data": {"text": "json wrap object paragraph"}, "source": "t"}]
+    ap.add_items(st, "t", gold + pool)
+    res = assist.refresh(st, "t")
+    assert res["suggested"] == 2 and res["order"] == "least_confidence", res
+    assert ap.next_item(st, "t", "ann")["key"] == "unsure"  # the least confident first
+    sure = next(r for r in ap.records(st, "t") if r["key"] == "sure")
+    assert sure["predictions"][0]["value"] == {"label": "json"} and sure["predictions"][0]["score"] > 0.5
+    assert assist.maybe_refresh(st, "t") is None  # no new labels since
+    st2 = Store(f"sqlite:///{tmp_path / 's2.db'}")
+    ap.sync_task(st2, "t", "classification", {"labels": ["json", "text"]}, None)
+    ap.add_items(st2, "t", pool)
+    assert "no suggestions yet: 0 labelled" in assist.refresh(st2, "t")["headline"]

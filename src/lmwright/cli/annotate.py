@@ -203,13 +203,22 @@ def agreement_(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json
         out.print(f"{k}: {v}")
 
 
-def suggest(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
-    """Model-assisted labelling: fit the quick model on the labels so far, store its suggestion and score on every
-    open item, and order the queue by the task's uncertainty measure (`order`)."""
-    from lmwright.annotate import assist
+def suggest(task: TaskArg, model: Annotated[str | None, typer.Option(
+                help="The project's fine-tuned classifier to suggest with (NAME, NAME@VERSION, NAME@ALIAS, a "
+                     "directory); default: the quick model, fitted on the task's labels so far.")] = None,
+            dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
+    """Model-assisted labelling: a model's suggestion and score on every open item, and the queue ordered by the
+    task's uncertainty measure (`order`; least confidence when it has none)."""
+    from lmwright.annotate import active, assist
 
     ws, store = _open(dir, set_)
-    res = assist.refresh(store, task)
+    clf = None
+    if model:
+        from lmwright.core.models import resolve_model
+
+        path, name, _ = resolve_model(ws, model)
+        clf = active.ClassifierModel(path, name=f"{name}")
+    res = assist.refresh(store, task, clf)
     err.print(f"{task}: {res['headline']}")
 
 

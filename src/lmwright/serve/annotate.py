@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmwright.annotate import agreement
+from lmwright.annotate import agreement, assist
 from lmwright.annotate import project as ap
 from lmwright.annotate.tasks import AnnotationError, ConflictError
 from lmwright.serve.state import ApiError
@@ -115,6 +115,7 @@ async def list_tasks(request: Request):
 
 async def next_item(request: Request, task: str):
     store, (name, _) = _store(request), _who(request)
+    await _call(assist.maybe_refresh, store, task)  # new labels settled: the suggestions and order follow them
     item = await _call(ap.next_item, store, task, name)
     return {"item": item, "progress": await _call(ap.progress, store, task, name)}
 
