@@ -32,11 +32,14 @@ def test_overlap_gold_and_agreement_settle_items(store):
         it, res = _answer(store, "ann", "json", guideline_version=1)
         seen.append(it["key"])
     assert seen == ["k0", "k1", "g0"]  # every third item is a gold spot check; gold is not marked as such
-    assert res == {"item": res["item"], "annotator": "ann", "value": {"label": "json"}, "revision": 1}
+    assert res == {"item": res["item"], "annotator": "ann", "value": {"label": "json"}, "revision": 1,
+                   "status": "settled"} and "source" not in it
     it, res = _answer(store, "bob", "json")
-    assert it["key"] == "k0" and res["final"]["how"] == "agreed" and res["final"]["by"] == "ann+bob"
+    final = {r["key"]: r["final"] for r in ap.records(store, "chap")}
+    assert it["key"] == "k0" and res["status"] == "settled" and final["k0"]["how"] == "agreed"
+    assert final["k0"]["by"] == "ann+bob" and final["k0"]["guideline_version"] == 1
     it, res = _answer(store, "bob", "text")
-    assert it["key"] == "k1" and res["final"] is None and res["disagreement"]
+    assert it["key"] == "k1" and res["status"] == "review"
     queue = ap.review_queue(store, "chap")
     assert [q["key"] for q in queue] == ["k1"] and {a["annotator"] for a in queue[0]["answers"]} == {"ann", "bob"}
     # a third annotator gets neither k0 (settled) nor k1 (two answers already): k2
@@ -66,14 +69,31 @@ def test_stale_edit_and_double_adjudication_are_conflicts_and_lose_nothing(store
         ap.undo(store, "chap", "ann")
 
 
-def test_a_late_disagreeing_answer_reopens_a_settled_item(store):
+def test_leases_hand_out_an_items_last_place_once_and_a_late_answer_reopens_it(store):
     ap.sync_task(store, "chap", "classification", {"labels": LABELS, "overlap": 1}, None)
     a = ap.next_item(store, "chap", "ann")
     b = ap.next_item(store, "chap", "bob")
-    assert a["id"] == b["id"]  # both were handed the item's one place
-    assert ap.submit(store, "chap", a["id"], "ann", {"label": "json"}, revision=0)["final"]["how"] == "single"
-    late = ap.submit(store, "chap", b["id"], "bob", {"label": "text"}, revision=0)
-    assert late["conflict"] and [q["key"] for q in ap.review_queue(store, "chap")] == [a["key"]]
+    assert a["id"] != b["id"]  # ann holds k0's one place: bob gets the next item
+    assert ap.submit(store, "chap", a["id"], "ann", {"label": "json"}, revision=0)["status"] == "settled"
+    late = ap.submit(store, "chap", a["id"], "bob", {"label": "text"}, revision=0)  # e.g. after the lease ran out
+    assert late["status"] == "conflict" and [q["key"] for q in ap.review_queue(store, "chap")] == [a["key"]]
+    ap.submit(store, "chap", a["id"], "bob", None, revision=1)  # bob takes it back as a skip: settled again
+    assert next(r for r in ap.records(store, "chap") if r["key"] == a["key"])["final"]["by"] == "ann"
+
+
+def test_undo_reopens_only_what_the_undone_answer_settled_and_gold_answers_stay(store):
+    ap.sync_task(store, "chap", "classification", {"labels": LABELS, "overlap": 1, "gold_every": 2}, None)
+    it, _ = _answer(store, "ann", "json")
+    ap.comment(store, "chap", it["id"], "mal", "is this right?")  # another key's comment on a settled item
+    assert ap.undo(store, "chap", "mal")["key"] == it["key"]  # takes back mal's comment, not ann's answer
+    assert next(r for r in ap.records(store, "chap") if r["key"] == it["key"])["final"]["by"] == "ann"
+    g, _ = _answer(store, "ann", "text")  # the second item is the gold check, answered wrongly
+    assert g["key"] == "g0" and all(h["final"] is None for h in ap.history(store, "chap", "ann") if h["key"] == "g0")
+    with pytest.raises(ConflictError, match="spot check"):
+        ap.undo(store, "chap", "ann")
+    with pytest.raises(ConflictError, match="spot check"):
+        ap.submit(store, "chap", g["id"], "ann", {"label": "json"}, revision=1)
+    assert ap.gold_accuracy(store, "chap")["ann"][0]["accuracy"] == 0.0
 
 
 def test_bad_answers_and_skips_and_undo(store):
@@ -89,6 +109,12 @@ def test_bad_answers_and_skips_and_undo(store):
         ap.next_item(store, "nope", "ann")
     with pytest.raises(AnnotationError, match="field 'text' is missing"):
         ap.add_items(store, "chap", [{"key": "x", "data": {"body": "no text"}, "source": "t"}])
+    with pytest.raises(AnnotationError, match="already in task 'chap' with other data"):
+        ap.add_items(store, "chap", [{"key": "k0", "data": {"text": "another text"}, "source": "other.csv"}])
+    with pytest.raises(AnnotationError, match="lone surrogate"):
+        ap.add_items(store, "chap", [{"key": "s", "data": {"text": "bad \ud800"}, "source": "t"}])
+    with pytest.raises(AnnotationError, match="guideline_version"):
+        ap.submit(store, "chap", it["id"], "ann", {"label": "json"}, guideline_version=99)
 
 
 def test_guidelines_are_versioned_and_labels_in_use_stay(store):
@@ -109,7 +135,8 @@ def test_suggestions_and_the_uncertainty_order_follow_the_labels(tmp_path):
     ap.sync_task(st, "t", "classification", {"labels": ["json", "text"], "overlap": 1, "order": "least_confidence"},
                  None)
     words = {"json": "json encode decode dumps loads object", "text": "wrap fill indent dedent paragraph width"}
-    gold = [{"key": f"g{i}", "data": {"text": f"{words[lab]} {i}"}, "source": "t", "gold": {"label": lab}}
+    gold = [{"key": f"g{i}", "data": {"text": f"{words[lab]} {i}"}, "source": "t",
+             "annotations": [{"annotator": "seed", "value": {"label": lab}}]}  # each settles: overlap 1
             for i, lab in enumerate(["json", "text"] * 6)]
     pool = [{"key": "sure", "data": {"text": "json dumps loads object"}, "source": "t"},
             {"key": "unsure", "data": {"text": "json wrap object paragraph"}, "source": "t"}]

@@ -22,9 +22,11 @@ _lock = threading.Lock()
 
 
 def _labelled(recs: list[dict], multilabel: bool) -> tuple[list[str], list]:
+    """The final labels the quick model learns from: not the gold ones, so a spot check's suggestion is the model's
+    guess like any other item's, not its answer."""
     texts, labels = [], []
     for r in recs:
-        if r["final"]:
+        if r["final"] and r["gold"] is None:
             v = r["final"]["value"]
             texts.append(r["data"]["text"])
             labels.append(v["labels"] if multilabel else v["label"])
@@ -41,7 +43,7 @@ def refresh(store: Store, name: str, classifier: active.Predictor | None = None,
     multi = task.kind == "multilabel"
     recs = ap.records(store, name)
     texts, labels = _labelled(recs, multi)
-    open_ = [r for r in recs if not r["final"]]
+    open_ = [r for r in recs if not r["final"] or r["gold"] is not None]  # gold items look like open ones
     if not open_:
         return {"suggested": 0, "labelled": len(labels), "headline": "no open items to suggest for"}
     pool = [r["data"]["text"] for r in open_]
@@ -49,7 +51,7 @@ def refresh(store: Store, name: str, classifier: active.Predictor | None = None,
         why = active.too_few(labels, multi)
         if why:
             return {"suggested": 0, "labelled": len(labels), "headline": f"no suggestions yet: {why}"}
-        classifier = active.QuickModel(multilabel=multi, seed=seed).fit(texts, labels, unlabelled=pool)
+        classifier = active.QuickModel(multilabel=multi, seed=seed).fit(texts, labels)
     preds = active.suggest(pool, classifier, task)
     method = cfg.get("order") if cfg.get("order") in active.METHODS else "least_confidence"
     probs = np.array([[p["probs"].get(c, 0.0) for c in task.labels] for p in preds])

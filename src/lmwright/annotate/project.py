@@ -13,6 +13,8 @@ answer passes the same check (annotate/tasks.py) and the same conflict rules:
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
@@ -49,6 +51,7 @@ def sync_task(store: Store, name: str, kind: str, config: dict[str, Any], guidel
     Task(name, kind, tuple(config.get("labels", ())), *config.get("scale", (1, 5)))  # the checks, before storing
     with store.session() as s, s.begin():
         row = s.scalars(select(AnnotationTask).where(AnnotationTask.name == name)).first()
+        changed = row is not None and row.config != config
         if row is None:
             row = AnnotationTask(name=name, kind=kind, config=config)
             s.add(row)
@@ -74,12 +77,27 @@ def sync_task(store: Store, name: str, kind: str, config: dict[str, Any], guidel
             if last is None or last.digest != digest:
                 version += 1
                 s.add(Guideline(task_id=row.id, version=version, text=guidelines, digest=digest))
-        return {"task": name, "guideline_version": version}
+        task_id = row.id
+    if changed:  # a new overlap may settle items already answered, or unsettle none: decide each again
+        for item_id in _open_items(store, task_id):
+            settle(store, name, item_id)
+    return {"task": name, "guideline_version": version}
+
+
+def _open_items(store: Store, task_id: int) -> list[int]:
+    with store.session() as s:
+        return list(s.scalars(select(AnnotationItem.id).where(AnnotationItem.task_id == task_id,
+                                                             AnnotationItem.gold.is_(None),
+                                                             AnnotationItem.final.is_(None))))
 
 
 def _labels_used(s, row: AnnotationTask) -> set[str]:
+    """Every label an answer, a gold answer or a final label uses."""
     task, used = task_from_row(row), set()
-    values = s.scalars(select(Annotation.value).join(AnnotationItem).where(AnnotationItem.task_id == row.id)).all()
+    values = list(s.scalars(select(Annotation.value).join(AnnotationItem).where(AnnotationItem.task_id == row.id)))
+    for gold, final in s.execute(select(AnnotationItem.gold, AnnotationItem.final)
+                                 .where(AnnotationItem.task_id == row.id)):
+        values += [gold, (final or {}).get("value")]
     for v in values:
         if v:
             c = category(task, v)
@@ -118,6 +136,9 @@ def add_items(store: Store, name: str, records: list[dict]) -> dict[str, int]:
     t = task(store, name)
     for r in records:
         where = f"item '{r.get('key')}' ({r.get('source', '?')})"
+        if not isinstance(r.get("key"), str) or not 0 < len(r["key"]) <= 128:
+            raise AnnotationError(f"{where}: an item's key is a string of 1 to 128 characters")
+        r["source"] = str(r.get("source", "?"))[:256]
         check_item(t, r.get("data"), where)
         for f in ("gold",):
             if r.get(f) is not None:
@@ -142,6 +163,11 @@ def add_items(store: Store, name: str, records: list[dict]) -> dict[str, int]:
                 item_id = have[r["key"]] = item.id
                 counts["added"] += 1
             else:
+                stored = s.get(AnnotationItem, item_id)
+                if stored.data != r["data"]:
+                    raise AnnotationError(f"item '{r['key']}' ({r.get('source')}) is already in task '{name}' with "
+                                          f"other data (from {stored.source}); its answers would land on another "
+                                          f"text. Give the file its own ids (--id-field) or start a new task")
                 counts["already there"] += 1
             answered = set(s.scalars(select(Annotation.annotator).where(Annotation.item_id == item_id)).all())
             for a in r.get("annotations") or []:
@@ -173,7 +199,8 @@ def _stamp(final: dict | None) -> dict | None:
     if not final:
         return None
     return {"value": final["value"], "by": final.get("by", "import"), "at": final.get("at") or utcnow().isoformat(),
-            "how": final.get("how", "imported"), "guideline_version": final.get("guideline_version")}
+            "how": final.get("how", "imported"), "guideline_version": final.get("guideline_version"),
+            **({"note": final["note"]} if final.get("note") else {})}
 
 
 # -- the queue ------------------------------------------------------------------------------------------------------
@@ -185,10 +212,36 @@ def _order_key(order: str, item: AnnotationItem) -> tuple:
     return (item.id,)
 
 
+LEASE_S = 600.0  # an item handed to an annotator holds one of its `overlap` places this long (in this process)
+_leases: dict[tuple[str, int], dict[str, float]] = {}  # (store url, item id) -> {annotator: expiry}
+_lease_lock = threading.Lock()
+
+
+def _leased(store: Store, item_id: int, annotator: str) -> int:
+    """Places on an item held by others' leases (expired ones dropped)."""
+    now = time.monotonic()
+    with _lease_lock:
+        held = _leases.get((str(store.engine.url), item_id), {})
+        for who in [w for w, until in held.items() if until < now]:
+            del held[who]
+        return sum(1 for who in held if who != annotator)
+
+
+def _lease(store: Store, item_id: int, annotator: str) -> None:
+    with _lease_lock:
+        _leases.setdefault((str(store.engine.url), item_id), {})[annotator] = time.monotonic() + LEASE_S
+
+
+def _release(store: Store, item_id: int, annotator: str) -> None:
+    with _lease_lock:
+        _leases.get((str(store.engine.url), item_id), {}).pop(annotator, None)
+
+
 def next_item(store: Store, name: str, annotator: str) -> dict | None:
     """The next item for `annotator`: every `gold_every`-th one a gold item they have not seen (when there are any),
-    else the first item in the task's order that has fewer than `overlap` answers and none from them. None when
-    their queue is empty."""
+    else the first item in the task's order with a free place: fewer than `overlap` answers and leases (an item
+    handed out holds its place for LEASE_S, so two annotators are not both given an item's last place) and none
+    from them. None when their queue is empty."""
     with store.session() as s:
         row = _task_row(s, name)
         cfg = row.config or {}
@@ -206,104 +259,145 @@ def next_item(store: Store, name: str, annotator: str) -> dict | None:
                                 .where(AnnotationItem.task_id == row.id, Annotation.value.is_not(None))
                                 .group_by(Annotation.item_id)).all())
         overlap = int(cfg.get("overlap", 1))
-        open_ = [i for i in s.scalars(select(AnnotationItem).where(AnnotationItem.task_id == row.id,
-                                                                   AnnotationItem.gold.is_(None),
-                                                                   AnnotationItem.final.is_(None))).all()
-                 if i.id not in mine and counts.get(i.id, 0) < overlap]
-        if not open_:
-            return None
-        return _view(s, row, min(open_, key=lambda i: _order_key(cfg.get("order", "sequential"), i)), annotator)
+        candidates = s.scalars(select(AnnotationItem).where(AnnotationItem.task_id == row.id,
+                                                            AnnotationItem.gold.is_(None),
+                                                            AnnotationItem.final.is_(None))).all()
+        order = cfg.get("order", "sequential")
+        for it in sorted((i for i in candidates if i.id not in mine), key=lambda i: _order_key(order, i)):
+            if counts.get(it.id, 0) + _leased(store, it.id, annotator) < overlap:
+                _lease(store, it.id, annotator)
+                return _view(s, row, it, annotator)
+        return None
 
 
 def _view(s, row: AnnotationTask, item: AnnotationItem, annotator: str | None) -> dict:
-    """An item as the tool shows it: data, suggestion, the caller's own answer and its revision (for edits). A gold
-    item is not marked as one (a spot check the annotator can spot is no check), and others' answers are not shown."""
+    """An item as the tool shows an annotator: data, suggestion, their own answer and its revision (for edits). A
+    gold item is not marked as one, nor is where it came from shown (a spot check the annotator can spot is no
+    check), and others' answers are not shown."""
     own = s.scalars(select(Annotation).where(Annotation.item_id == item.id,
                                              Annotation.annotator == annotator)).first() if annotator else None
-    return {"id": item.id, "key": item.key, "data": item.data, "source": item.source,
-            "predictions": item.predictions or [], "revision": item.revision,
-            "answer": (own.value if own else None), "answer_revision": own.revision if own else 0,
-            "comment": own.comment if own else None, "skipped": bool(own and own.value is None)}
+    return {"id": item.id, "key": item.key, "data": item.data, "predictions": item.predictions or [],
+            "revision": item.revision, "answer": (own.value if own else None),
+            "answer_revision": own.revision if own else 0, "comment": own.comment if own else None,
+            "skipped": bool(own and own.value is None)}
 
 
 def item(store: Store, name: str, item_id: int, annotator: str | None = None) -> dict:
     with store.session() as s:
-        row = _task_row(s, name)
-        it = s.get(AnnotationItem, item_id)
-        if it is None or it.task_id != row.id:
-            raise AnnotationError(f"task '{name}' has no item {item_id}")
-        return _view(s, row, it, annotator)
+        return _view(s, _task_row(s, name), _item_row(s, name, item_id), annotator)
+
+
+def _item_row(s, name: str, item_id: int) -> AnnotationItem:
+    row = _task_row(s, name)
+    it = s.get(AnnotationItem, item_id) if 0 < item_id < 2**31 else None
+    if it is None or it.task_id != row.id:
+        raise AnnotationError(f"task '{name}' has no item {item_id}")
+    return it
+
+
+def _guideline_version(s, row: AnnotationTask, given: int | None) -> int | None:
+    """The guideline version an answer was made under: the one the client saw, checked against those that exist."""
+    latest = s.scalar(select(func.max(Guideline.version)).where(Guideline.task_id == row.id))
+    if given is not None and not (latest and 1 <= given <= latest):
+        raise AnnotationError(f"field 'guideline_version': {given} is not a version of task '{row.name}''s "
+                              f"guidelines (the newest is {latest or 'none'})")
+    return given if given is not None else latest
 
 
 # -- answers ----------------------------------------------------------------------------------------------------------
 def submit(store: Store, name: str, item_id: int, annotator: str, value: dict | None, *, comment: str | None = None,
            revision: int | None = None, guideline_version: int | None = None) -> dict:
     """Store `annotator`'s answer (None: a skip) to an item. `revision` is that of the answer the edit was made from
-    (0: a first answer); a different one raises `ConflictError`. Returns the stored answer and what became of the
-    item (`final` when it settled, `conflict` when a late answer reopened it)."""
+    (0: a first answer); a different one raises `ConflictError`, checked as the row is written, so of two edits
+    made from one copy exactly one lands. The item is settled in the same transaction. Returns the stored answer
+    and the item's `status`: "open", "settled", "review" (answers differ) or "conflict" (a late answer that
+    disagrees reopened it)."""
     t = task(store, name)
     with store.session() as s:
-        it = s.get(AnnotationItem, item_id)
-        if it is None or it.task_id != _task_row(s, name).id:
-            raise AnnotationError(f"task '{name}' has no item {item_id}")
-        data = it.data
+        data = _item_row(s, name, item_id).data
     if value is not None:
         value = check_value(t, value, data, f"task '{name}', item {item_id}")
-    if comment is not None and len(comment) > 4000:
-        raise AnnotationError("field 'comment': at most 4,000 characters")
+    if comment is not None:
+        comment = check_comment(comment)
     try:
         with store.session() as s, s.begin():
+            row = _task_row(s, name)
+            gv = _guideline_version(s, row, guideline_version)
+            # the item first: its row lock (PostgreSQL) or the write lock (SQLite) orders this against a reviewer
+            s.execute(update(AnnotationItem).where(AnnotationItem.id == item_id)
+                      .values(revision=AnnotationItem.revision + 1))
+            it = s.get(AnnotationItem, item_id, populate_existing=True)
             own = s.scalars(select(Annotation).where(Annotation.item_id == item_id,
                                                      Annotation.annotator == annotator)).first()
             have = own.revision if own else 0
             if revision is not None and revision != have:
-                raise ConflictError(
-                    f"item {item_id} was changed by {annotator} elsewhere since this copy was loaded (revision "
-                    f"{have}, this edit was made from {revision}); reload it: nothing was overwritten",
-                    ) from None
+                raise _stale(item_id, annotator, have, revision)
+            if it.gold is not None and own is not None and own.value is not None:
+                raise ConflictError(f"item {item_id}: this answer is recorded for a spot check and cannot be "
+                                    f"changed")
             now = utcnow()
             if own is None:
-                own = Annotation(item_id=item_id, annotator=annotator, value=value, comment=comment,
-                                 guideline_version=guideline_version, revision=1, created_at=now, updated_at=now)
-                s.add(own)
+                s.add(Annotation(item_id=item_id, annotator=annotator, value=value, comment=comment,
+                                 guideline_version=gv, revision=1, created_at=now, updated_at=now))
+                new_revision = 1
             else:
-                own.value, own.revision, own.updated_at = value, own.revision + 1, now
-                own.guideline_version = guideline_version
+                values = {"value": value, "revision": have + 1, "updated_at": now, "guideline_version": gv}
                 if comment is not None:
-                    own.comment = comment
-            s.execute(update(AnnotationItem).where(AnnotationItem.id == item_id)
-                      .values(revision=AnnotationItem.revision + 1))
+                    values["comment"] = comment
+                done = s.execute(update(Annotation).where(Annotation.id == own.id, Annotation.revision == have)
+                                 .values(**values))
+                if done.rowcount != 1:
+                    raise _stale(item_id, annotator, have + 1, have)
+                new_revision = have + 1
             s.flush()
-            result = {"item": item_id, "annotator": annotator, "value": value, "revision": own.revision}
-        result.update(settle(store, name, item_id))
-        return result
+            status = _settle(s, row, t, it)
     except IntegrityError as e:  # the same annotator's first answer from two places at once
         raise ConflictError(f"item {item_id} was answered by {annotator} elsewhere at the same moment; reload it") \
             from e
+    _release(store, item_id, annotator)
+    return {"item": item_id, "annotator": annotator, "value": value, "revision": new_revision, "status": status}
+
+
+def _stale(item_id: int, annotator: str, have: int, made_from: int) -> ConflictError:
+    return ConflictError(f"item {item_id} was changed by {annotator} elsewhere since this copy was loaded (revision "
+                         f"{have}, this edit was made from {made_from}); reload it: nothing was overwritten")
+
+
+def check_comment(text: str) -> str:
+    if len(text) > 4000:
+        raise AnnotationError("field 'comment': at most 4,000 characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AnnotationError("field 'comment': not valid Unicode text (a lone surrogate)") from None
+    return text
 
 
 def comment(store: Store, name: str, item_id: int, annotator: str, text: str) -> dict:
-    """A comment on an item (a question for the reviewer, a note on a hard case), kept with the answer."""
-    if len(text) > 4000:
-        raise AnnotationError("field 'comment': at most 4,000 characters")
+    """A comment on an item (a question for the reviewer, a note on a hard case), kept with the answer; it sends
+    the item to the review queue until a reviewer decides it. A comment before any answer counts as a skip until
+    the answer comes."""
+    text = check_comment(text)
     with store.session() as s, s.begin():
+        _item_row(s, name, item_id)
         own = s.scalars(select(Annotation).where(Annotation.item_id == item_id,
                                                  Annotation.annotator == annotator)).first()
+        now = utcnow()
         if own is None:
-            it = s.get(AnnotationItem, item_id)
-            if it is None or it.task_id != _task_row(s, name).id:
-                raise AnnotationError(f"task '{name}' has no item {item_id}")
-            now = utcnow()
             s.add(Annotation(item_id=item_id, annotator=annotator, value=None, comment=text, revision=1,
                              created_at=now, updated_at=now))
+            rev = 1
         else:
-            own.comment, own.revision, own.updated_at = text, own.revision + 1, utcnow()
-    return {"item": item_id, "comment": text}
+            own.comment, own.revision, own.updated_at = text, own.revision + 1, now
+            rev = own.revision
+    return {"item": item_id, "comment": text, "revision": rev}
 
 
 def undo(store: Store, name: str, annotator: str) -> dict | None:
-    """Take back `annotator`'s latest answer or skip in the task (not once a reviewer has decided the item); returns
-    the item, to be answered again, or None when there is nothing to undo."""
+    """Take back `annotator`'s latest answer or skip in the task (not once a reviewer has decided the item, nor a
+    spot check's answer); returns the item, to be answered again, or None when there is nothing to undo. An item
+    that had settled on the answer taken back is settled again from the answers left."""
+    t = task(store, name)
     with store.session() as s, s.begin():
         row = _task_row(s, name)
         last = s.scalars(select(Annotation).join(AnnotationItem)
@@ -311,52 +405,61 @@ def undo(store: Store, name: str, annotator: str) -> dict | None:
                          .order_by(Annotation.updated_at.desc(), Annotation.id.desc()).limit(1)).first()
         if last is None:
             return None
-        it = s.get(AnnotationItem, last.item_id)
+        s.execute(update(AnnotationItem).where(AnnotationItem.id == last.item_id)
+                  .values(revision=AnnotationItem.revision + 1))
+        it = s.get(AnnotationItem, last.item_id, populate_existing=True)
         if it.final and it.final.get("how") in SETTLED_BY_REVIEW:
             raise ConflictError(f"item {it.id} was decided by {it.final.get('by')}; an answer to it cannot be undone")
+        if it.gold is not None and last.value is not None:
+            raise ConflictError(f"item {it.id}: this answer is recorded for a spot check and cannot be undone")
         s.execute(delete(Annotation).where(Annotation.id == last.id))
-        values = {"revision": AnnotationItem.revision + 1}
-        if it.final:  # it settled on this answer: open again
-            values["final"] = None
-        s.execute(update(AnnotationItem).where(AnnotationItem.id == it.id).values(**values))
+        s.flush()
+        if last.value is not None and it.final and annotator in it.final.get("by", "").split("+"):
+            it.final = None  # it settled on this answer: decide again from the answers left
+            _settle(s, row, t, it)
         item_id = it.id
     return item(store, name, item_id, annotator)
 
 
-def settle(store: Store, name: str, item_id: int) -> dict:
-    """Decide an item from its answers: `overlap` answers that agree make its final label ("agreed", or "single"
-    with an overlap of 1); answers that disagree send it to the review queue. An answer arriving after the item
-    settled reopens it when it disagrees (unless a reviewer decided it)."""
+def settle(store: Store, name: str, item_id: int) -> str:
+    """Decide an item from its answers (see `_settle`); returns its status."""
     t = task(store, name)
     with store.session() as s, s.begin():
         row = _task_row(s, name)
-        it = s.get(AnnotationItem, item_id)
-        answers = s.scalars(select(Annotation).where(Annotation.item_id == item_id,
-                                                     Annotation.value.is_not(None))).all()
-        cats = {category(t, a.value) for a in answers}
-        if it.gold is not None:
-            return {}
-        if it.final and it.final.get("how") in SETTLED_BY_REVIEW:
-            late = [a for a in answers if category(t, a.value) != category(t, it.final["value"])]
-            return {"final": it.final, "disagrees_with_final": bool(late)}
-        overlap = int(row.config.get("overlap", 1))
-        if len(answers) >= overlap and len(cats) == 1:
-            a0 = answers[0]
-            final = {"value": a0.value, "by": "+".join(sorted(a.annotator for a in answers)),
-                     "at": utcnow().isoformat(), "how": "single" if overlap == 1 else "agreed",
-                     "guideline_version": max((a.guideline_version or 0) for a in answers) or None}
-            if it.final is None or category(t, it.final["value"]) != category(t, a0.value):
-                it.final = final
-            return {"final": it.final}
-        if it.final is not None:  # settled, then a disagreeing answer came: a conflict for the reviewer
-            it.final = None
-            return {"final": None, "conflict": True}
-        return {"final": None, "disagreement": len(cats) > 1}
+        s.execute(update(AnnotationItem).where(AnnotationItem.id == item_id)
+                  .values(revision=AnnotationItem.revision + 1))
+        return _settle(s, row, t, s.get(AnnotationItem, item_id, populate_existing=True))
+
+
+def _settle(s, row: AnnotationTask, t: Task, it: AnnotationItem) -> str:
+    """`overlap` answers that agree make the item's final label ("agreed", or "single" with an overlap of 1);
+    answers that differ send it to review. An answer arriving after the item settled reopens it when it disagrees
+    (unless a reviewer decided it). Runs inside the caller's transaction, after the item's row was written."""
+    if it.gold is not None:
+        return "settled"  # a spot check looks like any settled item
+    answers = s.scalars(select(Annotation).where(Annotation.item_id == it.id, Annotation.value.is_not(None))
+                        .execution_options(populate_existing=True)).all()
+    cats = {category(t, a.value) for a in answers}
+    if it.final and it.final.get("how") in SETTLED_BY_REVIEW:
+        return "settled"
+    overlap = int(row.config.get("overlap", 1))
+    if len(answers) >= overlap and len(cats) == 1:
+        a0 = answers[0]
+        if it.final is None or category(t, it.final["value"]) != category(t, a0.value):
+            it.final = {"value": a0.value, "by": "+".join(sorted(a.annotator for a in answers)),
+                        "at": utcnow().isoformat(), "how": "single" if overlap == 1 else "agreed",
+                        "guideline_version": max((a.guideline_version or 0) for a in answers) or None}
+        return "settled"
+    if it.final is not None:  # settled, then a disagreeing answer came: a conflict for the reviewer
+        it.final = None
+        return "conflict"
+    return "review" if len(cats) > 1 else "open"
 
 
 # -- review -----------------------------------------------------------------------------------------------------------
 def review_queue(store: Store, name: str) -> list[dict]:
-    """Items whose answers disagree (or that have a comment) and that no reviewer has decided, with every answer."""
+    """Items whose answers disagree, or that carry a comment, and that no reviewer has decided, with every answer and
+    where each came from."""
     t = task(store, name)
     out = []
     with store.session() as s:
@@ -371,8 +474,9 @@ def review_queue(store: Store, name: str) -> list[dict]:
             answers = [a for a, _ in rows if a.value is not None]
             cats = {category(t, a.value) for a in answers}
             commented = any(a.comment for a, _ in rows)
-            if it.final is None and (len(cats) > 1 or (commented and answers)):
-                out.append({**_view(s, row, it, None), "answers": [
+            decided = bool(it.final) and it.final.get("how") in SETTLED_BY_REVIEW
+            if not decided and ((it.final is None and len(cats) > 1) or commented):
+                out.append({**_view(s, row, it, None), "source": it.source, "final": it.final, "answers": [
                     {"annotator": a.annotator, "value": a.value, "comment": a.comment,
                      "guideline_version": a.guideline_version, "at": a.updated_at.isoformat()} for a, _ in rows],
                     "reason": "disagreement" if len(cats) > 1 else "comment"})
@@ -438,21 +542,29 @@ def answers_by_item(store: Store, name: str) -> tuple[dict[str, dict[str, dict]]
             {r["key"]: r["gold"] for r in recs if r["gold"] is not None})
 
 
-def progress(store: Store, name: str, annotator: str | None = None) -> dict:
-    """Items, answers, settled and waiting for review; with `annotator`, their own answered count and queue left."""
-    recs = records(store, name)
-    cfg = config(store, name)
-    overlap = int(cfg.get("overlap", 1))
-    work = [r for r in recs if r["gold"] is None]
-    out = {"items": len(work), "gold_items": len(recs) - len(work),
-           "answers": sum(len(r["annotations"]) for r in work),
-           "final": sum(1 for r in work if r["final"]), "overlap": overlap,
-           "to_review": len(review_queue(store, name))}
-    if annotator is not None:
-        done = sum(1 for r in recs if any(a["annotator"] == annotator for a in r["annotations"]))
-        left = sum(1 for r in work if not r["final"] and len(r["annotations"]) < overlap
-                   and all(a["annotator"] != annotator for a in r["annotations"]))
-        out.update(mine=done, left=left)
+def progress(store: Store, name: str, annotator: str | None = None, review: bool = True) -> dict:
+    """Items, answers, final labels and (with `review`) the review queue's length, counted in SQL; with
+    `annotator`, their own answered and skipped items and how many are left for them."""
+    with store.session() as s:
+        row = _task_row(s, name)
+        work = (AnnotationItem.task_id == row.id, AnnotationItem.gold.is_(None))
+        n_items = s.scalar(select(func.count()).where(*work))
+        n_gold = s.scalar(select(func.count()).where(AnnotationItem.task_id == row.id,
+                                                     AnnotationItem.gold.is_not(None)))
+        n_final = s.scalar(select(func.count()).where(*work, AnnotationItem.final.is_not(None)))
+        per_item = dict(s.execute(select(Annotation.item_id, func.count()).join(AnnotationItem)
+                                  .where(*work, Annotation.value.is_not(None)).group_by(Annotation.item_id)).all())
+        overlap = int((row.config or {}).get("overlap", 1))
+        out = {"items": n_items, "gold_items": n_gold, "answers": sum(per_item.values()), "final": n_final,
+               "overlap": overlap}
+        if annotator is not None:
+            mine = dict(s.execute(select(Annotation.item_id, Annotation.value.is_not(None)).join(AnnotationItem)
+                                  .where(AnnotationItem.task_id == row.id, Annotation.annotator == annotator)).all())
+            open_ids = s.scalars(select(AnnotationItem.id).where(*work, AnnotationItem.final.is_(None))).all()
+            out.update(mine=sum(1 for v in mine.values() if v), skipped=sum(1 for v in mine.values() if not v),
+                       left=sum(1 for i in open_ids if i not in mine and per_item.get(i, 0) < overlap))
+    if review:
+        out["to_review"] = len(review_queue(store, name))
     return out
 
 
@@ -466,11 +578,10 @@ def history(store: Store, name: str, annotator: str, limit: int = 50) -> list[di
                          .order_by(Annotation.updated_at.desc()).limit(limit)).all()
         out = []
         for a, it in rows:
-            final = it.final or ({"value": it.gold, "by": "gold", "how": "gold"} if it.gold is not None else None)
+            final = it.final if it.gold is None else None  # a spot check's answer is not shown: it stays a check
             corrected = bool(final and a.value is not None and category(t, final["value"]) != category(t, a.value))
             out.append({"item": it.id, "key": it.key, "text": it.data.get("text") or it.data.get("prompt", ""),
-                        "answer": a.value, "at": a.updated_at.isoformat(), "final": final,
-                        "corrected": corrected if final and final.get("how") != "gold" else False})
+                        "answer": a.value, "at": a.updated_at.isoformat(), "final": final, "corrected": corrected})
         return out
 
 

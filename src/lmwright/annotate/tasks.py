@@ -55,6 +55,13 @@ def _where(task: Task, where: str) -> str:
     return f"{where}: " if where else f"task '{task.name}': "
 
 
+def _unicode(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AnnotationError(f"{where}: not valid Unicode text (a lone surrogate); fix the text") from None
+
+
 def check_item(task: Task, data: Any, where: str = "") -> dict:
     """The item's data as stored; an error naming the missing field otherwise."""
     at = _where(task, where)
@@ -69,6 +76,9 @@ def check_item(task: Task, data: Any, where: str = "") -> dict:
         if not isinstance(data.get(f), str) or not data[f].strip():
             raise AnnotationError(f"{at}field '{f}' is missing or empty; a {task.kind} item needs "
                                   f"{', '.join(repr(n) for n in need)}")
+    for f, v in data.items():
+        if isinstance(v, str):
+            _unicode(v, f"{at}field '{f}'")
     return data
 
 
@@ -115,6 +125,7 @@ def check_value(task: Task, value: Any, data: dict | None = None, where: str = "
         text = value.get("text")
         if not isinstance(text, str) or not text.strip():
             raise AnnotationError(f"{at}field 'text': a written answer is a non-empty string")
+        _unicode(text, f"{at}field 'text'")
         return {"text": text}
     r = value.get("rating")
     if not isinstance(r, int) or isinstance(r, bool) or not task.low <= r <= task.high:
@@ -129,7 +140,7 @@ def category(task: Task, value: dict) -> Any:
     if k == "classification":
         return value["label"]
     if k == "multilabel":
-        return tuple(value["labels"])
+        return tuple(sorted(value["labels"]))  # the set, whatever order the task lists its labels in
     if k == "spans":
         return tuple((s["start"], s["end"], s["label"]) for s in value["spans"])
     if k == "preference":

@@ -16,10 +16,10 @@ the server's store; who answers is the key's name (on an open server, one truste
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,7 @@ from lmwright.annotate import project as ap
 from lmwright.annotate.tasks import AnnotationError, ConflictError
 from lmwright.serve.state import ApiError
 
-_PAGE = Path(__file__).parent / "web" / "annotate.html"
+_PAGE = FilePath(__file__).parent / "web" / "annotate.html"
 LOCAL = "local"  # who answers on a server without keys
 REVIEW_ROLES = ("reviewer", "admin")
 
@@ -37,11 +37,15 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MAX_INT = 2**31 - 1  # ids and revisions are 32-bit integers in the store (PostgreSQL's integer)
+ItemId = Annotated[int, Path(ge=1, le=MAX_INT)]
+
+
 class AnswerBody(_Body):
     value: dict[str, Any] | None  # None: skip
-    revision: int = Field(ge=0)  # the revision of the caller's answer this was made from (0: none yet)
+    revision: int = Field(ge=0, le=MAX_INT)  # the revision of the caller's answer this was made from (0: none yet)
     comment: str | None = Field(None, max_length=4000)
-    guideline_version: int | None = Field(None, ge=1)
+    guideline_version: int | None = Field(None, ge=1, le=MAX_INT)
 
 
 class CommentBody(_Body):
@@ -50,9 +54,9 @@ class CommentBody(_Body):
 
 class ReviewBody(_Body):
     value: dict[str, Any]
-    revision: int = Field(ge=0)  # the item's revision the decision was made from
+    revision: int = Field(ge=0, le=MAX_INT)  # the item's revision the decision was made from
     note: str | None = Field(None, max_length=4000)
-    guideline_version: int | None = Field(None, ge=1)
+    guideline_version: int | None = Field(None, ge=1, le=MAX_INT)
 
 
 def _store(request: Request):
@@ -106,18 +110,20 @@ async def list_tasks(request: Request):
         out = []
         for t in ap.tasks(store):
             task, cfg, g = ap.task(store, t), ap.config(store, t), ap.guideline(store, t)
+            review = role in REVIEW_ROLES or name in (cfg.get("reviewers") or [])
             out.append({"name": t, "kind": task.kind, "labels": list(task.labels), "scale": [task.low, task.high],
-                        "guideline_version": g[0] if g else None, "progress": ap.progress(store, t, name),
-                        "can_review": role in REVIEW_ROLES or name in (cfg.get("reviewers") or [])})
+                        "guideline_version": g[0] if g else None, "progress": ap.progress(store, t, name, review),
+                        "can_review": review})
         return out
     return {"object": "list", "annotator": name, "data": await _call(work)}
 
 
 async def next_item(request: Request, task: str):
-    store, (name, _) = _store(request), _who(request)
+    store, (name, role) = _store(request), _who(request)
     await _call(assist.maybe_refresh, store, task)  # new labels settled: the suggestions and order follow them
     item = await _call(ap.next_item, store, task, name)
-    return {"item": item, "progress": await _call(ap.progress, store, task, name)}
+    review = role in REVIEW_ROLES or name in ((await _call(ap.config, store, task)).get("reviewers") or [])
+    return {"item": item, "progress": await _call(ap.progress, store, task, name, review)}
 
 
 async def guidelines(request: Request, task: str):
@@ -125,13 +131,13 @@ async def guidelines(request: Request, task: str):
     return {"version": g[0], "text": g[1]} if g else {"version": None, "text": ""}
 
 
-async def answer(request: Request, task: str, item_id: int, body: AnswerBody):
+async def answer(request: Request, task: str, item_id: ItemId, body: AnswerBody):
     store, (name, _) = _store(request), _who(request)
     return await _call(ap.submit, store, task, item_id, name, body.value, comment=body.comment,
                        revision=body.revision, guideline_version=body.guideline_version)
 
 
-async def add_comment(request: Request, task: str, item_id: int, body: CommentBody):
+async def add_comment(request: Request, task: str, item_id: ItemId, body: CommentBody):
     return await _call(ap.comment, _store(request), task, item_id, _who(request)[0], body.text)
 
 
@@ -149,7 +155,7 @@ async def review_queue(request: Request, task: str):
     return {"object": "list", "data": await _call(ap.review_queue, store, task)}
 
 
-async def adjudicate(request: Request, task: str, item_id: int, body: ReviewBody):
+async def adjudicate(request: Request, task: str, item_id: ItemId, body: ReviewBody):
     store = _store(request)
     who = _reviewer(request, task, await _call(ap.config, store, task))
     return await _call(ap.adjudicate, store, task, item_id, who, body.value, body.revision, note=body.note,
