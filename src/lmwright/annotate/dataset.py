@@ -46,13 +46,14 @@ def _sample(records: list[dict], limit: int) -> list[dict]:
     return sorted(records, key=lambda r: hashlib.sha256(r["key"].encode()).hexdigest())[:limit]
 
 
-def items_from_split(path: Path, split: str, kind: str, limit: int, max_chars: int) -> list[dict]:
-    """Item records from a split's documents (key: the document id)."""
+def items_from_split(path: Path, split: str, kind: str, limit: int, max_chars: int, digest: str) -> list[dict]:
+    """Item records from a split's documents (key: the document id; source: the split and its artifact's digest,
+    which `accept` records as the labelled dataset's input)."""
     if kind == "preference":
         raise AnnotationError("a preference task compares two answers to a prompt, which documents are not; "
                               "give its items in a file (items: {from: file, path: pairs.jsonl}) with prompt, a, b")
     docs = read_docs(path)
-    recs = [{"key": d["id"], "data": {"text": _cut(d["text"], max_chars)}, "source": f"split:{split}",
+    recs = [{"key": d["id"], "data": {"text": _cut(d["text"], max_chars)}, "source": f"split:{split}@{digest}",
              "gold": None, "predictions": [], "annotations": [], "final": None} for d in docs if d["text"].strip()]
     if kind == "text":  # a document to answer or rewrite: shown as the prompt
         for r in recs:
@@ -65,7 +66,7 @@ def items_from_requests(store: Store, kind: str, limit: int, max_chars: int) -> 
     prompt (logged as its messages in JSON) is shown as its last user turn; a rating task rates the answer."""
     out = []
     for r in store.requests(limit=100_000):
-        if not r.prompt or r.status != 200:
+        if not r.prompt or r.status != 200 or r.endpoint.startswith("shadow:"):  # what the client got
             continue
         prompt = r.prompt
         try:
@@ -100,10 +101,10 @@ def items_from_file(path: Path, task, text_field: str, id_field: str | None, lab
     return recs[:limit]
 
 
-def accept(store: Store, artifacts: ArtifactStore, name: str, split_dirs: dict[str, tuple[Path, str]]) -> dict:
+def accept(store: Store, artifacts: ArtifactStore, name: str) -> dict:
     """Write the task's final labels as a dataset version (see the module docstring) and record it as an `annotate`
-    run: its input is each split whose documents were items (`split_dirs`: split name -> (parquet path, the split
-    artifact's digest)). Items without a final label are counted, not lost."""
+    run: its inputs are the split versions whose documents were items (named in each item's source). Items without
+    a final label, and documents no longer in that split version, are counted, not lost."""
     t0 = time.time()
     task = ap.task(store, name)
     recs = ap.records(store, name)
@@ -117,10 +118,15 @@ def accept(store: Store, artifacts: ArtifactStore, name: str, split_dirs: dict[s
     formats.write_jsonl(rows, staging / "finetune.jsonl")
     labelled = {r["key"]: r["final"]["value"] for r in final}
     docs, inputs = [], {}
-    for split, (path, digest) in split_dirs.items():
-        if any(r["source"] == f"split:{split}" for r in final):
-            inputs[f"split/{split}"] = digest
-            docs += [d for d in read_docs(path) if d["id"] in labelled]
+    for source in sorted({r["source"] for r in final if r["source"].startswith("split:") and "@" in r["source"]}):
+        split, digest = source.removeprefix("split:").split("@", 1)
+        path = artifacts.root / digest / f"{split}.parquet"
+        if not path.is_file():
+            raise AnnotationError(f"task '{name}': its items came from split version {digest[:12]} ({split}), which "
+                                  f"is no longer in the artifact store; sync the task again from the current split")
+        inputs[f"split/{split}"] = digest
+        keys = {r["key"] for r in final if r["source"] == source}
+        docs += [d for d in read_docs(path) if d["id"] in keys]
     if docs:  # the task's label joins those the document already carries (a source's, another task's)
         write_docs(staging / "docs.parquet", docs,
                    {"labels": [json.dumps(doc_json(d, "labels") | {name: label_value(task, labelled[d["id"]])})
@@ -133,6 +139,7 @@ def accept(store: Store, artifacts: ArtifactStore, name: str, split_dirs: dict[s
         how[r["final"]["how"]] = how.get(r["final"]["how"], 0) + 1
     summary = {"task": name, "kind": task.kind, "items": len(recs), "final": len(final),
                "without_final": len(recs) - len(final), "finetune_rows": len(rows), "documents": docs_n,
+               "documents_missing": sum(1 for r in final if r["source"].startswith("split:")) - docs_n,
                "annotators": annotators, "how": how,
                "guideline_versions": sorted({v for r in final if (v := r["final"].get("guideline_version"))}),
                "headline": f"{len(final):,} of {len(recs):,} items labelled ({', '.join(f'{n} {k}' for k, n in sorted(how.items()))}) "

@@ -47,9 +47,9 @@ def _config(t) -> dict:
             "reviewers": list(t.reviewers), "order": t.order, "suggest": t.suggest}
 
 
-def _split_dirs(ws: Workspace, reporter: Reporter) -> dict[str, tuple[Path, str]]:
-    o = run_stages(ws, until="split", reporter=reporter)["split"]
-    return {s: (o.path / f"{s}.parquet", o.digest) for s in ("train", "val")}
+def _split(ws: Workspace) -> tuple[Path, str]:
+    o = run_stages(ws, until="split", reporter=Reporter(quiet=True))["split"]
+    return o.path, o.digest
 
 
 def sync(task: Annotated[str | None, typer.Argument(metavar="[TASK]", help="One task (default: every task).")] = None,
@@ -76,8 +76,9 @@ def sync(task: Annotated[str | None, typer.Argument(metavar="[TASK]", help="One 
         g = ap.sync_task(store, t.name, t.kind, _config(t), text)
         items, src = t.items, t.items.from_
         if src == "split":
-            splits = splits or _split_dirs(ws, Reporter(quiet=True))
-            recs = dataset.items_from_split(splits[items.split][0], items.split, t.kind, items.limit, items.max_chars)
+            splits = splits or _split(ws)
+            recs = dataset.items_from_split(splits[0] / f"{items.split}.parquet", items.split, t.kind, items.limit,
+                                            items.max_chars, splits[1])
         elif src == "requests":
             recs = dataset.items_from_requests(store, t.kind, items.limit, items.max_chars)
         else:
@@ -229,9 +230,7 @@ def accept(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: J
     from lmwright.core.artifacts import ArtifactStore
 
     ws, store = _open(dir, set_)
-    splits = _split_dirs(ws, Reporter(quiet=True)) if ws.spec.annotate.tasks and any(
-        t.name == task and t.items.from_ == "split" for t in ws.spec.annotate.tasks) else {}
-    res = dataset.accept(store, ArtifactStore(ws.artifacts_dir), task, splits)
+    res = dataset.accept(store, ArtifactStore(ws.artifacts_dir), task)
     if json_:
         out.print_json(json.dumps(res))
         return
