@@ -151,3 +151,9 @@ def test_suggestions_and_the_uncertainty_order_follow_the_labels(tmp_path):
     ap.sync_task(st2, "t", "classification", {"labels": ["json", "text"]}, None)
     ap.add_items(st2, "t", pool)
     assert "no suggestions yet: 0 labelled" in assist.refresh(st2, "t")["headline"]
+
+
+def test_a_takedown_removes_the_items_that_are_its_documents(store):
+    it, _ = _answer(store, "ann", "json")
+    assert ap.forget_items(store, [it["key"], "not-an-item"]) == 1
+    assert it["key"] not in {r["key"] for r in ap.records(store, "chap")}

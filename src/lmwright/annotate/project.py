@@ -611,3 +611,17 @@ def set_predictions(store: Store, name: str, by_key: dict[str, tuple[list[dict],
                 it.predictions, it.priority = by_key[it.key]
                 n += 1
     return n
+
+
+def forget_items(store: Store, doc_ids: list[str]) -> int:
+    """Delete the items that are these documents (a takedown: `lmwright forget`), with every answer to them, in
+    every task; returns how many items went. Their labels leave later accepted datasets with them."""
+    gone = 0
+    with store.session() as s, s.begin():
+        for i in range(0, len(doc_ids), 500):
+            ids = list(s.scalars(select(AnnotationItem.id).where(AnnotationItem.key.in_(doc_ids[i:i + 500]))))
+            if ids:
+                s.execute(delete(Annotation).where(Annotation.item_id.in_(ids)))
+                s.execute(delete(AnnotationItem).where(AnnotationItem.id.in_(ids)))
+                gone += len(ids)
+    return gone

@@ -172,6 +172,8 @@ def forget(source: Annotated[str | None, typer.Option("--source", help="Every do
               + f"; takedown #{res['takedown']} recorded; later collections exclude these documents")
     if res["retired"]:
         out.print("retired (retrain or replace them): " + ", ".join(res["retired"]))
+    if res.get("annotation_items"):
+        out.print(f"{res['annotation_items']} annotation items (and their answers) deleted")
     if not rebuild:
         out.print(f"rebuild with `lmwright run`: it reruns {', '.join(res['rebuild']) or 'nothing'}")
 

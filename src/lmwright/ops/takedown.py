@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from lmwright.annotate.project import forget_items
 from lmwright.core import registry
 from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.store import Store
@@ -125,6 +126,7 @@ def forget(ws: Workspace, kind: str, value: str, reason: str | None = None, yes:
                             {"takedown": found["selector"], "weights": state})
             retired.append(m["model"])
         m.update(weights=state, retired=True)
+    items = forget_items(store, [d["id"] for d in found["documents"]])  # annotation items holding their text
     row = store.add_takedown(kind, value, reason, [d["id"] for d in found["documents"]],
                              sorted({d["sha256"] for d in found["documents"] if d.get("sha256")}),
                              {k: found[k] for k in ("datasets", "runs", "models", "deployments", "published",
@@ -133,7 +135,7 @@ def forget(ws: Workspace, kind: str, value: str, reason: str | None = None, yes:
                 documents=len(found["documents"]), duplicates=found["duplicates"], artifacts=len(moved), mode=mode,
                 models=retired, deployments=found["deployments"],
                 exports_elsewhere=[e["path"] for e in found["exports"] if not e["inside_project"] and e["exists"]])
-    found.update(takedown=row.id, mode=mode, moved=moved, unpublished=published, retired=retired,
+    found.update(takedown=row.id, mode=mode, moved=moved, unpublished=published, retired=retired, annotation_items=items,
                  rebuild=sorted({r["stage"] for r in found["runs"] + found["datasets"]}))
     return found
 
