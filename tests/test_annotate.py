@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lmwright.annotate import project as ap
+from lmwright.annotate import review as ar
 from lmwright.annotate.tasks import AnnotationError, ConflictError
 from lmwright.core.store import Store
 
@@ -35,16 +36,16 @@ def test_overlap_gold_and_agreement_settle_items(store):
     assert res == {"item": res["item"], "annotator": "ann", "value": {"label": "json"}, "revision": 1,
                    "status": "settled"} and "source" not in it
     it, res = _answer(store, "bob", "json")
-    final = {r["key"]: r["final"] for r in ap.records(store, "chap")}
+    final = {r["key"]: r["final"] for r in ar.records(store, "chap")}
     assert it["key"] == "k0" and res["status"] == "settled" and final["k0"]["how"] == "agreed"
     assert final["k0"]["by"] == "ann+bob" and final["k0"]["guideline_version"] == 1
     it, res = _answer(store, "bob", "text")
     assert it["key"] == "k1" and res["status"] == "review"
-    queue = ap.review_queue(store, "chap")
+    queue = ar.review_queue(store, "chap")
     assert [q["key"] for q in queue] == ["k1"] and {a["annotator"] for a in queue[0]["answers"]} == {"ann", "bob"}
     # a third annotator gets neither k0 (settled) nor k1 (two answers already): k2
     assert ap.next_item(store, "chap", "cyd")["key"] == "k2"
-    acc = ap.gold_accuracy(store, "chap")
+    acc = ar.gold_accuracy(store, "chap")
     assert acc["ann"][0]["correct"] == 1 and acc["ann"][0]["n"] == 1
 
 
@@ -55,14 +56,14 @@ def test_stale_edit_and_double_adjudication_are_conflicts_and_lose_nothing(store
     assert ap.item(store, "chap", it["id"], "ann")["answer"] == {"label": "json"}
     ap.submit(store, "chap", it["id"], "ann", {"label": "text"}, revision=1)  # the right revision: an edit
     ap.submit(store, "chap", it["id"], "bob", {"label": "json"}, revision=0)
-    q = ap.review_queue(store, "chap")[0]
-    ap.adjudicate(store, "chap", q["id"], "rev1", {"label": "json"}, q["revision"], note="json module")
+    q = ar.review_queue(store, "chap")[0]
+    ar.adjudicate(store, "chap", q["id"], "rev1", {"label": "json"}, q["revision"], note="json module")
     with pytest.raises(ConflictError, match="rev1 decided it"):
-        ap.adjudicate(store, "chap", q["id"], "rev2", {"label": "text"}, q["revision"])
-    rec = next(r for r in ap.records(store, "chap") if r["key"] == q["key"])
+        ar.adjudicate(store, "chap", q["id"], "rev2", {"label": "text"}, q["revision"])
+    rec = next(r for r in ar.records(store, "chap") if r["key"] == q["key"])
     assert rec["final"]["by"] == "rev1" and rec["final"]["how"] == "adjudicated"
     assert len(rec["annotations"]) == 2
-    hist = ap.history(store, "chap", "ann")
+    hist = ar.history(store, "chap", "ann")
     assert hist[0]["corrected"] is True and hist[0]["final"]["value"] == {"label": "json"}
     assert store.audit_log()[-1].action == "annotation_review"
     with pytest.raises(ConflictError, match="decided by rev1"):
@@ -76,9 +77,9 @@ def test_leases_hand_out_an_items_last_place_once_and_a_late_answer_reopens_it(s
     assert a["id"] != b["id"]  # ann holds k0's one place: bob gets the next item
     assert ap.submit(store, "chap", a["id"], "ann", {"label": "json"}, revision=0)["status"] == "settled"
     late = ap.submit(store, "chap", a["id"], "bob", {"label": "text"}, revision=0)  # e.g. after the lease ran out
-    assert late["status"] == "conflict" and [q["key"] for q in ap.review_queue(store, "chap")] == [a["key"]]
+    assert late["status"] == "conflict" and [q["key"] for q in ar.review_queue(store, "chap")] == [a["key"]]
     ap.submit(store, "chap", a["id"], "bob", None, revision=1)  # bob takes it back as a skip: settled again
-    assert next(r for r in ap.records(store, "chap") if r["key"] == a["key"])["final"]["by"] == "ann"
+    assert next(r for r in ar.records(store, "chap") if r["key"] == a["key"])["final"]["by"] == "ann"
 
 
 def test_undo_reopens_only_what_the_undone_answer_settled_and_gold_answers_stay(store):
@@ -86,14 +87,14 @@ def test_undo_reopens_only_what_the_undone_answer_settled_and_gold_answers_stay(
     it, _ = _answer(store, "ann", "json")
     ap.comment(store, "chap", it["id"], "mal", "is this right?")  # another key's comment on a settled item
     assert ap.undo(store, "chap", "mal")["key"] == it["key"]  # takes back mal's comment, not ann's answer
-    assert next(r for r in ap.records(store, "chap") if r["key"] == it["key"])["final"]["by"] == "ann"
+    assert next(r for r in ar.records(store, "chap") if r["key"] == it["key"])["final"]["by"] == "ann"
     g, _ = _answer(store, "ann", "text")  # the second item is the gold check, answered wrongly
-    assert g["key"] == "g0" and all(h["final"] is None for h in ap.history(store, "chap", "ann") if h["key"] == "g0")
+    assert g["key"] == "g0" and all(h["final"] is None for h in ar.history(store, "chap", "ann") if h["key"] == "g0")
     with pytest.raises(ConflictError, match="spot check"):
         ap.undo(store, "chap", "ann")
     with pytest.raises(ConflictError, match="spot check"):
         ap.submit(store, "chap", g["id"], "ann", {"label": "json"}, revision=1)
-    assert ap.gold_accuracy(store, "chap")["ann"][0]["accuracy"] == 0.0
+    assert ar.gold_accuracy(store, "chap")["ann"][0]["accuracy"] == 0.0
 
 
 def test_bad_answers_and_skips_and_undo(store):
@@ -144,7 +145,7 @@ def test_suggestions_and_the_uncertainty_order_follow_the_labels(tmp_path):
     res = assist.refresh(st, "t")
     assert res["suggested"] == 2 and res["order"] == "least_confidence", res
     assert ap.next_item(st, "t", "ann")["key"] == "unsure"  # the least confident first
-    sure = next(r for r in ap.records(st, "t") if r["key"] == "sure")
+    sure = next(r for r in ar.records(st, "t") if r["key"] == "sure")
     assert sure["predictions"][0]["value"] == {"label": "json"} and sure["predictions"][0]["score"] > 0.5
     assert assist.maybe_refresh(st, "t") is None  # no new labels since
     st2 = Store(f"sqlite:///{tmp_path / 's2.db'}")
@@ -155,5 +156,5 @@ def test_suggestions_and_the_uncertainty_order_follow_the_labels(tmp_path):
 
 def test_a_takedown_removes_the_items_that_are_its_documents(store):
     it, _ = _answer(store, "ann", "json")
-    assert ap.forget_items(store, [it["key"], "not-an-item"]) == 1
-    assert it["key"] not in {r["key"] for r in ap.records(store, "chap")}
+    assert ar.forget_items(store, [it["key"], "not-an-item"]) == 1
+    assert it["key"] not in {r["key"] for r in ar.records(store, "chap")}

@@ -157,7 +157,7 @@ def test_two_annotators_a_reviewer_agreement_and_a_fine_tune(tiny_copy):
 
 
 def _answers(store) -> dict[str, dict[str, str]]:
-    from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
 
-    answers, _ = ap.answers_by_item(store, "chapters")
+    answers, _ = ar.answers_by_item(store, "chapters")
     return {k: {who: v["label"] for who, v in a.items()} for k, a in answers.items()}

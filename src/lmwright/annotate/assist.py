@@ -13,6 +13,7 @@ import numpy as np
 
 from lmwright.annotate import active
 from lmwright.annotate import project as ap
+from lmwright.annotate import review as ar
 from lmwright.annotate.tasks import AnnotationError
 from lmwright.core.store import Store
 
@@ -41,7 +42,7 @@ def refresh(store: Store, name: str, classifier: active.Predictor | None = None,
         raise AnnotationError(f"task '{name}': suggestions are for classification and multilabel tasks, not "
                               f"{task.kind}")
     multi = task.kind == "multilabel"
-    recs = ap.records(store, name)
+    recs = ar.records(store, name)
     texts, labels = _labelled(recs, multi)
     open_ = [r for r in recs if not r["final"] or r["gold"] is not None]  # gold items look like open ones
     if not open_:
@@ -56,7 +57,7 @@ def refresh(store: Store, name: str, classifier: active.Predictor | None = None,
     method = cfg.get("order") if cfg.get("order") in active.METHODS else "least_confidence"
     probs = np.array([[p["probs"].get(c, 0.0) for c in task.labels] for p in preds])
     u = active.uncertainty(probs, method, multi)
-    ap.set_predictions(store, name, {r["key"]: ([p], float(s)) for r, p, s in zip(open_, preds, u, strict=True)})
+    ar.set_predictions(store, name, {r["key"]: ([p], float(s)) for r, p, s in zip(open_, preds, u, strict=True)})
     with _lock:
         _refits[(str(store.engine.url), name)] = len(labels)
     return {"suggested": len(preds), "labelled": len(labels), "model": preds[0]["model"], "order": method,
@@ -74,7 +75,7 @@ def maybe_refresh(store: Store, name: str) -> dict | None:
     if task.kind not in ("classification", "multilabel") or not (
             cfg.get("suggest", True) or cfg.get("order") in active.METHODS):
         return None
-    n = sum(1 for r in ap.records(store, name) if r["final"])
+    n = sum(1 for r in ar.records(store, name) if r["final"])
     key = (str(store.engine.url), name)
     with _lock:
         last = _refits.get(key)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lmwright.annotate import formats, labelstudio
 from lmwright.annotate import project as ap
+from lmwright.annotate import review as ar
 from lmwright.annotate.tasks import AnnotationError, Task
 from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.store import Store
@@ -107,7 +108,7 @@ def accept(store: Store, artifacts: ArtifactStore, name: str) -> dict:
     a final label, and documents no longer in that split version, are counted, not lost."""
     t0 = time.time()
     task = ap.task(store, name)
-    recs = ap.records(store, name)
+    recs = ar.records(store, name)
     final = [r for r in recs if r["final"]]
     if not final:
         raise AnnotationError(f"task '{name}' has no final labels yet: answers settle when `overlap` annotators "

@@ -130,9 +130,10 @@ def export(task: TaskArg, dest: Annotated[Path, typer.Argument(help="The file to
     """Write the task's items, answers and final labels in another tool's format."""
     from lmwright.annotate import formats, labelstudio
     from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
 
     ws, store = _open(dir, set_)
-    t, recs = ap.task(store, task), ap.records(store, task)
+    t, recs = ap.task(store, task), ar.records(store, task)
     if format == "labelstudio":
         labelstudio.write_labelstudio(recs, t, dest)
         n = len(recs)
@@ -151,8 +152,9 @@ def export(task: TaskArg, dest: Annotated[Path, typer.Argument(help="The file to
 def _agreement(store, task: str) -> dict:
     from lmwright.annotate import agreement
     from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
 
-    answers, gold = ap.answers_by_item(store, task)
+    answers, gold = ar.answers_by_item(store, task)
     return agreement.report(ap.task(store, task), answers, gold)
 
 
@@ -164,10 +166,11 @@ def status(task: Annotated[str | None, typer.Argument(metavar="[TASK]")] = None,
            set_: SetOpt = None, json_: JsonOpt = False) -> None:
     """Each task's progress: items, answers, final labels, the review queue, and agreement."""
     from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
 
     ws, store = _open(dir, set_)
     names = [task] if task else ap.tasks(store)
-    rows = {n: {**ap.progress(store, n), "agreement": _agreement(store, n)} for n in names}
+    rows = {n: {**ar.progress(store, n), "agreement": _agreement(store, n)} for n in names}
     if json_:
         out.print_json(json.dumps(rows))
         return
@@ -182,10 +185,10 @@ def status(task: Annotated[str | None, typer.Argument(metavar="[TASK]")] = None,
 def agreement_(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
     """Agreement between annotators: Fleiss' kappa, Krippendorff's alpha, Cohen's kappa per pair, each annotator's
     mean kappa and accuracy on gold items."""
-    from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
 
     ws, store = _open(dir, set_)
-    rep = {**_agreement(store, task), "gold_over_time": ap.gold_accuracy(store, task)}
+    rep = {**_agreement(store, task), "gold_over_time": ar.gold_accuracy(store, task)}
     if json_:
         out.print_json(json.dumps(rep))
         return
@@ -252,12 +255,13 @@ def pii(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: Json
     """Score the PII detector (the clean stage's) against a spans task's human-labelled PII: precision, recall, F1."""
     from lmwright.annotate import pii_eval
     from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
 
     ws, store = _open(dir, set_)
     t = ap.task(store, task)
     if t.kind != "spans":
         raise LmwrightError(f"task '{task}' is not a spans task; the PII evaluation needs human-labelled spans")
-    rep = pii_eval.evaluate_pii([r for r in ap.records(store, task) if r["final"]], t,
+    rep = pii_eval.evaluate_pii([r for r in ar.records(store, task) if r["final"]], t,
                                 ip_scope=ws.spec.data.pii.ip_scope)
     if json_:
         out.print_json(json.dumps(rep))

@@ -114,6 +114,7 @@ def _pii_against_humans(ws: Workspace) -> dict:
     phones, addresses...), from their final labels: human-labelled PII as the detector's evaluation set."""
     from lmwright.annotate import pii_eval
     from lmwright.annotate import project as ap
+    from lmwright.annotate import review as ar
     from lmwright.core.store import Store
 
     store, out_ = Store(ws.store_url), {}
@@ -121,7 +122,7 @@ def _pii_against_humans(ws: Workspace) -> dict:
         task = ap.task(store, name)
         if task.kind != "spans" or not any(pii_eval.detector_kind(x) for x in task.labels):
             continue
-        final = [r for r in ap.records(store, name) if r["final"]]
+        final = [r for r in ar.records(store, name) if r["final"]]
         if final:
             out_[name] = pii_eval.evaluate_pii(final, task, ip_scope=ws.spec.data.pii.ip_scope)
     return out_

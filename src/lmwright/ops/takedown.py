@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lmwright.annotate.project import forget_items
+from lmwright.annotate.review import forget_items
 from lmwright.core import registry
 from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.store import Store

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lmwright.annotate import agreement, assist
 from lmwright.annotate import project as ap
+from lmwright.annotate import review as ar
 from lmwright.annotate.tasks import AnnotationError, ConflictError
 from lmwright.serve.state import ApiError
 
@@ -112,7 +113,7 @@ async def list_tasks(request: Request):
             task, cfg, g = ap.task(store, t), ap.config(store, t), ap.guideline(store, t)
             review = role in REVIEW_ROLES or name in (cfg.get("reviewers") or [])
             out.append({"name": t, "kind": task.kind, "labels": list(task.labels), "scale": [task.low, task.high],
-                        "guideline_version": g[0] if g else None, "progress": ap.progress(store, t, name, review),
+                        "guideline_version": g[0] if g else None, "progress": ar.progress(store, t, name, review),
                         "can_review": review})
         return out
     return {"object": "list", "annotator": name, "data": await _call(work)}
@@ -167,9 +168,9 @@ async def agreement_report(request: Request, task: str):
     _reviewer(request, task, await _call(ap.config, store, task))
 
     def work() -> dict:
-        answers, gold = ap.answers_by_item(store, task)
+        answers, gold = ar.answers_by_item(store, task)
         return {"task": task, **agreement.report(ap.task(store, task), answers, gold),
-                "gold_over_time": ap.gold_accuracy(store, task)}
+                "gold_over_time": ar.gold_accuracy(store, task)}
     return await _call(work)
 
 
