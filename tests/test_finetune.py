@@ -291,20 +291,20 @@ def test_a_recipe_setting_reruns_that_recipe_only(tiny_copy):
 
 
 def test_augmentation_adds_noisy_training_copies_and_never_touches_held_out_rows(tmp_path):
-    from lmwright.finetune.recipes import load_rows
+    from lmwright.finetune.recipes import augmented, load_rows
     from lmwright.spec import load_spec
 
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps({"text": f"The module number {i} encodes Python objects as text.",
                                         "label": "ab"[i % 2]}) + "\n" for i in range(40)))
     spec = load_spec(None, [f"finetune.classify.data={data}"])
-    plain = load_rows("classify", spec.finetune.classify, None, 1, tmp_path, None)
+    train, held, acct = load_rows("classify", spec.finetune.classify, None, 1, tmp_path, None)
+    assert augmented("classify", train, spec.finetune.classify.augment, 1, acct) is train  # off by default
     spec.finetune.classify.augment.copies = 2
-    noisy = load_rows("classify", spec.finetune.classify, None, 1, tmp_path, None)
-    assert noisy[1] == plain[1]  # the held-out rows as they were
-    assert noisy[0][:len(plain[0])] == plain[0] and len(noisy[0]) == 3 * len(plain[0])
-    copies = noisy[0][len(plain[0]):]
-    assert sorted(r["label"] for r in copies) == sorted(2 * [r["label"] for r in plain[0]])
-    originals = [r["text"] for r in plain[0] for _ in range(2)]  # each row's two copies follow each other
-    assert sum(c["text"] != o for c, o in zip(copies, originals, strict=True)) > len(copies) // 2
-    assert noisy[2]["augmented"] == len(copies)
+    noisy = augmented("classify", train, spec.finetune.classify.augment, 1, acct)
+    assert noisy[:len(train)] == train and len(noisy) == 3 * len(train) and acct["augmented"] == 2 * len(train)
+    copies = noisy[len(train):]
+    originals = [r for r in train for _ in range(2)]  # each row's two copies follow each other
+    assert [c["label"] for c in copies] == [o["label"] for o in originals]
+    assert sum(c["text"] != o["text"] for c, o in zip(copies, originals, strict=True)) > len(copies) // 2
+    assert load_rows("classify", spec.finetune.classify, None, 1, tmp_path, None)[1] == held  # held out: as it was

@@ -81,17 +81,21 @@ def load_rows(kind: str, recipe, split_dir: Path | None, seed: int, out: Path,
     if not train_rows or not val_rows:
         raise LmwrightError(f"finetune {kind}: {len(train_rows)} training and {len(val_rows)} held-out rows; "
                             "both need at least one (give more data or a val_data file)")
-    n = len(train_rows)
-    train_rows = _augment(kind, train_rows, recipe.augment, seed)
-    return train_rows, val_rows, {**acct, "train": len(train_rows), "val": len(val_rows),
-                                  **({"augmented": len(train_rows) - n} if len(train_rows) > n else {})}
+    return train_rows, val_rows, {**acct, "train": len(train_rows), "val": len(val_rows)}
+
+
+def augmented(kind: str, rows: list, cfg, seed: int, acct: dict) -> list:
+    """The training rows and `cfg.copies` noisy copies of each: a classification row's text, a preference row's
+    prompt, an SFT conversation's user turns (paraphrased as instructions); answers and labels stay as they are.
+    Called by each recipe once its rows are chosen (so the copies never count toward a label's minimum)."""
+    if not cfg.copies:
+        return rows
+    out = _augment(kind, rows, cfg, seed)
+    acct.update(train=len(out), augmented=len(out) - len(rows))
+    return out
 
 
 def _augment(kind: str, rows: list, cfg, seed: int) -> list:
-    """The training rows and `cfg.copies` noisy copies of each: a classification row's text, a preference row's
-    prompt, an SFT conversation's user turns (paraphrased as instructions); answers and labels stay as they are."""
-    if not cfg.copies:
-        return rows
     aug = Augment(cfg.copies, cfg.char_rate, cfg.word_dropout, cfg.word_swap, cfg.word_replace, cfg.paraphrase)
     if kind != "sft":
         return [{k: v for k, v in r.items() if k != "augmented"}
@@ -162,6 +166,7 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
         return [formats.sft_messages(x)[1] for x in pydocs_tasks.instructions(docs)]
 
     train_rows, val_rows, acct = load_rows("sft", r, split_dir, spec.project.seed, out, default)
+    train_rows = augmented("sft", train_rows, r.augment, spec.project.seed, acct)
     model, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
     t_ids, t_lab, _ = pack([encode_conversation(tok, m) for m in train_rows], seq_len, pad, r.packing)
@@ -246,6 +251,7 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
     train_rows = [x for x in train_rows if x["label"] in labels]
     val_rows = [x for x in val_rows if x["label"] in labels]
     acct.update(labels=len(labels), train=len(train_rows), val=len(val_rows))
+    train_rows = augmented("classify", train_rows, r.augment, spec.project.seed, acct)
     lm, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
     model = Classifier(lm, labels, pad)
@@ -321,6 +327,7 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
     seq_len = r.seq_len or ft.seq_len
     train_rows, val_rows, acct = load_rows("preference", r, split_dir, spec.project.seed, out,
                                            pydocs_tasks.preferences)
+    train_rows = augmented("preference", train_rows, r.augment, spec.project.seed, acct)
     model, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
 
