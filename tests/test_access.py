@@ -198,7 +198,7 @@ def test_keys_add_list_and_revoke_with_roles_and_scopes(tiny_copy):
         ("plain", "user", {})]
     assert "operator" in cli("list").stdout and "routes serving,dashboard" in cli("list").stdout
     bad = cli("add", "x", "--role", "root")
-    assert bad.exit_code != 0 and "unknown role 'root'; the roles are user, annotator, operator, admin" in \
+    assert bad.exit_code != 0 and "unknown role 'root'; the roles are user, annotator, reviewer, operator, admin" in \
         str(bad.exception)
     bad = cli("add", "x", "--routes", "serving,admin")
     assert "unknown route group 'admin'; the groups are serving, annotation, dashboard, administration" in \

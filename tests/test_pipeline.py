@@ -292,7 +292,7 @@ def test_a_failing_stage_prints_its_name_cause_and_fix_and_logs_the_traceback(tm
     from tests.conftest import make_project
 
     root = make_project(tmp_path / "p")
-    breaks = "import lmwright.stages.data as s\ns.assign_split = lambda *a: 1 / 0"
+    breaks = "import lmwright.data.split as s\ns.assign_splits = lambda *a: 1 / 0"
     r = _cli_with(breaks, "run", "-C", str(root), "--until", "split")
     assert r.returncode == 2
     assert "stage 'split' failed: ZeroDivisionError: division by zero" in r.stderr

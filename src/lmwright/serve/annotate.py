@@ -124,7 +124,7 @@ async def next_item(request: Request, task: str):
     await _call(assist.maybe_refresh, store, task)  # new labels settled: the suggestions and order follow them
     item = await _call(ap.next_item, store, task, name)
     review = role in REVIEW_ROLES or name in ((await _call(ap.config, store, task)).get("reviewers") or [])
-    return {"item": item, "progress": await _call(ap.progress, store, task, name, review)}
+    return {"item": item, "progress": await _call(ar.progress, store, task, name, review)}
 
 
 async def guidelines(request: Request, task: str):
@@ -147,19 +147,19 @@ async def undo(request: Request, task: str):
 
 
 async def history(request: Request, task: str):
-    return {"object": "list", "data": await _call(ap.history, _store(request), task, _who(request)[0])}
+    return {"object": "list", "data": await _call(ar.history, _store(request), task, _who(request)[0])}
 
 
 async def review_queue(request: Request, task: str):
     store = _store(request)
     _reviewer(request, task, await _call(ap.config, store, task))
-    return {"object": "list", "data": await _call(ap.review_queue, store, task)}
+    return {"object": "list", "data": await _call(ar.review_queue, store, task)}
 
 
 async def adjudicate(request: Request, task: str, item_id: ItemId, body: ReviewBody):
     store = _store(request)
     who = _reviewer(request, task, await _call(ap.config, store, task))
-    return await _call(ap.adjudicate, store, task, item_id, who, body.value, body.revision, note=body.note,
+    return await _call(ar.adjudicate, store, task, item_id, who, body.value, body.revision, note=body.note,
                        guideline_version=body.guideline_version)
 
 
