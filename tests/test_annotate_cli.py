@@ -128,3 +128,24 @@ def test_human_pii_spans_score_the_detector_in_the_data_report(project):
     r = invoke("data", "inspect", "-C", str(project), "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["pii_detector"]["pii"]["exact"]["tp"] == 3
+
+
+def test_the_tool_alone_serves_its_tasks_without_a_model(project):
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "lmwright", "annotate", "serve", "-C", str(project), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        url = re.search(r"(http://\S+)/annotate", line).group(1)
+        assert "tasks: topic, pii" in line
+        tasks = httpx.get(f"{url}/v1/annotate/tasks", timeout=30).json()
+        assert [t["name"] for t in tasks["data"]] == ["topic", "pii"] and tasks["annotator"] == "local"
+        assert "lmwright annotate" in httpx.get(f"{url}/annotate", timeout=30).text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

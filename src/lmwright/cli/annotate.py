@@ -21,7 +21,7 @@ TaskArg = Annotated[str, typer.Argument(metavar="TASK", help="The annotation tas
 
 def register(app: typer.Typer) -> None:
     a = typer.Typer(no_args_is_help=True, help="Annotation tasks: items, guidelines, agreement, review, datasets.")
-    for name, fn in (("sync", sync), ("import", import_), ("export", export), ("status", status),
+    for name, fn in (("sync", sync), ("serve", serve), ("import", import_), ("export", export), ("status", status),
                      ("agreement", agreement_), ("suggest", suggest), ("accept", accept), ("config", config),
                      ("pii", pii)):
         a.command(name)(fn)
@@ -88,6 +88,29 @@ def sync(task: Annotated[str | None, typer.Argument(metavar="[TASK]", help="One 
         gv = f", guidelines v{g['guideline_version']}" if g["guideline_version"] else ", no guidelines"
         err.print(f"{t.name}: {added.get('added', 0)} items added, {added.get('already there', 0)} already there "
                   f"(from {src}){gv}")
+
+
+def serve(dir: DirOpt = Path("."), set_: SetOpt = None,
+          host: Annotated[str | None, typer.Option(help="Address to listen on (serve.host).")] = None,
+          port: Annotated[int | None, typer.Option(help="Port (serve.port; 0 = any free port).")] = None) -> None:
+    """Serve the annotation tool alone (/annotate and /v1/annotate), with no model: for a labelling team before
+    there is a model to serve, or beside a server elsewhere. `lmwright serve` has the same tool beside the models."""
+    import uvicorn
+
+    from lmwright.cli.serve import _bind
+    from lmwright.serve.api import create_app
+    from lmwright.serve.state import ServeConfig
+
+    ws, store = _open(dir, [*(set_ or []), *([f"serve.host={host}"] if host else []),
+                            *([f"serve.port={port}"] if port is not None else [])])
+    s = ws.spec.serve
+    sock = _bind(s.host, s.port)
+    app_ = create_app([], ServeConfig(s, store, ws.sketch_key()))
+    keyed = "API keys required: lmwright keys add NAME --role annotator" if app_.state.keys.enabled else \
+        "no API keys configured: one local user, open to anyone who can reach it"
+    err.print(f"annotation tool on http://{s.host}:{sock.getsockname()[1]}/annotate ({keyed}); "
+              f"tasks: {', '.join(t.name for t in ws.spec.annotate.tasks) or 'none (add annotate.tasks)'}")
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning", proxy_headers=False)).run(sockets=[sock])
 
 
 def import_(task: TaskArg, file: Annotated[Path, typer.Argument(help="Label Studio JSON export, JSONL or CSV.")],
