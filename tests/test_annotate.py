@@ -86,8 +86,12 @@ def test_undo_reopens_only_what_the_undone_answer_settled_and_gold_answers_stay(
     ap.sync_task(store, "chap", "classification", {"labels": LABELS, "overlap": 1, "gold_every": 2}, None)
     it, _ = _answer(store, "ann", "json")
     ap.comment(store, "chap", it["id"], "mal", "is this right?")  # another key's comment on a settled item
-    assert ap.undo(store, "chap", "mal")["key"] == it["key"]  # takes back mal's comment, not ann's answer
+    assert ap.undo(store, "chap", "mal") is None  # a comment is not an answer to take back: nothing to undo
     assert next(r for r in ar.records(store, "chap") if r["key"] == it["key"])["final"]["by"] == "ann"
+    ap.comment(store, "chap", it["id"], "ann", "json, surely")
+    back = ap.undo(store, "chap", "ann")  # ann's answer goes back; her comment on the item stays
+    assert back["key"] == it["key"] and back["answer"] is None and back["comment"] == "json, surely"
+    ap.submit(store, "chap", it["id"], "ann", {"label": "json"}, revision=back["answer_revision"])
     g, _ = _answer(store, "ann", "text")  # the second item is the gold check, answered wrongly
     assert g["key"] == "g0" and all(h["final"] is None for h in ar.history(store, "chap", "ann") if h["key"] == "g0")
     with pytest.raises(ConflictError, match="spot check"):

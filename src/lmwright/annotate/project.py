@@ -19,7 +19,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lmwright.annotate.tasks import AnnotationError, ConflictError, Task, category, check_item, check_value
@@ -364,6 +364,8 @@ def _stale(item_id: int, annotator: str, have: int, made_from: int) -> ConflictE
 
 
 def check_comment(text: str) -> str:
+    if not text.strip():
+        raise AnnotationError("field 'comment': a comment has some text")
     if len(text) > 4000:
         raise AnnotationError("field 'comment': at most 4,000 characters")
     try:
@@ -400,8 +402,9 @@ def undo(store: Store, name: str, annotator: str) -> dict | None:
     t = task(store, name)
     with store.session() as s, s.begin():
         row = _task_row(s, name)
-        last = s.scalars(select(Annotation).join(AnnotationItem)
-                         .where(AnnotationItem.task_id == row.id, Annotation.annotator == annotator)
+        last = s.scalars(select(Annotation).join(AnnotationItem)  # answers and skips; a comment alone is neither
+                         .where(AnnotationItem.task_id == row.id, Annotation.annotator == annotator,
+                                or_(Annotation.value.is_not(None), Annotation.comment.is_(None)))
                          .order_by(Annotation.updated_at.desc(), Annotation.id.desc()).limit(1)).first()
         if last is None:
             return None
@@ -412,7 +415,10 @@ def undo(store: Store, name: str, annotator: str) -> dict | None:
             raise ConflictError(f"item {it.id} was decided by {it.final.get('by')}; an answer to it cannot be undone")
         if it.gold is not None and last.value is not None:
             raise ConflictError(f"item {it.id}: this answer is recorded for a spot check and cannot be undone")
-        s.execute(delete(Annotation).where(Annotation.id == last.id))
+        if last.comment and last.value is not None:  # the answer goes, the comment on the item stays
+            last.value, last.revision, last.updated_at = None, last.revision + 1, utcnow()
+        else:
+            s.execute(delete(Annotation).where(Annotation.id == last.id))
         s.flush()
         if last.value is not None and it.final and annotator in it.final.get("by", "").split("+"):
             it.final = None  # it settled on this answer: decide again from the answers left

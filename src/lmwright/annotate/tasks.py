@@ -116,6 +116,9 @@ def check_value(task: Task, value: Any, data: dict | None = None, where: str = "
                 raise AnnotationError(f"{at}field 'spans[{i}].label': {s.get('label')!r} is not in the label set "
                                       f"({allowed})")
             out.append({"start": s["start"], "end": s["end"], "label": s["label"]})
+        keys = [(s["start"], s["end"], s["label"]) for s in out]
+        if len(set(keys)) != len(keys):
+            raise AnnotationError(f"{at}field 'spans': the same span is given twice ({sorted(keys)})")
         return {"spans": sorted(out, key=lambda s: (s["start"], s["end"], s["label"]))}
     if k == "preference":
         if value.get("choice") not in CHOICES:

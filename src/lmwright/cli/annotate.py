@@ -75,7 +75,9 @@ def sync(task: Annotated[str | None, typer.Argument(metavar="[TASK]", help="One 
             text = path.read_text(encoding="utf-8")
         g = ap.sync_task(store, t.name, t.kind, _config(t), text)
         items, src = t.items, t.items.from_
-        if src == "split":
+        if src == "none":
+            recs = []
+        elif src == "split":
             splits = splits or _split(ws)
             recs = dataset.items_from_split(splits[0] / f"{items.split}.parquet", items.split, t.kind, items.limit,
                                             items.max_chars, splits[1])
@@ -86,8 +88,9 @@ def sync(task: Annotated[str | None, typer.Argument(metavar="[TASK]", help="One 
                                            items.id_field, items.label_field, items.limit)
         added = ap.add_items(store, t.name, recs)
         gv = f", guidelines v{g['guideline_version']}" if g["guideline_version"] else ", no guidelines"
+        where = "items.from: none; add items with `lmwright annotate import`" if src == "none" else f"from {src}"
         err.print(f"{t.name}: {added.get('added', 0)} items added, {added.get('already there', 0)} already there "
-                  f"(from {src}){gv}")
+                  f"({where}){gv}")
 
 
 def serve(dir: DirOpt = Path("."), set_: SetOpt = None,
@@ -165,8 +168,7 @@ def export(task: TaskArg, dest: Annotated[Path, typer.Argument(help="The file to
         formats.write_jsonl(rows, dest)
         n = len(rows)
     elif format == "parquet":
-        formats.write_parquet(recs, t, dest)
-        n = len(recs)
+        n = formats.write_parquet(recs, t, dest)["written"]  # one row per item with a final label
     else:
         raise LmwrightError(f"--format {format!r}: labelstudio, finetune or parquet")
     err.print(f"{task}: {n} rows written to {dest} ({format})")
@@ -289,4 +291,16 @@ def pii(task: TaskArg, dir: DirOpt = Path("."), set_: SetOpt = None, json_: Json
     if json_:
         out.print_json(json.dumps(rep))
         return
-    out.print(json.dumps(rep, indent=1))
+    out.print(f"PII detector against the human spans of '{task}': {rep['items']} items, {rep['human_spans']} "
+              f"human and {rep['detected_spans']} detected spans")
+    tbl = Table("kind", "human", "detected", "precision", "recall", "F1 (exact)", "F1 (overlapping)")
+    for kind, c in {"all": {"human": rep["human_spans"], "detected": rep["detected_spans"], "exact": rep["exact"],
+                            "overlap": rep["overlap"]}, **rep["per_kind"]}.items():
+        e = c["exact"]
+        tbl.add_row(kind, str(c["human"]), str(c["detected"]), _f(e["precision"]), _f(e["recall"]), _f(e["f1"]),
+                    _f(c["overlap"]["f1"]))
+    out.print(tbl)
+    for m in rep["misses"][:5]:
+        out.print(f"  missed {m['kind']}: {m['text']!r} (item {m['key']})", markup=False)
+    for m in rep["false_alarms"][:5]:
+        out.print(f"  false alarm {m['kind']}: {m['text']!r} (item {m['key']})", markup=False)

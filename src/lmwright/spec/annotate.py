@@ -13,10 +13,11 @@ KINDS = ("classification", "multilabel", "spans", "preference", "text", "rating"
 
 
 class ItemsSpec(Section):
-    """Where a task's items come from: a split of the project's documents, a file (JSONL, CSV, Label Studio JSON),
-    or the served request log (prompts kept with `serve.log_prompts`)."""
+    """Where a task's items come from: nowhere but `lmwright annotate import` (none, the default), a split of the
+    project's documents, a file (JSONL, CSV, Label Studio JSON), or the served request log (prompts kept with
+    `serve.log_prompts`)."""
 
-    from_: Literal["split", "file", "requests"] = Field("split", alias="from")
+    from_: Literal["none", "split", "file", "requests"] = Field("none", alias="from")
     split: Literal["train", "val"] = "train"  # never test: the test split is read by the final evaluation only
     path: str | None = None  # from: file (relative to the project)
     text_field: str = "text"
@@ -70,6 +71,15 @@ class AnnotateSpec(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"annotation task names must be unique (got {names})")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_once(cls, data):
+        for t in (data or {}).get("tasks") or [] if isinstance(data, dict) else []:
+            labels = t.get("labels") if isinstance(t, dict) else None
+            if isinstance(labels, list) and len(set(map(str, labels))) != len(labels):
+                raise ValueError(f"task '{t.get('name')}': labels repeat: {labels}")
+        return data
 
     def task(self, name: str) -> TaskSpec:
         for t in self.tasks:

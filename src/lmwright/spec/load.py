@@ -105,7 +105,7 @@ def _allowed_fields(loc: tuple[str, ...]) -> list[str]:
         if not candidates:
             return []
         model = candidates[0]
-    return list(model.model_fields)
+    return [f.alias or name for name, f in model.model_fields.items()]  # as the file spells them (`from`)
 
 
 def _line_index(text: str) -> dict[tuple, int]:
