@@ -75,7 +75,7 @@ def maybe_refresh(store: Store, name: str) -> dict | None:
     if task.kind not in ("classification", "multilabel") or not (
             cfg.get("suggest", True) or cfg.get("order") in active.METHODS):
         return None
-    n = sum(1 for r in ar.records(store, name) if r["final"])
+    n = ar.progress(store, name, review=False)["final"]  # in SQL: this runs on every request for an item
     key = (str(store.engine.url), name)
     with _lock:
         last = _refits.get(key)

@@ -20,13 +20,13 @@ from pathlib import Path
 from lmwright.annotate import formats, labelstudio
 from lmwright.annotate import project as ap
 from lmwright.annotate import review as ar
-from lmwright.annotate.tasks import AnnotationError, Task
+from lmwright.annotate.tasks import AnnotationError
 from lmwright.core.artifacts import ArtifactStore
 from lmwright.core.store import Store
 from lmwright.data.document import doc_json, read_docs, write_docs
 
 
-def label_value(task: Task, value: dict):
+def label_value(value: dict):
     """An answer as a document label: the label, the rating, the choice, the text; the label list of a multilabel
     task and the spans of a spans task as they are."""
     for k in ("label", "rating", "choice", "text", "labels", "spans"):
@@ -89,16 +89,18 @@ def items_from_requests(store: Store, kind: str, limit: int, max_chars: int) -> 
     return _sample(out, limit)
 
 
-def items_from_file(path: Path, task, text_field: str, id_field: str | None, label_field: str | None,
-                    limit: int) -> list[dict]:
-    """Item records from a JSONL, CSV or Label Studio JSON file (labels in it become gold answers)."""
+def items_from_file(path: Path, task, text_field: str = "text", id_field: str | None = None,
+                    label_field: str | None = None, limit: int | None = None, as_: str = "gold",
+                    annotator: str | None = None) -> list[dict]:
+    """Item records from a Label Studio JSON export (with its answers, predictions and gold), or a JSONL or CSV file
+    whose label column, if any, holds gold answers (`as_="gold"`) or `annotator`'s answers (`as_="annotation"`)."""
     if not path.is_file():
-        raise AnnotationError(f"{path}: no such file (annotate task '{task.name}', items.path)")
+        raise AnnotationError(f"{path}: no such file (annotate task '{task.name}')")
     if path.suffix == ".json":
         recs = labelstudio.read_labelstudio(path, task)
     else:
         recs = formats.read_rows(path, task, text_field=text_field, label_field=label_field, id_field=id_field,
-                                 as_="gold" if label_field else None)
+                                 as_=as_ if label_field else None, annotator=annotator)
     return recs[:limit]
 
 
@@ -130,7 +132,7 @@ def accept(store: Store, artifacts: ArtifactStore, name: str) -> dict:
         docs += [d for d in read_docs(path) if d["id"] in keys]
     if docs:  # the task's label joins those the document already carries (a source's, another task's)
         write_docs(staging / "docs.parquet", docs,
-                   {"labels": [json.dumps(doc_json(d, "labels") | {name: label_value(task, labelled[d["id"]])})
+                   {"labels": [json.dumps(doc_json(d, "labels") | {name: label_value(labelled[d["id"]])})
                                for d in docs]})
     docs_n = len(docs)
     digest = artifacts.commit(staging)

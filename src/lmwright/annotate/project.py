@@ -254,7 +254,7 @@ def next_item(store: Store, name: str, annotator: str) -> dict | None:
                              .order_by(AnnotationItem.id)).all()
             pick = next((g for g in gold if g.id not in mine), None)
             if pick is not None:
-                return _view(s, row, pick, annotator)
+                return _view(s, pick, annotator)
         counts = dict(s.execute(select(Annotation.item_id, func.count()).join(AnnotationItem)
                                 .where(AnnotationItem.task_id == row.id, Annotation.value.is_not(None))
                                 .group_by(Annotation.item_id)).all())
@@ -266,11 +266,11 @@ def next_item(store: Store, name: str, annotator: str) -> dict | None:
         for it in sorted((i for i in candidates if i.id not in mine), key=lambda i: _order_key(order, i)):
             if counts.get(it.id, 0) + _leased(store, it.id, annotator) < overlap:
                 _lease(store, it.id, annotator)
-                return _view(s, row, it, annotator)
+                return _view(s, it, annotator)
         return None
 
 
-def _view(s, row: AnnotationTask, item: AnnotationItem, annotator: str | None) -> dict:
+def _view(s, item: AnnotationItem, annotator: str | None) -> dict:
     """An item as the tool shows an annotator: data, suggestion, their own answer and its revision (for edits). A
     gold item is not marked as one, nor is where it came from shown (a spot check the annotator can spot is no
     check), and others' answers are not shown."""
@@ -284,7 +284,7 @@ def _view(s, row: AnnotationTask, item: AnnotationItem, annotator: str | None) -
 
 def item(store: Store, name: str, item_id: int, annotator: str | None = None) -> dict:
     with store.session() as s:
-        return _view(s, _task_row(s, name), _item_row(s, name, item_id), annotator)
+        return _view(s, _item_row(s, name, item_id), annotator)
 
 
 def _item_row(s, name: str, item_id: int) -> AnnotationItem:

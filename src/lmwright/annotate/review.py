@@ -34,7 +34,7 @@ def review_queue(store: Store, name: str) -> list[dict]:
             commented = any(a.comment for a, _ in rows)
             decided = bool(it.final) and it.final.get("how") in SETTLED_BY_REVIEW
             if not decided and ((it.final is None and len(cats) > 1) or commented):
-                out.append({**_view(s, row, it, None), "source": it.source, "final": it.final, "answers": [
+                out.append({**_view(s, it, None), "source": it.source, "final": it.final, "answers": [
                     {"annotator": a.annotator, "value": a.value, "comment": a.comment,
                      "guideline_version": a.guideline_version, "at": a.updated_at.isoformat()} for a, _ in rows],
                     "reason": "disagreement" if len(cats) > 1 else "comment"})

@@ -128,23 +128,17 @@ def import_(task: TaskArg, file: Annotated[Path, typer.Argument(help="Label Stud
             dir: DirOpt = Path("."), set_: SetOpt = None) -> None:
     """Add items (and their answers, predictions and gold labels) from a file. Every record is checked before any
     is stored: a bad one names the file, task or line, and field."""
-    from lmwright.annotate import formats, labelstudio
+    from lmwright.annotate import dataset
     from lmwright.annotate import project as ap
 
     ws, store = _open(dir, set_)
     t = ap.task(store, task)
-    if not file.is_file():
-        raise LmwrightError(f"{file}: no such file")
-    if file.suffix == ".json":
-        recs = labelstudio.read_labelstudio(file, t)
-    else:
-        if as_ not in ("gold", "answers"):
-            raise LmwrightError(f"--as {as_!r}: gold or answers")
-        if as_ == "answers" and label_field and not annotator:
-            raise LmwrightError("--as answers needs --annotator NAME: whose answers the label column holds")
-        recs = formats.read_rows(file, t, text_field=text_field, label_field=label_field, id_field=id_field,
-                                 as_=("gold" if as_ == "gold" else "annotation") if label_field else None,
-                                 annotator=annotator)
+    if as_ not in ("gold", "answers"):
+        raise LmwrightError(f"--as {as_!r}: gold or answers")
+    if as_ == "answers" and label_field and not annotator and file.suffix != ".json":
+        raise LmwrightError("--as answers needs --annotator NAME: whose answers the label column holds")
+    recs = dataset.items_from_file(file, t, text_field, id_field, label_field,
+                                   as_="gold" if as_ == "gold" else "annotation", annotator=annotator)
     added = ap.add_items(store, task, recs)
     err.print(f"{task}: {len(recs)} records read from {file}: " + ", ".join(f"{n} {k}" for k, n in added.items()))
 
