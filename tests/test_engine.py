@@ -110,3 +110,112 @@ def test_stop_sequences_streaming_and_cancel(model_tok):
     assert eng.n_waiting == 0 and queued.finish_reason == "abort" and ended == [True] and not queued.output_ids
     with pytest.raises(ValueError, match="context"):
         eng.submit(list(range(10)) * 10, SamplingParams())
+
+
+# -- speculative decoding (model/speculate.py) ------------------------------------------------------------------
+
+def test_prompt_lookup_takes_the_latest_longest_match():
+    from lmwright.model.speculate import lookup
+
+    seq = [1, 2, 3, 9, 1, 2, 3, 4, 5, 7, 2, 3]
+    assert lookup(seq, 3, 3, 1) == [4, 5, 7]  # "2 3" last seen before 4 5 7 (nearer than before 9)
+    assert lookup(seq, 1, 3, 1) == [4]
+    assert lookup([5, 6, 7], 3, 3, 1) == []  # nothing repeats
+    assert lookup(seq, 0, 3, 1) == []
+
+
+def _drafters(model, tok, other):
+    from lmwright.model.speculate import DraftModel, PromptLookup
+
+    return {"prompt lookup": PromptLookup(num_tokens=4),
+            "itself as draft": DraftModel(Engine(model, tok, max_batch=8), num_tokens=3),  # every guess kept
+            "another model": DraftModel(Engine(other, tok, max_batch=8), num_tokens=4)}
+
+
+@pytest.fixture(scope="module")
+def other_model(two_versions):
+    from lmwright.core.models import resolve_model
+    from lmwright.core.workspace import Workspace
+
+    path, _, _ = resolve_model(Workspace.open(two_versions), "tiny@2")
+    return lmwright.load_model(path)
+
+
+def test_speculative_greedy_equals_transformers_alone_and_under_continuous_batching(model_tok, hf_greedy,
+                                                                                   other_model):
+    model, tok = model_tok
+    params = SamplingParams(max_tokens=24, temperature=0, ignore_eos=True)
+    for name, drafter in _drafters(model, tok, other_model).items():
+        for p in PROMPTS[:2]:  # alone
+            eng = Engine(model, tok, max_batch=8, drafter=drafter)
+            (req,) = eng.generate([tok.encode(p).ids], params)
+            assert req.output_ids == hf_greedy[p], (name, p)
+        eng = Engine(model, tok, max_batch=2, drafter=drafter)  # more requests than slots: they join and leave
+        short = SamplingParams(max_tokens=5, temperature=0, ignore_eos=True)
+        reqs = [eng.submit(tok.encode(p).ids, short if i == 1 else params) for i, p in enumerate(PROMPTS)]
+        eng.run_until_done()
+        assert [r.output_ids for r in reqs] == [hf_greedy[p][:len(r.output_ids)] for p, r in zip(PROMPTS, reqs, strict=True)]
+        assert [len(r.output_ids) for r in reqs] == [24, 5, 24, 24, 24], name
+        stats = eng.spec_stats
+        assert stats.accepted > 0 and stats.tokens_per_step > 1, (name, stats)
+        assert sum(r.accepted for r in reqs) == stats.accepted
+        if name == "itself as draft":
+            assert stats.acceptance_rate == 1.0
+
+
+def test_speculative_sampling_keeps_the_models_distribution(model_tok):
+    """The accept/reject rule: each token is distributed as the model's (after temperature and top-k) whatever the
+    guess; checked exactly on a fixed distribution, then end to end against the model's own sequence
+    probabilities (top-k 2, three tokens: eight sequences)."""
+    import itertools
+
+    from lmwright.model.speculate import PromptLookup, resample
+
+    p = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05])
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(5)
+    for _ in range(20000):
+        token = 2 if float(torch.rand(1, generator=g)) < p[2] else resample(p, 2, g)
+        counts[token] += 1
+    assert torch.allclose(counts / 20000, p, atol=0.012)
+
+    model, tok = model_tok
+    prompt = tok.encode("The json module").ids
+
+    def probs(seq):
+        with torch.no_grad():
+            logits = model(torch.tensor([seq]))[0, -1] / 0.9
+        kth = torch.topk(logits, 2).values[-1]
+        return torch.softmax(logits.masked_fill(logits < kth, float("-inf")), -1)
+
+    exact = {}
+    for a in torch.topk(probs(prompt), 2).indices.tolist():
+        for b in torch.topk(probs(prompt + [a]), 2).indices.tolist():
+            pb = probs(prompt + [a, b])
+            for c in torch.topk(pb, 2).indices.tolist():
+                exact[(a, b, c)] = float(probs(prompt)[a] * probs(prompt + [a])[b] * pb[c])
+
+    class Always:  # guesses the same two tokens every time: often wrong, so the rule's both branches run
+        num_tokens = 2
+
+        def admit(self, engine, req):
+            pass
+
+        def propose(self, engine, rows):
+            return [list(next(iter(exact)))[1:1 + k] for _, k in rows]
+
+        def release(self, slot):
+            pass
+
+    n = 600
+    for drafter in (Always(), PromptLookup(num_tokens=2)):
+        eng = Engine(model, tok, max_batch=16, drafter=drafter)
+        reqs = [eng.submit(prompt, SamplingParams(max_tokens=3, temperature=0.9, top_k=2, seed=s, ignore_eos=True))
+                for s in range(n)]
+        eng.run_until_done()
+        seen = {k: 0 for k in exact}
+        for r in reqs:
+            seen[tuple(r.output_ids)] += 1
+        tv = 0.5 * sum(abs(seen[k] / n - exact[k]) for k in itertools.chain(exact))
+        assert tv < 0.08, (type(drafter).__name__, tv)
+        assert isinstance(drafter, PromptLookup) or eng.spec_stats.drafted > 0

@@ -15,6 +15,7 @@ import pytest
 
 from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
 from lmwright.ops.deploy import build_app
 from lmwright.serve.auth import hash_key
 from tests.conftest import live
@@ -165,6 +166,48 @@ def test_metrics_request_log_feedback_and_safety(served):
     assert fb.request_id == r.id and fb.rating == 1
     assert _error(httpx.post(f"{url}/v1/feedback", json={"id": "chatcmpl-nope", "rating": 1}), 404)
     assert _error(httpx.post(f"{url}/v1/feedback", json={"id": r.id, "rating": 9}), 400)["param"] == "rating"
+
+
+def test_speculative_decoding_through_the_server_gives_the_same_answers_and_counts_its_guesses(tiny_copy):
+    """serve.speculative: prompt lookup, and the base model as the assistant's draft (same tokenizer); greedy
+    answers equal the plain server's, streamed or not, and /metrics has the guesses made and kept."""
+    prompts = ["The json module", "Return a new list of the json module"]
+    ws = Workspace.open(tiny_copy)
+    with live(build_app(ws)) as url:
+        plain = [client(url).completions.create(model=m, prompt=p, max_tokens=12, temperature=0).choices[0].text
+                 for m in ("tiny", "tiny-assistant") for p in prompts]
+    for sets in (["serve.speculative.method=prompt_lookup"],
+                 ["serve.speculative.method=draft", "serve.speculative.draft_model=tiny@champion"]):
+        ws = Workspace.open(tiny_copy, sets)
+        with live(build_app(ws)) as url:
+            c = client(url)
+            ours = [c.completions.create(model=m, prompt=p, max_tokens=12, temperature=0).choices[0].text
+                    for m in ("tiny", "tiny-assistant") for p in prompts]
+            streamed = "".join(ch.choices[0].text for ch in c.completions.create(
+                model="tiny", prompt=prompts[1], max_tokens=12, temperature=0, stream=True) if ch.choices)
+            text = httpx.get(f"{url}/metrics").text
+        assert ours == plain and streamed == plain[1], sets
+        drafted = sum(float(line.split()[-1]) for line in text.splitlines()
+                      if line.startswith("lmwright_spec_decode_draft_tokens_total{"))
+        accepted = sum(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith("lmwright_spec_decode_accepted_tokens_total{"))
+        assert drafted > 0 and 0 < accepted <= drafted, (sets, drafted, accepted)
+
+
+def test_a_draft_model_with_another_tokenizer_is_refused_by_name(tiny_copy, tmp_path):
+    from lmwright.model.config import ModelConfig
+    from lmwright.model.hf import save_hf
+    from lmwright.model.llama import LlamaLM
+    from lmwright.tokenizer import save_tokenizer, train_tokenizer
+
+    tok = train_tokenizer(["other words entirely"] * 20, 300, 1)
+    save_tokenizer(tok, tmp_path / "tok")
+    m = LlamaLM(ModelConfig(vocab_size=tok.get_vocab_size(), n_layers=1, d_model=16, n_heads=2, n_kv_heads=1,
+                            ffn_dim=32, max_seq_len=16))
+    save_hf(m, tmp_path / "tok", tmp_path / "other", {"bos": 0, "eos": 1, "pad": 2})
+    ws = Workspace.open(tiny_copy, ["serve.speculative.method=draft", f"serve.speculative.draft_model={tmp_path / 'other'}"])
+    with pytest.raises(LmwrightError, match="draft_model .* tokenizer is not the served model's"):
+        build_app(ws)
 
 
 def test_blocklist_refuse_policy(tiny_copy):

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lmwright.model.llama import LlamaLM
+from lmwright.model.speculate import SpecStats, speculative_step
 from lmwright.tokenizer import EOS
 
 
@@ -66,6 +67,9 @@ class Request:
     # the path to the first token), then its NLL under the model (a drift feature for monitoring)
     prompt_hidden: torch.Tensor | None = None
     prompt_nats: float | None = None
+    checks: int = 0  # speculative decoding: passes that checked guesses for this request, tokens guessed, kept
+    drafted: int = 0
+    accepted: int = 0
 
     @property
     def finished(self) -> bool:
@@ -117,8 +121,10 @@ class Engine:
     """`submit()` from any thread; `step()` (or `run_forever()` in one background thread) does the work."""
 
     def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None,
-                 compile: bool = False, score_prompts: bool = False):
+                 compile: bool = False, score_prompts: bool = False, drafter=None):
+        """`drafter`: a speculative decoding drafter (model/speculate.py), or None to decode one token a step."""
         self.model = model.eval()
+        self.drafter, self.spec_stats = drafter, SpecStats()
         self.score_prompts = score_prompts
         self.tok = tokenizer
         self.cfg = cfg = model.cfg
@@ -250,6 +256,48 @@ class Engine:
             new_v.append(v)
         return m.lm_head(m.model.norm(x)), torch.stack(new_k), torch.stack(new_v)
 
+    def _extend_core(self, tokens: torch.Tensor, pos: torch.Tensor, start: torch.Tensor, k_cache: torch.Tensor,
+                     v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Several new tokens per row at once: tokens and pos (n, s), each row's cached keys 0..start-1 in
+        k_cache, v_cache (layers, n, kv, span, hd). Each new token attends to its row's cache and to the new tokens
+        up to itself. Returns (logits (n, s, V), new keys and values (layers, n, kv, s, hd))."""
+        m, (n, s) = self.model, tokens.shape
+        x = m.model.embed_tokens(tokens.flatten())  # (n*s, d)
+        freqs = self.freqs[pos.flatten()][:, None]
+        span = k_cache.shape[3]
+        cached = (torch.arange(span, device=x.device)[None, :] < start[:, None])[:, None].expand(n, s, span)
+        causal = torch.ones(s, s, dtype=torch.bool, device=x.device).tril()[None].expand(n, s, s)
+        mask = torch.cat([cached, causal], -1)[:, None]  # (n, 1, s, span + s)
+        new_k, new_v = [], []
+        for li, layer in enumerate(self.layers):
+            q, k, v = (t.view(n, s, -1, layer.hd).transpose(1, 2) for t in layer.qkv(x, freqs, self._rope))
+            y = F.scaled_dot_product_attention(q, torch.cat([k_cache[li], k], 2), torch.cat([v_cache[li], v], 2),
+                                               attn_mask=mask, enable_gqa=layer.gqa)  # (n, heads, s, hd)
+            x = layer.rest(x, y.transpose(1, 2).reshape(n * s, -1))
+            new_k.append(k)
+            new_v.append(v)
+        return m.lm_head(m.model.norm(x)).view(n, s, -1), torch.stack(new_k), torch.stack(new_v)
+
+    @torch.no_grad()
+    def extend(self, rows: list[tuple[int, int, list[int]]]) -> list[torch.Tensor]:
+        """Feed rows of (slot, start position, tokens) into their slots' caches in one pass (rows may differ in
+        length: shorter ones are padded, and padding is neither written nor returned); the logits after each
+        token, a (len(tokens), V) tensor per row. Speculative decoding checks a draft this way, and a draft model
+        catches up on the tokens it has not seen."""
+        n, s = len(rows), max(len(t) for _, _, t in rows)
+        tokens = torch.zeros(n, s, dtype=torch.long)
+        for i, (_, _, t) in enumerate(rows):
+            tokens[i, :len(t)] = torch.tensor(t)
+        start = torch.tensor([st for _, st, _ in rows])
+        pos = (start[:, None] + torch.arange(s)).clamp(max=self.max_len - 1)  # padding: any valid position
+        slots, span = torch.tensor([sl for sl, _, _ in rows]), int(start.max())
+        logits, new_k, new_v = self._extend_core(tokens.to(self.device), pos.to(self.device), start.to(self.device),
+                                                 self.k_cache[:, slots, :, :span], self.v_cache[:, slots, :, :span])
+        for i, (slot, st, t) in enumerate(rows):
+            self.k_cache[:, slot, :, st: st + len(t)] = new_k[:, i, :, :len(t)]
+            self.v_cache[:, slot, :, st: st + len(t)] = new_v[:, i, :, :len(t)]
+        return [logits[i, :len(t)] for i, (_, _, t) in enumerate(rows)]
+
     @torch.no_grad()
     def _decode(self, rows: list[Request]) -> torch.Tensor:
         """One token for each request in `rows`; their logits, in order.
@@ -299,6 +347,12 @@ class Engine:
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def _sample(self, req: Request, logits: torch.Tensor) -> int:
+        probs = self.distribution(req, logits)
+        return probs if isinstance(probs, int) else int(torch.multinomial(probs, 1, generator=req.generator))
+
+    def distribution(self, req: Request, logits: torch.Tensor) -> torch.Tensor | int:
+        """What `req`'s next token is drawn from, given its settings and its tokens so far: the probabilities, or
+        the token itself when decoding is greedy (or the numbers overflowed)."""
         p = req.params
         logits = logits.float()
         if p.repetition_penalty != 1.0:
@@ -320,7 +374,7 @@ class Engine:
         probs = torch.softmax(logits, -1)
         if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
             return int(logits.argmax())
-        return int(torch.multinomial(probs, 1, generator=req.generator))
+        return probs
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _emit(self, req: Request, tok_id: int | None) -> None:
@@ -370,10 +424,12 @@ class Engine:
                 continue
             logits = self._prefill(req.prompt_ids, req.slot, req)
             self.lengths[req.slot] = len(req.prompt_ids)
+            if self.drafter is not None:
+                self.drafter.admit(self, req)
             self.running[req.slot] = req
             self._after_token(req, self._sample(req, logits[0]))
         active = [r for r in self.running.values() if not r.finished and r not in admitted]
-        if active:
+        if active and not (self.drafter is not None and speculative_step(self, active)):
             logits = self._decode(active)
             greedy = [r.params.temperature <= 0 and r.params.repetition_penalty == 1.0 for r in active]
             best = logits.argmax(-1).tolist() if any(greedy) else []  # one op for every greedy row
@@ -392,6 +448,8 @@ class Engine:
             self._emit(req, tok_id)
 
     def _finish(self, req: Request) -> None:
+        if self.drafter is not None:
+            self.drafter.release(req.slot)
         if req.finish_reason is None:
             req.finish_reason = "abort"
             req.on_event(req, "", True)

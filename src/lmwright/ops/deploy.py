@@ -116,9 +116,30 @@ def open_engine(ws: Workspace):
 
         path, _, _ = resolve_model(ws, t.ref if t.version is None else f"{t.name}@{t.version}")
         s = ws.spec.serve
-        return Engine(load_hf(path), load_tokenizer(path), max_batch=s.max_batch, compile=s.compile,
-                      score_prompts=s.features)
+        tok = load_tokenizer(path)
+        return Engine(load_hf(path), tok, max_batch=s.max_batch, compile=s.compile, score_prompts=s.features,
+                      drafter=make_drafter(ws, tok))
     return load
+
+
+def make_drafter(ws: Workspace, tokenizer):
+    """The drafter `serve.speculative` asks for, or None."""
+    from lmwright.core.models import resolve_model
+    from lmwright.model.engine import Engine
+    from lmwright.model.hf import load_hf
+    from lmwright.model.speculate import DraftModel, PromptLookup
+    from lmwright.tokenizer import load_tokenizer
+
+    s = ws.spec.serve
+    sp = s.speculative
+    if sp.method == "prompt_lookup":
+        return PromptLookup(sp.num_tokens, sp.max_ngram, sp.min_ngram)
+    if sp.method == "draft":
+        path, _, _ = resolve_model(ws, sp.draft_model)
+        draft_tok = load_tokenizer(path)
+        DraftModel.check_compatible(tokenizer, draft_tok, sp.draft_model)
+        return DraftModel(Engine(load_hf(path), draft_tok, max_batch=s.max_batch), sp.num_tokens)
+    return None
 
 
 def live_plan(ws: Workspace, ref: str | None = None, overrides: list[str] | tuple[str, ...] = ()):

@@ -49,6 +49,14 @@ class ServeMetrics:
                               ["deployment", "model_name", "version"], registry=r)
         self.deprecated = Counter("lmwright_deprecated_requests", "Requests that reached a version being retired.",
                                   labels, registry=r)
+        # speculative decoding (serve.speculative): acceptance rate = accepted / draft tokens; tokens per check =
+        # generation tokens of speculating requests / checks
+        self.spec_checks = Counter("lmwright_spec_decode_checks", "Passes that checked a request's guesses.", labels,
+                                   registry=r)
+        self.spec_draft = Counter("lmwright_spec_decode_draft_tokens", "Tokens guessed by the drafter.", labels,
+                                  registry=r)
+        self.spec_accepted = Counter("lmwright_spec_decode_accepted_tokens", "Guessed tokens the model kept.",
+                                     labels, registry=r)
         self.shadow = Counter("lmwright_shadow_requests", "Mirrored requests by outcome (done, skipped, failed).",
                               [*labels, "outcome"], registry=r)
 
@@ -65,3 +73,7 @@ class ServeMetrics:
         for a, b in zip(req.token_times, req.token_times[1:], strict=False):
             self.itl.labels(*m).observe(b - a)
         self.success.labels(*m, reason or "abort").inc()
+        if req.checks:
+            self.spec_checks.labels(*m).inc(req.checks)
+            self.spec_draft.labels(*m).inc(req.drafted)
+            self.spec_accepted.labels(*m).inc(req.accepted)

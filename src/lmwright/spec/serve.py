@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lmwright.spec.base import Section
 
@@ -12,6 +12,26 @@ from lmwright.spec.base import Section
 class SafetySpec(Section):
     redact_pii: bool = True  # PII in prompts and outputs replaced by typed placeholders (data/filters/pii.py)
     blocklist: Literal["flag", "refuse", "off"] = "flag"  # blocklisted words: record the flag, or refuse (400)
+
+
+class SpeculativeSpec(Section):
+    """Speculative decoding (model/speculate.py): guesses checked by the model, several tokens per step when they
+    hold; the output is the model's own either way (greedy: the same tokens; sampling: the same distribution)."""
+
+    method: Literal["none", "prompt_lookup", "draft"] = "none"
+    num_tokens: int = Field(4, ge=1, le=16)  # guesses per step
+    max_ngram: int = Field(3, ge=1)  # prompt_lookup: the longest tail of the text looked up, then shorter ones
+    min_ngram: int = Field(1, ge=1)
+    draft_model: str | None = Field(None, min_length=1)  # draft: a registered model or directory, same tokenizer
+
+    @model_validator(mode="after")
+    def _draft_needs_a_model(self) -> SpeculativeSpec:
+        if self.method == "draft" and self.draft_model is None:
+            raise ValueError("method draft needs draft_model: a registered NAME[@N|@ALIAS] or a model directory "
+                             "with the served model's tokenizer")
+        if self.min_ngram > self.max_ngram:
+            raise ValueError(f"min_ngram ({self.min_ngram}) is above max_ngram ({self.max_ngram})")
+        return self
 
 
 class ServeSpec(Section):
@@ -33,3 +53,4 @@ class ServeSpec(Section):
     features: bool = True
     features_sketch: bool = True
     safety: SafetySpec = Field(default_factory=SafetySpec)
+    speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
