@@ -25,7 +25,7 @@ def _spec(steps: int) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_during_pretrain_then_resume(tmp_path):
-    steps = 200
+    steps = 60  # enough to be killed at step 15 and resume; each step costs CI time
     killed = make_project(tmp_path / "killed", _spec(steps))
     lmwright.run(killed, until="tokenize", reporter=quiet())  # data first, so the kill lands in pretrain
     proc = subprocess.Popen([sys.executable, "-m", "lmwright", "run", "-C", str(killed)],
