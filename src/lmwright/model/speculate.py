@@ -23,14 +23,14 @@ Drafters:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
 from lmwright.errors import LmwrightError
 
-if TYPE_CHECKING:
-    from lmwright.model.engine import Engine, Request
+# the engine imports this module, so its classes are not imported back here: an import circle
+Engine = Request = Any
 
 
 @dataclass
