@@ -1,4 +1,5 @@
-"""`lmwright evaluate`, `test`, `cv` and `tune`: the figures of a model, and of a configuration."""
+"""`lmwright evaluate`, `ensemble`, `test`, `cv` and `tune`: the figures of a model, of several models as one, and
+of a configuration."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from lmwright.errors import LmwrightError
 
 def register(app: typer.Typer) -> None:
     app.command()(evaluate)
+    app.command()(ensemble)
     app.command()(test)
 
 
@@ -85,6 +87,92 @@ def evaluate(
     print_results(f"{name} on {what}", res, json_)
     if not json_:
         err.print(f"results: {path}")
+
+
+def ensemble(
+    models: Annotated[list[str], typer.Argument(
+        help="Two or more models (NAME@N, NAME@ALIAS, a digest prefix or a model directory): all language models "
+             "or all classifiers, sharing one tokenizer.", show_default=False)],
+    split: Annotated[str, typer.Option(help="The project split to score: val or train.")] = "val",
+    combine: Annotated[str, typer.Option(help="logprob: the mean of the models' log-probabilities, renormalised; "
+                                         "prob: the mean of their probabilities (a mixture).")] = "logprob",
+    dir: DirOpt = Path("."),
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Several models as one: each model's figure on a split, the ensemble's (the renormalised mean of their
+    log-probabilities by default) and a paired bootstrap interval of the difference. Language models: bits per byte; classifiers:
+    accuracy, macro-F1 and log-loss."""
+    from lmwright.data.document import read_docs
+    from lmwright.data.split import split_path
+    from lmwright.evaluate import ensemble as ens
+    from lmwright.evaluate.adhoc import write_results
+
+    if len(models) < 2 or len(set(models)) < len(models):
+        raise LmwrightError("lmwright ensemble: give two or more different models, e.g. NAME@1 NAME@2")
+    if split not in ("val", "train"):
+        raise LmwrightError(f"--split {split!r}: use val or train (the test split is read once per model, by "
+                            "`lmwright test`: choose between a model and an ensemble on validation)")
+    if combine not in ens.COMBINE:
+        raise LmwrightError(f"--combine {combine!r}: use logprob or prob")
+    ws = Workspace.open(dir, set_ or [])
+    spec, reporter = ws.spec, Reporter(err, quiet=quiet or json_)
+    dirs = {ref: resolve_model(ws, ref)[0] for ref in models}
+    ens.check_tokenizers(dirs)
+    kinds = {ref: ens.is_classifier(path) for ref, path in dirs.items()}
+    if len(set(kinds.values())) > 1:
+        raise LmwrightError("lmwright ensemble: give only language models or only classifiers; classifiers here: "
+                            + ", ".join(ref for ref, c in kinds.items() if c))
+    split_dir = run_stages(ws, until="split", reporter=reporter)["split"].path
+    e, seed = spec.eval, spec.project.seed
+    if any(kinds.values()):
+        labels, texts, y = _classify_rows(spec, split_dir, split, dirs)
+        seq_len = min(spec.finetune.classify.seq_len or spec.finetune.seq_len, 128)  # as the recipe cuts texts
+        res = ens.classify_ensemble(ens.classifier_probabilities(dirs, texts, seq_len)[0], y, labels, combine,
+                                    e.bootstrap, e.confidence, seed)
+        figures = ("accuracy", "f1_macro", "log_loss")
+    else:
+        from lmwright.model.hf import load_hf
+        from lmwright.tokenizer import load_tokenizer
+
+        texts = [d["text"] for d in read_docs(split_path(split_dir, split, ".parquet"))]
+        members = {ref: load_hf(path) for ref, path in dirs.items()}
+        res = ens.lm_ensemble(members, load_tokenizer(next(iter(dirs.values()))), texts, spec.train.seq_len, combine,
+                              e.bootstrap, e.confidence, seed)
+        figures = ("bits_per_byte",)
+    res["split"] = split
+    path = write_results(ws.out_dir / "eval", f"ensemble-{split}", res)
+    if json_:
+        out.print_json(json.dumps(res, default=float))
+        return
+    table = Table(title=f"ensemble of {len(models)} ({combine}) on the {split} split")
+    for col in ("model", "metric", "value", "ensemble − model", f"{100 * e.confidence:.0f}% paired interval"):
+        table.add_column(col)
+    for ref, m in [*res["members"].items(), ("ensemble", res["ensemble"])]:
+        for f in figures:
+            vs = res["vs"].get(ref, {}).get(f)
+            table.add_row(ref, f.replace("bits_per_byte", "bits/byte"), f"{m[f]:.4f}",
+                          f"{vs['difference']:+.4f}" if vs else "",
+                          f"[{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}]" if vs else "")
+    out.print(table)
+    err.print(f"results: {path}")
+
+
+def _classify_rows(spec, split_dir: Path, split: str, dirs: dict[str, Path]) -> tuple[list[str], list[str], list[int]]:
+    """The classify recipe's own rows of `split` (its held-out rows for val), with the classifiers' labels."""
+    import tempfile
+
+    from lmwright.finetune import pydocs_tasks
+    from lmwright.finetune.recipes import load_rows
+
+    labels = json.loads((next(iter(dirs.values())) / "config.json").read_text())["id2label"]
+    labels = [labels[str(i)] for i in range(len(labels))]
+    with tempfile.TemporaryDirectory() as tmp:  # load_rows writes its quarantine file there
+        train, val, _ = load_rows("classify", spec.finetune.classify, split_dir, spec.project.seed, Path(tmp),
+                                  lambda docs, _s: pydocs_tasks.classification(docs))
+    rows = [r for r in (val if split == "val" else train) if r["label"] in labels]
+    return labels, [r["text"] for r in rows], [labels.index(r["label"]) for r in rows]
 
 
 def test(

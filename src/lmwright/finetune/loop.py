@@ -1,14 +1,15 @@
 """The fine-tuning loop: the pretraining loop's steps (`train/step.py`) over task rows instead of a token stream.
 
 Each step draws its rows from an RNG seeded by (seed, step), so a resumed run sees the batches an uninterrupted one
-would; checkpoints (`train/checkpoint.py`: weights, optimizer, RNG states, history) hold the whole trainable state,
-LoRA adapters included, so resuming is exact. The device and precision follow pretraining's rule (`pick_device`: CUDA
-when there is one, else the CPU, or `finetune.device`); accumulation, autocast mixed precision, clipping, the
-learning-rate schedule, validation with early stopping and best weights work as in pretraining. A separate,
-smaller loop and not the pretraining one: pretraining's is built around token shards, FSDP and MFU, which
-fine-tuning does not use. With `finetune.nproc` > 1 it runs under torchrun with DDP (`finetune/worker.py`): each
-process takes its share of every step's rows, gradients are averaged, and only the first process writes
-checkpoints.
+would; checkpoints (`train/checkpoint.py`: weights, optimizer, RNG states, history, and with `finetune.average` the
+running average of the weights, `train/averaging.py`) hold the whole trainable state, LoRA adapters included, so
+resuming is exact. With averaging on, the average is what is validated, kept and returned. The device and precision
+follow pretraining's rule (`pick_device`: CUDA when there is one, else the CPU, or `finetune.device`); accumulation,
+autocast mixed precision, clipping, the learning-rate schedule, validation with early stopping and best weights work
+as in pretraining. A separate, smaller loop and not the pretraining one: pretraining's is built around token shards,
+FSDP and MFU, which fine-tuning does not use. With `finetune.nproc` > 1 it runs under torchrun with DDP
+(`finetune/worker.py`): each process takes its share of every step's rows, gradients are averaged, and only the
+first process writes checkpoints.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from lmwright.core.progress import Reporter
 from lmwright.train import step as shared  # the step rules pretraining uses too
+from lmwright.train.averaging import make_averager
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.distributed import Dist, wrap
 from lmwright.train.optim import lr_scale, make_optimizer
@@ -42,6 +44,7 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     device = shared.pick_device(tr.device, "finetune.device")
     model.to(device)  # before the optimizer is made: its state lives beside the parameters
     opt = make_optimizer(model, tr)
+    averager = make_averager(tr.average, tr, model, key="finetune.average")
     history: dict = {"step": [], "loss": [], "lr": [], "val_step": [], "val": []}
     step, elapsed, best, state = 0, 0.0, shared.new_best(), {}
     resumed_from = 0
@@ -52,6 +55,8 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
         step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
         resumed_from = step
         reporter.log(f"  {name}: resumed from checkpoint at step {step} of {tr.max_steps}")
+        if message := averager.restore(state.get("average"), ckpt.average):
+            reporter.log(f"  {name}: {message}")
     model.train()
     net = wrap(model, d, device) if d.world > 1 else model  # DDP: gradients averaged across processes
     es = early_stopping
@@ -69,6 +74,7 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
                                        lambda rows, idx=idx: loss_fn(net, idx[rows]), trainable)
         total = d.mean(sum(loss.item() for loss in losses))  # as Python floats, as fine-tuning always summed them
         step += 1
+        averager.update(step)
         shared.check_finite(total, step, f"{name}: the loss", "lower the learning rate")
         history["step"].append(step)
         history["loss"].append(total)
@@ -76,7 +82,7 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
         info = f"loss {total:.3f}"
         if shared.evaluation_due(step, tr):
             model.eval()
-            with torch.no_grad(), shared.autocast(device, tr.precision):
+            with torch.no_grad(), shared.autocast(device, tr.precision), averager.applied():
                 figures = val_fn()
             model.train()
             history["val_step"].append(step)
@@ -88,21 +94,26 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
                 best, improved = shared.record_evaluation(best, figures["loss"], step, es)
                 if improved:  # every process evaluates alike: the same verdict on each
                     if d.main:
-                        save_best(work, model.weights())
+                        with averager.applied():
+                            save_best(work, model.weights())
                     d.barrier()
         task.advance(1, info=info)
         stop = shared.should_stop(best, es)
         if shared.checkpoint_due(step, tr, stop):
+            avg_meta, avg_tensors = averager.state()
             if d.main:
                 save_checkpoint(work, step, model, opt, {"history": history, "best": best,
                                                          "elapsed": elapsed + time.perf_counter() - t0,
-                                                         "scaler": scaler.state_dict() if scaler.is_enabled() else None})
+                                                         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                                                         "average": avg_meta}, average=avg_tensors)
             d.barrier()  # no process runs ahead of a checkpoint still being written
         if stop:
             reporter.log(f"  {name}: early stop at step {step}; keeping the weights of step {best['step']}")
             break
     if es is not None and es.enabled and best["step"] is not None:
         model.load_weights(load_best(work))
+    else:
+        averager.copy_to_model()  # the average, when the run keeps one
     model.eval().to("cpu")  # the result is saved, merged and evaluated on the CPU, as the base model is
     history["seconds"] = elapsed + time.perf_counter() - t0
     history["resumed_from"] = resumed_from

@@ -2,7 +2,8 @@
 
 A checkpoint is a directory `step-000050/` holding `model.safetensors`, `optim.safetensors` (the tensors of
 each optimizer — Muon and its AdamW partner are two — and the torch RNG state) and `state.json` (step, history,
-optimizer groups, python and numpy RNG states, the fp16 gradient scaler). It is
+optimizer groups, python and numpy RNG states, the fp16 gradient scaler), and with weight averaging on
+`average.safetensors` (the running average, `averaging.py`; its count is in `state.json`). It is
 written to a temporary directory and renamed into place, so a kill leaves either the old checkpoint or the new
 one; the newest two are kept, and a checkpoint that fails to load is skipped with a warning for the one before.
 No pickle: tensors go through safetensors, everything else through JSON.
@@ -31,9 +32,9 @@ KEEP = 2
 
 def save_checkpoint(work: Path, step: int, model, opt: Optimizers, state: dict[str, Any],
                     weights: dict[str, torch.Tensor] | None = None,
-                    optim_states: list[dict] | None = None) -> Path:
+                    optim_states: list[dict] | None = None, average: dict[str, torch.Tensor] | None = None) -> Path:
     """`weights` and `optim_states` replace the model's and optimizers' own state dicts when given (a
-    sharded model's full state, gathered by the caller)."""
+    sharded model's full state, gathered by the caller); `average` is the weight average's tensors."""
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=work, prefix=".tmp-"))
     save_file(weights if weights is not None else model.weights(), str(tmp / "model.safetensors"))
@@ -42,6 +43,8 @@ def save_checkpoint(work: Path, step: int, model, opt: Optimizers, state: dict[s
                for idx, s in osd["state"].items() for name, v in s.items() if isinstance(v, torch.Tensor)}
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optim.safetensors"))
+    if average:
+        save_file(average, str(tmp / "average.safetensors"))
     np_state = np.random.get_state()
     meta = {
         **state,
@@ -104,6 +107,7 @@ class Checkpoint:
     optim_states: list[dict]
     meta: dict[str, Any]
     torch_rng: torch.Tensor
+    average: dict[str, torch.Tensor] | None = None  # the weight average's tensors, when the run keeps one
 
     def restore(self, model, opt: Optimizers, load_optimizers=None) -> dict[str, Any]:
         """Load into model and optimizers (`load_optimizers(states)` for sharded ones) and restore the RNGs;
@@ -152,8 +156,9 @@ def _read(ckpt: Path) -> Checkpoint:
     for key, value in tensors.items():
         k, idx, name = key.split(".", 2)
         states[int(k)].setdefault(int(idx), {})[name] = value
+    average = load_file(str(ckpt / "average.safetensors")) if (ckpt / "average.safetensors").exists() else None
     return Checkpoint(ckpt, weights, [{"state": s, "param_groups": g} for s, g in zip(states, groups, strict=True)],
-                      meta, rng)
+                      meta, rng, average)
 
 
 def _jsonable(x):

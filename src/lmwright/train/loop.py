@@ -6,8 +6,9 @@ process group (DDP/FSDP2, see `distributed.py`) and compile it if asked, then fo
 rate, draw the step's batch and take one optimizer step over its micro-batches (`step.py`, shared with
 fine-tuning: autocast for bf16/fp16, the fp16 gradient scaler, clipping, gradient sync); validate every
 `eval_every` steps (early stopping, best weights, an overfitting warning) and checkpoint every
-`checkpoint_every`. The history (train loss per step, validation loss and bits-per-byte per evaluation) goes
-into the output for the report.
+`checkpoint_every`. With `train.average` on, a running average of the weights (`averaging.py`) is what is
+validated, kept and returned, and the trained weights' own figures are recorded beside it. The history (train
+loss per step, validation loss and bits-per-byte per evaluation) goes into the output for the report.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.model.plan import flops_per_token
 from lmwright.train import step as shared  # the step rules fine-tuning uses too
+from lmwright.train.averaging import make_averager
 from lmwright.train.checkpoint import load_best, read_latest, save_best, save_checkpoint
 from lmwright.train.distributed import Dist, full_state, load_full_optimizer_state, wrap
 from lmwright.train.mfu import MfuMeter, find_peak
@@ -105,11 +107,14 @@ def model_config(spec, vocab_size: int, init: Path | None = None,
 
 
 def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: Dist | None = None,
-             log_dir: Path | None = None, on_validation=None, init: Path | None = None) -> TrainResult:
+             log_dir: Path | None = None, on_validation=None, init: Path | None = None,
+             on_step: Callable[[int, LlamaLM], None] | None = None) -> TrainResult:
     """`on_validation(step, val_loss, val_bpb)` is called after each validation; returning True stops the run
-    there (hyper-parameter search prunes poor trials this way). `init`, a Hugging Face model directory (the
-    resolved `train.init_from`), replaces the random init with its weights and architecture; a checkpoint left
-    by a killed run still wins, so continued pretraining resumes like any other run."""
+    there (hyper-parameter search prunes poor trials this way). `on_step(step, model)` is called after each
+    optimizer step with the trained (unwrapped) model, to observe it (benchmarks/averaging.py keeps averages
+    there). `init`, a Hugging Face model directory (the resolved `train.init_from`), replaces the random init
+    with its weights and architecture; a checkpoint left by a killed run still wins, so continued pretraining
+    resumes like any other run."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
     device = shared.pick_device(tr.device)
     if tr.precision == "fp16" and d.mode == "fsdp":
@@ -142,6 +147,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     model.to(device).train()
     fwd = wrap(model, d, device) if d.world > 1 else model
     opt = make_optimizer(model, tr)
+    averager = make_averager(tr.average, tr, model, d.sharded)
     step_model = torch.compile(fwd) if tr.compile else fwd
 
     # val_seconds: training time (validation excluded) at each validation, for time-to-loss comparisons
@@ -155,13 +161,21 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         step, history, elapsed, best = state["step"], state["history"], state["elapsed"], state["best"]
         resumed_from = step
         reporter.log(f"  pretrain: resumed from checkpoint at step {step} of {tr.max_steps}")
+        if message := averager.restore(state.get("average"), ckpt.average):
+            reporter.log(f"  pretrain: {message}")
+    if averager.on:  # the validation figures are the average's; these are the trained weights' own
+        history.setdefault("val_loss_raw", [])
+        history.setdefault("val_bpb_raw", [])
     scaler = shared.make_scaler(device, tr.precision, state.get("scaler"))
     es = tr.early_stopping
     per_rank = tr.batch_size // d.world
     writers = MetricWriters(tr.log_to, log_dir, spec.project.name) if d.main else MetricWriters([], None, "")
 
     def full_weights() -> dict[str, torch.Tensor]:  # a collective under FSDP: every rank calls it
-        return full_state(model, [], d)[0] if d.sharded else model.weights()
+        with averager.applied() as swapped:  # the average, once it holds samples
+            weights = full_state(model, [], d)[0] if d.sharded else model.weights()
+            # on the CPU these share the parameters' storage, which gets the trained weights back after the block
+            return {k: v.clone() for k, v in weights.items()} if swapped else weights
 
     tokens_per_step = tr.batch_size * tr.seq_len
     fpt = flops_per_token(cfg, tr.seq_len)
@@ -184,6 +198,9 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
 
         losses = shared.optimizer_step(model, fwd, opt, scaler, d, tr, device, per_rank, micro_loss)
         step += 1
+        averager.update(step)
+        if on_step is not None:
+            on_step(step, model)
         loss_value = d.mean(sum(losses, torch.zeros((), device=device)).item())  # summed on the device: one sync
         fix = "lower train.lr" + (" or use bf16" if tr.precision == "fp16" else "")
         shared.check_finite(loss_value, step, "training loss", fix)
@@ -204,6 +221,12 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
             t_val = time.perf_counter()
             history["val_seconds"].append(elapsed + t_val - t_start - val_time)
             vl, vb = validate(model, val, tr, seed, nbytes, device)
+            if averager.on:
+                history["val_loss_raw"].append(vl)
+                history["val_bpb_raw"].append(vb)
+                with averager.applied() as swapped:
+                    if swapped:
+                        vl, vb = validate(model, val, tr, seed, nbytes, device)
             val_time += time.perf_counter() - t_val
             history["val_step"].append(step)
             history["val_loss"].append(vl)
@@ -226,21 +249,28 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
         task.advance(1, info=info)
         stop = shared.should_stop(best, es)
         if shared.checkpoint_due(step, tr, stop):
+            avg_meta, avg_tensors = averager.state()
             state = {"history": history, "elapsed": elapsed + time.perf_counter() - t_start, "best": best,
-                     "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+                     "scaler": scaler.state_dict() if scaler.is_enabled() else None, "average": avg_meta}
             if d.sharded:
                 weights, osds = full_state(model, opt, d)
                 if d.main:
                     save_checkpoint(work, step, model, opt, state, weights=weights, optim_states=osds)
             elif d.main:
-                save_checkpoint(work, step, model, opt, state)
+                save_checkpoint(work, step, model, opt, state, average=avg_tensors)
             d.barrier()  # no rank runs ahead of a checkpoint that is still being written
         if stop:
             reporter.log(f"  pretrain: early stop at step {step}: no improvement of {es.min_delta} in validation "
                          f"loss for {es.patience} evaluations; keeping the weights of step {best['step']}")
             break
     d.barrier()
-    final = load_best(work) if es.enabled and best["step"] is not None else full_weights()
+    if es.enabled and best["step"] is not None:
+        final = load_best(work)  # the average's, if it had started by then
+    else:
+        final = full_weights()
+        if averager.started:
+            reporter.log(f"  pretrain: the result is the {averager.kind} average of the weights of {averager.n} "
+                         f"steps after step {averager.start}")
     result_model = LlamaLM(cfg)  # the result on the CPU, unsharded, uncompiled (rank 0 holds it under FSDP)
     if d.main:
         result_model.load_weights(final)
