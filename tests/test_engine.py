@@ -119,6 +119,7 @@ def test_prompt_lookup_takes_the_latest_longest_match():
 
     seq = [1, 2, 3, 9, 1, 2, 3, 4, 5, 7, 2, 3]
     assert lookup(seq, 3, 3, 1) == [4, 5, 7]  # "2 3" last seen before 4 5 7 (nearer than before 9)
+    assert lookup([8, 8, 8, 8, 8, 8], 3, 3, 1) == [8, 8, 8]  # a loop: the occurrence with 3 tokens after it
     assert lookup(seq, 1, 3, 1) == [4]
     assert lookup([5, 6, 7], 3, 3, 1) == []  # nothing repeats
     assert lookup(seq, 0, 3, 1) == []
@@ -127,9 +128,9 @@ def test_prompt_lookup_takes_the_latest_longest_match():
 def _drafters(model, tok, other):
     from lmwright.model.speculate import DraftModel, PromptLookup
 
-    return {"prompt lookup": PromptLookup(num_tokens=4),
-            "itself as draft": DraftModel(Engine(model, tok, max_batch=8), num_tokens=3),  # every guess kept
-            "another model": DraftModel(Engine(other, tok, max_batch=8), num_tokens=4)}
+    return {"prompt lookup": PromptLookup(num_tokens=4, max_running=8),
+            "itself as draft": DraftModel(Engine(model, tok, max_batch=8), num_tokens=3, max_running=8),  # all kept
+            "another model": DraftModel(Engine(other, tok, max_batch=8), num_tokens=4, max_running=8)}
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ def test_speculative_sampling_keeps_the_models_distribution(model_tok):
                 exact[(a, b, c)] = float(probs(prompt)[a] * probs(prompt + [a])[b] * pb[c])
 
     class Always:  # guesses the same two tokens every time: often wrong, so the rule's both branches run
-        num_tokens = 2
+        num_tokens, max_running = 2, 16
 
         def admit(self, engine, req):
             pass
@@ -208,7 +209,7 @@ def test_speculative_sampling_keeps_the_models_distribution(model_tok):
             pass
 
     n = 600
-    for drafter in (Always(), PromptLookup(num_tokens=2)):
+    for drafter in (Always(), PromptLookup(num_tokens=2, max_running=16)):
         eng = Engine(model, tok, max_batch=16, drafter=drafter)
         reqs = [eng.submit(prompt, SamplingParams(max_tokens=3, temperature=0.9, top_k=2, seed=s, ignore_eos=True))
                 for s in range(n)]

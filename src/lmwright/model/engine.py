@@ -149,6 +149,8 @@ class Engine:
             self.freqs = torch.stack([model.rope_cos[:, :half], model.rope_sin[:, :half]], -1)  # (T, hd/2, 2)
         # compiled: two graphs, one for a single row and one for any number of rows (the row count symbolic)
         self.compiled = torch.compile(self._decode_core) if compile else None
+        # with a drafter: the pass that checks guesses, with rows, tokens per row and span all symbolic
+        self.compiled_extend = torch.compile(self._extend_core) if compile and drafter is not None else None
 
     # -- requests ---------------------------------------------------------------------------------------------
     def submit(self, prompt_ids: list[int], params: SamplingParams,
@@ -283,20 +285,32 @@ class Engine:
         """Feed rows of (slot, start position, tokens) into their slots' caches in one pass (rows may differ in
         length: shorter ones are padded, and padding is neither written nor returned); the logits after each
         token, a (len(tokens), V) tensor per row. Speculative decoding checks a draft this way, and a draft model
-        catches up on the tokens it has not seen."""
-        n, s = len(rows), max(len(t) for _, _, t in rows)
+        catches up on the tokens it has not seen.
+
+        As in `_decode`, the pass runs over slots 0..n-1 (n = the highest slot given + 1), so the cache is read
+        as a view, never gathered; idle slots' rows are computed and dropped."""
+        n, s = max(sl for sl, _, _ in rows) + 1, max(len(t) for _, _, t in rows)
         tokens = torch.zeros(n, s, dtype=torch.long)
-        for i, (_, _, t) in enumerate(rows):
-            tokens[i, :len(t)] = torch.tensor(t)
-        start = torch.tensor([st for _, st, _ in rows])
+        start = torch.zeros(n, dtype=torch.long)
+        for slot, st, t in rows:
+            tokens[slot, :len(t)] = torch.tensor(t)
+            start[slot] = st
         pos = (start[:, None] + torch.arange(s)).clamp(max=self.max_len - 1)  # padding: any valid position
-        slots, span = torch.tensor([sl for sl, _, _ in rows]), int(start.max())
-        logits, new_k, new_v = self._extend_core(tokens.to(self.device), pos.to(self.device), start.to(self.device),
-                                                 self.k_cache[:, slots, :, :span], self.v_cache[:, slots, :, :span])
-        for i, (slot, st, t) in enumerate(rows):
-            self.k_cache[:, slot, :, st: st + len(t)] = new_k[:, i, :, :len(t)]
-            self.v_cache[:, slot, :, st: st + len(t)] = new_v[:, i, :, :len(t)]
-        return [logits[i, :len(t)] for i, (_, _, t) in enumerate(rows)]
+        span = max(int(start.max()), 1)
+        args = (tokens.to(self.device), pos.to(self.device), start.to(self.device),
+                self.k_cache[:, :n, :, :span], self.v_cache[:, :n, :, :span])
+        if self.compiled_extend is not None:
+            for t, dim in ((args[0], 0), (args[0], 1), (args[1], 0), (args[1], 1), (args[2], 0), (args[3], 1),
+                           (args[3], 3), (args[4], 1), (args[4], 3)):
+                if t.shape[dim] > 1:  # a size of 1 is specialised: one graph for one row, one for several
+                    torch._dynamo.mark_dynamic(t, dim)
+            logits, new_k, new_v = self.compiled_extend(*args)
+        else:
+            logits, new_k, new_v = self._extend_core(*args)
+        for slot, st, t in rows:
+            self.k_cache[:, slot, :, st: st + len(t)] = new_k[:, slot, :, :len(t)]
+            self.v_cache[:, slot, :, st: st + len(t)] = new_v[:, slot, :, :len(t)]
+        return [logits[slot, :len(t)] for slot, _, t in rows]
 
     @torch.no_grad()
     def _decode(self, rows: list[Request]) -> torch.Tensor:
@@ -337,12 +351,17 @@ class Engine:
 
     @torch.no_grad()
     def warm_up(self) -> float:
-        """Compile both decode graphs now rather than on a live request; returns the seconds it took."""
+        """Compile the decode graphs (and the checking pass's, with a drafter) now rather than on a live request;
+        returns the seconds it took. The warm-up writes only to free slots' caches, which prefill overwrites."""
         t0 = time.perf_counter()
         if self.compiled is not None:
             for n in sorted({1, min(2, self.max_batch)}):
                 self._core(torch.zeros(n, dtype=torch.long, device=self.device),
                            torch.full((n,), 2, dtype=torch.long, device=self.device))
+        if self.compiled_extend is not None:  # and the checking pass, for one row and for several
+            self.extend([(0, 2, [0, 0, 0])])
+            if self.max_batch > 1:
+                self.extend([(0, 2, [0, 0]), (1, 3, [0, 0, 0])])
         return time.perf_counter() - t0
 
     # -- sampling ---------------------------------------------------------------------------------------------

@@ -61,10 +61,11 @@ class SpecStats:
 class PromptLookup:
     """Guesses by n-gram lookup in the request's own tokens (prompt and output)."""
 
-    def __init__(self, num_tokens: int = 4, max_ngram: int = 3, min_ngram: int = 1):
+    def __init__(self, num_tokens: int = 4, max_ngram: int = 3, min_ngram: int = 1, max_running: int = 4):
         if not 1 <= min_ngram <= max_ngram:
             raise LmwrightError(f"prompt lookup needs 1 <= min_ngram <= max_ngram (got {min_ngram}, {max_ngram})")
         self.num_tokens, self.max_ngram, self.min_ngram = num_tokens, max_ngram, min_ngram
+        self.max_running = max_running
 
     def admit(self, engine: Engine, req: Request) -> None:
         pass
@@ -77,22 +78,28 @@ class PromptLookup:
 
 
 def lookup(seq: list[int], k: int, max_ngram: int, min_ngram: int) -> list[int]:
-    """Up to k tokens that followed the latest earlier occurrence of seq's last n tokens, longest n first."""
+    """Up to k tokens that followed an earlier occurrence of seq's last n tokens, longest n first: the latest
+    occurrence with k tokens after it (the nearest context predicts best), else the one with the most (a match
+    near the end, as in a loop, has only a token or two after it)."""
     if k <= 0:
         return []
     for n in range(min(max_ngram, len(seq) - 1), min_ngram - 1, -1):
-        tail = seq[-n:]
-        for j in range(len(seq) - n - 1, -1, -1):  # latest first: the nearest context predicts best
-            if seq[j: j + n] == tail:
-                return seq[j + n: j + n + k]
+        tail, best = seq[-n:], []
+        for j in range(len(seq) - n - 1, -1, -1):
+            if seq[j: j + n] == tail and len(follow := seq[j + n: j + n + k]) > len(best):
+                best = follow
+                if len(best) == k:
+                    break
+        if best:
+            return best
     return []
 
 
 class DraftModel:
     """Guesses with a smaller model (the same tokenizer), greedily, from a cache of its own."""
 
-    def __init__(self, engine: Engine, num_tokens: int = 4):
-        self.engine, self.num_tokens = engine, num_tokens
+    def __init__(self, engine: Engine, num_tokens: int = 4, max_running: int = 4):
+        self.engine, self.num_tokens, self.max_running = engine, num_tokens, max_running
         self.cached: dict[int, list[int]] = {}  # slot -> the tokens in the draft model's cache for that slot
 
     @staticmethod
@@ -148,8 +155,11 @@ def _common(a: list[int], b: list[int]) -> int:
 
 def speculative_step(engine: Engine, active: list[Request]) -> bool:
     """One check of every running request's guesses, in one pass of the model; False (nothing done) when no
-    request had a guess, so the engine runs its plain decode step."""
+    request had a guess, or more requests run than the drafter's `max_running`, so the engine runs its plain
+    decode step."""
     drafter = engine.drafter
+    if len(active) > drafter.max_running:  # a full batch keeps the machine busy: checking guesses would cost more
+        return False
     budgets = [(r, max(0, min(drafter.num_tokens, engine.max_len - engine.lengths[r.slot] - 1,
                               r.params.max_tokens - len(r.output_ids) - 1))) for r in active]
     drafts = drafter.propose(engine, budgets)

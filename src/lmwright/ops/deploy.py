@@ -133,12 +133,12 @@ def make_drafter(ws: Workspace, tokenizer):
     s = ws.spec.serve
     sp = s.speculative
     if sp.method == "prompt_lookup":
-        return PromptLookup(sp.num_tokens, sp.max_ngram, sp.min_ngram)
+        return PromptLookup(sp.num_tokens, sp.max_ngram, sp.min_ngram, sp.max_running)
     if sp.method == "draft":
         path, _, _ = resolve_model(ws, sp.draft_model)
         draft_tok = load_tokenizer(path)
         DraftModel.check_compatible(tokenizer, draft_tok, sp.draft_model)
-        return DraftModel(Engine(load_hf(path), draft_tok, max_batch=s.max_batch), sp.num_tokens)
+        return DraftModel(Engine(load_hf(path), draft_tok, max_batch=s.max_batch), sp.num_tokens, sp.max_running)
     return None
 
 

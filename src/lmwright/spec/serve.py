@@ -23,6 +23,9 @@ class SpeculativeSpec(Section):
     max_ngram: int = Field(3, ge=1)  # prompt_lookup: the longest tail of the text looked up, then shorter ones
     min_ngram: int = Field(1, ge=1)
     draft_model: str | None = Field(None, min_length=1)  # draft: a registered model or directory, same tokenizer
+    # speculate only while at most this many requests run: a fuller batch already keeps the CPU busy, and checking
+    # everyone's guesses would cost more than it saves
+    max_running: int = Field(4, ge=1)
 
     @model_validator(mode="after")
     def _draft_needs_a_model(self) -> SpeculativeSpec:
