@@ -21,6 +21,7 @@ Features are the quick model's own (TF-IDF of words and character n-grams, vocab
 to avoid re-reading the texts each round, token counts are made once and each round's TF-IDF is computed from
 them, checked at the start against the model's vectorizer.
 
+    pip install -e ".[bench]"          # from the repository root
     python benchmarks/active_learning.py [--quick] [--seeds 5] [--budget 1500] [--batch 20] [--seed-size 20]
         [--model nb|logistic] [--workers N] [--csv FILE] [--png FILE] [--json FILE]
 """

@@ -3,6 +3,7 @@
 macro-F1 and accuracy of each, their difference with a paired bootstrap 95% interval, and the robustness check's
 figures (the drop in accuracy on typo'd, re-cased and re-spaced inputs), whatever they show.
 
+    pip install -e ".[bench]"          # from the repository root
     python benchmarks/augment.py [--dir DIR] [--copies 1] [--json]
 
 DIR is a project directory (default: a fresh default project in a temporary directory, built by the first

@@ -1,6 +1,8 @@
 """How long `lmwright serve` takes from a cold start: to answer `/health` at all (the port bound, the models loaded),
 and to be ready (every model's decode step compiled, `/health` 200).
 
+    pip install -e ".[bench]"          # from the repository root
+    lmwright run -C DIR                # a new or empty DIR: the default project (about 9 minutes, 2 cores)
     python benchmarks/cold_start.py DIR [--runs 2] [--json]
 
 DIR is a project that `lmwright run` has built (the default run's directory from `benchmarks/default_run.py`, say).

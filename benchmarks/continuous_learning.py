@@ -18,6 +18,7 @@ challenger through the gate while clients keep sending requests.
    questions and on the frozen test split (the gate); the server follows the champion alias to it. Every request
    during the switch is counted: dropped or failed ones must be zero.
 
+    pip install -e ".[bench]"          # from the repository root (httpx)
     python benchmarks/continuous_learning.py [--dir DIR] [--json FILE]
 """
 

@@ -7,7 +7,7 @@ two words changed in a document of at least 60 words), as two JSONL files. Both 
 Printed: documents/s for each and the ratio; near-duplicate recall for each = the share of planted pairs
 (among those where both documents survived that tool's filters) that its dedup collapsed to one.
 
-    pip install datatrove
+    pip install -e ".[bench]"          # from the repository root: datatrove, spaCy, orjson, xxhash < 4
     python benchmarks/data_pipeline.py [--planted 300] [--json]
 """
 

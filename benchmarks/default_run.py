@@ -6,6 +6,7 @@ Face `transformers` (max |logit difference| on validation text, fp32; budget 1e-
 peak it is against, each stage's time, and the fine-tuned assistant and classifier against the pretrained base on
 held-out rows (ROUGE-L; accuracy and macro-F1).
 
+    pip install -e ".[bench]"          # from the repository root (transformers, for the parity check)
     python benchmarks/default_run.py [--dir DIR] [--json]
 """
 

@@ -3,6 +3,7 @@
 Collects the default pydocs corpus (cached in the given project directory), then applies each rule group on
 its own with its published thresholds over every collected document, and each built-in profile end to end.
 
+    pip install -e ".[bench]"          # from the repository root
     python benchmarks/filter_rules.py [--dir DIR] [--json]
 """
 

@@ -6,6 +6,7 @@ are completions and chat completions, half of them streamed. Reports status coun
 p50 and p99 latency of valid requests, and requests per second. The model is the 5M-parameter Llama of
 `decode.py`, served with the default settings (compiled decode step, 16 slots).
 
+    pip install -e ".[bench]"          # from the repository root (httpx)
     python benchmarks/load_test.py [--clients 64] [--requests 8] [--json]
 """
 

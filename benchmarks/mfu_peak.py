@@ -3,6 +3,7 @@ of 20 timings of about 20 ms, `lmwright.train.mfu.measured_peak`), each taken se
 FLOP rate that training the default model actually reaches on this machine (timed the same way, best of several
 windows). A peak below the training rate is what printed MFU above 100 %.
 
+    pip install -e ".[bench]"          # from the repository root
     python benchmarks/mfu_peak.py [--repeats 8] [--json]
 """
 

@@ -10,6 +10,7 @@ gold span of its line. Then times `redact` over every document of the default co
 collected in a few seconds) and over the labelled lines, which are dense in PII. `--baseline FILE` scores and
 times another version of `pii.py` in the same run (e.g. a copy of the previous one) and prints the ratios.
 
+    pip install -e ".[bench]"          # from the repository root (the labelled sets are in tests/data/)
     python benchmarks/pii.py [--baseline OLD_PII_PY] [--misses] [--no-speed] [--json]
 """
 

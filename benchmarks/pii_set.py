@@ -16,6 +16,7 @@ identify nobody and are not PII. The builder never looks at the detector; it is 
 a given `phonenumbers` version (`BUILT_WITH`). Hard cases in other phrasings are hand-written in
 `tests/data/pii_hard.jsonl`; `benchmarks/pii.py` scores the detector on all of them.
 
+    pip install -e ".[bench]"          # from the repository root
     python benchmarks/pii_set.py [--out tests/data/pii_wild.jsonl] [--seed 13] [--per-template 3]
 """
 

@@ -7,6 +7,7 @@ statuses (5xx and dropped requests must be zero), which version answered, and ho
 server was routing every new request to the new version ("follow" time: the move is seen within `deploy.refresh_s`,
 then the version is loaded and started before the swap, while traffic stays on the old one).
 
+    pip install -e ".[bench]"          # from the repository root (httpx)
     python benchmarks/rollout.py [--clients 64] [--seconds 6] [--compile] [--json]
 """
 

@@ -9,6 +9,7 @@ Both draw the same batches (RNG(seed, step)) and are validated on the same fixed
 validating is not counted. Prints the time each needs to reach the baseline's final validation loss, and the
 ratio (target: lmwright <= 0.67 x the baseline's time).
 
+    pip install -e ".[bench]"          # from the repository root (transformers)
     python benchmarks/train_speedrun.py [--budget 300] [--tune-budget 100] [--lrs 1.5e-3,3e-3,6e-3] [--json]
 """
 

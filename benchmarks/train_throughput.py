@@ -5,6 +5,7 @@ fp32 by default), same random batches; each side runs forward, loss, backward, c
 eager and under `torch.compile`. Prints tokens/s for each and the ratios. Target on a 2-core CPU: lmwright
 eager >= 1.1 x transformers eager.
 
+    pip install -e ".[bench]"          # from the repository root (transformers)
     python benchmarks/train_throughput.py [--steps 5] [--rounds 3] [--no-compile] [--precision bf16] [--json]
 """
 
