@@ -191,16 +191,37 @@ def generate(
 def train(
     dir: DirOpt = Path("."),
     set_: SetOpt = None,
-    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes (GPUs) to train with, via torchrun; "
-                                              "sets train.nproc.")] = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes (GPUs) to train with on this machine, via "
+                                              "torchrun; sets train.nproc.")] = None,
     fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard the model with FSDP2 instead of DDP.")] = False,
+    nnodes: Annotated[int, typer.Option("--nnodes", envvar="PET_NNODES", help="Machines in the run; each runs this "
+                                        "command with its own --node-rank.")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", envvar="PET_NODE_RANK", help="This machine's rank, 0 to "
+                                           "nnodes-1; node 0 records the outcome, the others only train.")] = 0,
+    rdzv_endpoint: Annotated[str, typer.Option("--rdzv-endpoint", envvar="PET_RDZV_ENDPOINT", help="HOST:PORT on "
+                                               "node 0 where the nodes meet (with --nnodes > 1).")] = "",
     force: Annotated[bool, typer.Option("--force", help="Retrain even if cached.")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Pretrain the model (the pretrain stage), optionally across processes: `lmwright train --nproc 4`."""
+    """Pretrain the model (the pretrain stage), optionally across processes and machines: `lmwright train --nproc 4`,
+    or on each of two machines `lmwright train --nnodes 2 --node-rank 0|1 --rdzv-endpoint node0:29500`."""
+    from lmwright.train.distributed import Nodes, check_world, on_nodes
+
     extra = [*(set_ or []), *([f"train.nproc={nproc}"] if nproc else []), *(["train.distributed=fsdp"] if fsdp else [])]
-    stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
+    nodes = Nodes(nnodes, node_rank, rdzv_endpoint)  # per machine: not in the spec, so not in the cache key
+    ws = Workspace.open(dir, extra)
+    check_world(ws.spec.train, ws.spec.train.nproc * nodes.count, nodes.count)  # before any stage runs
+    if nodes.rank > 0:
+        from lmwright.stages.pretrain import join_pretrain
+
+        status = join_pretrain(ws, STAGES, nodes, Reporter(err, quiet=quiet or json_), force)
+        if json_:
+            out.print_json(json.dumps({"stage": "pretrain", "status": status, "node_rank": nodes.rank,
+                                       "nnodes": nodes.count}))
+        return
+    with on_nodes(nodes):
+        stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
 
 
 def model_plan(

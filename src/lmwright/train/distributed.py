@@ -6,6 +6,11 @@ and rank 0 writes checkpoints and the result. Every rank draws the same global b
 takes rows `rank::world` of it, so N processes see exactly the batch one process would, and resume needs no
 per-rank data state.
 
+Across machines (`Nodes`: how many, this one's rank, where they meet) node 0 runs `launch` and every other node
+`join`, which brings no job of its own: rank 0 hands its job to every process (`worker.py`). The rendezvous is
+torchrun's static one, the only one that honours `--node-rank` (c10d ranks nodes by host name and process id), so
+rank 0, which writes the checkpoints and the result, is always on node 0, the machine that records the outcome.
+
 With FSDP2 (`fully_shard` on each block and the root) parameters, gradients and optimizer state are sharded;
 checkpoints gather the full state on rank 0 (`torch.distributed.checkpoint.state_dict`) and are written in the
 same format as single-process ones, so any run resumes any checkpoint whatever its process count.
@@ -15,8 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +61,29 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    def share(self, obj):
+        """Rank 0's `obj` (anything JSON-like), on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def check_all(self, problem: str | None) -> None:
+        """Raise on every rank if any rank has a problem (None: none), so no rank goes on alone into a
+        collective that would wait for the others."""
+        problems: list[str | None] = [problem]
+        if self.world > 1:
+            problems = [None] * self.world
+            dist.all_gather_object(problems, problem)
+        ranks: dict[str, list[str]] = {}
+        for r, p in enumerate(problems):
+            if p:
+                ranks.setdefault(p, []).append(str(r))
+        if ranks:
+            raise LmwrightError("; ".join(f"process{'es' if len(rs) > 1 else ''} {', '.join(rs)}: {p}"
+                                          for p, rs in ranks.items()))
 
 
 def init_from_env(mode: str, device: torch.device) -> Dist:
@@ -118,17 +151,94 @@ def load_full_optimizer_state(model: torch.nn.Module, opt, states: list[dict]) -
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=False))
 
 
-def launch(job: dict, nproc: int, work: Path, module: str = "lmwright.train.worker") -> dict:
-    """Run the training job in `nproc` processes of `module` with torchrun; returns rank 0's result."""
+@dataclass(frozen=True)
+class Nodes:
+    """This machine's place in a multi-node run: facts about the machines, not the model, so they stay out of the
+    spec and the stage's cache key (`lmwright train --nnodes N --node-rank R --rdzv-endpoint HOST:PORT`)."""
+
+    count: int = 1
+    rank: int = 0
+    endpoint: str = ""  # HOST:PORT on node 0, where the nodes meet
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise LmwrightError(f"--nnodes {self.count}: the number of machines is at least 1")
+        if not 0 <= self.rank < self.count:
+            raise LmwrightError(f"--node-rank {self.rank}: with --nnodes {self.count} it is 0 to {self.count - 1}")
+        if self.count > 1 and not re.fullmatch(r"\[?[\w.:-]+\]?:\d+", self.endpoint):
+            raise LmwrightError(f"--rdzv-endpoint {self.endpoint!r}: with --nnodes {self.count} give node 0's "
+                                "address and a free port, HOST:PORT, the same on every node")
+
+    def torchrun_args(self) -> list[str]:
+        if self.count == 1:
+            return ["--standalone", "--nnodes=1"]
+        return [f"--nnodes={self.count}", f"--node-rank={self.rank}", "--rdzv-backend=static",
+                f"--rdzv-endpoint={self.endpoint}"]
+
+
+_NODES: ContextVar[Nodes | None] = ContextVar("lmwright_nodes", default=None)
+
+
+@contextmanager
+def on_nodes(nodes: Nodes) -> Iterator[None]:
+    """Distributed jobs launched inside the block span `nodes` (the `train` command sets this on node 0)."""
+    token = _NODES.set(nodes)
+    try:
+        yield
+    finally:
+        _NODES.reset(token)
+
+
+def this_node() -> Nodes:
+    return _NODES.get() or Nodes()
+
+
+def check_world(tr, world: int, nodes: int = 1) -> None:
+    """Every process takes an equal share of each global batch, split into `grad_accum` micro-batches."""
+    if tr.batch_size % (tr.grad_accum * world):
+        across = f"{nodes} nodes x {world // nodes} processes" if nodes > 1 else f"{world} processes"
+        raise LmwrightError(f"train.batch_size ({tr.batch_size}) must be divisible by train.grad_accum x the "
+                            f"processes of the run ({tr.grad_accum} x {across}): set train.batch_size to a "
+                            f"multiple of {tr.grad_accum * world}, or change train.grad_accum, --nproc or --nnodes")
+
+
+def _torchrun(job_file: Path, nproc: int, nodes: Nodes, module: str) -> int:
+    cmd = [sys.executable, "-m", "torch.distributed.run", *nodes.torchrun_args(), f"--nproc-per-node={nproc}",
+           "-m", module, str(job_file)]
+    # torchrun takes PET_* variables as defaults for its flags: only the flags above may count
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PET_")}
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+    return subprocess.run(cmd, env=env).returncode
+
+
+def launch(job: dict, nproc: int, work: Path, module: str = "lmwright.train.worker",
+           nodes: Nodes = Nodes()) -> dict:
+    """Run the training job in `nproc` processes of `module` with torchrun (on each of `nodes`, the others
+    `join`ing); returns rank 0's result."""
+    if nodes.rank != 0:
+        raise LmwrightError(f"node {nodes.rank} joins node 0's run (distributed.join); only node 0 launches it")
     work.mkdir(parents=True, exist_ok=True)
     job_file = work / "job.json"
     job_file.write_text(json.dumps(job))
     result_file = Path(job["out"]) / "result.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", module, str(job_file)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.run(cmd, env=env)
-    if proc.returncode != 0 or not result_file.exists():
-        raise LmwrightError(f"distributed training failed (torchrun exit {proc.returncode}); its output is above. "
-                            "Rerunning resumes from the last checkpoint.")
+    code = _torchrun(job_file, nproc, nodes, module)
+    if code != 0 or not result_file.exists():
+        again = ("Rerunning resumes from the last checkpoint." if nodes.count == 1 else
+                 f"If another node stopped, its output says why; rerun the same command on all {nodes.count} "
+                 "nodes to resume from the last checkpoint.")
+        raise LmwrightError(f"distributed training failed (torchrun exit {code}); its output is above. {again}")
     return json.loads(result_file.read_text())
+
+
+def join(spec: dict, nproc: int, nodes: Nodes, module: str = "lmwright.train.worker") -> None:
+    """Node `nodes.rank` > 0: run `nproc` processes of node 0's job. They get the job from rank 0 and write
+    nothing (rank 0 writes checkpoints and the result), so this node needs the project's files at the same paths
+    but never writes to them; `spec`, this node's own, is only compared with node 0's."""
+    with tempfile.TemporaryDirectory(prefix="lmwright-join-") as tmp:
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps({"join": True, "spec": spec}))
+        code = _torchrun(job_file, nproc, nodes, module)
+    if code != 0:
+        raise LmwrightError(f"node {nodes.rank}: distributed training failed (torchrun exit {code}); its output is "
+                            f"above. If node 0 stopped, its output says why; rerun the same command on all "
+                            f"{nodes.count} nodes to resume from the last checkpoint.")

@@ -1,4 +1,5 @@
-"""Pretraining as a job: in this process, or in `train.nproc` processes under torchrun (DDP or FSDP2).
+"""Pretraining as a job: in this process, or in `train.nproc` processes under torchrun (DDP or FSDP2), on this
+machine or on each of several (`distributed.Nodes`; this function runs on node 0, the others `join`).
 
 Either way the job leaves the same files in `out`: the weights (`checkpoint.save_weights`), `history.json` (train
 loss and learning rate per step, validation figures per evaluation) and the run's figures, returned as a dict.
@@ -34,15 +35,19 @@ def pretrain_job(spec: Spec, shards: Path, tokenizer_dir: Path, work: Path, out:
     """Pretrain into `out`; returns (the run's figures, the history). `work` keeps the checkpoints a killed run
     resumes from; `init` is the model directory continued pretraining starts from (`train.init_from`,
     resolved)."""
-    tr = spec.train
-    if tr.nproc > 1:
-        from lmwright.train.distributed import launch
+    from lmwright.train.distributed import check_world, launch, this_node
 
+    tr, nodes = spec.train, this_node()
+    if tr.nproc > 1 or nodes.count > 1:
+        check_world(tr, tr.nproc * nodes.count, nodes.count)
         job = {"spec": spec.model_dump(mode="json"), "shards": str(shards), "tokenizer": str(tokenizer_dir),
                "work": str(work), "out": str(out), "log_dir": str(log_dir) if log_dir else None,
                "init": str(init) if init else None}  # each process loads the init weights before sharding
-        reporter.log(f"  pretrain: launching {tr.nproc} processes ({tr.distributed}) with torchrun")
-        figures = launch(job, tr.nproc, work)
+        where = (f" on each of {nodes.count} nodes, this one node 0, meeting at {nodes.endpoint}"
+                 if nodes.count > 1 else "")
+        reporter.log(f"  pretrain: launching {tr.nproc} process{'es' if tr.nproc > 1 else ''}{where} "
+                     f"({tr.distributed}) with torchrun")
+        figures = launch(job, tr.nproc, work, nodes=nodes)
     else:
         from lmwright.tokenizer import load_tokenizer
         from lmwright.train.loop import pretrain
