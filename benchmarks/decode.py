@@ -1,14 +1,19 @@
-"""Decode speed: lmwright's engine against `transformers`' `generate` on the same weights, and 16 concurrent
-streams through `lmwright serve` against one.
+"""Decode speed, side by side in one run: `transformers`' `generate` (plain, with prompt lookup, and with a
+draft model: assisted generation), llama.cpp on lmwright's GGUF export (when `llama_cpp` imports), and lmwright's
+engine (compiled decode step) plain, with prompt lookup and with a draft model; then 1 and 16 concurrent streams
+through `lmwright serve`.
 
-lmwright's engine runs with its compiled decode step (`serve.compile`, the default), warmed up first.
-The model is a 5M-parameter Llama (6 layers, width 256, 4 heads, 2 kv heads, SwiGLU 704, vocabulary 4,096,
-context 512) with random weights, saved as a Hugging Face directory that both sides load. Greedy decoding,
-batch 1, the same prompt, a fixed number of new tokens (end-of-sequence ignored); best of `--rounds` rounds.
-Then the same model behind `lmwright serve` (a live uvicorn server on loopback): one streaming client, then 16
-at once, each asking for the same number of tokens; aggregate tokens per second of each, best of `--rounds`.
+Models: the default project's model when `--project DIR` names a directory where `lmwright run` finished (a
+draft model for it is trained in a copy of the project with a smaller `model` section: `--draft-steps`), and a
+5M-parameter Llama with random weights (6 layers, width 256, vocabulary 4,096, context 512; no draft model).
+Prompts: a mixed set, code-like, prose and chat-shaped. Greedy, batch 1, a fixed number of new tokens per prompt
+(end-of-sequence ignored); tokens per second over the whole set, best of `--rounds` interleaved rounds. Every
+speculative run's tokens are checked against plain `generate`'s. Acceptance rate = guesses kept / guesses made;
+tokens per check = tokens made / passes of the model that checked guesses.
 
-    python benchmarks/decode.py [--tokens 128] [--rounds 3] [--json]
+    pip install -e ".[bench-llamacpp]"  # .[bench] and llama-cpp-python, which compiles llama.cpp (~10 minutes)
+    lmwright run                 # in an empty directory: the default project (about 9 minutes)
+    python benchmarks/decode.py --project DIR [--tokens 96] [--rounds 3] [--json]
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import asyncio
 import contextlib
 import json
 import platform
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +34,11 @@ from pathlib import Path
 import torch
 
 TARGET_SINGLE, TARGET_CONCURRENT = 4.0, 6.0
+PROMPTS = {  # mixed: code-like, prose, chat-shaped
+    "code": "def load(path):\n    with open(path) as f:\n        return json.load(f)\n\n\ndef dump(obj, path):\n",
+    "prose": "The json module provides an API similar to the pickle module for converting Python objects",
+    "chat": "<|user|>\nWhat does the csv module do?<|end|>\n<|assistant|>\n",
+}
 
 
 def make_model(root: Path) -> Path:
@@ -48,37 +61,96 @@ def make_model(root: Path) -> Path:
     return out
 
 
-def bench_single(model_dir: Path, tokens: int, rounds: int) -> dict:
+def train_draft(project: Path, root: Path, steps: int) -> Path:
+    """A draft model for the project's model: the project copied, its model section made small (1 layer, width
+    96), pretrained on the same tokens with the same tokenizer (the data and tokenizer stages are cached)."""
+    copy = root / "draft-project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("*.gguf", "exports"))
+    sets = ["model.n_layers=1", "model.d_model=96", "model.n_heads=2", "model.n_kv_heads=1", "model.ffn_dim=256",
+            f"train.max_steps={steps}", "train.eval_every=100000", "project.name=draft"]
+    subprocess.run([sys.executable, "-m", "lmwright", "run", "--until", "save", "--quiet",
+                    *[a for s in sets for a in ("--set", s)]], cwd=copy, check=True)
+    return copy / "lmwright-out" / "model"
+
+
+def _llama_cpp(model_dir: Path, root: Path):
+    try:
+        import llama_cpp
+    except ImportError:
+        return None, "llama.cpp skipped: llama_cpp does not import (pip install -e \".[bench-llamacpp]\": it compiles llama.cpp)"
+    from lmwright.export import export
+
+    path = export(model_dir, "gguf", root / f"gguf-{model_dir.parent.name}")["path"]
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_threads=torch.get_num_threads(), verbose=False)
+    return llm, None
+
+
+def bench_single(model_dir: Path, tokens: int, rounds: int, root: Path, draft_dir: Path | None) -> dict:
+    """Every way of decoding the prompt set once per round, interleaved (the machine is shared); the best round
+    of each."""
     from transformers import AutoModelForCausalLM
 
     import lmwright
     from lmwright.model.engine import Engine, SamplingParams
+    from lmwright.model.speculate import DraftModel, PromptLookup
 
     ours, tok = lmwright.load_model(model_dir), lmwright.load_tokenizer(model_dir)
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    prompt = tok.encode("The json module provides").ids
-    engine = Engine(ours, tok, max_batch=16, compile=True)
-    compile_s = engine.warm_up()
-    best_hf = best_ours = 0.0
-    same = None
-    for _ in range(rounds):  # interleaved, best of: the machine is shared
-        t = time.perf_counter()
-        with torch.no_grad():
-            out = hf.generate(torch.tensor([prompt]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                              pad_token_id=tok.token_to_id("<|pad|>"))
-        best_hf = max(best_hf, tokens / (time.perf_counter() - t))
-        t = time.perf_counter()
-        (req,) = engine.generate([prompt], SamplingParams(max_tokens=tokens, temperature=0, ignore_eos=True))
-        best_ours = max(best_ours, tokens / (time.perf_counter() - t))
-        same = out[0, len(prompt):].tolist() == req.output_ids
-    floor_ms = {n: linears_ms(ours, n) for n in (1, 16)}
-    return {"params": ours.n_params(), "transformers_tok_s": round(best_hf, 1), "lmwright_tok_s": round(best_ours, 1),
-            "ratio": round(best_ours / best_hf, 2), "target": TARGET_SINGLE, "same_tokens": same,
-            "compile_s": round(compile_s, 1),
-            # what no fp32 engine can go under on this machine: the weight matmuls alone, one row per token
-            "linears_ms_per_step": {f"rows_{n}": round(v, 3) for n, v in floor_ms.items()},
-            "ceiling_ratio_vs_transformers": round((1000 / best_hf) / floor_ms[1], 2),
-            "ceiling_16_rows_vs_1": round(16 * floor_ms[1] / floor_ms[16], 2)}
+    prompts = {k: tok.encode(v).ids for k, v in PROMPTS.items()}
+    n = min(tokens, ours.cfg.max_seq_len - max(len(p) for p in prompts.values()) - 1)
+    pad = tok.token_to_id("<|pad|>")
+    hf_kw = {"max_new_tokens": n, "min_new_tokens": n, "do_sample": False, "pad_token_id": pad}
+    engines = {"lmwright": Engine(ours, tok, max_batch=16, compile=True)}
+    compile_s = engines["lmwright"].warm_up()
+    engines["lmwright + prompt lookup"] = Engine(ours, tok, max_batch=16, compile=True, drafter=PromptLookup(4, max_running=16))
+    engines["lmwright + prompt lookup"].warm_up()
+    ways: dict = {"generate": lambda p: hf.generate(torch.tensor([p]), **hf_kw)[0, len(p):].tolist(),
+                  "generate + prompt lookup": lambda p: hf.generate(torch.tensor([p]), prompt_lookup_num_tokens=4,
+                                                                    **hf_kw)[0, len(p):].tolist()}
+    if draft_dir is not None:
+        hf_draft = AutoModelForCausalLM.from_pretrained(draft_dir, dtype=torch.float32).eval()
+        ways["generate + draft model"] = lambda p: hf.generate(torch.tensor([p]), assistant_model=hf_draft,
+                                                               **hf_kw)[0, len(p):].tolist()
+        draft = Engine(lmwright.load_model(draft_dir), lmwright.load_tokenizer(draft_dir), max_batch=16)
+        engines["lmwright + draft model"] = Engine(ours, tok, max_batch=16, compile=True,
+                                                   drafter=DraftModel(draft, 4, max_running=16))
+        engines["lmwright + draft model"].warm_up()
+    llm, skipped = _llama_cpp(model_dir, root)
+    if llm is not None:
+        def cpp(p):
+            llm.reset()
+            out = []
+            for t in llm.generate(p, temp=0.0, reset=True):
+                out.append(t)
+                if len(out) == n:
+                    return out
+            return out
+        ways["llama.cpp"] = cpp
+    params = SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
+    for name, eng in engines.items():
+        ways[name] = lambda p, eng=eng: eng.generate([p], params)[0].output_ids
+    best = dict.fromkeys(ways, 0.0)
+    outputs: dict = {}
+    for _ in range(rounds):
+        for name, fn in ways.items():
+            with torch.no_grad():
+                t = time.perf_counter()
+                outs = {k: fn(p) for k, p in prompts.items()}
+            best[name] = max(best[name], n * len(prompts) / (time.perf_counter() - t))
+            outputs[name] = outs
+    base = best["generate"]
+    ref = outputs["generate"]
+    rows = {name: {"tok_s": round(v, 1), "vs_generate": round(v / base, 2),
+                   # the tokens a way made equal plain generate's, prompt by prompt (llama.cpp: its own kernels)
+                   "same_tokens": {k: outputs[name][k] == ref[k] for k in prompts}} for name, v in best.items()}
+    for name, eng in engines.items():
+        if eng.drafter is not None:
+            rows[name].update(eng.spec_stats.to_dict())
+    return {"params": ours.n_params(), "new_tokens_per_prompt": n, "compile_s": round(compile_s, 1),
+            "target_vs_generate": TARGET_SINGLE, "ways": rows, **({"skipped": skipped} if skipped else {}),
+            # one row's weight matmuls through PyTorch (F.linear, nothing else): this carries PyTorch's own
+            # per-call overhead, so it is a reference point, not the machine's floor (llama.cpp goes under it)
+            "linears_ms_per_step": round(linears_ms(ours, 1), 3)}
 
 
 def linears_ms(model: torch.nn.Module, rows: int, reps: int = 200) -> float:
@@ -151,20 +223,41 @@ def bench_server(model_dir: Path, tokens: int, rounds: int, root: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--project", type=Path, help="a directory where `lmwright run` finished (the default project)")
+    ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--draft-steps", type=int, default=300, help="pretraining steps of the project's draft model")
+    ap.add_argument("--no-server", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="lmwright-decode-"))
-    model_dir = make_model(root)
-    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-              "single_stream": bench_single(model_dir, args.tokens, args.rounds),
-              "server": bench_server(model_dir, args.tokens, args.rounds, root)}
+    result: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
+    if args.project is not None:
+        model_dir = args.project / "lmwright-out" / "model"
+        if not (model_dir / "config.json").exists():
+            sys.exit(f"{model_dir} has no model: run `lmwright run` in {args.project} first")
+        draft = train_draft(args.project, root, args.draft_steps) if args.draft_steps else None
+        result["default project"] = bench_single(model_dir, args.tokens, args.rounds, root, draft)
+    else:
+        result["default project"] = "skipped: give --project DIR (a directory where `lmwright run` finished)"
+    random_dir = make_model(root)
+    result["5M random"] = bench_single(random_dir, args.tokens, args.rounds, root, None)
+    if not args.no_server:
+        result["server"] = bench_server(random_dir, args.tokens, args.rounds, root)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     for k, v in result.items():
-        print(f"{k:<14} {v}")
+        if isinstance(v, dict) and "ways" in v:
+            print(f"== {k}: {v['params']:,} parameters, {v['new_tokens_per_prompt']} new tokens x {len(PROMPTS)} "
+                  f"prompts; {v.get('skipped', '')}")
+            for name, r in v["ways"].items():
+                extra = (f"  acceptance {r['acceptance_rate']}, {r['tokens_per_step']} tokens/check"
+                         if "acceptance_rate" in r else "")
+                print(f"  {name:<26} {r['tok_s']:8.1f} tok/s  {r['vs_generate']:5.2f}x generate  "
+                      f"same tokens: {sum(r['same_tokens'].values())}/{len(PROMPTS)}{extra}")
+        else:
+            print(f"{k:<14} {v}")
 
 
 if __name__ == "__main__":
