@@ -296,7 +296,7 @@ class Engine:
             tokens[slot, :len(t)] = torch.tensor(t)
             start[slot] = st
         pos = (start[:, None] + torch.arange(s)).clamp(max=self.max_len - 1)  # padding: any valid position
-        span = max(int(start.max()), 1)
+        span = max(int(start.max()), 2)  # compiled graphs specialise a size of 1; the mask hides the extra one
         args = (tokens.to(self.device), pos.to(self.device), start.to(self.device),
                 self.k_cache[:, :n, :, :span], self.v_cache[:, :n, :, :span])
         if self.compiled_extend is not None:

@@ -103,16 +103,20 @@ class DraftModel:
         self.cached: dict[int, list[int]] = {}  # slot -> the tokens in the draft model's cache for that slot
 
     @staticmethod
-    def check_compatible(tokenizer, draft_tokenizer, name: str) -> None:
-        """Guesses are token ids: the draft model must cut text into the same tokens as the served one."""
+    def check_compatible(tokenizer, draft_tokenizer, vocab: int, draft_vocab: int, name: str) -> None:
+        """Guesses are token ids: the draft model must cut text into the same tokens as the served one, and not
+        guess ids beyond the served model's embedding."""
         if tokenizer.to_str() != draft_tokenizer.to_str():
             raise LmwrightError(f"serve.speculative.draft_model {name}: its tokenizer is not the served model's; "
                                 "speculative decoding needs the same tokenizer (a model from the same project, or "
                                 "one trained with its tokenizer)")
+        if draft_vocab > vocab:
+            raise LmwrightError(f"serve.speculative.draft_model {name}: its vocabulary has {draft_vocab} ids, the "
+                                f"served model's {vocab}; use a draft model with the served model's vocabulary")
 
     def admit(self, engine: Engine, req: Request) -> None:
-        if len(req.prompt_ids) < self.engine.max_len:
-            self.engine.extend([(req.slot, 0, req.prompt_ids)])
+        if len(req.prompt_ids) < self.engine.max_len:  # one row: `extend` would pad every lower slot to this length
+            self.engine._prefill(req.prompt_ids, req.slot)
             self.cached[req.slot] = list(req.prompt_ids)
         else:  # longer than the draft model's context: it does not guess for this request
             self.cached.pop(req.slot, None)
@@ -167,22 +171,24 @@ def speculative_step(engine: Engine, active: list[Request]) -> bool:
         return False
     rows = [(r.slot, engine.lengths[r.slot], [r.output_ids[-1], *d]) for r, d in zip(active, drafts, strict=True)]
     stats = engine.spec_stats
-    stats.steps += len(active)
     for r, d, logits in zip(active, drafts, engine.extend(rows), strict=True):
         before = len(r.output_ids)
-        kept = _check(engine, r, d, logits)
+        kept, examined = _check(engine, r, d, logits)
         engine.lengths[r.slot] += kept + 1  # the fed token and the kept guesses are in the cache now
-        r.checks += 1
-        r.drafted += len(d)
-        r.accepted += kept
-        stats.drafted += len(d)
-        stats.accepted += kept
-        stats.tokens += len(r.output_ids) - before
+        if d:  # a row without guesses decoded plainly in this pass: it is not a check
+            r.checks += 1
+            r.drafted += examined  # guesses never looked at (the request ended first) are neither kept nor not
+            r.accepted += kept
+            stats.steps += 1
+            stats.drafted += examined
+            stats.accepted += kept
+            stats.tokens += len(r.output_ids) - before
     return True
 
 
-def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor) -> int:
-    """Emit the tokens the model makes at the positions of `draft` and one after; returns the guesses kept."""
+def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor) -> tuple[int, int]:
+    """Emit the tokens the model makes at the positions of `draft` and one after; returns (guesses kept, guesses
+    examined: the request may end before the last)."""
     for i, guess in enumerate(draft):
         probs = engine.distribution(req, logits[i])
         if isinstance(probs, int):  # greedy
@@ -193,10 +199,10 @@ def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor)
             token = guess if keep else resample(probs, guess, req.generator)
         engine._after_token(req, token)
         if not keep or req.finished:
-            return i + int(keep)
+            return i + int(keep), i + 1
     if not req.finished:
         engine._after_token(req, engine._sample(req, logits[len(draft)]))
-    return len(draft)
+    return len(draft), len(draft)
 
 
 def resample(probs: torch.Tensor, rejected: int, generator: torch.Generator | None) -> int:

@@ -116,14 +116,14 @@ def open_engine(ws: Workspace):
 
         path, _, _ = resolve_model(ws, t.ref if t.version is None else f"{t.name}@{t.version}")
         s = ws.spec.serve
-        tok = load_tokenizer(path)
-        return Engine(load_hf(path), tok, max_batch=s.max_batch, compile=s.compile, score_prompts=s.features,
-                      drafter=make_drafter(ws, tok))
+        tok, model = load_tokenizer(path), load_hf(path)
+        return Engine(model, tok, max_batch=s.max_batch, compile=s.compile, score_prompts=s.features,
+                      drafter=make_drafter(ws, tok, model.cfg.vocab_size))
     return load
 
 
-def make_drafter(ws: Workspace, tokenizer):
-    """The drafter `serve.speculative` asks for, or None."""
+def make_drafter(ws: Workspace, tokenizer, vocab: int):
+    """The drafter `serve.speculative` asks for (for a model of `tokenizer` and `vocab` ids), or None."""
     from lmwright.core.models import resolve_model
     from lmwright.model.engine import Engine
     from lmwright.model.hf import load_hf
@@ -136,9 +136,9 @@ def make_drafter(ws: Workspace, tokenizer):
         return PromptLookup(sp.num_tokens, sp.max_ngram, sp.min_ngram, sp.max_running)
     if sp.method == "draft":
         path, _, _ = resolve_model(ws, sp.draft_model)
-        draft_tok = load_tokenizer(path)
-        DraftModel.check_compatible(tokenizer, draft_tok, sp.draft_model)
-        return DraftModel(Engine(load_hf(path), draft_tok, max_batch=s.max_batch), sp.num_tokens, sp.max_running)
+        draft_tok, draft = load_tokenizer(path), load_hf(path)
+        DraftModel.check_compatible(tokenizer, draft_tok, vocab, draft.cfg.vocab_size, sp.draft_model)
+        return DraftModel(Engine(draft, draft_tok, max_batch=s.max_batch), sp.num_tokens, sp.max_running)
     return None
 
 

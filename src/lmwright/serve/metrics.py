@@ -49,8 +49,8 @@ class ServeMetrics:
                               ["deployment", "model_name", "version"], registry=r)
         self.deprecated = Counter("lmwright_deprecated_requests", "Requests that reached a version being retired.",
                                   labels, registry=r)
-        # speculative decoding (serve.speculative): acceptance rate = accepted / draft tokens; tokens per check =
-        # generation tokens of speculating requests / checks
+        # speculative decoding (serve.speculative): acceptance rate = accepted / draft tokens (guesses examined);
+        # each check makes accepted + 1 tokens, so tokens per check = (accepted + checks) / checks
         self.spec_checks = Counter("lmwright_spec_decode_checks", "Passes that checked a request's guesses.", labels,
                                    registry=r)
         self.spec_draft = Counter("lmwright_spec_decode_draft_tokens", "Tokens guessed by the drafter.", labels,

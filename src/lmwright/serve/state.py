@@ -215,7 +215,7 @@ class ServedModel:
                 said = f"decode step compiled in {seconds:.0f} s" if self.engine.compiled is not None else "eager"
             except Exception as exc:  # noqa: BLE001 - a compiler failure: the same maths without it
                 traceback.print_exc()
-                self.engine.compiled = None
+                self.engine.compiled = self.engine.compiled_extend = None  # both graphs: eager maths alike
                 said = f"compiling failed ({type(exc).__name__}); serving with the eager decode step"
             self.service.start()
         except Exception as exc:  # noqa: BLE001 - one model's failure must not take the others down

@@ -20,8 +20,9 @@ class SpeculativeSpec(Section):
 
     method: Literal["none", "prompt_lookup", "draft"] = "none"
     num_tokens: int = Field(4, ge=1, le=16)  # guesses per step
-    max_ngram: int = Field(3, ge=1)  # prompt_lookup: the longest tail of the text looked up, then shorter ones
-    min_ngram: int = Field(1, ge=1)
+    # prompt_lookup: the longest tail of the text looked up, then shorter ones (a lookup costs ~ context x max_ngram)
+    max_ngram: int = Field(3, ge=1, le=8)
+    min_ngram: int = Field(1, ge=1, le=8)
     draft_model: str | None = Field(None, min_length=1)  # draft: a registered model or directory, same tokenizer
     # speculate only while at most this many requests run: a fuller batch already keeps the CPU busy, and checking
     # everyone's guesses would cost more than it saves
