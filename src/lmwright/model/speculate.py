@@ -136,8 +136,8 @@ class DraftModel:
             have = min(_common(self.cached[slot], seq), len(seq) - 1)  # at least one token in: its logits
             feed.append((slot, have, seq[have:]))
             self.cached[slot] = list(seq)
-        for (slot, _, _), logits in zip(feed, self.engine.extend(feed), strict=True):
-            drafts[next(i for i, sl, _, _ in live if sl == slot)].append(int(logits[-1].argmax()))
+        for (i, *_), logits in zip(live, self.engine.extend(feed), strict=True):  # feed is in live's order
+            drafts[i].append(int(logits[-1].argmax()))
         while more := [(i, slot) for i, slot, k, _ in live if len(drafts[i]) < k]:  # one guess more per pass
             feed = [(slot, len(self.cached[slot]), drafts[i][-1:]) for i, slot in more]
             for (i, slot), logits in zip(more, self.engine.extend(feed), strict=True):
