@@ -27,6 +27,7 @@ from lmwright.cli import (
     export,
     finetune,
     governance,
+    init,
     monitor,
     project,
     registry,
@@ -40,6 +41,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "Add --debug to any command to see the full traceback of a failure.")
 # the order of `lmwright --help`: the project, data, the stages, evaluation, search, fine-tuning, serving
 project.register(app)
+init.register(app)
 data.register(app)
 project.register_stages(app)
 evaluate.register(app)

@@ -1,4 +1,4 @@
-"""The project's commands: `run`, `init`, `status`, one command per stage (`lmwright collect`, ...), `train`,
+"""The project's commands: `run`, `status`, one command per stage (`lmwright collect`, ...), `train`,
 `generate` and `model plan`."""
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from lmwright.core.progress import Reporter
 from lmwright.core.status import project_status
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
-from lmwright.spec import DEFAULT_SPEC_TEXT, SPEC_FILENAME
 from lmwright.stages.registry import STAGES
 
 # evaluate and test also take a model and data of the user's choosing (cli/evaluate.py); the fine-tuning stages
@@ -35,7 +34,6 @@ OWN_COMMANDS = ("evaluate", "test", "sft", "classify", "preference")
 
 def register(app: typer.Typer) -> None:
     app.command()(run)
-    app.command()(init)
     app.command()(status)
     app.command()(generate)
 
@@ -100,16 +98,6 @@ def run(
         err.print("  see the report card's Requirements section; `lmwright promote NAME@VERSION --force --reason "
                   "\"...\"` overrides (recorded)")
         raise typer.Exit(ACCEPTANCE_FAILED)
-
-
-def init(directory: Annotated[Path, typer.Argument(help="Directory to create the project in.")] = Path(".")) -> None:
-    """Write a commented lmwright.yaml for the default project, to edit."""
-    target = directory / SPEC_FILENAME
-    if target.exists():
-        raise LmwrightError(f"{target} already exists; edit it, or remove it to start again")
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(DEFAULT_SPEC_TEXT, encoding="utf-8")
-    err.print(f"wrote {target}; edit it, then run `lmwright run -C {directory}`")
 
 
 def status(dir: DirOpt = Path("."), set_: SetOpt = None, json_: JsonOpt = False) -> None:
