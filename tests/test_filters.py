@@ -104,7 +104,7 @@ def test_blocklist_is_whole_word_and_spares_technical_words():
 
 def test_profiles_are_builtin_and_overridable_field_by_field():
     s = Spec()
-    assert set(s.data.profiles) == {"prose", "technical", "minimal"}
+    assert set(s.data.profiles) == {"prose", "technical", "documentation", "minimal"}
     assert s.data.profiles["prose"].gopher_quality.min_words == 50  # published default
     assert s.data.profiles["technical"].c4.enabled is False
     s = load_spec(None, ["data.profiles.technical.gopher_quality.min_words=20"])

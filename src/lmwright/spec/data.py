@@ -135,8 +135,16 @@ class BlocklistSpec(Toggle):
 
 
 class FilterProfile(Section):
-    """Which filters a source's documents go through, and their thresholds (defaults: the published ones)."""
+    """Which filters a source's documents go through, and their thresholds (defaults: the published ones).
 
+    `code_blocks`: what the rules make of code blocks (Markdown fences and indented blocks, reStructuredText literal
+    blocks and code directives, doctest lines). `filter` (the default): nothing special, every rule reads the whole
+    text and C4 keeps only the lines it passes. `keep` and `strip`: the quality, repetition, C4, FineWeb and
+    language rules read the prose only (inline markup reduced to its words), and decide without rewriting; the
+    document is kept whole (`keep`) or without its code blocks (`strip`). The length/encoding checks (`basic`) and
+    the blocklist read what is kept."""
+
+    code_blocks: Literal["filter", "keep", "strip"] = "filter"
     basic: BasicSpec = Field(default_factory=BasicSpec)
     language: LanguageSpec = Field(default_factory=LanguageSpec)
     gopher_quality: GopherQualitySpec = Field(default_factory=GopherQualitySpec)
@@ -146,19 +154,33 @@ class FilterProfile(Section):
     blocklist: BlocklistSpec = Field(default_factory=BlocklistSpec)
 
 
-# Built-in profiles. `prose`: web-prose rules at their published thresholds. `technical`: for documentation
-# and docstrings, where those rules are wrong (Gopher's 50-word minimum alone removes 81% of the stdlib
-# docstrings; C4 drops any text with a curly bracket) — measured on the default corpus, see the data notes.
+# documentation repeats its own terms ("the host parameter ... the host parameter"; a changelog's "Related issues
+# and pull requests on GitHub"): only heavy repetition
+_DOC_REPETITION = {"ngram_min_words": 50, "top_ngram_max_frac": {2: 0.3, 3: 0.3, 4: 0.3},
+                   "dup_ngram_max_frac": {5: 0.35, 6: 0.33, 7: 0.31, 8: 0.29, 9: 0.27, 10: 0.25}}
+
+# Built-in profiles. `prose`: web-prose rules at their published thresholds. `technical`: for docstrings, where
+# those rules are wrong (Gopher's 50-word minimum alone removes 81% of the stdlib docstrings; C4 drops any text
+# with a curly bracket) — measured on the default corpus, see the data notes. `documentation`: for Markdown and
+# reStructuredText with code blocks (READMEs, guides): every rule reads the prose only, and the code is kept; the
+# thresholds it relaxes were measured on 229 package READMEs (benchmarks/readme_corpus.py, RESULTS.md).
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     "prose": {},
     "technical": {
         "language": {"min_score": 0.3},
         "gopher_quality": {"min_words": 8, "min_alpha_words_ratio": 0.5, "min_stop_words": 1},
-        # documentation repeats its own terms ("the host parameter ... the host parameter"): only heavy repetition
-        "gopher_repetition": {"ngram_min_words": 50, "top_ngram_max_frac": {2: 0.3, 3: 0.3, 4: 0.3},
-                              "dup_ngram_max_frac": {5: 0.35, 6: 0.33, 7: 0.31, 8: 0.29, 9: 0.27, 10: 0.25}},
+        "gopher_repetition": _DOC_REPETITION,
         "c4": {"enabled": False},
         "fineweb": {"enabled": False},
+    },
+    "documentation": {
+        "code_blocks": "keep",
+        # headings and list items are most of a README's lines: C4 drops them (no final punctuation) before it
+        # counts sentences, and they are FineWeb's short lines; changelogs repeat "Added" / "Fixed" headings; the
+        # prose's blank line between paragraphs doubles FineWeb's newlines per word (web text has one newline)
+        "c4": {"min_sentences": 3},
+        "fineweb": {"max_short_line_ratio": 0.8, "max_dup_line_char_ratio": 0.1, "max_newline_per_word": 0.6},
+        "gopher_repetition": _DOC_REPETITION,
     },
     "minimal": {k: {"enabled": False} for k in ("language", "gopher_quality", "gopher_repetition", "c4",
                                                    "fineweb", "blocklist")},
@@ -216,6 +238,9 @@ class DataSpec(Section):
     profiles: dict[str, FilterProfile] = Field(default_factory=dict)  # built-ins plus yours; yours override
     pii: PiiSpec = Field(default_factory=PiiSpec)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
+    # the clean stage warns (its summary's `warnings`, printed at the end of a run) about each source it removed
+    # more than this share of, with the top reasons and the setting that would change it; null or 0: never
+    warn_removed_share: float | None = Field(0.3, ge=0, le=1)
 
     def pydocs_sources(self) -> set[str]:
         """Names of the pydocs sources: their documents are labelled by library chapter."""

@@ -93,14 +93,14 @@ def collect(ctx: StageContext) -> dict:
 
 
 @stage("clean", deps=("collect",), spec=("data.clean", "data.profiles", "data.pii", "data.sources",
-                                       "data.executor.shard_docs"),
+                                       "data.executor.shard_docs", "data.warn_removed_share"),
        needs=lambda spec: ["ray"] if spec.data.executor.kind == "ray" else [], resumable=True)
 def clean(ctx: StageContext) -> dict:
     """Repair text; run each source's filter profile (quality, repetition, language, blocklist); redact PII."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lmwright.data.clean_shard import CleanShard
+    from lmwright.data.clean_shard import CleanShard, merge_by_source, removal_warnings
     from lmwright.data.executors import run_shards, shard_dir
 
     data = ctx.spec.data
@@ -124,8 +124,10 @@ def clean(ctx: StageContext) -> dict:
     kept = sum(r["kept"] for r in results)
     ctx.dataset("clean", "docs.parquet", kept)
     top = ", ".join(f"{k} {v}" for k, v in counts.most_common(3)) or "none"
+    by_source = merge_by_source(results)  # per source: read, kept, removed by reason
+    warnings = removal_warnings(by_source, data)  # printed at the end of a run
     return {**accounting(n_docs, kept, counts, 0), "pii": dict(sorted(pii.items())), "shards": n_shards,
-            "resumed_shards": resumed,
+            "resumed_shards": resumed, "by_source": by_source, "warnings": warnings,
             "headline": f"{kept:,} kept, {n_docs - kept:,} removed ({top}), {sum(pii.values())} PII spans redacted"}
 
 

@@ -32,7 +32,7 @@ from lmwright.data.compressed import COMPRESSIONS, read_bytes, split_suffix
 from lmwright.data.document import BadField, Document, Quarantined, carried_fields, doc_id
 from lmwright.errors import LmwrightError
 
-SUFFIXES = {".txt", ".md", ".jsonl", ".csv", ".parquet", ".html", ".htm"}
+SUFFIXES = {".txt", ".md", ".rst", ".jsonl", ".csv", ".parquet", ".html", ".htm"}
 READS = f"{', '.join(sorted(SUFFIXES))}, each optionally compressed ({', '.join(COMPRESSIONS)})"
 
 
@@ -128,7 +128,7 @@ def collect_files(source, root: Path) -> Iterator[Document | Quarantined]:
         if suffix == ".parquet":
             yield from _parquet(path, compression, rel, source, doc, bad)
             continue
-        whole_file = suffix in (".txt", ".md", ".html", ".htm")  # one document: the limit is on the file
+        whole_file = suffix in (".txt", ".md", ".rst", ".html", ".htm")  # one document: the limit is on the file
         if whole_file and compression is None and size > limit:
             yield bad(rel, "record_too_large", f"{size / 2**20:.1f} MB > max_record_mb {source.max_record_mb}")
             continue
@@ -147,7 +147,7 @@ def collect_files(source, root: Path) -> Iterator[Document | Quarantined]:
             yield bad(rel, "binary_file", "NUL bytes: not a text file; remove it from the glob")
             continue
         text, _ = decode(data, source.encoding)
-        if suffix in (".txt", ".md"):
+        if suffix in (".txt", ".md", ".rst"):
             yield doc(rel, rel, text)
         elif suffix in (".html", ".htm"):
             from lmwright.data.sources.html import main_text
