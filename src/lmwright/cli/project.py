@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lmwright.cli.common import (
@@ -64,6 +65,15 @@ def print_where(ws: Workspace, outcomes) -> None:
         err.print(f"{k:<8} {p}")
 
 
+def print_warnings(outcomes) -> None:
+    """Every stage's `warnings` (a list of lines in its summary), at the end of the run where they are seen."""
+    found = [(name, w) for name, o in outcomes.items() for w in (o.summary or {}).get("warnings") or []]
+    if found:
+        err.print("[yellow]warnings:[/yellow]")
+        for name, w in found:
+            err.print(f"  [yellow]{name}[/yellow]: {escape(str(w))}", highlight=False)
+
+
 ACCEPTANCE_FAILED = 3  # `lmwright run`'s exit status when the model fails requirements.acceptance (errors: 2)
 
 
@@ -88,6 +98,7 @@ def run(
     if json_:
         out.print_json(json.dumps(outcomes_json(outcomes)))
     print_where(ws, outcomes)
+    print_warnings(outcomes)
     report = outcomes.get("report")
     req = report.summary.get("requirements", {}) if report else {}
     if req.get("failing"):
@@ -223,13 +234,18 @@ def model_plan(
     device: Annotated[str | None, typer.Option(help="A device to check the fit against: "
                                                "h100, a100-40, l4, t4, rtx4090, ...")] = None,
     memory_gib: Annotated[float | None, typer.Option("--memory-gib", help="Or a memory size in GiB.")] = None,
+    tokens: Annotated[int | None, typer.Option("--tokens", min=1, help="Training tokens to size against (default: "
+                                               "the train split of the latest `lmwright tokenize`).")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Parameters, FLOPs per token and training memory of the spec's model, and whether it fits a device."""
+    """Parameters, FLOPs per token and training memory of the spec's model, whether it fits a device, and against
+    the corpus: tokens per parameter, epochs and warnings with a suggested size."""
     from lmwright.model.config import ModelConfig
     from lmwright.model.plan import DEVICES, GIB, PRECISION_BYTES, plan
+    from lmwright.model.sizing import CHINCHILLA_TOKENS_PER_PARAM, data_fit
 
-    spec = Workspace.open(dir, set_ or []).spec
+    ws = Workspace.open(dir, set_ or [])
+    spec = ws.spec
     tr = spec.train
     if device is not None and device not in DEVICES:
         raise LmwrightError(f"--device {device!r} is not one I know; use one of {', '.join(DEVICES)} "
@@ -241,8 +257,11 @@ def model_plan(
     b = batch or tr.batch_size // (tr.grad_accum * tr.nproc)
     p = plan(cfg, b, seq or tr.seq_len, precision, optimizer or tr.optimizer, tr.activation_checkpointing,
              device, memory_gib)
+    corpus = (tokens, "--tokens") if tokens else corpus_tokens(ws)
+    fit = data_fit(cfg, corpus[0], tr) if corpus else None
     if json_:
-        out.print_json(json.dumps(p.to_dict()))
+        data = {**fit.to_dict(), "tokens_from": corpus[1]} if fit else None
+        out.print_json(json.dumps({**p.to_dict(), "data": data}))
         return
     t = Table(title=f"{cfg.n_layers} layers · width {cfg.d_model} · {cfg.n_heads}/{cfg.n_kv_heads} heads · "
                     f"batch {b} x {seq or tr.seq_len} · {precision} · {optimizer or tr.optimizer}")
@@ -258,4 +277,30 @@ def model_plan(
     if p.fits is not None:
         t.add_row(f"fits {device or ''} ({p.device_bytes / GIB:.0f} GiB)",
                   "[green]yes[/green]" if p.fits else "[red]no[/red]")
+    if fit:
+        t.add_row("training tokens", f"{fit.train_tokens:,} ({corpus[1]})")
+        t.add_row("tokens per parameter", f"{fit.tokens_per_param:.3g} (compute-optimal ~{CHINCHILLA_TOKENS_PER_PARAM}: "
+                                          f"{fit.chinchilla_tokens:,} tokens)")
+        t.add_row("tokens the run sees", f"{fit.run_tokens:,} ({tr.max_steps:,} steps x {tr.batch_size} x "
+                                         f"{tr.seq_len})")
+        t.add_row("epochs over the train split", f"{fit.epochs:.2f}")
+        t.add_row("training tokens per vocabulary entry", f"{fit.tokens_per_vocab_entry:,.1f}")
     out.print(t)
+    if not fit:
+        out.print("corpus: no tokenized data yet; run `lmwright tokenize` (or pass --tokens N) for tokens per "
+                  "parameter and epochs")
+    for w in fit.warnings if fit else []:
+        out.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+
+
+def corpus_tokens(ws: Workspace) -> tuple[int, str] | None:
+    """The train split's tokens from the latest tokenize run, and which run; None before there is one."""
+    if not ws.spec.project.store_url and not (ws.internal / "lmwright.db").exists():
+        return None  # no store yet: opening one would create it
+    from lmwright.core.store import Store
+
+    r = Store(ws.store_url).last_run("tokenize")
+    train = ((r.summary or {}).get("tokens") or {}).get("train") if r else None
+    if train is None:
+        return None
+    return int(train), f"tokenize run {r.id}"

@@ -7,11 +7,14 @@ Across machines node 0 runs the stage as ever (launching its processes with the 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from lmwright.core.models import init_facts, init_model
 from lmwright.core.pipeline import StageContext, Stages, ancestors, stage, stage_status
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
+from lmwright.model.config import ModelConfig
+from lmwright.model.sizing import DataFit, data_fit
 from lmwright.train.distributed import Nodes, check_world, join, this_node
 from lmwright.train.job import pretrain_job
 
@@ -29,6 +32,9 @@ def pretrain(ctx: StageContext) -> dict:
     init = init_model(ctx.ws)
     if init is not None:
         ctx.log(f"  pretrain: starting from {init[1]} ({init[2][:12]}), train.init_from: {tr.init_from}")
+    fit = corpus_fit(ctx, init[0] if init else None)
+    for line in fit.warnings:  # said before the minutes of training, not after
+        ctx.log(f"  pretrain: warning: {line}")
     r, history = pretrain_job(ctx.spec, ctx.inputs["tokenize"].path, ctx.inputs["tokenizer"].path, ctx.work,
                               ctx.out, ctx.reporter, log_dir=ctx.ws.root / ".lmwright",
                               init=init[0] if init else None)
@@ -48,10 +54,25 @@ def pretrain(ctx: StageContext) -> dict:
             "train_seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9)),
             "mfu": round(mfu, 4), "peak_tflops": round(peak / 1e12, 4), "peak_source": peak_source,
             "final_loss": history["loss"][-1], "val_loss": history["val_loss"][-1],
-            "val_bpb": history["val_bpb"][-1],
+            "val_bpb": history["val_bpb"][-1], "epochs": fit.epochs, "tokens_per_param": fit.tokens_per_param,
+            "warnings": fit.warnings,
             "headline": (f"from {init[1]}, " if init else "")
                         + f"{n_params / 1e6:.2f}M params, {steps} steps, loss {history['loss'][-1]:.3f}, "
                         f"val {history['val_bpb'][-1]:.3f} bits/byte, MFU {100 * mfu:.1f}%"}
+
+
+def corpus_fit(ctx: StageContext, init: Path | None) -> DataFit:
+    """The model against its corpus (model/sizing.py): epochs, tokens per parameter, the vocabulary's fit, and
+    warnings with their fixes. The network is the one the loop will build: the init model's own when continuing."""
+    if init is not None:
+        from lmwright.model.hf import read_config
+
+        cfg = read_config(init)
+    else:
+        cfg = ModelConfig.from_spec(ctx.spec, ctx.inputs["tokenizer"].summary.get("vocab_size",
+                                                                                  ctx.spec.tokenizer.vocab_size))
+    train_tokens = ctx.inputs["tokenize"].summary["tokens"]["train"]
+    return data_fit(cfg, train_tokens, ctx.spec.train, continued=init is not None)
 
 
 def join_pretrain(ws: Workspace, stages: Stages, nodes: Nodes, reporter: Reporter, force: bool = False,
