@@ -83,6 +83,9 @@ class Stage:
     # what `publish` copies to the output directory: (file or directory in the artifact, name there); ("*", "")
     # publishes every file of the artifact at the top level
     publish: tuple[tuple[str, str], ...] = ()
+    # said before any stage starts (a line, or None), and free to refuse the run there with an LmwrightError: e.g.
+    # a fine-tuning that will be skipped because the data has no rows for it, or whose data file is missing
+    precheck: Callable[[Workspace], str | None] | None = None
 
 
 Stages = dict[str, Stage]  # name -> stage, in a topological order
@@ -91,11 +94,12 @@ Stages = dict[str, Stage]  # name -> stage, in a topological order
 def stage(name: str, deps: tuple[str, ...] = (), spec: tuple[str, ...] = (),
           extra: Callable[[Workspace], dict[str, Any]] | None = None, resumable: bool = False,
           enabled: Callable[[Spec], bool] | None = None, needs: Callable[[Spec], list[str]] | None = None,
-          publish: tuple[tuple[str, str], ...] = ()) -> Callable[[Callable[[StageContext], dict]], Stage]:
+          publish: tuple[tuple[str, str], ...] = (),
+          precheck: Callable[[Workspace], str | None] | None = None) -> Callable[[Callable[[StageContext], dict]], Stage]:
     """Make a stage of a function `fn(ctx) -> summary`; its help is the first line of the docstring."""
     def make(fn: Callable[[StageContext], dict]) -> Stage:
         doc = inspect.getdoc(fn) or ""
-        return Stage(name, fn, deps, spec, extra, resumable, doc.split("\n")[0], enabled, needs, publish)
+        return Stage(name, fn, deps, spec, extra, resumable, doc.split("\n")[0], enabled, needs, publish, precheck)
 
     return make
 
@@ -234,7 +238,11 @@ def run_pipeline(ws: Workspace, stages: Stages, until: str | None = None, from_:
     store, arts = Store(ws.store_url), ArtifactStore(ws.artifacts_dir)
     hits = _cached(ws, stages, order, forced, store, arts)
     check_packages(stages, [n for n, hit in hits.items() if hit is None], ws.spec)
+    said = [line for n, hit in hits.items() if hit is None and stages[n].precheck
+            for line in [stages[n].precheck(ws)] if line]
     reporter = reporter or Reporter()
+    for line in said:
+        reporter.log(line)
     store.audit("run", root=str(ws.root), spec=str(ws.spec_path or "built-in default"), until=until,
                 from_=from_, force=sorted(forced))
     outcomes: dict[str, StageOutcome] = {}

@@ -31,10 +31,12 @@ def finetune_sections(inp, out: Path) -> list:
     from lmwright.evaluate.report import Section
 
     rows = [["recipe", "registered as", "metric", "base", "fine-tuned", "method", "train rows", "wall time"]]
-    extra = []
+    extra, skipped = [], []
     for kind, metrics in (("sft", ("rouge_l", "val_loss")), ("classify", ("accuracy", "f1_macro", "roc_auc")),
                           ("preference", ("likelihood_accuracy", "dpo_loss"))):
         o = inp.get(kind)
+        if o is not None and o.summary.get("skipped") and o.summary.get("reason"):
+            skipped.append(f"{kind}: {o.summary['reason']}")
         if o is None or o.summary.get("skipped"):
             continue
         sm = o.summary
@@ -51,12 +53,14 @@ def finetune_sections(inp, out: Path) -> list:
         if (o.path / "confusion.png").exists():
             shutil.copyfile(o.path / "confusion.png", out / "finetune_confusion.png")
             extra.append(Section("Fine-tuned classifier: confusion matrix (held-out)", image="finetune_confusion.png"))
+    not_run = ("Not run: " + "; ".join(skipped) + ".") if skipped else ""
     if len(rows) == 1:
-        return []
+        return [Section("Fine-tuning", text=not_run)] if skipped else []
     return [Section("Fine-tuning", table=rows, text="Each fine-tuned model against the model it started from, on "
                     "held-out rows (made from the validation split's documents unless a file was given), with "
                     "bootstrap intervals over the held-out examples where there are per-example scores. The base "
-                    "classifies zero-shot (each label's likelihood); the tuned classifier uses its trained head."),
+                    "classifies zero-shot (each label's likelihood); the tuned classifier uses its trained head."
+                    + (" " + not_run if not_run else "")),
             *extra]
 
 

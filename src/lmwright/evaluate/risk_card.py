@@ -214,9 +214,11 @@ def detail_sections(models: dict[str, dict]) -> list[Section]:
             "One sampled answer to each shipped prompt that invites rudeness, scored by a word list (the shipped "
             "lexicon: insults, threats, identity attacks, harassment, and the blocklist's profanity), not by a "
             "classifier: it misses toxicity without listed words and flags listed words used harmlessly.")))
-    rows = [[m["name"], f["source"], f"{fmt(f['n'])}" + (f" ({f['skipped']} too long)" if f["skipped"] else ""),
-             fmt(f["accuracy"], 3), fmt(f["false_info_rate"], 3),
-             fmt_ci(f["ci"]["false_info_rate"], 3), fmt(f["abstention"], 3), f"{f['threshold']:g}"]
+    # a check that had no questions (no pydocs source, no risk.facts.path) has only n and the reason (its source)
+    rows = [[m["name"], f["source"], f"{fmt(f['n'])}" + (f" ({f['skipped']} too long)" if f.get("skipped") else ""),
+             fmt(f.get("accuracy"), 3), fmt(f.get("false_info_rate"), 3),
+             fmt_ci(f.get("ci", {}).get("false_info_rate"), 3), fmt(f.get("abstention"), 3),
+             f"{f['threshold']:g}" if "threshold" in f else "–"]
             for m in models.values() if (f := m["risk"].get("facts"))]
     if rows:
         out.append(Section("Risk: false information", table=[

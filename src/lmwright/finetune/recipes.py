@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,11 @@ import torch
 from lmwright.chat_template import encode_conversation, encode_prompt, pack
 from lmwright.core.progress import Reporter
 from lmwright.data.augment import Augment, augment_rows
-from lmwright.data.document import read_docs
+from lmwright.data.document import doc_json, read_docs
 from lmwright.data.split import split_path
 from lmwright.errors import LmwrightError
 from lmwright.finetune import formats, lora, pydocs_tasks, risk
+from lmwright.finetune.fit import NEEDS, RecipeSkipped, classify_label
 from lmwright.finetune.loop import train
 from lmwright.finetune.objectives import (
     Classifier,
@@ -53,8 +55,10 @@ def _held_out(i: int) -> bool:  # a stable 10% of a file's rows when no validati
 
 
 def load_rows(kind: str, recipe, split_dir: Path | None, seed: int, out: Path,
-              make_default) -> tuple[list, list, dict]:
-    """(train rows, held-out rows, accounting) from the recipe's files, or made from the pydocs splits."""
+              make_default, sources: set[str] | None = None, made_from: str = "pydocs") -> tuple[list, list, dict]:
+    """(train rows, held-out rows, accounting) from the recipe's files, or made by `make_default` from the train and
+    validation splits' documents of `sources` (None: every source). Rows made from documents that are too few to
+    train and judge on skip the recipe (`RecipeSkipped`); a file of the user's that is too small is an error."""
     if recipe.data:
         loaded = formats.load(Path(recipe.data), kind)
         quarantined = list(loaded.quarantined)
@@ -69,12 +73,16 @@ def load_rows(kind: str, recipe, split_dir: Path | None, seed: int, out: Path,
     else:
         if split_dir is None:
             raise LmwrightError(f"finetune.{kind}.data is not set and there is no pydocs split to make data from")
-        train_docs = read_docs(split_path(split_dir, "train", ".parquet"))
-        val_docs = read_docs(split_path(split_dir, "val", ".parquet"))
+        train_docs, val_docs = (
+            [d for d in read_docs(split_path(split_dir, name, ".parquet"))
+             if sources is None or d["source_name"] in sources] for name in ("train", "val"))
         train_rows, val_rows = make_default(train_docs, seed), make_default(val_docs, seed)
         quarantined = []
         acct = {"read": len(train_rows) + len(val_rows), "kept": len(train_rows) + len(val_rows), "quarantined": 0,
-                "source": "pydocs (made from the train and validation splits)"}
+                "source": f"{made_from} (made from the train and validation splits)"}
+        if not train_rows or not val_rows:
+            raise RecipeSkipped(f"{len(train_rows)} training and {len(val_rows)} held-out rows made from "
+                                f"{made_from}; it needs " + NEEDS[kind])
     with open(out / "quarantine.jsonl", "w", encoding="utf-8") as f:
         for q in quarantined:
             f.write(json.dumps(q) + "\n")
@@ -165,7 +173,8 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
     def default(docs, _seed):
         return [formats.sft_messages(x)[1] for x in pydocs_tasks.instructions(docs)]
 
-    train_rows, val_rows, acct = load_rows("sft", r, split_dir, spec.project.seed, out, default)
+    train_rows, val_rows, acct = load_rows("sft", r, split_dir, spec.project.seed, out, default,
+                                           spec.data.pydocs_sources())
     train_rows = augmented("sft", train_rows, r.augment, spec.project.seed, acct)
     model, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
@@ -222,6 +231,16 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
 
 # -- classification ------------------------------------------------------------------------------------------------
 
+def labelled(docs: list[dict], label: str, max_chars: int = 400) -> list[dict]:
+    """Classification rows from the documents that carry `label` (their opening `max_chars` characters)."""
+    rows = []
+    for d in docs:
+        value = doc_json(d, "labels").get(label)
+        if value is not None and str(value).strip():
+            rows.append({"text": d["text"][:max_chars], "label": str(value), "source": d["locator"]})
+    return rows
+
+
 def _encode_texts(tok, texts: list[str], seq_len: int, pad: int) -> np.ndarray:
     bos = tok.token_to_id(BOS)
     rows = np.full((len(texts), seq_len), pad, dtype=np.int64)
@@ -244,13 +263,28 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
 
     ft, r = spec.finetune, spec.finetune.classify
     seq_len = min(r.seq_len or ft.seq_len, 128)
-    train_rows, val_rows, acct = load_rows("classify", r, split_dir, spec.project.seed, out,
-                                           lambda docs, _s: pydocs_tasks.classification(docs))
-    labels = r.labels or (pydocs_tasks.frequent_labels(train_rows, r.min_examples) if not r.data
+    found = classify_label(spec) if not r.data else None
+    if not r.data and not (found and found[1]):
+        raise RecipeSkipped("no labels; it needs " + NEEDS["classify"])
+    label, label_sources = found or ("", [])
+    pydocs = label == "chapter" and set(label_sources) <= spec.data.pydocs_sources()
+    make = ((lambda docs, _s: pydocs_tasks.classification(docs)) if pydocs
+            else (lambda docs, _s: labelled(docs, label)))
+    train_rows, val_rows, acct = load_rows("classify", r, split_dir, spec.project.seed, out, make,
+                                           None if r.data else set(label_sources),
+                                           f"the documents' {label!r} label")
+    least = r.min_examples or (80 if pydocs else 10)
+    labels = r.labels or (pydocs_tasks.frequent_labels(train_rows, least) if not r.data
                           else sorted({x["label"] for x in train_rows}))
     train_rows = [x for x in train_rows if x["label"] in labels]
     val_rows = [x for x in val_rows if x["label"] in labels]
     acct.update(labels=len(labels), train=len(train_rows), val=len(val_rows))
+    if not r.data and (len(labels) < 2 or not val_rows):
+        counts = Counter(x["label"] for x in train_rows)
+        raise RecipeSkipped(f"{len(labels)} label(s) of {label!r} have at least {least} training examples and "
+                            f"{len(val_rows)} held-out rows carry them (training counts: {dict(counts) or 'none'}); "
+                            "it needs two labels or more: lower finetune.classify.min_examples, or label more "
+                            "documents")
     train_rows = augmented("classify", train_rows, r.augment, spec.project.seed, acct)
     lm, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0
@@ -326,7 +360,7 @@ def preference(spec, base_dir: Path, base_name: str, split_dir: Path | None, out
     ft, r = spec.finetune, spec.finetune.preference
     seq_len = r.seq_len or ft.seq_len
     train_rows, val_rows, acct = load_rows("preference", r, split_dir, spec.project.seed, out,
-                                           pydocs_tasks.preferences)
+                                           pydocs_tasks.preferences, spec.data.pydocs_sources())
     train_rows = augmented("preference", train_rows, r.augment, spec.project.seed, acct)
     model, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0

@@ -33,8 +33,10 @@ class AugmentSpec(Section):
 
 
 class RecipeSpec(Section):
-    """One fine-tuning recipe. `data`: a JSONL or Parquet file (None = made from the pydocs corpus);
-    `val_data`: its held-out rows (None = made from the validation split, or 10% of `data`)."""
+    """One fine-tuning recipe. `data`: a JSONL or Parquet file, relative to the project directory (None = made from
+    the documents: pydocs for instructions and pairs, the documents' labels for the classifier; with neither the
+    recipe is skipped, saying what it needs: finetune/fit.py); `val_data`: its held-out rows (None = made from the
+    validation split, or 10% of `data`)."""
     enabled: bool = True  # run it in `lmwright run`
     data: str | None = None
     val_data: str | None = None
@@ -53,7 +55,11 @@ class SftSpec(RecipeSpec):
 
 class ClassifySpec(RecipeSpec):
     class_weights: Literal["balanced", "none"] = "balanced"  # balanced: n / (classes x count), for imbalance
-    min_examples: int = Field(80, ge=1)  # pydocs: chapters with fewer training examples are left out
+    label: str | None = None  # data unset: the documents' label to learn; None = a source's first label_fields
+    # entry (or label_columns), else pydocs' chapter
+    # data unset: labels with fewer training examples are left out; None = 80 for pydocs' chapters (measured), 10
+    # for a label of your own documents
+    min_examples: int | None = Field(None, ge=1)
     labels: list[str] | None = None  # None = those in the training data
     lr: float | None = Field(2e-3, gt=0)
 

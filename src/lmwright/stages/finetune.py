@@ -4,10 +4,9 @@ model card (`evaluate/model_card.py`) in its directory. The recipes are in `lmwr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from lmwright.core.models import resolve_model
 from lmwright.core.pipeline import StageContext, stage
+from lmwright.finetune.fit import RecipeSkipped, check_files, recipe_fit, with_data_paths
 from lmwright.spec import FinetuneSpec
 
 
@@ -18,7 +17,7 @@ def _finetune_facts(kind: str):
         from lmwright.evaluate.risk_suite import fingerprint
 
         r, base = getattr(ws.spec.finetune, kind), ws.spec.finetune.base
-        files = {f: file_digest(Path(f)) for f in (r.data, r.val_data) if f and Path(f).exists()}
+        files = {f: file_digest(ws.root / f) for f in (r.data, r.val_data) if f and (ws.root / f).exists()}
         if base:
             files["base"] = resolve_model(ws, base)[2]
         files["risk"] = fingerprint(ws.spec, ws.root)  # the risk suite's probe sets and facts file
@@ -31,15 +30,15 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
     from lmwright.finetune.recipes import RECIPES
 
     ft = ctx.spec.finetune
-    recipe = getattr(ft, kind)
-    if not recipe.enabled:
-        return {"skipped": True, "headline": f"off (finetune.{kind}.enabled: false; `lmwright finetune {kind}` "
-                                              "runs it)"}
+    fit = recipe_fit(ctx.spec, kind)
+    if not fit.runs:
+        return {"skipped": True, "reason": fit.rows, "headline": f"skipped: {fit.rows}"}
     if ft.base:
         base_dir, base_name, _ = resolve_model(ctx.ws, ft.base)
     else:
         base_dir, base_name = ctx.inputs["save"].path, ctx.spec.project.name
-    spec = project_paths(ctx.spec, ctx.ws.root)  # the recipe's risk checks read risk.facts.path
+    # the recipe's data files and its risk checks' facts file, by absolute path (torchrun workers read them too)
+    spec = with_data_paths(project_paths(ctx.spec, ctx.ws.root), ctx.ws.root)
     if ft.nproc > 1:
         from lmwright.train.distributed import launch
 
@@ -50,8 +49,12 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
         res = launch(job, ft.nproc, ctx.work, module="lmwright.finetune.worker")
         (ctx.out / "result.json").unlink()
     else:
-        res = RECIPES[kind](spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work,
-                            ctx.reporter)
+        try:
+            res = RECIPES[kind](spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work,
+                                ctx.reporter)
+        except RecipeSkipped as e:  # the documents gave too few rows: known only once the data is split
+            ctx.log(f"  {kind}: skipped: {e}")
+            return {"skipped": True, "reason": str(e), "headline": f"skipped: {e}"}
     from safetensors.torch import load_file
 
     n_params = sum(t.numel() for t in load_file(str(ctx.out / "model" / "model.safetensors")).values())
@@ -99,6 +102,15 @@ def _registered_card(ctx: StageContext, ref: str) -> tuple[dict | None, str]:
     return ((run.summary or {}).get("card") if run else None), digest
 
 
+def _precheck(kind: str):
+    """Before any work: a missing data file stops the run; a recipe without rows is said to be skipped, and why."""
+    def precheck(ws) -> str | None:
+        check_files(ws.spec, ws.root)
+        fit = recipe_fit(ws.spec, kind)
+        return None if fit.runs or not getattr(ws.spec.finetune, kind).enabled else f"finetune {fit.line()}"
+    return precheck
+
+
 # each recipe's fingerprint: the settings all three share and its own sub-section (changing SFT's steps does not
 # retrain the classifier)
 _FT_COMMON = tuple(f"finetune.{k}" for k in FinetuneSpec.model_fields if k not in ("sft", "classify", "preference"))
@@ -109,7 +121,8 @@ _FT_RISK = ("risk",)  # the risk suite runs on the new model in the same stage (
 
 @stage("sft", deps=("save", "split"),
        spec=(*_FT_COMMON, "finetune.sft", "project", "train", *_FT_CARD, *_FT_RISK),
-       extra=_finetune_facts("sft"), enabled=lambda spec: spec.finetune.sft.enabled, resumable=True,
+       extra=_finetune_facts("sft"), enabled=lambda spec: recipe_fit(spec, "sft").runs, resumable=True,
+       precheck=_precheck("sft"),
        publish=(("model", "assistant"), ("adapter", "assistant_adapter"), ("risk.json", "assistant_risk.json")))
 def sft(ctx: StageContext) -> dict:
     """Fine-tune the model into an assistant on instructions (SFT), registered as PROJECT-assistant."""
@@ -118,7 +131,8 @@ def sft(ctx: StageContext) -> dict:
 
 @stage("classify", deps=("save", "split"),
        spec=(*_FT_COMMON, "finetune.classify", "project", "train", *_FT_CARD, *_FT_RISK),
-       extra=_finetune_facts("classify"), enabled=lambda spec: spec.finetune.classify.enabled, resumable=True,
+       extra=_finetune_facts("classify"), enabled=lambda spec: recipe_fit(spec, "classify").runs, resumable=True,
+       precheck=_precheck("classify"),
        publish=(("model", "classifier"), ("adapter", "classifier_adapter"), ("risk.json", "classifier_risk.json")))
 def classify(ctx: StageContext) -> dict:
     """Fine-tune the model into a classifier with a classification head, registered as PROJECT-classifier."""
@@ -127,7 +141,8 @@ def classify(ctx: StageContext) -> dict:
 
 @stage("preference", deps=("save", "split"),
        spec=(*_FT_COMMON, "finetune.preference", "project", "train", *_FT_CARD, *_FT_RISK),
-       extra=_finetune_facts("preference"), enabled=lambda spec: spec.finetune.preference.enabled, resumable=True,
+       extra=_finetune_facts("preference"), enabled=lambda spec: recipe_fit(spec, "preference").runs, resumable=True,
+       precheck=_precheck("preference"),
        publish=(("model", "preferred"), ("adapter", "preferred_adapter"), ("risk.json", "preferred_risk.json")))
 def preference(ctx: StageContext) -> dict:
     """Preference-tune the model with DPO on chosen/rejected pairs, registered as PROJECT-preferred."""
