@@ -346,3 +346,9 @@ def test_code_split_stays_linear_on_hostile_input(text):
         t0 = time.perf_counter()
         split_code(text, fmt)
         assert time.perf_counter() - t0 < 10, fmt
+
+
+def test_a_tab_inside_a_line_is_not_indentation():
+    from lmwright.data.filters.code import _indent
+
+    assert _indent("Name\tValue of the thing") == 0 and _indent("\tcode") == 4 and _indent("    x\ty") == 4

@@ -28,7 +28,8 @@ def test_sigkill_during_pretrain_then_resume(tmp_path):
     steps = 60  # enough to be killed at step 15 and resume; each step costs CI time
     killed = make_project(tmp_path / "killed", _spec(steps))
     lmwright.run(killed, until="tokenize", reporter=quiet())  # data first, so the kill lands in pretrain
-    proc = subprocess.Popen([sys.executable, "-m", "lmwright", "run", "-C", str(killed)],
+    # up to pretrain: the stages after it start afresh from its result either way, and each costs CI time
+    proc = subprocess.Popen([sys.executable, "-m", "lmwright", "run", "-C", str(killed), "--until", "pretrain"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = killed / ".lmwright" / "work"
     deadline = time.time() + 120
@@ -39,7 +40,8 @@ def test_sigkill_during_pretrain_then_resume(tmp_path):
     proc.wait()
     assert list(work.glob("pretrain-*/step-*")), "no checkpoint was written"
 
-    r = subprocess.run([sys.executable, "-m", "lmwright", "run", "-C", str(killed)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "lmwright", "run", "-C", str(killed), "--until", "pretrain"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stderr.splitlines() if "resumed from checkpoint at step" in x)
     step = int(line.split("step")[1].split()[0])

@@ -75,9 +75,18 @@ def test_markdown_with_code_is_documentation_and_collects(tmp_path):
     assert len(_collect(spec, tmp_path)) == 7
 
 
+STORY = ("The river ran past the old mill, and the children of the village sat on its bank in the evenings. "
+         "They watched the water carry leaves towards the sea, and they wondered where each one would land. "
+         "In spring the miller opened the sluice, and the wheel turned again after the long winter. "
+         "Their grandmother told them that the mill was older than the church on the hill. "
+         "Nobody in the village could remember a year when the river had run dry. "
+         "On market days the carts came down the lane with apples, cheese and bolts of wool. "
+         "The baker's daughter counted the carts from her window and wrote the number in a book.")
+
+
 def test_prose_and_short_records_get_their_profiles(tmp_path):
     for i in range(4):
-        (tmp_path / f"s{i}.txt").write_text(PROSE * 4)
+        (tmp_path / f"s{i}.txt").write_text(f"Chapter {i}.\n\n{STORY}\n")
     (tmp_path / "short.jsonl").write_text("".join(json.dumps({"doc": f"Return the item {i} of the list."}) + "\n"
                                                   for i in range(10)))
     (tmp_path / "old").mkdir()
@@ -86,7 +95,8 @@ def test_prose_and_short_records_get_their_profiles(tmp_path):
     out = sniff(["*.txt", "short.jsonl", "old/*.txt"], tmp_path)
     assert out.sources[2]["encoding"] == "cp1252" and "théâtre, déjà" in out.reports[2].texts[0]
     assert [r.profile for r in out.reports] == ["prose", "technical", "technical"]
-    assert "median document is 7 words" in out.reports[1].profile_reason
+    assert "prose would keep only 0%" in out.reports[1].profile_reason and "median 7 words" in \
+        out.reports[1].profile_reason
     assert [s["name"] for s in out.sources] == ["docs", "short", "old"]
 
 
@@ -219,3 +229,18 @@ def test_errors_name_the_argument_and_what_exists(tmp_path):
     if importlib.util.find_spec("pymysql") is None:
         with pytest.raises(LmwrightError, match="driver is not installed"):
             sniff(["mysql+pymysql://u@127.0.0.1:1/db"], tmp_path)
+
+
+def test_a_csv_row_longer_than_its_header_and_a_huge_cell_are_read(tmp_path):
+    big = "word " * 40_000  # 200,000 characters: over the csv module's default cell limit
+    (tmp_path / "t.csv").write_text(f"text,label\n\"{big}\",a\nshort text here,b,extra\n" + "more text,a\n" * 6)
+    out = sniff(["t.csv"], tmp_path)
+    assert out.sources[0]["text_field"] == "text"
+
+
+def test_lmwrights_own_directories_are_not_data(tmp_path):
+    for d in ("docs", ".lmwright/artifacts", "lmwright-out"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "a.md").write_text("Some text of a document here. " * 20)
+    out = sniff(["**/*.md"], tmp_path)
+    assert out.reports[0].files == 1

@@ -127,7 +127,9 @@ def ensemble(
     split_dir = run_stages(ws, until="split", reporter=reporter)["split"].path
     e, seed = spec.eval, spec.project.seed
     if any(kinds.values()):
-        labels, texts, y = _classify_rows(spec, split_dir, split, dirs)
+        from lmwright.finetune.fit import with_data_paths
+
+        labels, texts, y = _classify_rows(with_data_paths(spec, ws.root), split_dir, split, dirs)
         seq_len = min(spec.finetune.classify.seq_len or spec.finetune.seq_len, 128)  # as the recipe cuts texts
         res = ens.classify_ensemble(ens.classifier_probabilities(dirs, texts, seq_len)[0], y, labels, combine,
                                     e.bootstrap, e.confidence, seed)
@@ -163,14 +165,12 @@ def _classify_rows(spec, split_dir: Path, split: str, dirs: dict[str, Path]) -> 
     """The classify recipe's own rows of `split` (its held-out rows for val), with the classifiers' labels."""
     import tempfile
 
-    from lmwright.finetune import pydocs_tasks
-    from lmwright.finetune.recipes import load_rows
+    from lmwright.finetune.recipes import classify_rows
 
     labels = json.loads((next(iter(dirs.values())) / "config.json").read_text())["id2label"]
     labels = [labels[str(i)] for i in range(len(labels))]
     with tempfile.TemporaryDirectory() as tmp:  # load_rows writes its quarantine file there
-        train, val, _ = load_rows("classify", spec.finetune.classify, split_dir, spec.project.seed, Path(tmp),
-                                  lambda docs, _s: pydocs_tasks.classification(docs))
+        train, val, _, _ = classify_rows(spec, split_dir, Path(tmp))
     rows = [r for r in (val if split == "val" else train) if r["label"] in labels]
     return labels, [r["text"] for r in rows], [labels.index(r["label"]) for r in rows]
 

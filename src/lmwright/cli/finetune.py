@@ -12,6 +12,7 @@ import typer
 from lmwright.cli.common import DirOpt, JsonOpt, SetOpt, err, out, run_stages
 from lmwright.core.progress import Reporter
 from lmwright.core.workspace import Workspace
+from lmwright.errors import LmwrightError
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +56,8 @@ def _run(task: str, dir: Path, set_: list[str] | None, base: str | None, data: P
         out.print_json(json.dumps({"task": task, "status": o.status, "path": str(o.path), **o.summary}))
         return
     s = o.summary
+    if s.get("skipped"):
+        raise LmwrightError(f"finetune {task}: not run: {s.get('reason', s.get('headline', ''))}")
     err.print(f"finetune {task}: {o.status} — {s.get('headline', '')}")
     err.print(f"  model: {o.path / 'model'} (registered as {s.get('registered_as')})")
     if (o.path / "adapter").exists():

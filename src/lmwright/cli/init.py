@@ -71,7 +71,15 @@ def init(
     if json_:
         import json
 
-        out.print_json(json.dumps({"spec": str(target), **facts, "sniffed": found.to_dict()}, default=str))
+        reports = [{k: v for k, v in r.items() if k != "texts"} for r in found.to_dict()["reports"]]
+        written = yaml.safe_load(text)["data"]["sources"]
+        for src in written:  # the spec needs the URL as it is; the output need not show a password
+            if src.get("kind") == "sql":
+                from sqlalchemy.engine import make_url
+
+                src["url"] = make_url(src["url"]).render_as_string(hide_password=True)
+        out.print_json(json.dumps({"spec": str(target), **facts, "sources": written, "reports": reports},
+                                  default=str))
     for rep in found.reports:
         size = f"{rep.docs:,} documents{' (estimated)' if rep.estimated else ''}, {_mb(rep.text_bytes)} of text"
         err.print(f"[bold]{rep.name}[/bold] ({rep.kind}{', ' + ', '.join(rep.formats) if rep.formats else ''}): {size}")
@@ -113,8 +121,7 @@ PREFERENCE_KEYS = {"prompt", "chosen", "rejected"}
 def _rows_kind(arg: str) -> str | None:
     """`sft` or `preference` when `arg` names one JSONL/Parquet file of such rows (by the keys of its first
     records), else None: it is documents to pretrain on."""
-    from lmwright.data.compressed import split_suffix
-    from lmwright.data.rows import read_records
+    from lmwright.data.compressed import read_bytes, split_suffix
 
     if "://" in arg or any(c in arg for c in "*?["):
         return None
@@ -122,8 +129,23 @@ def _rows_kind(arg: str) -> str | None:
     if not path.is_file() or split_suffix(path)[0] not in (".jsonl", ".json", ".parquet"):
         return None
     try:
-        records = [rec for _, rec, _ in read_records(path)[:20] if rec]
-    except LmwrightError:
+        if split_suffix(path)[0] == ".parquet":
+            import pyarrow.parquet as pq
+
+            records = next(pq.ParquetFile(path).iter_batches(batch_size=20), None)
+            records = records.to_pylist() if records is not None else []
+        else:  # the opening megabyte only: a corpus of gigabytes is not read here
+            import json
+
+            records = []
+            for line in read_bytes(path, 2**20).decode("utf-8", errors="replace").splitlines()[:20]:
+                try:  # the last line read may be cut short
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict):
+                    records.append(rec)
+    except (LmwrightError, OSError, ValueError):
         return None
     if not records:
         return None

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from lmwright.data.compressed import COMPRESSIONS, read_bytes, split_suffix
 from lmwright.data.filters.code import split_code
-from lmwright.data.sources.files import READS, SUFFIXES, decode
+from lmwright.data.sources.files import OWN_DIRS, READS, SUFFIXES, decode
 from lmwright.errors import LmwrightError
 from lmwright.spec.data import BUILTIN_PROFILES, FilesSource
 
@@ -105,6 +105,10 @@ def sniff(args: list[str], root: Path, sample: int = 200) -> Sniffed:
             src["name"], i = f"{base}_{i}", i + 1
         names.add(src["name"])
         rep.name = src["name"]
+        if not texts and src["kind"] != "crawl":
+            where = ", ".join(src.get("paths") or []) or f"table {rep.table}"
+            raise LmwrightError(f"--data {where}: no text in the {rep.records or rep.files} record(s) or file(s) "
+                                "read (empty, whitespace or binary); point --data at documents with text")
         if texts or src["kind"] != "crawl":
             _judge(rep, texts)
         src["profile"] = rep.profile
@@ -124,7 +128,7 @@ def _files(arg: str, root: Path) -> list[tuple[dict, Report, list[str]]]:
         matches = [p] if p.exists() else list(Path(p.anchor).glob(str(p.relative_to(p.anchor))))
     else:
         matches = list(root.glob(arg)) if arg.strip() else []
-    files = sorted(m for m in matches if m.is_file())
+    files = sorted(m for m in matches if m.is_file() and not OWN_DIRS.intersection(m.parts))
     if not files:
         raise LmwrightError(f"--data {arg!r} matches no file under {root}: {_nearest(arg, root)}")
     groups: dict[str, list[Path]] = {}
@@ -208,6 +212,8 @@ def _scan(paths: list[Path], root: Path, group: str, arg: str, rep: Report, src:
             text_bytes += int(len(text.encode()) * part)
             counted += 1
             continue
+        if group != "jsonl":
+            csv.field_size_limit(2**31 - 1)  # as the files source: a long text cell is not an error
         rows = _jsonl(text, rel) if group == "jsonl" else list(csv.DictReader(io.StringIO(text, newline="")))
         records += _pick(rows, per_records)
         counted += int(len(rows) * part)
@@ -268,8 +274,8 @@ def _parquet(path: Path, rel: str, limit: int) -> tuple[int, list[dict]]:
 def _values(records: list[dict]) -> dict[str, list]:
     out: dict[str, list] = {}
     for r in records:
-        for k, v in r.items():
-            if v is not None and v != "":
+        for k, v in r.items():  # a CSV row longer than its header puts its extra cells under the key None
+            if isinstance(k, str) and v is not None and v != "":
                 out.setdefault(k, []).append(v)
     return out
 
@@ -430,19 +436,35 @@ def _judge(rep: Report, texts: list[str]) -> None:
     rep.code_chars = round(sum(chars) / max(1, sum(len(t) for t in texts)), 3)
     rep.median_words = int(statistics.median(len(t.split()) for t in texts))
     n, with_code = len(texts), sum(c > 0 for c in chars)
+    kept = _kept_shares(texts)
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in kept.items())
     if rep.code_docs >= 0.2:
         rep.profile = DOC_PROFILE
         rep.profile_reason = (f"{with_code} of {n} documents read ({rep.code_docs:.0%}) carry code blocks "
-                              f"({rep.code_chars:.0%} of the characters): the prose profile's C4 rules drop such "
-                              "documents (curly brackets, lines without end punctuation)")
-    elif rep.median_words < 50:
-        rep.profile = "technical"
-        rep.profile_reason = (f"short records: the median document is {rep.median_words} words, and the prose "
-                              "profile's Gopher rules remove documents under 50")
-    else:
+                              f"({rep.code_chars:.0%} of the characters); share of them each profile keeps: {shares}")
+    elif kept["prose"] >= PROSE_KEEPS:
         rep.profile = "prose"
-        rep.profile_reason = (f"prose: median {rep.median_words} words, {rep.code_docs:.0%} of the {n} "
-                              "documents read with code")
+        rep.profile_reason = f"prose keeps {kept['prose']:.0%} of the {n} documents read ({shares})"
+    else:  # the published web-prose rules would drop much of it: short records, lists, docstrings
+        rep.profile = max(("technical", DOC_PROFILE), key=lambda k: kept.get(k, 0))
+        rep.profile_reason = (f"prose would keep only {kept['prose']:.0%} of the {n} documents read (median "
+                              f"{rep.median_words} words); share each profile keeps: {shares}")
+
+
+PROSE_KEEPS = 0.7  # below this share of the sample kept, the prose profile is the wrong one for the data
+
+
+def _kept_shares(texts: list[str]) -> dict[str, float]:
+    """The share of the sampled texts each built-in profile would keep, run as the clean stage runs it."""
+    from lmwright.data.filters import apply_profile
+    from lmwright.data.filters.normalise import clean_text
+    from lmwright.spec.data import CleanSpec, DataSpec
+
+    profiles, repair = DataSpec().profiles, CleanSpec()
+    fixed = [clean_text(t, repair) for t in texts[:200]]
+    names = ["prose", "technical", *([DOC_PROFILE] if DOC_PROFILE != "technical" else [])]
+    return {name: sum(apply_profile(t, profiles[name])[1] is None for t in fixed) / max(1, len(fixed))
+            for name in names}
 
 
 def _pick(items: list, n: int) -> list:

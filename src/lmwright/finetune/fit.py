@@ -69,7 +69,15 @@ def classify_label(spec) -> tuple[str, list[str]] | None:
 def recipe_fit(spec, kind: str) -> Fit:
     recipe = getattr(spec.finetune, kind)
     if not recipe.enabled:
-        return Fit(kind, False, f"off (finetune.{kind}.enabled: false; `lmwright finetune {kind}` runs it)")
+        rows = _rows_fit(spec, kind)
+        return Fit(kind, False, f"off (finetune.{kind}.enabled: false; `lmwright finetune {kind}` runs it)"
+                   if rows.runs else f"off, and {rows.rows}")
+    return _rows_fit(spec, kind)
+
+
+def _rows_fit(spec, kind: str) -> Fit:
+    """Whether the recipe has rows, ignoring `enabled`."""
+    recipe = getattr(spec.finetune, kind)
     if recipe.data:
         return Fit(kind, True, recipe.data)
     pydocs = spec.data.pydocs_sources()
@@ -78,8 +86,9 @@ def recipe_fit(spec, kind: str) -> Fit:
         if found and found[1]:
             return Fit(kind, True, f"the documents' {found[0]!r} label ({', '.join(found[1])})")
         if found:
-            return Fit(kind, False, f"no source carries the label finetune.classify.label: {found[0]!r}; "
-                                    f"labels carried: {label_sources(spec) or 'none'}")
+            carried = "; ".join(f"{src}: {', '.join(names)}" for src, names in label_sources(spec).items())
+            return Fit(kind, False, f"no source carries the label finetune.classify.label: {found[0]!r} "
+                                    f"(labels carried: {carried or 'none'})")
         return Fit(kind, False, "no labels; it needs " + NEEDS[kind])
     if pydocs:
         made = {"sft": "instructions", "preference": "preference pairs"}[kind]
@@ -103,10 +112,10 @@ def with_data_paths(spec, root: Path):
     return spec.model_copy(update={"finetune": ft.model_copy(update=update)}) if update else spec
 
 
-def check_files(spec, root: Path) -> None:
+def check_files(spec, root: Path, kinds: tuple[str, ...] = KINDS) -> None:
     """Refuse, before any work, a recipe that runs on a data file that is not there."""
     missing = []
-    for kind in KINDS:
+    for kind in kinds:
         r = getattr(spec.finetune, kind)
         if not r.enabled:
             continue

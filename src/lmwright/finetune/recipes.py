@@ -231,6 +231,36 @@ def sft(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: Path,
 
 # -- classification ------------------------------------------------------------------------------------------------
 
+def classify_rows(spec, split_dir: Path | None, out: Path) -> tuple[list[dict], list[dict], list[str], dict]:
+    """The classifier's (train rows, held-out rows, labels, accounting): from `finetune.classify.data`, or from the
+    documents' label (`finetune/fit.py` chooses it), keeping the labels with enough training examples. Too few
+    rows made from documents skip the recipe (`RecipeSkipped`). `lmwright ensemble` reads the same rows."""
+    r = spec.finetune.classify
+    found = classify_label(spec) if not r.data else None
+    if not r.data and not (found and found[1]):
+        raise RecipeSkipped("no labels; it needs " + NEEDS["classify"])
+    label, label_sources = found or ("", [])
+    pydocs = label == "chapter" and set(label_sources) <= spec.data.pydocs_sources()
+    make = ((lambda docs, _s: pydocs_tasks.classification(docs)) if pydocs
+            else (lambda docs, _s: labelled(docs, label)))
+    train_rows, val_rows, acct = load_rows("classify", r, split_dir, spec.project.seed, out, make,
+                                           None if r.data else set(label_sources),
+                                           f"the documents' {label!r} label")
+    least = r.min_examples or (80 if pydocs else 10)
+    counts = Counter(x["label"] for x in train_rows)
+    labels = r.labels or (pydocs_tasks.frequent_labels(train_rows, least) if not r.data else sorted(counts))
+    train_rows = [x for x in train_rows if x["label"] in labels]
+    val_rows = [x for x in val_rows if x["label"] in labels]
+    acct.update(labels=len(labels), train=len(train_rows), val=len(val_rows))
+    if not r.data and (len(labels) < 2 or not val_rows):
+        shown = ", ".join(f"{k} {v}" for k, v in counts.most_common(8)) or "none"
+        raise RecipeSkipped(f"{len(labels)} value(s) of the label {label!r} have at least {least} training "
+                            f"examples and {len(val_rows)} held-out rows carry them (training counts: {shown}); it "
+                            "needs two or more: lower finetune.classify.min_examples, or label more documents "
+                            "(label_fields are read from JSONL, CSV and Parquet records)")
+    return train_rows, val_rows, labels, acct
+
+
 def labelled(docs: list[dict], label: str, max_chars: int = 400) -> list[dict]:
     """Classification rows from the documents that carry `label` (their opening `max_chars` characters)."""
     rows = []
@@ -263,28 +293,7 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
 
     ft, r = spec.finetune, spec.finetune.classify
     seq_len = min(r.seq_len or ft.seq_len, 128)
-    found = classify_label(spec) if not r.data else None
-    if not r.data and not (found and found[1]):
-        raise RecipeSkipped("no labels; it needs " + NEEDS["classify"])
-    label, label_sources = found or ("", [])
-    pydocs = label == "chapter" and set(label_sources) <= spec.data.pydocs_sources()
-    make = ((lambda docs, _s: pydocs_tasks.classification(docs)) if pydocs
-            else (lambda docs, _s: labelled(docs, label)))
-    train_rows, val_rows, acct = load_rows("classify", r, split_dir, spec.project.seed, out, make,
-                                           None if r.data else set(label_sources),
-                                           f"the documents' {label!r} label")
-    least = r.min_examples or (80 if pydocs else 10)
-    labels = r.labels or (pydocs_tasks.frequent_labels(train_rows, least) if not r.data
-                          else sorted({x["label"] for x in train_rows}))
-    train_rows = [x for x in train_rows if x["label"] in labels]
-    val_rows = [x for x in val_rows if x["label"] in labels]
-    acct.update(labels=len(labels), train=len(train_rows), val=len(val_rows))
-    if not r.data and (len(labels) < 2 or not val_rows):
-        counts = Counter(x["label"] for x in train_rows)
-        raise RecipeSkipped(f"{len(labels)} label(s) of {label!r} have at least {least} training examples and "
-                            f"{len(val_rows)} held-out rows carry them (training counts: {dict(counts) or 'none'}); "
-                            "it needs two labels or more: lower finetune.classify.min_examples, or label more "
-                            "documents")
+    train_rows, val_rows, labels, acct = classify_rows(spec, split_dir, out)
     train_rows = augmented("classify", train_rows, r.augment, spec.project.seed, acct)
     lm, tok = prepare(spec, base_dir, reporter)
     pad = tok.token_to_id(PAD) or 0

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from rich.console import Console
 
 from lmwright.core.progress import Reporter
+from lmwright.finetune.fit import RecipeSkipped
 from lmwright.finetune.recipes import RECIPES
 from lmwright.spec import Spec
 from lmwright.train.distributed import init_from_env
@@ -21,9 +22,12 @@ def main(job_file: str) -> None:
     spec = Spec.model_validate(job["spec"])
     d = init_from_env("ddp", pick_device(spec.finetune.device, "finetune.device"))  # NCCL on GPUs, gloo on CPUs
     try:
-        with Reporter(Console(stderr=True, soft_wrap=True), quiet=not d.main) as reporter:
-            res = RECIPES[job["kind"]](spec, Path(job["base_dir"]), job["base_name"], Path(job["split_dir"]),
-                                       Path(job["out"]), Path(job["work"]), reporter, d)
+        try:
+            with Reporter(Console(stderr=True, soft_wrap=True), quiet=not d.main) as reporter:
+                res = RECIPES[job["kind"]](spec, Path(job["base_dir"]), job["base_name"], Path(job["split_dir"]),
+                                           Path(job["out"]), Path(job["work"]), reporter, d)
+        except RecipeSkipped as e:  # every rank reads the same rows, so every rank skips: the stage records it
+            res = {"skipped": True, "reason": str(e)}
         if d.main:
             (Path(job["out"]) / "result.json").write_text(json.dumps(res, default=float))
     finally:

@@ -246,11 +246,14 @@ def data_fit(cfg: ModelConfig, train_tokens: int, train: TrainSpec, continued: b
         keys = ("model.n_layers", "model.d_model", "model.n_heads", "model.n_kv_heads")
         shape = tuple(sized[k] for k in keys)
         small = shape_config(shape, min(cfg.vocab_size, sized["tokenizer.vocab_size"]), train.seq_len)
+        mine = (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads)
+        advice = ("this is already the smallest size lmwright suggests: more data is the fix" if mine == shape
+                  else "a model sized to it: " + " ".join(f"{k}={sized[k]}" for k in keys)
+                  + f" ({small.n_params() / 1e6:.2f}M parameters), or more data")
         fit.warnings.append(
             f"{n / 1e6:.2f}M parameters for {tokens:,} training tokens: {tokens / n:.3f} tokens per parameter "
             f"(compute-optimal is ~{CHINCHILLA_TOKENS_PER_PARAM}; the built-in project runs at 0.17): the model is "
-            f"too large for this corpus and will memorise it; a model sized to it: "
-            + " ".join(f"{k}={sized[k]}" for k in keys) + f" ({small.n_params() / 1e6:.2f}M parameters), or more data")
+            f"too large for this corpus and will memorise it; {advice}")
     if tokens / cfg.vocab_size < MIN_TOKENS_PER_VOCAB_ENTRY:
         fit.warnings.append(f"tokenizer.vocab_size {cfg.vocab_size:,} for {tokens:,} training tokens "
                             f"({tokens / cfg.vocab_size:.1f} per entry): most entries are rare words merged whole, "

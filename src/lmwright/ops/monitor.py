@@ -118,6 +118,8 @@ def training_rows(ws: Workspace, m: Model) -> tuple[str, list, bool]:
     run = _run(store, m.run_id)
     chat = run.stage in ("sft", "preference")
     rows_file = (run.params or {}).get("finetune.sft", {}).get("data") if chat else None
+    if rows_file:  # a spec's data paths are relative to the project directory
+        rows_file = str(ws.root / rows_file)
     if rows_file and (Path(rows_file).parent / "all.jsonl").is_file():  # a retraining's: every row it knows,
         rows_file = str(Path(rows_file).parent / "all.jsonl")  # not just the sample it replayed (ops/lifecycle.py)
     if rows_file and Path(rows_file).is_file():

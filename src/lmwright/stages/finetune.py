@@ -48,6 +48,9 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
         ctx.log(f"  finetune {kind}: launching {ft.nproc} processes (DDP) with torchrun")
         res = launch(job, ft.nproc, ctx.work, module="lmwright.finetune.worker")
         (ctx.out / "result.json").unlink()
+        if res.get("skipped"):  # the workers found too few rows (finetune/worker.py)
+            ctx.log(f"  {kind}: skipped: {res['reason']}")
+            return {"skipped": True, "reason": res["reason"], "headline": f"skipped: {res['reason']}"}
     else:
         try:
             res = RECIPES[kind](spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work,
@@ -105,7 +108,7 @@ def _registered_card(ctx: StageContext, ref: str) -> tuple[dict | None, str]:
 def _precheck(kind: str):
     """Before any work: a missing data file stops the run; a recipe without rows is said to be skipped, and why."""
     def precheck(ws) -> str | None:
-        check_files(ws.spec, ws.root)
+        check_files(ws.spec, ws.root, (kind,))
         fit = recipe_fit(ws.spec, kind)
         return None if fit.runs or not getattr(ws.spec.finetune, kind).enabled else f"finetune {fit.line()}"
     return precheck

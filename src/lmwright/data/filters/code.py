@@ -100,7 +100,8 @@ def _is_fence(m: re.Match, fmt: Format, prev_blank: bool) -> bool:
 
 
 def _indent(line: str) -> int:
-    return len(line.expandtabs(4)) - len(line.lstrip())
+    wide = line.expandtabs(4)  # only leading tabs indent; a tab inside the line is not indentation
+    return len(wide) - len(wide.lstrip())
 
 
 def _block_end(lines: list[str], start: int, deeper_than: int) -> int:

@@ -40,6 +40,9 @@ def supported(path: Path) -> bool:
     return split_suffix(path)[0] in SUFFIXES
 
 
+OWN_DIRS = {".lmwright", "lmwright-out"}  # the workspace and the default output directory: never a source's data
+
+
 def matched_files(source, root: Path) -> list[Path]:
     """Every file the source's globs match, supported or not (the unsupported ones are quarantined)."""
     files: set[Path] = set()
@@ -47,7 +50,8 @@ def matched_files(source, root: Path) -> list[Path]:
         p = Path(pattern)
         matches = [p] if p.is_absolute() and p.exists() else list(root.glob(pattern)) if not p.is_absolute() \
             else list(Path(p.anchor).glob(str(p.relative_to(p.anchor))))
-        files.update(m for m in matches if m.is_file())
+        # a recursive glob over a project would read lmwright's own workspace and outputs (reports, model cards)
+        files.update(m for m in matches if m.is_file() and not OWN_DIRS.intersection(m.parts))
     if not any(supported(f) for f in files):
         types = sorted({"".join(f.suffixes) or f.name for f in files})
         found = f"only files of other types ({', '.join(types[:8])})" if files else "no file"
@@ -183,6 +187,7 @@ def _jsonl(text, rel, source, limit, doc, bad):
 
 
 def _csv(text, rel, source, limit, doc, bad):
+    csv.field_size_limit(2**31 - 1)  # the csv module's 128 KiB cell limit is not ours: max_record_mb is checked below
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if source.text_field not in (reader.fieldnames or []):
         yield bad(rel, "missing_text_field", f"no column '{source.text_field}' (columns: {reader.fieldnames}); "
