@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -190,20 +191,18 @@ def spec_text(found, project: str, directory: Path, tuning: dict[str, str] | Non
     finetune: dict[str, Any] = {kind: {"enabled": True, "data": path} for kind, path in (tuning or {}).items()}
     if labelled:
         finetune["classify"] = {"label": labelled[0][1]}
-    spec = Spec.model_validate(_nest({"data.sources": sources, **sized, "finetune": finetune}))
+    nested = _nest(sized)  # {"tokenizer": {...}, "model": {...}, "train": {...}}: size_for's keys are dotted
+    spec = Spec.model_validate({**nested, "data": {"sources": sources}, "finetune": finetune})
     plan = fits(spec)
     lines = [f.line() for f in plan.values()]
     for kind, f in plan.items():  # a recipe with no rows is written off, so the spec says what it runs
         if not f.runs and getattr(spec.finetune, kind).enabled:
             finetune.setdefault(kind, {})["enabled"] = False
-    model = {k.split(".", 1)[1]: v for k, v in sized.items() if k.startswith("model.")}
-    train = {k.split(".", 1)[1]: v for k, v in sized.items() if k.startswith("train.")}
-    tokenizer = {k.split(".", 1)[1]: v for k, v in sized.items() if k.startswith("tokenizer.")}
+    model, train, tokenizer = nested["model"], nested["train"], nested["tokenizer"]
     n_params = shape_config(tuple(model[k] for k in ("n_layers", "d_model", "n_heads", "n_kv_heads")),
-                            tokenizer.get("vocab_size", 4096)).n_params()
-    model_line = (f"{model.get('n_layers')} layers x {model.get('d_model')} wide"
-                  + (f" (~{n_params / 1e6:.1f}M parameters)" if n_params else "")
-                  + f", {train.get('max_steps')} steps, for ~{train_tokens:,} training tokens (estimated from "
+                            tokenizer["vocab_size"]).n_params()
+    model_line = (f"{model['n_layers']} layers x {model['d_model']} wide (~{n_params / 1e6:.1f}M parameters), "
+                  f"{train['max_steps']} steps, for ~{train_tokens:,} training tokens (estimated from "
                   f"{_mb(text_bytes)} of text)")
     parts = [
         f"# lmwright project spec for your data, written by `lmwright init --data` on {date.today().isoformat()}.\n"
@@ -220,7 +219,7 @@ def spec_text(found, project: str, directory: Path, tuning: dict[str, str] | Non
         _sources_block(sources, found.reports),
         f"# the tokenizer, model and steps are sized to ~{train_tokens:,} training tokens (estimated from "
         f"{_mb(text_bytes)} of text);\n# `lmwright model plan` gives the figures once the data is tokenized\n"
-        + (_section("tokenizer", tokenizer) if tokenizer else ""),
+        + _section("tokenizer", tokenizer),
         _section("model", model),
         _section("train", train),
         _section("eval", {"prompts": _prompts(found.samples)}, "prompts: opening words of your own documents"),
@@ -262,14 +261,7 @@ def _sources_block(sources: list[dict], reports) -> str:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    words, lines, cur = text.split(), [], ""
-    for w in words:
-        if cur and len(cur) + 1 + len(w) > width:
-            lines.append(cur)
-            cur = w
-        else:
-            cur = f"{cur} {w}".strip()
-    return [*lines, cur] if cur else lines
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)  # a path stays whole
 
 
 def _finetune_block(finetune: dict, lines: list[str]) -> str:

@@ -32,7 +32,7 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
     ft = ctx.spec.finetune
     fit = recipe_fit(ctx.spec, kind)
     if not fit.runs:
-        return {"skipped": True, "reason": fit.rows, "headline": f"skipped: {fit.rows}"}
+        return _skipped(fit.rows)
     if ft.base:
         base_dir, base_name, _ = resolve_model(ctx.ws, ft.base)
     else:
@@ -50,14 +50,14 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
         (ctx.out / "result.json").unlink()
         if res.get("skipped"):  # the workers found too few rows (finetune/worker.py)
             ctx.log(f"  {kind}: skipped: {res['reason']}")
-            return {"skipped": True, "reason": res["reason"], "headline": f"skipped: {res['reason']}"}
+            return _skipped(res["reason"])
     else:
         try:
             res = RECIPES[kind](spec, base_dir, base_name, ctx.inputs["split"].path, ctx.out, ctx.work,
                                 ctx.reporter)
         except RecipeSkipped as e:  # the documents gave too few rows: known only once the data is split
             ctx.log(f"  {kind}: skipped: {e}")
-            return {"skipped": True, "reason": str(e), "headline": f"skipped: {e}"}
+            return _skipped(str(e))
     from safetensors.torch import load_file
 
     n_params = sum(t.numel() for t in load_file(str(ctx.out / "model" / "model.safetensors")).values())
@@ -76,6 +76,11 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
 
         summary["risk"] = flatten(res["risk"])
     return {**summary, "card": _write_card(ctx, registered_as, summary, n_params)}
+
+
+def _skipped(reason: str) -> dict:
+    """A recipe's summary when it did not run (the report card lists the reason)."""
+    return {"skipped": True, "reason": reason, "headline": f"skipped: {reason}"}
 
 
 def _write_card(ctx: StageContext, registered_as: str, summary: dict, n_params: int) -> dict:
