@@ -73,6 +73,17 @@ def train_draft(project: Path, root: Path, steps: int) -> Path:
     return copy / "lmwright-out" / "model"
 
 
+def _onnxruntime() -> bool:
+    try:
+        from lmwright.model.onnx_step import require_onnxruntime
+
+        require_onnxruntime()
+        return True
+    except Exception as exc:  # noqa: BLE001 - the rows are skipped, with why
+        print(f"onnxruntime rows skipped: {exc}", file=sys.stderr)
+        return False
+
+
 def _llama_cpp(model_dir: Path, root: Path):
     try:
         import llama_cpp
@@ -104,6 +115,13 @@ def bench_single(model_dir: Path, tokens: int, rounds: int, root: Path, draft_di
     compile_s = engines["lmwright"].warm_up()
     engines["lmwright + prompt lookup"] = Engine(ours, tok, max_batch=16, compile=True, drafter=PromptLookup(4, max_running=16))
     engines["lmwright + prompt lookup"].warm_up()
+    if _onnxruntime():  # serve.backend onnxruntime: the decode step exported to onnxruntime
+        engines["lmwright onnxruntime"] = Engine(ours, tok, max_batch=16, backend="onnxruntime")
+        engines["lmwright onnxruntime"].warm_up()
+        engines["lmwright onnxruntime + lookup"] = Engine(ours, tok, max_batch=16, compile=True, backend="onnxruntime",
+                                                          drafter=PromptLookup(4, max_running=16))
+        engines["lmwright onnxruntime + lookup"].onnx_step = engines["lmwright onnxruntime"].onnx_step
+        engines["lmwright onnxruntime + lookup"].warm_up()
     ways: dict = {"generate": lambda p: hf.generate(torch.tensor([p]), **hf_kw)[0, len(p):].tolist(),
                   "generate + prompt lookup": lambda p: hf.generate(torch.tensor([p]), prompt_lookup_num_tokens=4,
                                                                     **hf_kw)[0, len(p):].tolist()}
@@ -138,9 +156,10 @@ def bench_single(model_dir: Path, tokens: int, rounds: int, root: Path, draft_di
                 outs = {k: fn(p) for k, p in prompts.items()}
             best[name] = max(best[name], n * len(prompts) / (time.perf_counter() - t))
             outputs[name] = outs
-    base = best["generate"]
+    base, cpp_s = best["generate"], best.get("llama.cpp")
     ref = outputs["generate"]
     rows = {name: {"tok_s": round(v, 1), "vs_generate": round(v / base, 2),
+                   **({"vs_llama_cpp": round(v / cpp_s, 2)} if cpp_s else {}),
                    # the tokens a way made equal plain generate's, prompt by prompt (llama.cpp: its own kernels)
                    "same_tokens": {k: outputs[name][k] == ref[k] for k in prompts}} for name, v in best.items()}
     for name, eng in engines.items():
@@ -202,7 +221,7 @@ def _client(url: str, n: int, tokens: int) -> float:
     return asyncio.run(run())
 
 
-def bench_server(model_dir: Path, tokens: int, rounds: int, root: Path) -> dict:
+def bench_server(model_dir: Path, tokens: int, rounds: int, root: Path, backend: str = "torch") -> dict:
     """The clients run in a process of their own, as they would in use: parsing a thousand SSE events a second
     in the server's process would take the interpreter lock from the server."""
     import multiprocessing
@@ -210,14 +229,14 @@ def bench_server(model_dir: Path, tokens: int, rounds: int, root: Path) -> dict:
     from lmwright.core.workspace import Workspace
     from lmwright.ops.deploy import build_app
 
-    ws = Workspace.open(root, [f"serve.max_tokens={tokens}", "serve.rate_limit_per_minute=0"])
+    ws = Workspace.open(root, [f"serve.max_tokens={tokens}", "serve.rate_limit_per_minute=0", f"serve.backend={backend}"])
     with live_server(build_app(ws, str(model_dir))) as url, \
             multiprocessing.get_context("spawn").Pool(1) as pool:
         one = sixteen = 0.0
         for _ in range(rounds):  # interleaved, best of each: the machine is shared
             one = max(one, pool.apply(_client, (url, 1, tokens)))
             sixteen = max(sixteen, pool.apply(_client, (url, 16, tokens)))
-    return {"one_stream_tok_s": round(one, 1), "sixteen_streams_tok_s": round(sixteen, 1),
+    return {"backend": backend, "one_stream_tok_s": round(one, 1), "sixteen_streams_tok_s": round(sixteen, 1),
             "ratio": round(sixteen / one, 2), "target": TARGET_CONCURRENT}
 
 
@@ -244,6 +263,8 @@ def main() -> None:
     result["5M random"] = bench_single(random_dir, args.tokens, args.rounds, root, None)
     if not args.no_server:
         result["server"] = bench_server(random_dir, args.tokens, args.rounds, root)
+        if _onnxruntime():
+            result["server onnxruntime"] = bench_server(random_dir, args.tokens, args.rounds, root, "onnxruntime")
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -254,7 +275,8 @@ def main() -> None:
             for name, r in v["ways"].items():
                 extra = (f"  acceptance {r['acceptance_rate']}, {r['tokens_per_step']} tokens/check"
                          if "acceptance_rate" in r else "")
-                print(f"  {name:<26} {r['tok_s']:8.1f} tok/s  {r['vs_generate']:5.2f}x generate  "
+                cpp = f"  {r['vs_llama_cpp']:5.2f}x llama.cpp" if "vs_llama_cpp" in r else ""
+                print(f"  {name:<30} {r['tok_s']:8.1f} tok/s  {r['vs_generate']:5.2f}x generate{cpp}  "
                       f"same tokens: {sum(r['same_tokens'].values())}/{len(PROMPTS)}{extra}")
         else:
             print(f"{k:<14} {v}")

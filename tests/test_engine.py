@@ -220,3 +220,60 @@ def test_speculative_sampling_keeps_the_models_distribution(model_tok):
         tv = 0.5 * sum(abs(seen[k] / n - exact[k]) for k in itertools.chain(exact))
         assert tv < 0.08, (type(drafter).__name__, tv)
         assert isinstance(drafter, PromptLookup) or eng.spec_stats.drafted > 0
+
+
+def test_onnxruntime_backend_greedy_equals_transformers_alone_batched_and_speculating(model_tok, hf_greedy):
+    """`serve.backend: onnxruntime`: the decode step exported to onnxruntime gives `generate`'s tokens one at a
+    time, under continuous batching (more requests than slots, joining and leaving), and with prompt lookup."""
+    from lmwright.model.speculate import PromptLookup
+
+    model, tok = model_tok
+    eng = Engine(model, tok, max_batch=2, backend="onnxruntime")
+    assert eng.warm_up() > 0 and eng.onnx_step is not None and eng.compiled is None
+    params = SamplingParams(max_tokens=24, temperature=0, ignore_eos=True)
+    (req,) = eng.generate([tok.encode(PROMPTS[0]).ids], params)
+    assert req.output_ids == hf_greedy[PROMPTS[0]]
+    short = SamplingParams(max_tokens=5, temperature=0, ignore_eos=True)
+    reqs = [eng.submit(tok.encode(p).ids, short if i == 1 else params) for i, p in enumerate(PROMPTS)]
+    eng.run_until_done()
+    assert [r.output_ids for r in reqs] == [hf_greedy[p][:len(r.output_ids)] for p, r in zip(PROMPTS, reqs, strict=True)]
+    assert [len(r.output_ids) for r in reqs] == [24, 5, 24, 24, 24]
+    assert sorted(eng.free) == [0, 1]
+    spec = Engine(model, tok, max_batch=2, backend="onnxruntime", drafter=PromptLookup(num_tokens=4, max_running=8))
+    spec.onnx_step = eng.onnx_step  # the same weights and slots: the exported step is shared, not exported again
+    reqs = spec.generate([tok.encode(p).ids for p in PROMPTS], params)
+    assert [r.output_ids for r in reqs] == [hf_greedy[p] for p in PROMPTS]
+    assert spec.spec_stats.steps > 0
+
+
+def test_backend_is_checked_with_the_install_line(model_tok, monkeypatch):
+    import sys
+
+    from lmwright.errors import LmwrightError
+
+    model, tok = model_tok
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        Engine(model, tok, backend="tensorrt")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
+    with pytest.raises(LmwrightError, match=r'needs onnxscript: pip install "lmwright\[export\]"'):
+        Engine(model, tok, backend="onnxruntime")
+
+
+def test_incremental_detokenization_equals_decoding_everything(model_tok):
+    """The engine decodes only the tokens since the text was last whole; at every token the text equals the
+    tokenizer's decode of the whole output, for random ids (byte tokens that cut characters in two included)."""
+    import random
+
+    from lmwright.model.engine import Request
+
+    model, tok = model_tok
+    eng = Engine(model, tok, max_batch=1)
+    vocab = tok.get_vocab_size()
+    accented = tok.encode("é ü 日本語 🙂 naïve").ids  # multi-byte characters, split across byte-level tokens
+    rng = random.Random(0)
+    for trial in range(200):
+        req = Request("r", [1], SamplingParams(), lambda r, t, f: None)
+        pool = accented if trial % 2 else range(vocab)
+        for _ in range(rng.randint(1, 40)):
+            req.output_ids.append(rng.choice(list(pool)))
+            assert eng._detokenize(req) == tok.decode(req.output_ids), (trial, req.output_ids)

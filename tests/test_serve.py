@@ -194,6 +194,30 @@ def test_speculative_decoding_through_the_server_gives_the_same_answers_and_coun
         assert drafted > 0 and 0 < accepted <= drafted, (sets, drafted, accepted)
 
 
+def test_onnxruntime_backend_through_the_server_gives_the_same_answers_at_once_and_streamed(tiny_copy):
+    """serve.backend onnxruntime: the served versions' decode steps run on onnxruntime (said in /health); greedy
+    answers to concurrent requests (continuous batching), streamed and not, equal the PyTorch server's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = ["The json module", "Return a new list of", "This function", "Raise ValueError if the", "Decode"]
+
+    def answers(url: str) -> list[str]:
+        def one(p: str) -> str:
+            return client(url).completions.create(model="tiny", prompt=p, max_tokens=16, temperature=0).choices[0].text
+        with ThreadPoolExecutor(len(prompts)) as pool:  # at once: they share decode steps
+            return list(pool.map(one, prompts))
+
+    with live(build_app(Workspace.open(tiny_copy))) as url:
+        plain = answers(url)
+    with live(build_app(Workspace.open(tiny_copy, ["serve.backend=onnxruntime"]))) as url:
+        ours = answers(url)
+        streamed = "".join(ch.choices[0].text for ch in client(url).completions.create(
+            model="tiny", prompt=prompts[1], max_tokens=16, temperature=0, stream=True) if ch.choices)
+        versions = httpx.get(f"{url}/health").json()["models"]
+    assert ours == plain and streamed == plain[1]
+    assert {v["backend"] for v in versions.values()} == {"onnxruntime"}
+
+
 def test_a_draft_model_with_another_tokenizer_is_refused_by_name(tiny_copy, tmp_path):
     from lmwright.model.config import ModelConfig
     from lmwright.model.hf import save_hf

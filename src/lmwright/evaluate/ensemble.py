@@ -32,7 +32,7 @@ import torch
 from lmwright.errors import LmwrightError
 from lmwright.evaluate.classify import confusion, scores_from_confusion
 from lmwright.evaluate.lm import doc_scores, metrics_from_scores
-from lmwright.evaluate.stats import bootstrap_ci
+from lmwright.evaluate.stats import bits_per_byte, paired_difference
 
 COMBINE = ("logprob", "prob")  # the first is the default
 
@@ -84,18 +84,6 @@ def is_classifier(path: Path) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in cfg.get("architectures", []))
 
 
-def paired_difference(metric: Callable[[np.ndarray], float], n: int, resamples: int, confidence: float,
-                      seed: int) -> dict:
-    """`metric(indices)` is ensemble minus member on those units: its value on all of them, and the percentile
-    interval over resamples that draw the same units for both sides."""
-    return {"difference": float(metric(np.arange(n))),
-            "ci": list(bootstrap_ci(metric, n, resamples, confidence, seed))}
-
-
-def _bpb(s: dict[str, np.ndarray], idx: np.ndarray) -> float:
-    return float(s["text_nats"][idx].sum() / (math.log(2) * max(s["bytes"][idx].sum(), 1)))
-
-
 def lm_ensemble(members: dict[str, torch.nn.Module], tok, texts: list[str], seq_len: int, combine: str = "logprob",
                 resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
                 on_batch: Callable[[int], None] = lambda n: None) -> dict:
@@ -114,8 +102,11 @@ def lm_ensemble(members: dict[str, torch.nn.Module], tok, texts: list[str], seq_
                  "members": {name: {k: v for k, v in metrics_from_scores(s).items() if k in keep}
                              for name, s in scores.items()},
                  "ensemble": {k: v for k, v in metrics_from_scores(ens).items() if k in keep}, "vs": {}}
+    def bpb(s: dict[str, np.ndarray], i: np.ndarray) -> float:
+        return bits_per_byte(s["text_nats"], s["bytes"], i)
+
     for name, s in scores.items():
-        out["vs"][name] = {"bits_per_byte": paired_difference(lambda i, s=s: _bpb(ens, i) - _bpb(s, i), len(texts),
+        out["vs"][name] = {"bits_per_byte": paired_difference(lambda i, s=s: bpb(ens, i) - bpb(s, i), len(texts),
                                                               resamples, confidence, seed)}
     out["best_member"] = min(out["members"], key=lambda k: out["members"][k]["bits_per_byte"])
     return out

@@ -218,7 +218,7 @@ def export_card(store, m, spec, out_dir: Path) -> Path | None:
     import numpy as np
 
     from lmwright.core.schema import StageRun
-    from lmwright.evaluate.stats import bootstrap_ci
+    from lmwright.evaluate.stats import bits_per_byte, bootstrap_ci
 
     with store.session() as s:
         run = s.get(StageRun, m.run_id)
@@ -231,7 +231,7 @@ def export_card(store, m, spec, out_dir: Path) -> Path | None:
         test, rows = tests[0].metrics, np.array(tests[0].per_document or [], dtype=float)
         if len(rows):
             def bpb(idx) -> float:
-                return float(rows[idx, 0].sum() / (math.log(2) * max(rows[idx, 1].sum(), 1)))
+                return bits_per_byte(rows[:, 0], rows[:, 1], idx)
             ci = bootstrap_ci(bpb, len(rows), spec.eval.bootstrap, spec.eval.confidence, spec.project.seed)
     g = spec.governance
     sources = licenses.trained_on(store, m.run_id)

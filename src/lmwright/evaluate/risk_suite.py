@@ -29,6 +29,7 @@ from lmwright.evaluate import facts as facts_mod
 from lmwright.evaluate import injection, risk, toxicity
 from lmwright.evaluate.answers import chat_answers, text_answers
 from lmwright.evaluate.perturb import paired_drops, perturb
+from lmwright.evaluate.stats import bits_per_byte
 
 _NO_TEXT = "a classifier answers with a label from a fixed set: it writes no text"
 NOT_APPLICABLE = {
@@ -152,8 +153,7 @@ def base_checks(model, tok, rs, e, val_texts: list[str], seq_len: int, facts: tu
         scores = {k: doc_scores(model, tok, v, seq_len, separate=True) for k, v in variants.items()}
 
         def bpb(variant: str, idx: np.ndarray) -> float:
-            s = scores[variant]
-            return float(s["text_nats"][idx].sum() / (np.log(2) * max(s["bytes"][idx].sum(), 1)))
+            return bits_per_byte(scores[variant]["text_nats"], scores[variant]["bytes"], idx)
 
         res = paired_drops(bpb, len(docs), r.perturbations, False, e.bootstrap, e.confidence, seed)
         _put(out, "robustness", {"metric": "bits_per_byte", "higher_is_better": False, **res},

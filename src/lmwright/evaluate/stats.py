@@ -7,6 +7,7 @@ Slices group the same units by source, label or length bucket and compute every 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,19 @@ def bootstrap_ci(metric: Callable[[np.ndarray], float], n: int, resamples: int =
     alpha = (1 - confidence) / 2
     lo, hi = np.nanquantile(values, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def paired_difference(metric: Callable[[np.ndarray], float], n: int, resamples: int, confidence: float,
+                      seed: int) -> dict:
+    """`metric(indices)` is one side minus the other on those units: its value on all of them, and the percentile
+    interval over resamples that draw the same units for both sides."""
+    return {"difference": float(metric(np.arange(n))),
+            "ci": list(bootstrap_ci(metric, n, resamples, confidence, seed))}
+
+
+def bits_per_byte(nats: np.ndarray, nbytes: np.ndarray, idx: np.ndarray | slice = slice(None)) -> float:
+    """Bits per byte of the units `idx`, from each unit's summed negative log-likelihood (nats) and its bytes."""
+    return float(nats[idx].sum() / (math.log(2) * max(nbytes[idx].sum(), 1)))
 
 
 def length_bucket(nbytes: int, edges: Sequence[int]) -> str:

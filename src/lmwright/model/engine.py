@@ -67,6 +67,8 @@ class Request:
     # the path to the first token), then its NLL under the model (a drift feature for monitoring)
     prompt_hidden: torch.Tensor | None = None
     prompt_nats: float | None = None
+    settled: str = ""  # the text of output_ids[:settled_at], which later tokens cannot change (`_detokenize`)
+    settled_at: int = 0
     checks: int = 0  # speculative decoding: passes that checked guesses for this request, tokens guessed, kept
     drafted: int = 0
     accepted: int = 0
@@ -121,8 +123,17 @@ class Engine:
     """`submit()` from any thread; `step()` (or `run_forever()` in one background thread) does the work."""
 
     def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None,
-                 compile: bool = False, score_prompts: bool = False, drafter=None):
-        """`drafter`: a speculative decoding drafter (model/speculate.py), or None to decode one token a step."""
+                 compile: bool = False, score_prompts: bool = False, drafter=None, backend: str = "torch"):
+        """`drafter`: a speculative decoding drafter (model/speculate.py), or None to decode one token a step.
+        `backend`: where the decode step runs, "torch" (compiled with `compile`) or "onnxruntime"
+        (model/onnx_step.py, exported at `warm_up`); prefill and the checking pass run in PyTorch either way."""
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"unknown backend {backend!r}: torch or onnxruntime")
+        if backend == "onnxruntime":
+            from lmwright.model.onnx_step import require_onnxruntime
+
+            require_onnxruntime()
+        self.backend, self.onnx_step = backend, None
         self.model = model.eval()
         self.drafter, self.spec_stats = drafter, SpecStats()
         self.score_prompts = score_prompts
@@ -148,7 +159,7 @@ class Engine:
             # RoPE on interleaved pairs: (cos, sin) of each pair's angle, from the tables' first halves
             self.freqs = torch.stack([model.rope_cos[:, :half], model.rope_sin[:, :half]], -1)  # (T, hd/2, 2)
         # compiled: two graphs, one for a single row and one for any number of rows (the row count symbolic)
-        self.compiled = torch.compile(self._decode_core) if compile else None
+        self.compiled = torch.compile(self._decode_core) if compile and backend == "torch" else None
         # with a drafter: the pass that checks guesses, with rows, tokens per row and span all symbolic
         self.compiled_extend = torch.compile(self._extend_core) if compile and drafter is not None else None
 
@@ -340,6 +351,9 @@ class Engine:
         # at least 2 positions: compiled graphs specialise a size of 1, and a span of 2 costs nothing
         span = max(int(pos.max()), 1) + 1
         k, v = self.k_cache[:, :, :, :span], self.v_cache[:, :, :, :span]
+        if self.backend == "onnxruntime":
+            n = tokens.shape[0]
+            return self._onnx_step()(tokens, pos, k[:, :n], v[:, :n])
         if self.compiled is None:
             return self._decode_core(tokens, pos, k, v)
         if tokens.shape[0] > 1:  # one graph for every row count above one, not one per count
@@ -349,11 +363,21 @@ class Engine:
         torch._dynamo.mark_dynamic(v, 3)
         return self.compiled(tokens, pos, k, v)
 
+    def _onnx_step(self):
+        if self.onnx_step is None:  # exported once, at warm-up or at the first decode step
+            from lmwright.model.onnx_step import OnnxDecodeStep
+
+            self.onnx_step = OnnxDecodeStep(self)
+        return self.onnx_step
+
     @torch.no_grad()
     def warm_up(self) -> float:
-        """Compile the decode graphs (and the checking pass's, with a drafter) now rather than on a live request;
-        returns the seconds it took. The warm-up writes only to free slots' caches, which prefill overwrites."""
+        """Compile the decode graphs (and the checking pass's, with a drafter), or export the decode step to
+        onnxruntime, now rather than on a live request; returns the seconds it took. The warm-up writes only to
+        free slots' caches, which prefill overwrites."""
         t0 = time.perf_counter()
+        if self.backend == "onnxruntime":
+            self._onnx_step()
         if self.compiled is not None:
             for n in sorted({1, min(2, self.max_batch)}):
                 self._core(torch.zeros(n, dtype=torch.long, device=self.device),
@@ -396,6 +420,17 @@ class Engine:
         return probs
 
     # -- the loop -------------------------------------------------------------------------------------------------
+    def _detokenize(self, req: Request) -> str:
+        """The output's text, decoded incrementally: only the tokens since the last point where the text was whole
+        (no character cut in two) are decoded again, not the whole output at every token. Byte-level BPE text is
+        the concatenation of its tokens' bytes, so the text up to such a point never changes; the result equals
+        decoding every output token at once (tests/test_engine.py checks this on random ids)."""
+        tail = self.tok.decode(req.output_ids[req.settled_at:])
+        if not tail.endswith("\ufffd"):  # whole: what is decoded so far is final
+            req.settled, req.settled_at = req.settled + tail, len(req.output_ids)
+            return req.settled
+        return req.settled + tail  # a character still arriving: decoded again with the next token
+
     def _emit(self, req: Request, tok_id: int | None) -> None:
         now = time.perf_counter()
         if tok_id is not None:
@@ -403,8 +438,11 @@ class Engine:
             req.token_times.append(now)
             if req.first_token is None:
                 req.first_token = now
-            text = self.tok.decode(req.output_ids)
-            cut = min((i for i in (text.find(s) for s in req.params.stop if s) if i >= 0), default=-1)
+            settled = len(req.settled)
+            text = self._detokenize(req)
+            # a stop sequence is looked for where it could first appear: the text before had none
+            cut = min((i for i in (text.find(s, max(0, settled - len(s))) for s in req.params.stop if s) if i >= 0),
+                      default=-1)
             if cut >= 0:
                 req.text, req.finish_reason = text[:cut], "stop"
             else:

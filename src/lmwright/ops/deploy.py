@@ -118,7 +118,7 @@ def open_engine(ws: Workspace):
         s = ws.spec.serve
         tok, model = load_tokenizer(path), load_hf(path)
         return Engine(model, tok, max_batch=s.max_batch, compile=s.compile, score_prompts=s.features,
-                      drafter=make_drafter(ws, tok, model.cfg.vocab_size))
+                      drafter=make_drafter(ws, tok, model.cfg.vocab_size), backend=s.backend)
     return load
 
 

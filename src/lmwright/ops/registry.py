@@ -11,7 +11,6 @@ history and audit log keep both the override and what failed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -201,15 +200,13 @@ def compare(ws: Workspace, challenger: Model, champion: Model) -> dict:
 def paired_bpb(a: np.ndarray, c: np.ndarray, g, seed: int) -> dict:
     """Bits per byte of `a` minus `c`, rows [nats, bytes] scored by both on the same items (documents, answers),
     with a paired bootstrap interval over the items at the gate's (`g`) resamples and confidence."""
-    from lmwright.evaluate.stats import bootstrap_ci
+    from lmwright.evaluate.stats import bits_per_byte, paired_difference
 
-    def bpb(x: np.ndarray, idx) -> float:
-        return float(x[idx, 0].sum() / (math.log(2) * max(x[idx, 1].sum(), 1)))
+    def bpb(x: np.ndarray, idx=slice(None)) -> float:
+        return bits_per_byte(x[:, 0], x[:, 1], idx)
 
-    every = slice(None)
-    lo, hi = bootstrap_ci(lambda i: bpb(a, i) - bpb(c, i), len(a), g.resamples, g.confidence, seed)
-    return {"challenger_bpb": bpb(a, every), "champion_bpb": bpb(c, every),
-            "difference": bpb(a, every) - bpb(c, every), "ci": [lo, hi], "confidence": g.confidence}
+    diff = paired_difference(lambda i: bpb(a, i) - bpb(c, i), len(a), g.resamples, g.confidence, seed)
+    return {"challenger_bpb": bpb(a), "champion_bpb": bpb(c), **diff, "confidence": g.confidence}
 
 
 def gate(ws: Workspace, m: Model, to: str) -> Gate:

@@ -436,8 +436,9 @@ def _finish(reason: str | None) -> Literal["stop", "length"] | str:
 # -- the routes (no return annotations: see the module's docstring) -------------------------------------------------
 
 def _versions(st: ServerState) -> dict:
-    """Each loaded version by its label: ready, its load, and whether it failed to start."""
+    """Each loaded version by its label: ready, its load, its decode backend, and whether it failed to start."""
     return {m.target.label: {"ready": m.ready.is_set(), "running": m.engine.n_running, "waiting": m.engine.n_waiting,
+                             "backend": m.engine.backend,
                              **({"failed": m.failed} if m.failed else {})} for m in list(st.engines.values())}
 
 

@@ -212,10 +212,13 @@ class ServedModel:
         try:
             try:
                 seconds = self.engine.warm_up()
-                said = f"decode step compiled in {seconds:.0f} s" if self.engine.compiled is not None else "eager"
-            except Exception as exc:  # noqa: BLE001 - a compiler failure: the same maths without it
+                e = self.engine
+                said = (f"decode step on onnxruntime (exported in {seconds:.0f} s)" if e.onnx_step is not None
+                        else f"decode step compiled in {seconds:.0f} s" if e.compiled is not None else "eager")
+            except Exception as exc:  # noqa: BLE001 - a compiler or exporter failure: the same maths without it
                 traceback.print_exc()
                 self.engine.compiled = self.engine.compiled_extend = None  # both graphs: eager maths alike
+                self.engine.backend = "torch"
                 said = f"compiling failed ({type(exc).__name__}); serving with the eager decode step"
             self.service.start()
         except Exception as exc:  # noqa: BLE001 - one model's failure must not take the others down

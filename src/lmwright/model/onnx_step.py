@@ -1,0 +1,96 @@
+"""The engine's decode step on onnxruntime (`serve.backend: onnxruntime`).
+
+At batch 1 a small model's decode step is mostly per-operation overhead in PyTorch (dispatch, guards, the Python
+wrapper of a compiled graph), and its matrix-vector products are slower than onnxruntime's: the same step runs
+2-4x faster there (benchmarks/decode.py). So the engine's own step, `Engine._decode_core` (a pure function of the
+new tokens, their positions and the cache cut to the positions in use), is exported once with the dynamo exporter
+(rows and span dynamic) and run in an onnxruntime session; prefill, the checking pass of speculative decoding,
+the cache, sampling, stops and streaming stay the engine's, so continuous batching behaves exactly as with
+PyTorch. The graph is the engine's, not the export's `model.onnx`: it takes and returns keys and values in the
+engine's cache layout (RoPE pairs interleaved).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmwright.errors import LmwrightError
+
+INSTALL = 'pip install "lmwright[export]"'
+
+
+def require_onnxruntime() -> None:
+    """Fail now, with the install line, when the backend's packages are missing (not at the first request)."""
+    missing = []
+    for name in ("onnxruntime", "onnxscript", "onnx"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise LmwrightError(f"serve.backend onnxruntime needs {', '.join(missing)}: {INSTALL} (or set "
+                            "serve.backend: torch)")
+
+
+class OnnxDecodeStep:
+    """`step(tokens, pos, k_cache, v_cache) -> (logits, new_k, new_v)`, as `Engine._decode_core`, on onnxruntime.
+
+    Built from an engine (its weights arranged for decoding); `seconds` is how long the export and the session
+    took. onnxruntime's worker threads do not spin between calls: the engine's own Python (sampling, text,
+    the server) needs the same cores between steps."""
+
+    def __init__(self, engine, threads: int | None = None):
+        require_onnxruntime()
+        import onnxruntime as ort
+
+        t0 = time.perf_counter()
+        cfg, rows = engine.cfg, min(2, engine.max_batch)
+        span = min(8, cfg.max_seq_len)
+        example = (torch.zeros(rows, dtype=torch.long), torch.full((rows,), span - 1, dtype=torch.long),
+                   engine.k_cache[:, :rows, :, :span].contiguous(), engine.v_cache[:, :rows, :, :span].contiguous())
+        n = torch.export.Dim("rows", min=1, max=max(engine.max_batch, 2))
+        s = torch.export.Dim("span", min=2, max=cfg.max_seq_len)
+        quiet = logging.getLogger("torch.onnx")  # the exporter's notes about packages it does not need
+        level, quiet.level = quiet.level, logging.ERROR
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = Path(tmp) / "decode.onnx"
+            try:
+                torch.onnx.export(_Step(engine).eval(), example, str(path), dynamo=True, optimize=True, verbose=False,
+                                  input_names=["tokens", "pos", "k_cache", "v_cache"],
+                                  output_names=["logits", "new_k", "new_v"],
+                                  dynamic_shapes=({0: n}, {0: n}, {1: n, 3: s}, {1: n, 3: s}))
+            finally:
+                quiet.setLevel(level)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads or torch.get_num_threads()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.seconds = time.perf_counter() - t0
+
+    def __call__(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
+                 v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # the cache views are cut to the span in use: one contiguous copy each, small next to the weights' reads
+        logits, new_k, new_v = self.session.run(None, {
+            "tokens": tokens.numpy(), "pos": pos.numpy(),
+            "k_cache": np.ascontiguousarray(k_cache.numpy()), "v_cache": np.ascontiguousarray(v_cache.numpy())})
+        return torch.from_numpy(logits), torch.from_numpy(new_k), torch.from_numpy(new_v)
+
+
+class _Step(torch.nn.Module):
+    """The engine's decode step as a module, for the exporter (its weights become the graph's constants)."""
+
+    def __init__(self, engine):
+        super().__init__()
+        self.engine = engine
+
+    def forward(self, tokens, pos, k_cache, v_cache):
+        return self.engine._decode_core(tokens, pos, k_cache, v_cache)
