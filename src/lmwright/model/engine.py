@@ -126,14 +126,15 @@ class Engine:
                  compile: bool = False, score_prompts: bool = False, drafter=None, backend: str = "torch"):
         """`drafter`: a speculative decoding drafter (model/speculate.py), or None to decode one token a step.
         `backend`: where the decode step runs, "torch" (compiled with `compile`) or "onnxruntime"
-        (model/onnx_step.py, exported at `warm_up`); prefill and the checking pass run in PyTorch either way."""
+        (model/onnx_step.py: the decode step, and with a drafter the checking pass, exported at `warm_up`);
+        prefill runs in PyTorch either way."""
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"unknown backend {backend!r}: torch or onnxruntime")
         if backend == "onnxruntime":
             from lmwright.model.onnx_step import require_onnxruntime
 
             require_onnxruntime()
-        self.backend, self.onnx_step = backend, None
+        self.backend, self.onnx_step, self.onnx_extend = backend, None, None
         self.model = model.eval()
         self.drafter, self.spec_stats = drafter, SpecStats()
         self.score_prompts = score_prompts
@@ -161,7 +162,8 @@ class Engine:
         # compiled: two graphs, one for a single row and one for any number of rows (the row count symbolic)
         self.compiled = torch.compile(self._decode_core) if compile and backend == "torch" else None
         # with a drafter: the pass that checks guesses, with rows, tokens per row and span all symbolic
-        self.compiled_extend = torch.compile(self._extend_core) if compile and drafter is not None else None
+        self.compiled_extend = torch.compile(self._extend_core) if compile and drafter is not None \
+            and backend == "torch" else None
 
     # -- requests ---------------------------------------------------------------------------------------------
     def submit(self, prompt_ids: list[int], params: SamplingParams,
@@ -310,7 +312,9 @@ class Engine:
         span = max(int(start.max()), 2)  # compiled graphs specialise a size of 1; the mask hides the extra one
         args = (tokens.to(self.device), pos.to(self.device), start.to(self.device),
                 self.k_cache[:, :n, :, :span], self.v_cache[:, :n, :, :span])
-        if self.compiled_extend is not None:
+        if self.backend == "onnxruntime":
+            logits, new_k, new_v = self._onnx_extend()(*args)
+        elif self.compiled_extend is not None:
             for t, dim in ((args[0], 0), (args[0], 1), (args[1], 0), (args[1], 1), (args[2], 0), (args[3], 1),
                            (args[3], 3), (args[4], 1), (args[4], 3)):
                 if t.shape[dim] > 1:  # a size of 1 is specialised: one graph for one row, one for several
@@ -365,10 +369,17 @@ class Engine:
 
     def _onnx_step(self):
         if self.onnx_step is None:  # exported once, at warm-up or at the first decode step
-            from lmwright.model.onnx_step import OnnxDecodeStep
+            from lmwright.model.onnx_step import OnnxStep
 
-            self.onnx_step = OnnxDecodeStep(self)
+            self.onnx_step = OnnxStep.decode(self)
         return self.onnx_step
+
+    def _onnx_extend(self):
+        if self.onnx_extend is None:  # the checking pass, with the decode step's thread count
+            from lmwright.model.onnx_step import OnnxStep
+
+            self.onnx_extend = OnnxStep.extend(self, self._onnx_step().threads)
+        return self.onnx_extend
 
     @torch.no_grad()
     def warm_up(self) -> float:
@@ -378,6 +389,8 @@ class Engine:
         t0 = time.perf_counter()
         if self.backend == "onnxruntime":
             self._onnx_step()
+            if self.drafter is not None:
+                self._onnx_extend()
         if self.compiled is not None:
             for n in sorted({1, min(2, self.max_batch)}):
                 self._core(torch.zeros(n, dtype=torch.long, device=self.device),

@@ -39,53 +39,69 @@ def require_onnxruntime() -> None:
                             "serve.backend: torch)")
 
 
-class OnnxDecodeStep:
-    """`step(tokens, pos, k_cache, v_cache) -> (logits, new_k, new_v)`, as `Engine._decode_core`, on onnxruntime.
+class OnnxStep:
+    """One of the engine's pure functions on onnxruntime: `step(*tensors) -> tuple of tensors`.
 
-    Built from an engine (its weights arranged for decoding); `seconds` is how long the export and the session
-    took. onnxruntime's worker threads do not spin between calls: the engine's own Python (sampling, text,
-    the server) needs the same cores between steps."""
+    `OnnxStep.decode(engine)` is `Engine._decode_core(tokens, pos, k_cache, v_cache)`; `OnnxStep.extend(engine,
+    threads)` is `Engine._extend_core(tokens, pos, start, k_cache, v_cache)`, the pass that checks speculative
+    guesses. Built from an engine (its weights arranged for decoding); `seconds` is how long the export and the
+    session took. onnxruntime's worker threads do not spin between calls: the engine's own Python (sampling,
+    text, the server) needs the same cores between steps."""
 
-    def __init__(self, engine, threads: int | None = None):
-        """`threads`: onnxruntime's intra-op threads; None times 1 and PyTorch's count on this machine and keeps
-        the faster (a small model's step is too short to share: on 2 cores one thread decodes 1.2-1.4x faster)."""
+    def __init__(self, module: torch.nn.Module, example: tuple, dynamic: tuple, names: list[str], threads: list[int], pick=None):
         require_onnxruntime()
         t0 = time.perf_counter()
-        cfg, rows = engine.cfg, min(2, engine.max_batch)
-        span = min(8, cfg.max_seq_len)
-        example = (torch.zeros(rows, dtype=torch.long), torch.full((rows,), span - 1, dtype=torch.long),
-                   engine.k_cache[:, :rows, :, :span].contiguous(), engine.v_cache[:, :rows, :, :span].contiguous())
-        n = torch.export.Dim("rows", min=1, max=max(engine.max_batch, 2))
-        s = torch.export.Dim("span", min=2, max=cfg.max_seq_len)
         quiet = logging.getLogger("torch.onnx")  # the exporter's notes about packages it does not need
         level, quiet.level = quiet.level, logging.ERROR
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            path = Path(tmp) / "decode.onnx"
+            path = Path(tmp) / "step.onnx"
             try:
-                torch.onnx.export(_Step(engine).eval(), example, str(path), dynamo=True, optimize=True,
-                                  verbose=False, input_names=["tokens", "pos", "k_cache", "v_cache"],
-                                  output_names=["logits", "new_k", "new_v"],
-                                  dynamic_shapes=({0: n}, {0: n}, {1: n, 3: s}, {1: n, 3: s}))
+                torch.onnx.export(module.eval(), example, str(path), dynamo=True, optimize=True, verbose=False,
+                                  input_names=names, output_names=["logits", "new_k", "new_v"],
+                                  dynamic_shapes=dynamic)
             finally:
                 quiet.setLevel(level)
-            choices = sorted({threads} if threads else {1, torch.get_num_threads()})
-            sessions = {t: _session(path, t) for t in choices}
-        self.threads = _fastest(sessions, engine) if len(sessions) > 1 else choices[0]
+            sessions = {t: _session(path, t) for t in threads}
+        self.names = names
+        self.threads = pick(sessions) if len(sessions) > 1 else threads[0]
         self.session = sessions[self.threads]
         self.seconds = time.perf_counter() - t0
 
-    def __call__(self, tokens: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
-                 v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # the cache views are cut to the span in use: one contiguous copy each, small next to the weights' reads
-        logits, new_k, new_v = self.session.run(None, {
-            "tokens": tokens.numpy(), "pos": pos.numpy(),
-            "k_cache": np.ascontiguousarray(k_cache.numpy()), "v_cache": np.ascontiguousarray(v_cache.numpy())})
-        return torch.from_numpy(logits), torch.from_numpy(new_k), torch.from_numpy(new_v)
+    @classmethod
+    def decode(cls, engine, threads: int | None = None) -> OnnxStep:
+        """`threads`: onnxruntime's intra-op threads; None times 1 and PyTorch's count on this machine and keeps
+        the faster (a small model's step is too short to share: on 2 cores one thread decodes 1.2-1.4x faster)."""
+        rows, span = min(2, engine.max_batch), min(8, engine.cfg.max_seq_len)
+        n = torch.export.Dim("rows", min=1, max=max(engine.max_batch, 2))
+        s = torch.export.Dim("span", min=2, max=engine.cfg.max_seq_len)
+        example = (torch.zeros(rows, dtype=torch.long), torch.full((rows,), span - 1, dtype=torch.long),
+                   engine.k_cache[:, :rows, :, :span].contiguous(), engine.v_cache[:, :rows, :, :span].contiguous())
+        return cls(_Decode(engine), example, ({0: n}, {0: n}, {1: n, 3: s}, {1: n, 3: s}),
+                   ["tokens", "pos", "k_cache", "v_cache"], sorted({threads} if threads else {1, torch.get_num_threads()}),
+                   pick=lambda sessions: _fastest(sessions, engine))
+
+    @classmethod
+    def extend(cls, engine, threads: int) -> OnnxStep:
+        rows, new, span = min(2, engine.max_batch), 3, min(8, engine.cfg.max_seq_len)
+        n = torch.export.Dim("rows", min=1, max=max(engine.max_batch, 2))
+        t = torch.export.Dim("new", min=1, max=engine.cfg.max_seq_len)
+        s = torch.export.Dim("span", min=2, max=engine.cfg.max_seq_len)
+        start = torch.full((rows,), span, dtype=torch.long)
+        example = (torch.zeros(rows, new, dtype=torch.long), start[:, None] + torch.arange(new), start,
+                   engine.k_cache[:, :rows, :, :span].contiguous(), engine.v_cache[:, :rows, :, :span].contiguous())
+        return cls(_Extend(engine), example, ({0: n, 1: t}, {0: n, 1: t}, {0: n}, {1: n, 3: s}, {1: n, 3: s}),
+                   ["tokens", "pos", "start", "k_cache", "v_cache"], [threads])
+
+    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # the cache views come cut to the rows and span in use: one contiguous copy each, small next to the
+        # weights' reads
+        out = self.session.run(None, {k: np.ascontiguousarray(t.numpy()) for k, t in zip(self.names, tensors, strict=True)})
+        return tuple(torch.from_numpy(x) for x in out)
 
 
-class _Step(torch.nn.Module):
-    """The engine's decode step as a module, for the exporter (its weights become the graph's constants)."""
+class _Decode(torch.nn.Module):
+    """The engine's decode step as a module, for the exporter (the weights it reads become the graph's constants)."""
 
     def __init__(self, engine):
         super().__init__()
@@ -93,6 +109,13 @@ class _Step(torch.nn.Module):
 
     def forward(self, tokens, pos, k_cache, v_cache):
         return self.engine._decode_core(tokens, pos, k_cache, v_cache)
+
+
+class _Extend(_Decode):
+    """The engine's checking pass (several new tokens per row) as a module."""
+
+    def forward(self, tokens, pos, start, k_cache, v_cache):
+        return self.engine._extend_core(tokens, pos, start, k_cache, v_cache)
 
 
 def _session(path: Path, threads: int):

@@ -45,7 +45,7 @@ class ServeSpec(Section):
     max_batch: int = Field(16, ge=1)  # requests decoded together (KV-cache slots)
     compile: bool = True  # torch.compile the decode step, one graph per batch size, built at start (~10 s each)
     # where the decode step runs: PyTorch (compiled with `compile`), or onnxruntime (model/onnx_step.py: the step
-    # exported at start, ~10 s; needs the export extra); prefill and speculative checking stay in PyTorch
+    # and speculative checking exported at start, ~10 s each; needs the export extra); prefill stays in PyTorch
     backend: Literal["torch", "onnxruntime"] = "torch"
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
     max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
