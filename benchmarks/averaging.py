@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import shutil
 import tempfile
@@ -46,9 +45,9 @@ from lmwright.evaluate.ensemble import (
     classify_figures,
     combine_logprobs,
     lm_ensemble,
-    paired_difference,
 )
 from lmwright.evaluate.lm import doc_scores
+from lmwright.evaluate.stats import bits_per_byte, paired_difference
 from lmwright.model.hf import save_hf
 from lmwright.spec.train import AverageSpec
 from lmwright.tokenizer import load_tokenizer, special_ids
@@ -79,7 +78,7 @@ QUICK = {  # a small corpus and model, to check the script end to end in a few m
 
 
 def bpb(s: dict, idx: np.ndarray) -> float:
-    return float(s["text_nats"][idx].sum() / (math.log(2) * max(s["bytes"][idx].sum(), 1)))
+    return bits_per_byte(s["text_nats"], s["bytes"], idx)
 
 
 def pretrain_seed(root: Path, seed: int, loop_kind: str, reporter: Reporter, work: Path) -> dict:

@@ -3,6 +3,8 @@ sampling settings; stop sequences; streaming; cancellation."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -277,3 +279,30 @@ def test_incremental_detokenization_equals_decoding_everything(model_tok):
         for _ in range(rng.randint(1, 40)):
             req.output_ids.append(rng.choice(list(pool)))
             assert eng._detokenize(req) == tok.decode(req.output_ids), (trial, req.output_ids)
+
+
+def test_other_decoders_decode_the_whole_output(model_tok):
+    """A SentencePiece-style decoder strips the leading space of whatever it decodes, so decoding in pieces would
+    lose spaces: such tokenizers get the whole output decoded at every token."""
+    from tokenizers import Tokenizer, decoders, models
+
+    from lmwright.model.engine import Request
+
+    model, _ = model_tok
+    sp = Tokenizer(models.WordLevel({"<unk>": 0, "▁Hello": 1, "▁world": 2}, unk_token="<unk>"))
+    sp.decoder = decoders.Metaspace()
+    eng = Engine(model, sp, max_batch=1, eos_ids={0})
+    assert not eng.incremental_text
+    req = Request("r", [1], SamplingParams(), lambda r, t, f: None)
+    for tok_id in (1, 2, 2):
+        req.output_ids.append(tok_id)
+        text = eng._detokenize(req)
+    assert text == sp.decode([1, 2, 2]) == "Hello world world"
+
+
+def test_onnxruntime_backend_refuses_what_it_cannot_run(model_tok):
+    from lmwright.errors import LmwrightError
+
+    model, tok = model_tok
+    with pytest.raises(LmwrightError, match="float32 models on the CPU; this one is torch.float64"):
+        Engine(copy.deepcopy(model).double(), tok, backend="onnxruntime")

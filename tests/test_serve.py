@@ -218,6 +218,19 @@ def test_onnxruntime_backend_through_the_server_gives_the_same_answers_at_once_a
     assert {v["backend"] for v in versions.values()} == {"onnxruntime"}
 
 
+def test_a_failed_onnxruntime_export_falls_back_to_pytorch(tiny_copy, monkeypatch):
+    from lmwright.model import onnx_step
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(onnx_step.OnnxStep, "decode", fail)
+    with live(build_app(Workspace.open(tiny_copy, ["serve.backend=onnxruntime"]))) as url:
+        versions = httpx.get(f"{url}/health").json()["models"]
+        answer = client(url).completions.create(model="tiny", prompt="The json module", max_tokens=4, temperature=0)
+    assert {v["backend"] for v in versions.values()} == {"torch"} and answer.choices[0].text
+
+
 def test_a_draft_model_with_another_tokenizer_is_refused_by_name(tiny_copy, tmp_path):
     from lmwright.model.config import ModelConfig
     from lmwright.model.hf import save_hf

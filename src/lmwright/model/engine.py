@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from tokenizers import decoders
 
+from lmwright.errors import LmwrightError
 from lmwright.model.llama import LlamaLM
 from lmwright.model.speculate import SpecStats, speculative_step
 from lmwright.tokenizer import EOS
@@ -134,6 +136,10 @@ class Engine:
             from lmwright.model.onnx_step import require_onnxruntime
 
             require_onnxruntime()
+            param = next(model.parameters())
+            if param.device.type != "cpu" or param.dtype != torch.float32:
+                raise LmwrightError(f"serve.backend onnxruntime runs float32 models on the CPU; this one is "
+                                    f"{param.dtype} on {param.device} (set serve.backend: torch)")
         self.backend, self.onnx_step, self.onnx_extend = backend, None, None
         self.model = model.eval()
         self.drafter, self.spec_stats = drafter, SpecStats()
@@ -153,6 +159,9 @@ class Engine:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.eos_ids = eos_ids if eos_ids is not None else {tokenizer.token_to_id(EOS)}
+        # text is decoded incrementally only where that is exact: byte-level BPE (lmwright's own tokenizers), whose
+        # text is its tokens' bytes joined; a SentencePiece-style decoder strips each piece's leading space
+        self.incremental_text = isinstance(getattr(tokenizer, "decoder", None), decoders.ByteLevel)
         self._ids = itertools.count()
         with torch.no_grad():
             self.layers = [_DecodeLayer(blk, cfg) for blk in model.model.layers]
@@ -437,7 +446,10 @@ class Engine:
         """The output's text, decoded incrementally: only the tokens since the last point where the text was whole
         (no character cut in two) are decoded again, not the whole output at every token. Byte-level BPE text is
         the concatenation of its tokens' bytes, so the text up to such a point never changes; the result equals
-        decoding every output token at once (tests/test_engine.py checks this on random ids)."""
+        decoding every output token at once (tests/test_engine.py checks this on random ids). Other decoders
+        decode the whole output."""
+        if not self.incremental_text:
+            return self.tok.decode(req.output_ids)
         tail = self.tok.decode(req.output_ids[req.settled_at:])
         if not tail.endswith("\ufffd"):  # whole: what is decoded so far is final
             req.settled, req.settled_at = req.settled + tail, len(req.output_ids)

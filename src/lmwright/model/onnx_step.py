@@ -52,7 +52,8 @@ class OnnxStep:
         require_onnxruntime()
         t0 = time.perf_counter()
         quiet = logging.getLogger("torch.onnx")  # the exporter's notes about packages it does not need
-        level, quiet.level = quiet.level, logging.ERROR
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             path = Path(tmp) / "step.onnx"

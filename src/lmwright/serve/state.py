@@ -218,9 +218,11 @@ class ServedModel:
                         else f"decode step compiled in {seconds:.0f} s" if e.compiled is not None else "eager")
             except Exception as exc:  # noqa: BLE001 - a compiler or exporter failure: the same maths without it
                 traceback.print_exc()
-                self.engine.compiled = self.engine.compiled_extend = None  # both graphs: eager maths alike
-                self.engine.backend = "torch"
-                said = f"compiling failed ({type(exc).__name__}); serving with the eager decode step"
+                e = self.engine
+                what = "the onnxruntime export" if e.backend == "onnxruntime" else "compiling"
+                e.compiled = e.compiled_extend = None  # both graphs: eager maths alike
+                e.backend, e.onnx_step, e.onnx_extend = "torch", None, None  # and no half-built session kept
+                said = f"{what} failed ({type(exc).__name__}); serving with the eager PyTorch decode step"
             self.service.start()
         except Exception as exc:  # noqa: BLE001 - one model's failure must not take the others down
             traceback.print_exc()
