@@ -168,7 +168,6 @@ class Engine:
         with torch.no_grad():
             self.layers = [_DecodeLayer(blk, cfg) for blk in model.model.layers]
             half = cfg.head_dim // 2
-            # RoPE on interleaved pairs: (cos, sin) of each pair's angle, from the tables' first halves
             # RoPE on interleaved pairs (a, b) -> (a cos - b sin, b cos + a sin), as x * cos + pairs_swapped(x) * sin
             # with each pair's cos repeated and its sin negated on the first: (T, 2, hd)
             cos, sin = model.rope_cos[:, :half], model.rope_sin[:, :half]

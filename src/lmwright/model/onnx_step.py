@@ -4,9 +4,9 @@ At batch 1 a small model's decode step is mostly per-operation overhead in PyTor
 wrapper of a compiled graph), and its matrix-vector products are slower than onnxruntime's: the same step runs
 2-4x faster there (benchmarks/decode.py). So the engine's own step, `Engine._decode_core` (a pure function of the
 new tokens, their positions and the cache cut to the positions in use), is exported once with the dynamo exporter
-(rows and span dynamic) and run in an onnxruntime session; prefill, the checking pass of speculative decoding,
-the cache, sampling, stops and streaming stay the engine's, so continuous batching behaves exactly as with
-PyTorch. The graph is the engine's, not the export's `model.onnx`: it takes and returns keys and values in the
+(rows and span dynamic) and run in an onnxruntime session, and with speculative decoding so is the pass that
+checks guesses (`Engine._extend_core`); prefill, the cache, sampling, stops and streaming stay the engine's, so
+continuous batching behaves exactly as with PyTorch. The graph is the engine's, not the export's `model.onnx`: it takes and returns keys and values in the
 engine's cache layout (RoPE pairs interleaved).
 """
 
