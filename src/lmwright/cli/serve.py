@@ -31,6 +31,8 @@ def serve(
     set_: SetOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (serve.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (serve.port; 0 = any free port).")] = None,
+    backend: Annotated[str | None, typer.Option(help="Where the decode step runs: torch or onnxruntime "
+                                                     "(serve.backend).")] = None,
 ) -> None:
     """Serve models: OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models), /metrics,
     /health and a chat page at /. What it serves: --model, else the spec's deploy section (routes, canaries,
@@ -40,7 +42,8 @@ def serve(
 
     from lmwright.ops.deploy import build_app, live_plan
 
-    extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else [])]
+    extra = [*(set_ or []), *([f"serve.host={host}"] if host else []), *([f"serve.port={port}"] if port is not None else []),
+             *([f"serve.backend={backend}"] if backend else [])]
     ws = Workspace.open(dir, extra)
     s = ws.spec.serve
     sock = _bind(s.host, s.port)  # before any work: a busy port fails now, not after a build or a compile
