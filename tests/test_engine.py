@@ -306,3 +306,47 @@ def test_onnxruntime_backend_refuses_what_it_cannot_run(model_tok):
     model, tok = model_tok
     with pytest.raises(LmwrightError, match="float32 models on the CPU; this one is torch.float64"):
         Engine(copy.deepcopy(model).double(), tok, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("head_dim", [16, 32])
+def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
+    """onnx_fused.py's graph of onnxruntime's fused operators (GroupQueryAttention and fused RMSNorm) gives the
+    engine's own decode step: logits and each row's new key and value, rows at different lengths (an idle row
+    at 0 among them), against `Engine._decode_core`; then a whole engine run on it gives the PyTorch engine's
+    tokens under continuous batching. The trained tiny model's heads (8) are below what GroupQueryAttention's CPU
+    kernel takes, so this uses random models whose logits are peaked enough that greedy has no near-ties."""
+    from lmwright.model.config import ModelConfig
+    from lmwright.model.llama import LlamaLM
+    from lmwright.model.onnx_step import OnnxStep
+    from lmwright.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([SamplingParams.__doc__ or "", Engine.__doc__ or "", __doc__ or ""] * 20, 300, 1)
+    cfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layers=2, d_model=4 * head_dim, n_heads=4, n_kv_heads=2,
+                      ffn_dim=128, max_seq_len=64, init="normal", init_std=0.2)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    eng = Engine(model, tok, max_batch=4, backend="onnxruntime")
+    step = OnnxStep.decode(eng, threads=1)
+    assert step.kind == "fused"
+    torch.manual_seed(0)
+    eng.k_cache.normal_()
+    eng.v_cache.normal_()
+    for pos in ([9], [5, 40, 17], [0, 2, 3, 30]):
+        n, span = len(pos), max(max(pos), 1) + 1
+        tokens, pos_t = torch.randint(0, cfg.vocab_size, (n,)), torch.tensor(pos)
+        args = (tokens, pos_t, eng.k_cache[:, :n, :, :span], eng.v_cache[:, :n, :, :span])
+        with torch.no_grad():
+            want = eng._decode_core(*args)
+        live = [i for i, p in enumerate(pos) if p > 0]  # an idle row's output is dropped by the engine
+        (logits, new_k, new_v), (want_logits, want_k, want_v) = step(*args), want
+        assert torch.allclose(logits[live], want_logits[live], atol=1e-4), pos
+        assert torch.allclose(new_k[:, live], want_k[:, live], atol=1e-5), pos
+        assert torch.allclose(new_v[:, live], want_v[:, live], atol=1e-5), pos
+    eng.k_cache.zero_()
+    eng.v_cache.zero_()
+    eng.onnx_step = step
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    prompts = [tok.encode(t).ids for t in ("The engine", "Sampling settings", "A request", "Continuous", "x")]
+    ours = [r.output_ids for r in eng.generate(prompts, params)]
+    plain = [r.output_ids for r in Engine(model, tok, max_batch=4).generate(prompts, params)]
+    assert ours == plain

@@ -1,13 +1,14 @@
 """The engine's decode step on onnxruntime (`serve.backend: onnxruntime`).
 
 At batch 1 a small model's decode step is mostly per-operation overhead in PyTorch (dispatch, guards, the Python
-wrapper of a compiled graph), and its matrix-vector products are slower than onnxruntime's: the same step runs
-2-4x faster there (benchmarks/decode.py). So the engine's own step, `Engine._decode_core` (a pure function of the
-new tokens, their positions and the cache cut to the positions in use), is exported once with the dynamo exporter
-(rows and span dynamic) and run in an onnxruntime session, and with speculative decoding so is the pass that
-checks guesses (`Engine._extend_core`); prefill, the cache, sampling, stops and streaming stay the engine's, so
-continuous batching behaves exactly as with PyTorch. The graph is the engine's, not the export's `model.onnx`: it takes and returns keys and values in the
-engine's cache layout (RoPE pairs interleaved).
+wrapper of a compiled graph), and its matrix-vector products are slower than onnxruntime's. So the engine's step,
+`Engine._decode_core` (a pure function of the new tokens, their positions and the cache cut to the span in use),
+runs in an onnxruntime session: as a graph of onnxruntime's fused operators where the model's blocks allow it
+(`onnx_fused.py`), else exported from PyTorch with the dynamo exporter (rows and span dynamic). With speculative
+decoding the pass that checks guesses (`Engine._extend_core`) is exported too. Prefill, the cache, sampling,
+stops and streaming stay the engine's, so continuous batching behaves exactly as with PyTorch. The graphs are
+the engine's, not the export's `model.onnx`: they take and return keys and values in the engine's cache layout
+(RoPE pairs interleaved).
 """
 
 from __future__ import annotations
@@ -48,39 +49,44 @@ class OnnxStep:
     session took. onnxruntime's worker threads do not spin between calls: the engine's own Python (sampling,
     text, the server) needs the same cores between steps."""
 
-    def __init__(self, module: torch.nn.Module, example: tuple, dynamic: tuple, names: list[str], threads: list[int], pick=None):
+    def __init__(self, write, names: list[str], threads: list[int], pick=None, kind: str = "exported"):
+        """`write(path)` writes the graph to `path`; `kind` says how it was made ("fused": onnx_fused.py's graph of
+        onnxruntime's fused operators; "exported": the engine's PyTorch function through the dynamo exporter)."""
         require_onnxruntime()
         t0 = time.perf_counter()
-        quiet = logging.getLogger("torch.onnx")  # the exporter's notes about packages it does not need
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "step.onnx"
-            try:
-                torch.onnx.export(module.eval(), example, str(path), dynamo=True, optimize=True, verbose=False,
-                                  input_names=names, output_names=["logits", "new_k", "new_v"],
-                                  dynamic_shapes=dynamic)
-            finally:
-                quiet.setLevel(level)
-            sessions = {t: _session(path, t) for t in threads}
-        self.names = names
+            write(path)
+            sessions = {t: _session(path, t) for t in threads}  # onnxruntime reads the weights in: tmp may go
+        self.names, self.kind = names, kind
         self.threads = pick(sessions) if len(sessions) > 1 else threads[0]
         self.session = sessions[self.threads]
         self.seconds = time.perf_counter() - t0
 
     @classmethod
-    def decode(cls, engine, threads: int | None = None) -> OnnxStep:
+    def decode(cls, engine, threads: int | None = None, fused: bool = True) -> OnnxStep:
         """`threads`: onnxruntime's intra-op threads; None times 1 and PyTorch's count on this machine and keeps
-        the faster (a small model's step is too short to share: on 2 cores one thread decodes 1.2-1.4x faster)."""
+        the faster (a small model's step is too short to share: on 2 cores one thread decodes 1.2-1.4x faster).
+        `fused`: onnx_fused.py's graph where the model's blocks allow it (else the exported step)."""
+        from lmwright.model import onnx_fused
+
+        names = ["tokens", "pos", "k_cache", "v_cache"]
+        threads_ = sorted({threads} if threads else {1, torch.get_num_threads()})
+        pick = lambda sessions: _fastest(sessions, engine)  # noqa: E731
+        if fused and onnx_fused.supported(engine.cfg):
+            def write(path: Path) -> None:
+                import onnx
+
+                onnx.save_model(onnx_fused.decode_graph(engine), str(path), save_as_external_data=True,
+                                location=path.name + ".data")
+            return cls(write, names, threads_, pick, kind="fused")
         rows, span = min(2, engine.max_batch), min(8, engine.cfg.max_seq_len)
         n = torch.export.Dim("rows", min=1, max=max(engine.max_batch, 2))
         s = torch.export.Dim("span", min=2, max=engine.cfg.max_seq_len)
         example = (torch.zeros(rows, dtype=torch.long), torch.full((rows,), span - 1, dtype=torch.long),
                    engine.k_cache[:, :rows, :, :span].contiguous(), engine.v_cache[:, :rows, :, :span].contiguous())
-        return cls(_Decode(engine), example, ({0: n}, {0: n}, {1: n, 3: s}, {1: n, 3: s}),
-                   ["tokens", "pos", "k_cache", "v_cache"], sorted({threads} if threads else {1, torch.get_num_threads()}),
-                   pick=lambda sessions: _fastest(sessions, engine))
+        return cls(_exporter(_Decode(engine), example, ({0: n}, {0: n}, {1: n, 3: s}, {1: n, 3: s}), names),
+                   names, threads_, pick)
 
     @classmethod
     def extend(cls, engine, threads: int) -> OnnxStep:
@@ -91,14 +97,32 @@ class OnnxStep:
         start = torch.full((rows,), span, dtype=torch.long)
         example = (torch.zeros(rows, new, dtype=torch.long), start[:, None] + torch.arange(new), start,
                    engine.k_cache[:, :rows, :, :span].contiguous(), engine.v_cache[:, :rows, :, :span].contiguous())
-        return cls(_Extend(engine), example, ({0: n, 1: t}, {0: n, 1: t}, {0: n}, {1: n, 3: s}, {1: n, 3: s}),
-                   ["tokens", "pos", "start", "k_cache", "v_cache"], [threads])
+        names = ["tokens", "pos", "start", "k_cache", "v_cache"]
+        dynamic = ({0: n, 1: t}, {0: n, 1: t}, {0: n}, {1: n, 3: s}, {1: n, 3: s})
+        return cls(_exporter(_Extend(engine), example, dynamic, names), names, [threads])
 
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # the cache views come cut to the rows and span in use: one contiguous copy each, small next to the
         # weights' reads
         out = self.session.run(None, {k: np.ascontiguousarray(t.numpy()) for k, t in zip(self.names, tensors, strict=True)})
         return tuple(torch.from_numpy(x) for x in out)
+
+
+def _exporter(module: torch.nn.Module, example: tuple, dynamic: tuple, names: list[str]):
+    """A writer of `module`'s graph through the dynamo exporter (its notes and warnings quieted)."""
+    def write(path: Path) -> None:
+        quiet = logging.getLogger("torch.onnx")  # the exporter's notes about packages it does not need
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module.eval(), example, str(path), dynamo=True, optimize=True, verbose=False,
+                                  input_names=names, output_names=["logits", "new_k", "new_v"],
+                                  dynamic_shapes=dynamic)
+        finally:
+            quiet.setLevel(level)
+    return write
 
 
 class _Decode(torch.nn.Module):

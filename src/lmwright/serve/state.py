@@ -213,7 +213,8 @@ class ServedModel:
             try:
                 seconds = self.engine.warm_up()
                 e = self.engine
-                said = (f"decode step on onnxruntime (exported in {seconds:.0f} s, {e.onnx_step.threads} thread(s))"
+                said = (f"decode step on onnxruntime ({e.onnx_step.kind} graph, built in {seconds:.0f} s, "
+                        f"{e.onnx_step.threads} thread(s))"
                         if e.onnx_step is not None
                         else f"decode step compiled in {seconds:.0f} s" if e.compiled is not None else "eager")
             except Exception as exc:  # noqa: BLE001 - a compiler or exporter failure: the same maths without it
