@@ -120,7 +120,6 @@ def bench_single(model_dir: Path, tokens: int, rounds: int, root: Path, draft_di
         engines["lmwright onnxruntime"].warm_up()
         engines["lmwright onnxruntime + lookup"] = Engine(ours, tok, max_batch=16, compile=True, backend="onnxruntime",
                                                           drafter=PromptLookup(4, max_running=16))
-        engines["lmwright onnxruntime + lookup"].onnx_step = engines["lmwright onnxruntime"].onnx_step
         engines["lmwright onnxruntime + lookup"].warm_up()
     ways: dict = {"generate": lambda p: hf.generate(torch.tensor([p]), **hf_kw)[0, len(p):].tolist(),
                   "generate + prompt lookup": lambda p: hf.generate(torch.tensor([p]), prompt_lookup_num_tokens=4,

@@ -242,7 +242,7 @@ def test_onnxruntime_backend_greedy_equals_transformers_alone_batched_and_specul
     assert [len(r.output_ids) for r in reqs] == [24, 5, 24, 24, 24]
     assert sorted(eng.free) == [0, 1]
     spec = Engine(model, tok, max_batch=2, backend="onnxruntime", drafter=PromptLookup(num_tokens=4, max_running=8))
-    spec.onnx_step = eng.onnx_step  # the same weights and slots: the exported step is shared, not exported again
+    spec.onnx_step = eng.onnx_step  # an exported step holds no cache (an in-place one is refused): shared, not rebuilt
     reqs = spec.generate([tok.encode(p).ids for p in PROMPTS], params)
     assert [r.output_ids for r in reqs] == [hf_greedy[p] for p in PROMPTS]
     assert spec.spec_stats.steps > 0
@@ -311,9 +311,10 @@ def test_onnxruntime_backend_refuses_what_it_cannot_run(model_tok):
 @pytest.mark.parametrize("head_dim", [16, 32])
 def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
     """onnx_fused.py's graph of onnxruntime's fused operators (GroupQueryAttention and fused RMSNorm) gives the
-    engine's own decode step: logits and each row's new key and value, rows at different lengths (an idle row
-    at 0 among them), against `Engine._decode_core`; then a whole engine run on it gives the PyTorch engine's
-    tokens under continuous batching. The trained tiny model's heads (8) are below what GroupQueryAttention's CPU
+    engine's own decode step, rows at different lengths, against `Engine._decode_core`: the logits, each row's
+    new key and value written into the engine's cache at its position, and nothing else in the cache touched;
+    then a whole engine run on it gives the PyTorch engine's tokens under continuous batching (more requests
+    than slots: rows just prefilled sit beside rows decoding). The trained tiny model's heads (8) are below what GroupQueryAttention's CPU
     kernel takes, so this uses random models whose logits are peaked enough that greedy has no near-ties."""
     from lmwright.model.config import ModelConfig
     from lmwright.model.llama import LlamaLM
@@ -327,26 +328,45 @@ def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
     model.init_weights(0)
     eng = Engine(model, tok, max_batch=4, backend="onnxruntime")
     step = OnnxStep.decode(eng, threads=1)
-    assert step.kind == "fused"
+    assert step.kind == "fused" and step.in_place
     torch.manual_seed(0)
     eng.k_cache.normal_()
     eng.v_cache.normal_()
-    for pos in ([9], [5, 40, 17], [0, 2, 3, 30]):
-        n, span = len(pos), max(max(pos), 1) + 1
+    for pos in ([9], [5, 40, 17], [1, 2, 3, 30]):
+        n, span = len(pos), max(pos) + 1
         tokens, pos_t = torch.randint(0, cfg.vocab_size, (n,)), torch.tensor(pos)
-        args = (tokens, pos_t, eng.k_cache[:, :n, :, :span], eng.v_cache[:, :n, :, :span])
+        before_k, before_v = eng.k_cache.clone(), eng.v_cache.clone()
         with torch.no_grad():
-            want = eng._decode_core(*args)
-        live = [i for i, p in enumerate(pos) if p > 0]  # an idle row's output is dropped by the engine
-        (logits, new_k, new_v), (want_logits, want_k, want_v) = step(*args), want
-        assert torch.allclose(logits[live], want_logits[live], atol=1e-4), pos
-        assert torch.allclose(new_k[:, live], want_k[:, live], atol=1e-5), pos
-        assert torch.allclose(new_v[:, live], want_v[:, live], atol=1e-5), pos
+            want_logits, want_k, want_v = eng._decode_core(tokens, pos_t, eng.k_cache[:, :n, :, :span],
+                                                           eng.v_cache[:, :n, :, :span])
+        logits = step.decode(tokens.tolist(), pos)  # writes each row's new key and value into the cache
+        assert torch.allclose(logits, want_logits, atol=1e-4), pos
+        rows = torch.arange(n)
+        assert torch.allclose(eng.k_cache[:, rows, :, pos_t], want_k.transpose(0, 1), atol=1e-5), pos
+        assert torch.allclose(eng.v_cache[:, rows, :, pos_t], want_v.transpose(0, 1), atol=1e-5), pos
+        written = torch.zeros_like(eng.k_cache, dtype=torch.bool)
+        written[:, rows, :, pos_t] = True
+        assert torch.equal(eng.k_cache[~written], before_k[~written]) and torch.equal(eng.v_cache[~written],
+                                                                                        before_v[~written])
     eng.k_cache.zero_()
     eng.v_cache.zero_()
     eng.onnx_step = step
-    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
-    prompts = [tok.encode(t).ids for t in ("The engine", "Sampling settings", "A request", "Continuous", "x")]
-    ours = [r.output_ids for r in eng.generate(prompts, params)]
-    plain = [r.output_ids for r in Engine(model, tok, max_batch=4).generate(prompts, params)]
-    assert ours == plain
+    prompts = [tok.encode(t).ids for t in ("The engine", "Sampling settings", "A request", "Continuous", "x", "It")]
+    lengths = [3, 12, 7, 12, 5, 12]  # requests leave at different steps, and the waiting ones join beside the rest
+
+    def run(engine: Engine) -> list:
+        reqs = [engine.submit(p, SamplingParams(max_tokens=k, temperature=0, ignore_eos=True))
+                for p, k in zip(prompts, lengths, strict=True)]
+        engine.run_until_done()
+        return reqs
+
+    plain_engine = Engine(model, tok, max_batch=4)
+    ours, plain = run(eng), run(plain_engine)
+    assert [r.output_ids for r in ours] == [r.output_ids for r in plain]
+    # and the cache each slot's last request left is the PyTorch engine's, over every position it wrote (a row
+    # that sat out a step, just prefilled, kept its prompt's keys)
+    for r in ours:
+        if r is max((q for q in ours if q.slot == r.slot), key=lambda q: q.scheduled):
+            n = len(r.prompt_ids) + len(r.output_ids) - 1
+            for mine, theirs in ((eng.k_cache, plain_engine.k_cache), (eng.v_cache, plain_engine.v_cache)):
+                assert torch.allclose(mine[:, r.slot, :, :n], theirs[:, r.slot, :, :n], atol=1e-4), r.slot

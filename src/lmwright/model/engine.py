@@ -349,6 +349,13 @@ class Engine:
         tokens, pos = [0] * n, [0] * n
         for r in rows:
             tokens[r.slot], pos[r.slot] = r.output_ids[-1], self.lengths[r.slot]
+        if self.backend == "onnxruntime" and self._onnx_step().in_place:
+            # the step writes the cache of every row 0..n-1: a row not decoding now gets its own length, the next
+            # position it writes before it reads it
+            decoding = {r.slot for r in rows}
+            pos = [p if s in decoding else min(self.lengths[s], self.max_len - 1) for s, p in enumerate(pos)]
+            logits = self.onnx_step.decode(tokens, pos)
+            return logits[rows[0].slot: rows[0].slot + 1] if len(rows) == 1 else logits[[r.slot for r in rows]]
         logits, new_k, new_v = self._core(torch.tensor(tokens, device=self.device),
                                           torch.tensor(pos, device=self.device))
         if len(rows) == 1:  # plain slicing: cheaper than an indexed write
@@ -380,10 +387,12 @@ class Engine:
         return self.compiled(tokens, pos, k, v)
 
     def _onnx_step(self):
-        if self.onnx_step is None:  # exported once, at warm-up or at the first decode step
+        if self.onnx_step is None:  # built once, at warm-up or at the first decode step
             from lmwright.model.onnx_step import OnnxStep
 
             self.onnx_step = OnnxStep.decode(self)
+        if self.onnx_step.in_place and self.onnx_step.k_cache is not self.k_cache:
+            raise ValueError("this onnxruntime decode step writes another engine's cache; build one per engine")
         return self.onnx_step
 
     def _onnx_extend(self):
