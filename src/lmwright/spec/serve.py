@@ -44,8 +44,8 @@ class ServeSpec(Section):
     model: str | None = None  # a model directory or registered name; None = the project's assistant (if any) and base
     max_batch: int = Field(16, ge=1)  # requests decoded together (KV-cache slots)
     compile: bool = True  # torch.compile the decode step, one graph per batch size, built at start (~10 s each)
-    # where the decode step runs: PyTorch (compiled with `compile`), or onnxruntime (model/onnx_step.py: the step
-    # and speculative checking exported at start, ~10 s each; needs the export extra); prefill stays in PyTorch
+    # where the decode step runs: PyTorch (compiled with `compile`), or onnxruntime (model/onnx_step.py: a fused
+    # graph writing the cache in place for plain Llama blocks, else the exported step; needs the export extra)
     backend: Literal["torch", "onnxruntime"] = "torch"
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
     max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
