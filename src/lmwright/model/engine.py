@@ -404,9 +404,9 @@ class Engine:
 
     @torch.no_grad()
     def warm_up(self) -> float:
-        """Compile the decode graphs (and the checking pass's, with a drafter), or export the decode step to
-        onnxruntime, now rather than on a live request; returns the seconds it took. The warm-up writes only to
-        free slots' caches, which prefill overwrites."""
+        """Compile the decode graphs (and the checking pass's, with a drafter), or build the onnxruntime step, now
+        rather than on a live request; returns the seconds it took. The warm-up writes only where no request
+        reads before writing: free slots, and the last position of every slot (onnxruntime's thread timing)."""
         t0 = time.perf_counter()
         if self.backend == "onnxruntime":
             self._onnx_step()

@@ -135,7 +135,7 @@ class InPlaceStep(OnnxStep):
     prefilled, a free slot) must be given a position whose content does not matter: its own length, the next
     position it will write before it reads it (`Engine._decode` does so). The buffers of each row count are
     bound once (the cache never moves), so a step costs one call and no copies. The logits come back in one
-    buffer per row count, overwritten by the next step of that size."""
+    buffer per row count, overwritten by the next step of that size; one thread steps (the engine's)."""
 
     in_place = True
 
@@ -149,7 +149,7 @@ class InPlaceStep(OnnxStep):
 
     def _binding(self, session, n: int):
         tokens, pos, total = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((), np.int32)
-        logits = torch.empty(n, self.vocab)
+        logits = torch.empty(n, self.vocab, dtype=torch.float32)
         io = session.io_binding()
         for name, a in (("tokens", tokens), ("pos", pos), ("total", total)):
             io.bind_input(name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
@@ -160,6 +160,9 @@ class InPlaceStep(OnnxStep):
                 io.bind_output(f"present_{kind}_{i}", "cpu", 0, np.float32, list(rows.shape), rows.data_ptr())
         io.bind_output("logits", "cpu", 0, np.float32, [n, self.vocab], logits.data_ptr())
         return io, tokens, pos, total, logits
+
+    def __call__(self, *tensors: torch.Tensor):
+        raise TypeError("an in-place step has no copying call: use decode(tokens, pos), which writes the cache")
 
     def decode(self, tokens: list[int], pos: list[int], session=None) -> torch.Tensor:
         session = session or self.session
@@ -175,7 +178,8 @@ class InPlaceStep(OnnxStep):
 
 def _fastest_in_place(step: InPlaceStep, sessions: dict, max_batch: int, reps: int = 20) -> int:
     """As `_fastest`, for the in-place step: every row at the last position, the one place no request reads
-    before its own step writes it, so timing at any moment leaves every request's cache as it was."""
+    before its own step writes it, so timing at any moment leaves every request's cache as it was. (Attention
+    over the whole context leans the choice toward more threads, against what short requests would pick.)"""
     shapes = sorted({1, max_batch})
     best = {(t, n): float("inf") for t in sessions for n in shapes}
     for _ in range(3):
