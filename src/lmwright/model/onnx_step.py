@@ -43,9 +43,10 @@ def require_onnxruntime() -> None:
 class OnnxStep:
     """One of the engine's pure functions on onnxruntime: `step(*tensors) -> tuple of tensors`.
 
-    `OnnxStep.decode(engine)` is `Engine._decode_core(tokens, pos, k_cache, v_cache)`; `OnnxStep.extend(engine,
-    threads)` is `Engine._extend_core(tokens, pos, start, k_cache, v_cache)`, the pass that checks speculative
-    guesses. Built from an engine (its weights arranged for decoding); `seconds` is how long the export and the
+    `OnnxStep.decode(engine)` is the decode step: an `InPlaceStep` (onnx_fused.py's graph, writing the engine's
+    cache) where the blocks allow it, else `Engine._decode_core(tokens, pos, k_cache, v_cache)` exported;
+    `OnnxStep.extend(engine, threads)` is `Engine._extend_core(tokens, pos, start, k_cache, v_cache)`, the pass
+    that checks speculative guesses. Built from an engine (its weights arranged for decoding); `seconds` is how long the export and the
     session took. onnxruntime's worker threads do not spin between calls: the engine's own Python (sampling,
     text, the server) needs the same cores between steps."""
 
