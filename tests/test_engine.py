@@ -348,6 +348,27 @@ def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
         written[:, rows, :, pos_t] = True
         assert torch.equal(eng.k_cache[~written], before_k[~written]) and torch.equal(eng.v_cache[~written],
                                                                                         before_v[~written])
+    # several new tokens of one row (prefill from 0, a check of guesses, one ending at the context's end) against
+    # `Engine._extend_core`: the logits after each, the keys and values written at start.., nothing else touched
+    for slot, start, s in ((2, 0, 7), (1, 9, 3), (3, 60, 4)):
+        tokens = torch.randint(0, cfg.vocab_size, (1, s))
+        before_k, before_v = eng.k_cache.clone(), eng.v_cache.clone()
+        with torch.no_grad():
+            want_logits, want_k, want_v = eng._extend_core(
+                tokens, start + torch.arange(s)[None], torch.tensor([start]),
+                eng.k_cache[:, slot: slot + 1, :, :max(start, 1)], eng.v_cache[:, slot: slot + 1, :, :max(start, 1)])
+        logits = step.extend(slot, start, tokens[0].tolist())
+        assert torch.allclose(logits, want_logits[0], atol=1e-4), (slot, start)
+        assert torch.allclose(step.extend(slot, start, tokens[0].tolist(), last_only=True), want_logits[0, -1:],
+                              atol=1e-4)
+        assert torch.allclose(eng.k_cache[:, slot, :, start: start + s], want_k[:, 0], atol=1e-5)
+        assert torch.allclose(eng.v_cache[:, slot, :, start: start + s], want_v[:, 0], atol=1e-5)
+        written = torch.zeros_like(eng.k_cache, dtype=torch.bool)
+        written[:, slot, :, start: start + s] = True
+        assert torch.equal(eng.k_cache[~written], before_k[~written]) and torch.equal(eng.v_cache[~written],
+                                                                                        before_v[~written])
+    with pytest.raises(ValueError, match="run past the context"):
+        step.extend(0, 62, [1, 2, 3])
     eng.k_cache.zero_()
     eng.v_cache.zero_()
     eng.onnx_step = step
@@ -373,9 +394,14 @@ def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
     # with prompt lookup (the checking pass beside the in-place step) the tokens are the PyTorch engine's too
     from lmwright.model.speculate import PromptLookup
 
+    # (the fused graph checks one request's guesses at a time: alone, and batched where it decodes plainly)
     spec = Engine(model, tok, max_batch=4, backend="onnxruntime", drafter=PromptLookup(num_tokens=3, max_running=4))
     spec.warm_up()
-    assert [r.output_ids for r in run(spec)] == [r.output_ids for r in plain] and spec.spec_stats.steps > 0
+    assert [r.output_ids for r in run(spec)] == [r.output_ids for r in plain]
+    for p, k, want in zip(prompts, lengths, plain, strict=True):
+        assert spec.generate([p], SamplingParams(max_tokens=k, temperature=0, ignore_eos=True))[0].output_ids == \
+            want.output_ids
+    assert spec.spec_stats.steps > 0
     other = Engine(model, tok, max_batch=4, backend="onnxruntime")
     other.onnx_step = step  # bound to eng's cache: refused, not silently writing eng's requests
     with pytest.raises(ValueError, match="another engine's cache"):

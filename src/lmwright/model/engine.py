@@ -228,6 +228,8 @@ class Engine:
         states of the prompt's positions are kept on `req` for `score_prompt`: the served model's perplexity of what
         it is asked, a drift feature."""
         m, t = self.model, len(ids)
+        if self.fused() and not (self.score_prompts and req is not None):
+            return self.onnx_step.extend(slot, 0, ids, last_only=True)
         x = m.model.embed_tokens(torch.tensor(ids, device=self.device))  # (t, d)
         freqs = self.freqs[:t, None]
         for li, layer in enumerate(self.layers):
@@ -314,6 +316,9 @@ class Engine:
 
         As in `_decode`, the pass runs over slots 0..n-1 (n = the highest slot given + 1), so the cache is read
         as a view, never gathered; idle slots' rows are computed and dropped."""
+        if len(rows) == 1 and self.fused():  # one row: the fused graph writes the cache itself
+            slot, st, t = rows[0]
+            return [self.onnx_step.extend(slot, st, t)]
         n, s = max(sl for sl, _, _ in rows) + 1, max(len(t) for _, _, t in rows)
         tokens = torch.zeros(n, s, dtype=torch.long)
         start = torch.zeros(n, dtype=torch.long)
@@ -349,7 +354,7 @@ class Engine:
         tokens, pos = [0] * n, [0] * n
         for r in rows:
             tokens[r.slot], pos[r.slot] = r.output_ids[-1], self.lengths[r.slot]
-        if self.backend == "onnxruntime" and self._onnx_step().in_place:
+        if self.fused():
             # the step writes the cache of every row 0..n-1: a row not decoding now gets its own length, the next
             # position it writes before it reads it
             decoding = {r.slot for r in rows}
@@ -386,6 +391,10 @@ class Engine:
         torch._dynamo.mark_dynamic(v, 3)
         return self.compiled(tokens, pos, k, v)
 
+    def fused(self) -> bool:
+        """Whether steps run on onnx_fused.py's graph, which writes this engine's cache in place."""
+        return self.backend == "onnxruntime" and self._onnx_step().in_place
+
     def _onnx_step(self):
         if self.onnx_step is None:  # built once, at warm-up or at the first decode step
             from lmwright.model.onnx_step import OnnxStep
@@ -409,8 +418,7 @@ class Engine:
         reads before writing: free slots, and the last position of every slot (onnxruntime's thread timing)."""
         t0 = time.perf_counter()
         if self.backend == "onnxruntime":
-            self._onnx_step()
-            if self.drafter is not None:
+            if not self.fused() and self.drafter is not None:  # fused: the same graph checks guesses
                 self._onnx_extend()
         if self.compiled is not None:
             for n in sorted({1, min(2, self.max_batch)}):

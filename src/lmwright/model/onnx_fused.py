@@ -53,11 +53,7 @@ def decode_graph(engine):
         const("sin", m.rope_sin[:, :hd // 2])
         const("head", m.lm_head.weight.t())
         const("final_norm", m.model.norm.weight)
-        const("ax1", np.array([1], np.int64))
-        node("Gather", ["embed", "tokens"], ["x2"])
-        node("Unsqueeze", ["x2", "ax1"], ["x"])  # (n, 1, d): one new token per row
-        # each row has pos cached keys: GroupQueryAttention's seqlens_k is its total length minus one
-        node("Cast", ["pos"], ["seqlens"], to=TensorProto.INT32)
+        node("Gather", ["embed", "tokens"], ["x"])  # (n, s, d)
         x = "x"
         for i, ly in enumerate(layers):
             p = f"l{i}."
@@ -84,13 +80,14 @@ def decode_graph(engine):
             node("Add", [p + "mlp", p + "mid"], [p + "out"])
             x = p + "out"
         node("SimplifiedLayerNormalization", [x, "final_norm"], ["hf"], axis=-1, epsilon=cfg.norm_eps, stash_type=1)
-        node("MatMul", ["hf", "head"], ["logits3"])
-        node("Squeeze", ["logits3", "ax1"], ["logits"])
+        node("Gather", ["hf", "which"], ["picked"], axis=1)  # only the positions whose logits are wanted
+        node("MatMul", ["picked", "head"], ["logits"])
     f32, cache = TensorProto.FLOAT, ["n", kv, cfg.max_seq_len, hd]
-    inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["n"]),
-              helper.make_tensor_value_info("pos", TensorProto.INT64, ["n"]),
-              helper.make_tensor_value_info("total", TensorProto.INT32, [])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["n", cfg.vocab_size])]
+    inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["n", "s"]),
+              helper.make_tensor_value_info("seqlens", TensorProto.INT32, ["n"]),
+              helper.make_tensor_value_info("total", TensorProto.INT32, []),
+              helper.make_tensor_value_info("which", TensorProto.INT64, ["k"])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["n", "k", cfg.vocab_size])]
     for i in range(len(layers)):
         for kind in ("k", "v"):
             inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", f32, cache))

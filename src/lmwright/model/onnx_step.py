@@ -129,14 +129,16 @@ def _exporter(module: torch.nn.Module, example: tuple, dynamic: tuple, names: li
 
 
 class InPlaceStep(OnnxStep):
-    """onnx_fused.py's decode step, bound to the engine's own cache: `decode(tokens, pos)` (rows 0..n-1, one new
-    token each) writes each row's new key and value at its position and returns the logits (n, vocab).
+    """onnx_fused.py's graph, bound to the engine's own cache. `decode(tokens, pos)`: one new token for each of rows
+    0..n-1, each row's key and value written at its position; the logits (n, vocab). `extend(slot, start, tokens)`:
+    several new tokens of one row (GroupQueryAttention's CPU kernel takes several tokens for one row only), for
+    prefill (start 0) and for checking guesses; their keys and values written at start.., the logits after each.
 
     Every row of 0..n-1 is computed and written, so a row that is not decoding this step (a request just
     prefilled, a free slot) must be given a position whose content does not matter: its own length, the next
-    position it will write before it reads it (`Engine._decode` does so). The buffers of each row count are
-    bound once (the cache never moves), so a step costs one call and no copies. The logits come back in one
-    buffer per row count, overwritten by the next step of that size; one thread steps (the engine's)."""
+    position it will write before it reads it (`Engine._decode` does so). The buffers of each shape are bound
+    once (the cache never moves), so a step costs one call and no copies. The logits come back in one buffer per
+    shape, overwritten by the next call of that shape; one thread steps (the engine's)."""
 
     in_place = True
 
@@ -148,33 +150,52 @@ class InPlaceStep(OnnxStep):
                          kind="fused")
         self._bound = {}  # the timing's bindings were to the sessions it dropped
 
-    def _binding(self, session, n: int):
-        tokens, pos, total = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((), np.int32)
-        logits = torch.empty(n, self.vocab, dtype=torch.float32)
+    def _binding(self, session, rows: slice, s: int, k: int):
+        n = rows.stop - rows.start
+        bufs = {"tokens": np.zeros((n, s), np.int64), "seqlens": np.zeros(n, np.int32),
+                "total": np.zeros((), np.int32), "which": np.arange(s - k, s, dtype=np.int64)}
+        logits = torch.empty(n, k, self.vocab, dtype=torch.float32)
         io = session.io_binding()
-        for name, a in (("tokens", tokens), ("pos", pos), ("total", total)):
+        for name, a in bufs.items():
             io.bind_input(name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
         for i in range(self.layers):
             for kind, cache in (("k", self.k_cache), ("v", self.v_cache)):
-                rows = cache[i, :n]  # contiguous: the slot dimension is the layer's outermost
-                io.bind_input(f"past_{kind}_{i}", "cpu", 0, np.float32, list(rows.shape), rows.data_ptr())
-                io.bind_output(f"present_{kind}_{i}", "cpu", 0, np.float32, list(rows.shape), rows.data_ptr())
-        io.bind_output("logits", "cpu", 0, np.float32, [n, self.vocab], logits.data_ptr())
-        return io, tokens, pos, total, logits
+                part = cache[i, rows]  # contiguous: the slot dimension is the layer's outermost
+                io.bind_input(f"past_{kind}_{i}", "cpu", 0, np.float32, list(part.shape), part.data_ptr())
+                io.bind_output(f"present_{kind}_{i}", "cpu", 0, np.float32, list(part.shape), part.data_ptr())
+        io.bind_output("logits", "cpu", 0, np.float32, [n, k, self.vocab], logits.data_ptr())
+        return io, bufs, logits
 
-    def __call__(self, *tensors: torch.Tensor):
-        raise TypeError("an in-place step has no copying call: use decode(tokens, pos), which writes the cache")
-
-    def decode(self, tokens: list[int], pos: list[int], session=None) -> torch.Tensor:
-        session = session or self.session
-        key = (id(session), len(tokens))
-        if key not in self._bound:
-            self._bound[key] = self._binding(session, len(tokens))
-        io, tok_buf, pos_buf, total, logits = self._bound[key]
-        tok_buf[:], pos_buf[:] = tokens, pos
-        total[()] = max(pos) + 1
+    def _run(self, session, rows: slice, tokens: list, last: list[int], k: int) -> torch.Tensor:
+        """tokens: a list of each row's new tokens; last: each row's last new position (its length after the
+        step, minus one); the logits of each row's last k new tokens."""
+        s = len(tokens[0])
+        key = (id(session), rows.start, rows.stop, s, k)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._binding(session, rows, s, k)
+            if s <= 16:  # decode steps and guess checks recur; a prompt's length seldom does
+                self._bound[key] = bound
+        io, bufs, logits = bound
+        bufs["tokens"][:] = tokens
+        bufs["seqlens"][:] = last
+        bufs["total"][()] = max(last) + 1
         session.run_with_iobinding(io)
         return logits
+
+    def __call__(self, *tensors: torch.Tensor):
+        raise TypeError("an in-place step has no copying call: use decode() or extend(), which write the cache")
+
+    def decode(self, tokens: list[int], pos: list[int], session=None) -> torch.Tensor:
+        return self._run(session or self.session, slice(0, len(tokens)), [[t] for t in tokens], pos, 1)[:, 0]
+
+    def extend(self, slot: int, start: int, tokens: list[int], last_only: bool = False) -> torch.Tensor:
+        """`tokens` into `slot` at positions start.. (which must end inside the context); the logits after each
+        token (len(tokens), vocab), or after the last only (1, vocab)."""
+        if start + len(tokens) > self.max_len:
+            raise ValueError(f"{start} + {len(tokens)} tokens run past the context of {self.max_len}")
+        k = 1 if last_only else len(tokens)
+        return self._run(self.session, slice(slot, slot + 1), [tokens], [start + len(tokens) - 1], k)[0]
 
 
 def _fastest_in_place(step: InPlaceStep, sessions: dict, max_batch: int, reps: int = 20) -> int:

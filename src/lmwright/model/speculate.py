@@ -159,10 +159,12 @@ def _common(a: list[int], b: list[int]) -> int:
 
 def speculative_step(engine: Engine, active: list[Request]) -> bool:
     """One check of every running request's guesses, in one pass of the model; False (nothing done) when no
-    request had a guess, or more requests run than the drafter's `max_running`, so the engine runs its plain
+    request had a guess, or more requests run than the drafter's `max_running` (one, on the fused onnxruntime graph), so the engine runs its plain
     decode step."""
     drafter = engine.drafter
-    if len(active) > drafter.max_running:  # a full batch keeps the machine busy: checking guesses would cost more
+    # a full batch keeps the machine busy: checking guesses would cost more. The fused onnxruntime graph checks one
+    # row a call, so there a second request already makes the batched decode step the cheaper way
+    if len(active) > (1 if engine.fused() else drafter.max_running):
         return False
     budgets = [(r, max(0, min(drafter.num_tokens, engine.max_len - engine.lengths[r.slot] - 1,
                               r.params.max_tokens - len(r.output_ids) - 1))) for r in active]
