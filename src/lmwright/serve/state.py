@@ -35,6 +35,7 @@ from lmwright.tokenizer import chat_stop_ids
 # The official OpenAI clients retry 408, 409, 429 and 5xx on their own unless the response says not to; a request
 # the server already spent its time on (a timeout, an engine failure) must not be run again behind the caller's back.
 NO_RETRY = {"x-should-retry": "false"}
+_LATE = object()  # queued by a request's deadline timer
 
 
 class ApiError(Exception):
@@ -97,6 +98,9 @@ class EngineService:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=engine.run_forever, args=(self.stop,), daemon=True,
                                        name=f"engine:{model}")
+        # events from the engine thread wait here per event loop, handed over in one wake-up of the loop
+        self._pending: dict[asyncio.AbstractEventLoop, list] = {}
+        self._pending_lock = threading.Lock()
 
     def start(self) -> None:
         self.thread.start()
@@ -119,7 +123,7 @@ class EngineService:
         queue: asyncio.Queue = asyncio.Queue()
 
         def on_event(req, delta: str, finished: bool) -> None:  # in the engine thread
-            loop.call_soon_threadsafe(queue.put_nowait, (delta, finished))
+            self._hand_over(loop, queue, (delta, finished))
 
         try:
             req = self.engine.submit(prompt_ids, params, on_event, rid)
@@ -128,22 +132,45 @@ class EngineService:
         self.active += 1
         return Admitted(req, queue, loop.time() + self.timeout_s)
 
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, event: tuple) -> None:
+        """In the engine thread: queue `event` for `loop`, waking the loop only for the first event since its last
+        delivery. A step of 16 streams then wakes the loop once, not 16 times (each wake-up a write to its pipe
+        and a turn of the interpreter lock)."""
+        with self._pending_lock:
+            waiting = self._pending.setdefault(loop, [])
+            waiting.append((queue, event))
+            first = len(waiting) == 1
+        if first:
+            loop.call_soon_threadsafe(self._deliver, loop)
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._pending_lock:
+            waiting = self._pending.pop(loop, [])
+        for queue, event in waiting:
+            queue.put_nowait(event)
+
     async def events(self, job: Admitted, served: Served) -> AsyncIterator[str]:
         """Text deltas as the engine makes them; `served` is filled in as it goes, and the metrics count the request
         once it ends however it ends (finished, timed out, or abandoned by its client: reason "abort")."""
         req, queue, loop = job.req, job.queue, asyncio.get_running_loop()
+        # the deadline is one timer that queues `_LATE`, not a timeout around each wait (a task and a timer per token)
+        timer = loop.call_at(job.deadline, queue.put_nowait, _LATE)
         try:
             while True:
-                try:
-                    delta, finished = await asyncio.wait_for(queue.get(), max(0.0, job.deadline - loop.time()))
-                except TimeoutError:
+                event = await queue.get()
+                parts, finished = [], False
+                while event is not _LATE:  # behind the engine: one chunk for what has piled up
+                    parts.append(event[0])
+                    finished = event[1]
+                    if finished or queue.empty():
+                        break
+                    event = queue.get_nowait()
+                if event is _LATE:
                     served.finish_reason = "timeout"
                     raise ApiError(504, f"the request took longer than this server's limit of {self.timeout_s:g} s "
                                         "and was stopped; ask for fewer tokens", "timeout_error",
-                                   code="request_timeout", headers=NO_RETRY) from None
-                while not finished and not queue.empty():  # behind the engine: one chunk for what has piled up
-                    more, finished = queue.get_nowait()
-                    delta += more
+                                   code="request_timeout", headers=NO_RETRY)
+                delta = "".join(parts)
                 if delta:
                     yield delta
                 if finished:
@@ -153,6 +180,7 @@ class EngineService:
                                        code="engine_error", headers=NO_RETRY)
                     break
         finally:
+            timer.cancel()
             self.end(job, served)
 
     def end(self, job: Admitted, served: Served) -> None:
@@ -214,7 +242,7 @@ class ServedModel:
                 seconds = self.engine.warm_up()
                 e = self.engine
                 said = (f"decode step on onnxruntime ({e.onnx_step.kind} graph, built in {seconds:.0f} s, "
-                        f"{e.onnx_step.threads} thread(s))"
+                        f"{e.onnx_step.threads} thread(s){', spinning' if e.onnx_step.spins else ''})"
                         if e.onnx_step is not None
                         else f"decode step compiled in {seconds:.0f} s" if e.compiled is not None else "eager")
             except Exception as exc:  # noqa: BLE001 - a compiler or exporter failure: the same maths without it
