@@ -31,6 +31,7 @@ from tokenizers import decoders
 
 from lmwright.errors import LmwrightError
 from lmwright.model.llama import LlamaLM
+from lmwright.model.sampling import distribution, draw
 from lmwright.model.speculate import SpecStats, speculative_step
 from lmwright.tokenizer import EOS
 
@@ -127,11 +128,12 @@ class Engine:
     """`submit()` from any thread; `step()` (or `run_forever()` in one background thread) does the work."""
 
     def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None,
-                 compile: bool = False, score_prompts: bool = False, drafter=None, backend: str = "torch"):
+                 compile: bool = False, score_prompts: bool = False, drafter=None, backend: str = "torch",
+                 threads: int | None = None):
         """`drafter`: a speculative decoding drafter (model/speculate.py), or None to decode one token a step.
         `backend`: where the decode step runs, "torch" (compiled with `compile`) or "onnxruntime"
-        (model/onnx_step.py: the decode step, and with a drafter the checking pass, exported at `warm_up`);
-        prefill runs in PyTorch either way."""
+        (model/onnx_step.py, built at `warm_up`: on the fused graph prefill and checks of guesses run there too; on
+        the exported step prefill stays in PyTorch). `threads`: onnxruntime's, None to time one against all cores."""
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"unknown backend {backend!r}: torch or onnxruntime")
         if backend == "onnxruntime":
@@ -142,7 +144,7 @@ class Engine:
             if param.device.type != "cpu" or param.dtype != torch.float32:
                 raise LmwrightError(f"serve.backend onnxruntime runs float32 models on the CPU; this one is "
                                     f"{param.dtype} on {param.device} (set serve.backend: torch)")
-        self.backend, self.onnx_step, self.onnx_extend = backend, None, None
+        self.backend, self.onnx_step, self.onnx_extend, self.threads = backend, None, None, threads
         self.model = model.eval()
         self.drafter, self.spec_stats = drafter, SpecStats()
         self.score_prompts = score_prompts
@@ -359,7 +361,10 @@ class Engine:
             decoding = {r.slot for r in rows}
             pos = [p if s in decoding else min(self.lengths[s], self.max_len - 1) for s, p in enumerate(pos)]
             logits = self.onnx_step.decode(tokens, pos)
-            return logits[rows[0].slot: rows[0].slot + 1] if len(rows) == 1 else logits[[r.slot for r in rows]]
+            # rows picked in numpy: a torch gather of 16 rows runs on PyTorch's threads, which then wait on cores
+            # onnxruntime's spinning workers hold (5 ms a step, measured)
+            slots = [r.slot for r in rows]
+            return logits if slots == list(range(n)) else torch.from_numpy(logits.numpy()[slots])
         with torch.no_grad():
             logits, new_k, new_v = self._core(torch.tensor(tokens, device=self.device),
                                               torch.tensor(pos, device=self.device))
@@ -399,7 +404,7 @@ class Engine:
         if self.onnx_step is None:  # built once, at warm-up or at the first decode step
             from lmwright.model.onnx_step import OnnxStep
 
-            self.onnx_step = OnnxStep.decode(self)
+            self.onnx_step = OnnxStep.decode(self, self.threads)
         if self.onnx_step.in_place and self.onnx_step.k_cache is not self.k_cache:
             raise ValueError("this onnxruntime decode step writes another engine's cache; build one per engine")
         return self.onnx_step
@@ -433,33 +438,11 @@ class Engine:
     # -- sampling ---------------------------------------------------------------------------------------------
     def _sample(self, req: Request, logits: torch.Tensor) -> int:
         probs = self.distribution(req, logits)
-        return probs if isinstance(probs, int) else int(torch.multinomial(probs, 1, generator=req.generator))
+        return probs if isinstance(probs, int) else draw(probs, req.generator)
 
     def distribution(self, req: Request, logits: torch.Tensor) -> torch.Tensor | int:
-        """What `req`'s next token is drawn from, given its settings and its tokens so far: the probabilities, or
-        the token itself when decoding is greedy (or the numbers overflowed)."""
-        p = req.params
-        logits = logits.float()
-        if p.repetition_penalty != 1.0:
-            seen = torch.tensor(sorted(set(req.prompt_ids) | set(req.output_ids)), device=logits.device)
-            vals = logits[seen]
-            logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-        if p.temperature < 1e-5:  # greedy (as vLLM: a temperature this small is greedy, not a division by ~0)
-            return int(logits.argmax())
-        # extreme penalties or temperatures overflow: keep the order, drop what is not a number
-        logits = torch.nan_to_num(logits / p.temperature, nan=float("-inf"), posinf=3e38)
-        if p.top_k:
-            kth = torch.topk(logits, min(p.top_k, logits.numel())).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if p.top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, descending=True)
-            probs = torch.softmax(sorted_logits, -1)
-            drop = probs.cumsum(-1) - probs >= p.top_p  # keep the smallest set reaching top_p
-            logits[order[drop]] = float("-inf")
-        probs = torch.softmax(logits, -1)
-        if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
-            return int(logits.argmax())
-        return probs
+        """What `req`'s next token is drawn from (model/sampling.py): the probabilities, or the token itself."""
+        return distribution(req.params, logits, lambda: set(req.prompt_ids) | set(req.output_ids))
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _detokenize(self, req: Request) -> str:

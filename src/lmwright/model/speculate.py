@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from lmwright.errors import LmwrightError
+from lmwright.model.sampling import draw
 
 # the engine imports this module, so its classes are not imported back here: an import circle
 Engine = Request = Any
@@ -214,4 +215,4 @@ def resample(probs: torch.Tensor, rejected: int, generator: torch.Generator | No
     total = float(rest.sum())
     if total <= 0:  # the guess held all the mass, yet was rejected: only possible by rounding
         return rejected
-    return int(torch.multinomial(rest / total, 1, generator=generator))
+    return draw(rest, generator)

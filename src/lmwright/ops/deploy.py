@@ -109,6 +109,8 @@ def describe(p: Plan) -> list[dict]:
 def open_engine(ws: Workspace):
     """A function that loads a version the plan needs into an engine with the workspace's serve settings."""
     def load(t: Target):
+        import torch
+
         from lmwright.core.models import resolve_model
         from lmwright.model.engine import Engine
         from lmwright.model.hf import load_hf
@@ -118,7 +120,8 @@ def open_engine(ws: Workspace):
         s = ws.spec.serve
         tok, model = load_tokenizer(path), load_hf(path)
         return Engine(model, tok, max_batch=s.max_batch, compile=s.compile, score_prompts=s.features,
-                      drafter=make_drafter(ws, tok, model.cfg.vocab_size), backend=s.backend)
+                      drafter=make_drafter(ws, tok, model.cfg.vocab_size), backend=s.backend,
+                      threads=s.threads or max(1, torch.get_num_threads() - 1))
     return load
 
 

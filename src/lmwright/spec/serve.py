@@ -47,6 +47,9 @@ class ServeSpec(Section):
     # where the decode step runs: PyTorch (compiled with `compile`), or onnxruntime (model/onnx_step.py: a fused
     # graph writing the cache in place for plain Llama blocks, else the exported step; needs the export extra)
     backend: Literal["torch", "onnxruntime"] = "torch"
+    # onnxruntime's threads for the step; None = one fewer than the cores (at least one), leaving one to the server's
+    # event loop, HTTP and text: on 2 cores one thread serves 1.1-1.3x faster than two that spin (benchmarks/decode.py)
+    threads: int | None = Field(None, ge=1)
     max_queue: int = Field(256, ge=1)  # waiting requests beyond this get 503
     max_tokens: int = Field(256, ge=1)  # the largest max_tokens a request may ask for (default when absent: 64)
     max_body_kb: int = Field(64, ge=1)  # larger request bodies get 413, at the first byte over
