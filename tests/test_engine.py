@@ -391,6 +391,11 @@ def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
             n = len(r.prompt_ids) + len(r.output_ids) - 1
             for mine, theirs in ((eng.k_cache, plain_engine.k_cache), (eng.v_cache, plain_engine.v_cache)):
                 assert torch.allclose(mine[:, r.slot, :, :n], theirs[:, r.slot, :, :n], atol=1e-4), r.slot
+    # prompt scoring (a drift feature) reads the fused prefill's block outputs: the PyTorch engine's figure
+    scoring = [Engine(model, tok, max_batch=4, backend=b, score_prompts=True) for b in ("onnxruntime", "torch")]
+    scored = [e.generate([prompts[1]], SamplingParams(max_tokens=2, temperature=0))[0] for e in scoring]
+    nats = [e.score_prompt(r) for e, r in zip(scoring, scored, strict=True)]
+    assert scoring[0].fused() and nats[1] > 0 and nats[0] == pytest.approx(nats[1], rel=1e-4)
     # with prompt lookup (the checking pass beside the in-place step) the tokens are the PyTorch engine's too
     from lmwright.model.speculate import PromptLookup
 

@@ -230,8 +230,11 @@ class Engine:
         states of the prompt's positions are kept on `req` for `score_prompt`: the served model's perplexity of what
         it is asked, a drift feature."""
         m, t = self.model, len(ids)
-        if self.fused() and not (self.score_prompts and req is not None):
-            return self.onnx_step.extend(slot, 0, ids, last_only=True)
+        if self.fused():
+            logits = self.onnx_step.extend(slot, 0, ids, last_only=True)
+            if self.score_prompts and req is not None and t > 1:
+                req.prompt_hidden = self.onnx_step.hidden[:-1].clone()  # the buffer is the next call's
+            return logits
         x = m.model.embed_tokens(torch.tensor(ids, device=self.device))  # (t, d)
         freqs = self.freqs[:t, None]
         for li, layer in enumerate(self.layers):

@@ -10,8 +10,10 @@ values of each row up to its own length, grouped heads), the output projection, 
 The cache is the engine's own memory, not a copy: each layer's keys and values of rows 0..n-1
 (`k_cache[layer, :n]`, contiguous) are bound as the attention's past and present alike, so GroupQueryAttention
 writes each row's new key and value (rotated as the engine keeps them) at the row's position in place. Inputs:
-tokens and positions (n,), the total length (the longest row's, with its new token), and per layer `past_k_{i}`,
-`past_v_{i}` (n, kv heads, context, head dim); outputs: the logits (n, vocab) and the presents (the same memory).
+each row's new tokens (n, s), its length after them minus one (GroupQueryAttention's `seqlens_k`), the longest
+row's length, the new positions whose logits are wanted (k,), and per layer `past_k_{i}`, `past_v_{i}` (n, kv heads,
+context, head dim); outputs: the logits (n, k, vocab), the last block's output (n, s, d) and the presents (the same
+memory as the pasts).
 tests/test_engine.py holds it to `Engine._decode_core` and to the PyTorch engine's tokens.
 
 Plain Llama blocks only (SwiGLU, no biases, no QK-norm, a head size that is a multiple of 16): `supported(cfg)`
@@ -79,6 +81,7 @@ def decode_graph(engine):
             node("MatMul", [p + "gated", p + "down"], [p + "mlp"])
             node("Add", [p + "mlp", p + "mid"], [p + "out"])
             x = p + "out"
+        node("Identity", [x], ["hidden"])  # the last block's output: what prompt scoring reads (Engine._prefill)
         node("SimplifiedLayerNormalization", [x, "final_norm"], ["hf"], axis=-1, epsilon=cfg.norm_eps, stash_type=1)
         node("Gather", ["hf", "which"], ["picked"], axis=1)  # only the positions whose logits are wanted
         node("MatMul", ["picked", "head"], ["logits"])
@@ -87,7 +90,8 @@ def decode_graph(engine):
               helper.make_tensor_value_info("seqlens", TensorProto.INT32, ["n"]),
               helper.make_tensor_value_info("total", TensorProto.INT32, []),
               helper.make_tensor_value_info("which", TensorProto.INT64, ["k"])]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["n", "k", cfg.vocab_size])]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["n", "k", cfg.vocab_size]),
+               helper.make_tensor_value_info("hidden", f32, ["n", "s", cfg.d_model])]
     for i in range(len(layers)):
         for kind in ("k", "v"):
             inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", f32, cache))

@@ -147,7 +147,8 @@ class InPlaceStep(OnnxStep):
 
     def __init__(self, engine, write, threads: list[int]):
         self.k_cache, self.v_cache, self.layers = engine.k_cache, engine.v_cache, len(engine.layers)
-        self.max_len, self.vocab = engine.max_len, engine.cfg.vocab_size
+        self.max_len, self.vocab, self.d_model = engine.max_len, engine.cfg.vocab_size, engine.cfg.d_model
+        self.hidden: torch.Tensor | None = None  # the last extend's block output
         self._bound: dict = {}
         super().__init__(write, [], threads, pick=lambda sessions: _fastest_in_place(self, sessions, engine.max_batch),
                          kind="fused")
@@ -158,6 +159,7 @@ class InPlaceStep(OnnxStep):
         bufs = {"tokens": np.zeros((n, s), np.int64), "seqlens": np.zeros(n, np.int32),
                 "total": np.zeros((), np.int32), "which": np.arange(s - k, s, dtype=np.int64)}
         logits = torch.empty(n, k, self.vocab, dtype=torch.float32)
+        hidden = torch.empty(n, s, self.d_model, dtype=torch.float32)
         io = session.io_binding()
         for name, a in bufs.items():
             io.bind_input(name, "cpu", 0, a.dtype, list(a.shape), a.ctypes.data)
@@ -167,11 +169,12 @@ class InPlaceStep(OnnxStep):
                 io.bind_input(f"past_{kind}_{i}", "cpu", 0, np.float32, list(part.shape), part.data_ptr())
                 io.bind_output(f"present_{kind}_{i}", "cpu", 0, np.float32, list(part.shape), part.data_ptr())
         io.bind_output("logits", "cpu", 0, np.float32, [n, k, self.vocab], logits.data_ptr())
-        return io, bufs, logits
+        io.bind_output("hidden", "cpu", 0, np.float32, list(hidden.shape), hidden.data_ptr())
+        return io, bufs, logits, hidden
 
-    def _run(self, session, rows: slice, tokens: list, last: list[int], k: int) -> torch.Tensor:
+    def _run(self, session, rows: slice, tokens: list, last: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens: a list of each row's new tokens; last: each row's last new position (its length after the
-        step, minus one); the logits of each row's last k new tokens."""
+        step, minus one); the logits of each row's last k new tokens, and the last block's output at each."""
         s = len(tokens[0])
         key = (id(session), rows.start, rows.stop, s, k)
         bound = self._bound.get(key)
@@ -179,26 +182,29 @@ class InPlaceStep(OnnxStep):
             bound = self._binding(session, rows, s, k)
             if s <= 16:  # decode steps and guess checks recur; a prompt's length seldom does
                 self._bound[key] = bound
-        io, bufs, logits = bound
+        io, bufs, logits, hidden = bound
         bufs["tokens"][:] = tokens
         bufs["seqlens"][:] = last
         bufs["total"][()] = max(last) + 1
         session.run_with_iobinding(io)
-        return logits
+        return logits, hidden
 
     def __call__(self, *tensors: torch.Tensor):
         raise TypeError("an in-place step has no copying call: use decode() or extend(), which write the cache")
 
     def decode(self, tokens: list[int], pos: list[int], session=None) -> torch.Tensor:
-        return self._run(session or self.session, slice(0, len(tokens)), [[t] for t in tokens], pos, 1)[:, 0]
+        return self._run(session or self.session, slice(0, len(tokens)), [[t] for t in tokens], pos, 1)[0][:, 0]
 
     def extend(self, slot: int, start: int, tokens: list[int], last_only: bool = False) -> torch.Tensor:
         """`tokens` into `slot` at positions start.. (which must end inside the context); the logits after each
-        token (len(tokens), vocab), or after the last only (1, vocab)."""
+        token (len(tokens), vocab), or after the last only (1, vocab). `hidden` is then the last block's output at
+        each token (len(tokens), d), until the next call of this shape."""
         if start + len(tokens) > self.max_len:
             raise ValueError(f"{start} + {len(tokens)} tokens run past the context of {self.max_len}")
         k = 1 if last_only else len(tokens)
-        return self._run(self.session, slice(slot, slot + 1), [tokens], [start + len(tokens) - 1], k)[0]
+        logits, hidden = self._run(self.session, slice(slot, slot + 1), [tokens], [start + len(tokens) - 1], k)
+        self.hidden = hidden[0]
+        return logits[0]
 
 
 def _fastest_in_place(step: InPlaceStep, sessions: dict, max_batch: int, reps: int = 20) -> int:
