@@ -426,3 +426,34 @@ def test_draw_follows_the_weights_and_never_picks_a_zero():
     se = (p * (1 - p) / 40_000).sqrt()
     assert torch.all((counts / 40_000 - p).abs() <= 4 * se + 1e-12), counts
     assert draw(torch.tensor([0.0, 0.0, 1.0]), g) == 2
+
+
+def test_pick_samples_rows_together_as_each_alone():
+    """The engine's batched sampling (`pick`: one softmax for every row sampled at a temperature alone) draws the
+    token each row's own `distribution` and `draw` would, from the same seeded generators; greedy rows, rows with
+    top-k or a penalty, and a row of nans (the top token) beside them."""
+    from types import SimpleNamespace
+
+    from lmwright.model.sampling import distribution, draw, pick
+
+    settings = [SamplingParams(temperature=0.7), SamplingParams(temperature=0), SamplingParams(temperature=1.3),
+                SamplingParams(temperature=0.9, top_k=5), SamplingParams(temperature=1.0, repetition_penalty=1.3),
+                SamplingParams(temperature=2.0), SamplingParams(temperature=0.5)]
+    logits = torch.randn(len(settings), 300, generator=torch.Generator().manual_seed(1)) * 3
+    logits[6] = float("nan")
+
+    def requests(trial: int) -> list:  # each row's own seeded generator, `trial` draws along
+        reqs = [SimpleNamespace(params=p, generator=torch.Generator().manual_seed(10 + i), prompt_ids=[1, 2],
+                                output_ids=[3]) for i, p in enumerate(settings)]
+        for r in reqs:
+            torch.rand(trial, generator=r.generator, dtype=torch.float64)
+        return reqs
+
+    for trial in range(20):
+        want = []
+        for r, row in zip(requests(trial), logits, strict=True):
+            probs = distribution(r.params, row.clone(), lambda r=r: set(r.prompt_ids) | set(r.output_ids))
+            want.append(probs if isinstance(probs, int) else draw(probs, r.generator))
+        assert pick(requests(trial), logits.clone()) == want
+        assert pick(requests(trial), logits.clone(), numpy_argmax=True) == want
+    assert len({tuple(pick(requests(t), logits)) for t in range(20)}) > 5  # the draws do differ

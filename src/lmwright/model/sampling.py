@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 
@@ -45,3 +46,47 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     cdf = probs.double().cumsum(-1)
     at = int(torch.searchsorted(cdf, torch.rand((), generator=generator, dtype=torch.float64) * cdf[-1], right=True))
     return at if at < len(cdf) else int(probs.nonzero().max())  # u * total rounded up to the total: the last token
+
+
+def pick(requests: list, logits: torch.Tensor, numpy_argmax: bool = False) -> list[int]:
+    """Each request's next token from its row of `logits` (rows in the requests' order): greedy rows by one argmax
+    over all rows (in numpy with `numpy_argmax`, for a CPU float32 buffer), rows sampled at a temperature alone (no top-k, top-p or penalty:
+    the usual request) by one softmax and one cumulative sum for all of them and one uniform number each from the
+    request's own generator, as `draw` takes it; the rest one by one through `distribution`."""
+    out: list[int] = [0] * len(requests)
+    greedy = [r.params.temperature < 1e-5 and r.params.repetition_penalty == 1.0 for r in requests]
+    if any(greedy):
+        best = (logits.numpy() if numpy_argmax else logits).argmax(-1).tolist()
+        for i in (i for i, g in enumerate(greedy) if g):
+            out[i] = best[i]
+    plain = [i for i, r in enumerate(requests) if not greedy[i] and r.params.repetition_penalty == 1.0
+             and not r.params.top_k and r.params.top_p >= 1.0]
+    if len(plain) > 1:
+        temps = [requests[i].params.temperature for i in plain]
+        if numpy_argmax:  # numpy: PyTorch's threads, on rows this wide, wait on cores onnxruntime's workers hold
+            scaled = np.nan_to_num(logits.numpy()[plain] / np.array(temps, np.float32)[:, None], nan=-np.inf,
+                                   posinf=3e38)
+            with np.errstate(invalid="ignore"):  # a row with nothing but -inf: nan, as torch's softmax gives
+                weights = np.exp(scaled - scaled.max(-1, keepdims=True))
+                cdf = np.cumsum(weights / weights.sum(-1, keepdims=True), -1, dtype=np.float64)
+        else:
+            scaled = torch.nan_to_num(logits[plain].float() / torch.tensor(temps)[:, None], nan=float("-inf"),
+                                      posinf=3e38)
+            cdf = torch.softmax(scaled, -1).double().cumsum(-1).cpu().numpy()
+        for j, i in enumerate(plain):
+            u = float(torch.rand((), generator=requests[i].generator, dtype=torch.float64))
+            total = cdf[j, -1]
+            at = int(np.searchsorted(cdf[j], u * total, side="right")) if total > 0 else -1
+            if at < 0:  # not a number anywhere: the top token, as `distribution` gives
+                out[i] = int(scaled[j].argmax())
+            elif at >= cdf.shape[1]:  # u * total rounded up to the total: the last token with any weight
+                out[i] = int(np.flatnonzero(np.diff(cdf[j], prepend=0.0)).max())
+            else:
+                out[i] = at
+    else:
+        plain = []
+    batched = set(plain)
+    for i in (i for i in range(len(requests)) if not greedy[i] and i not in batched):
+        probs = distribution(requests[i].params, logits[i], lambda r=requests[i]: set(r.prompt_ids) | set(r.output_ids))
+        out[i] = probs if isinstance(probs, int) else draw(probs, requests[i].generator)
+    return out
