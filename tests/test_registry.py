@@ -325,3 +325,19 @@ def test_a_project_with_its_store_on_postgresql_runs_promotes_and_tunes(tiny_run
     study = optuna.load_study(study_name=name, storage=pg_url)
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) >= 4
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both processes ran trials, in one database
+
+
+def test_a_model_directory_is_hashed_again_only_when_a_file_changes(tiny_copy, tmp_path):
+    """The server re-resolves its model every second; a directory's digest is kept while its files' sizes and
+    change times stay, and a file rewritten (even to the same size) gives the new content's digest."""
+    ws = Workspace.open(tiny_copy)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_copy / "lmwright-out" / "model", model)
+    first = resolve_model(ws, str(model))[2]
+    assert resolve_model(ws, str(model))[2] == first
+    config = model / "config.json"
+    text = config.read_text()
+    config.write_text(text.replace('"llama"', '"LLAMA"'))  # the same size, other bytes
+    changed = resolve_model(ws, str(model))[2]
+    config.write_text(text)
+    assert changed != first and resolve_model(ws, str(model))[2] == first

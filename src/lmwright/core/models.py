@@ -18,6 +18,22 @@ from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
 
 
+# a directory's digest by its files' sizes and change times: a server re-resolves its model every second to follow
+# aliases, and hashing a directory of weights each time took 3-4% of a core while it served
+_digests: dict[Path, tuple[tuple, str]] = {}
+
+
+def _directory_digest(path: Path) -> str:
+    files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != MANIFEST]
+    stats = tuple((p.as_posix(), st.st_size, st.st_mtime_ns, st.st_ctime_ns) for p in files for st in [p.stat()])
+    seen = _digests.get(path.resolve())
+    if seen is not None and seen[0] == stats:
+        return seen[1]
+    digest = tree_digest({p.relative_to(path).as_posix(): file_digest(p) for p in files})
+    _digests[path.resolve()] = (stats, digest)
+    return digest
+
+
 def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
     """(directory, name, content digest) of a model given as a Hugging Face directory, a registered name (the
     latest version), `name@N` (version N), `name@ALIAS` (`name@champion`), `name@latest`, or a digest prefix from
@@ -27,9 +43,7 @@ def resolve_model(ws: Workspace, ref: str) -> tuple[Path, str, str]:
     path = Path(ref)
     store = Store(ws.store_url)
     if (path / "config.json").exists():
-        files = {p.relative_to(path).as_posix(): file_digest(p) for p in sorted(path.rglob("*"))
-                 if p.is_file() and p.name != MANIFEST}
-        digest = tree_digest(files)
+        digest = _directory_digest(path)
         known = [m for m in store.models() if m.digest == digest]
         return path.resolve(), known[-1].name if known else path.resolve().name, digest
     hit = registry.version(store, ref)
