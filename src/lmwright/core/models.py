@@ -17,7 +17,6 @@ from lmwright.core.store import Store
 from lmwright.core.workspace import Workspace
 from lmwright.errors import LmwrightError
 
-
 # a directory's digest by its files' sizes and change times: a server re-resolves its model every second to follow
 # aliases, and hashing a directory of weights each time took 3-4% of a core while it served
 _digests: dict[Path, tuple[tuple, str]] = {}
