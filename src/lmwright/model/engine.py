@@ -519,8 +519,8 @@ class Engine:
         active = [r for r in self.running.values() if not r.finished and r not in admitted]
         if active and not (self.drafter is not None and speculative_step(self, active)):
             logits = self._decode(active)
-            # numpy's argmax on the fused graph's buffer (a few microseconds less); torch's after a PyTorch step
-            # (numpy's there measured 0.6x the compiled engine's speed, why not known)
+            # in numpy on the fused graph's float32 buffer (no PyTorch thread woken beside onnxruntime's); a PyTorch
+            # step's logits may be on an accelerator or in bfloat16
             for r, tok_id in zip(active, pick(active, logits, numpy_argmax=self.fused()), strict=True):
                 self.lengths[r.slot] += 1
                 self._after_token(r, tok_id)
