@@ -192,8 +192,11 @@ def speculative_step(engine: Engine, active: list[Request]) -> bool:
 def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor) -> tuple[int, int]:
     """Emit the tokens the model makes at the positions of `draft` and one after; returns (guesses kept, guesses
     examined: the request may end before the last)."""
+    p = req.params
+    # greedy: the model's token at every position in one argmax (as `distribution` gives each alone)
+    best = logits.argmax(-1).tolist() if p.temperature < 1e-5 and p.repetition_penalty == 1.0 else None
     for i, guess in enumerate(draft):
-        probs = engine.distribution(req, logits[i])
+        probs = best[i] if best is not None else engine.distribution(req, logits[i])
         if isinstance(probs, int):  # greedy
             keep, token = probs == guess, probs
         else:
@@ -204,7 +207,7 @@ def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor)
         if not keep or req.finished:
             return i + int(keep), i + 1
     if not req.finished:
-        engine._after_token(req, engine._sample(req, logits[len(draft)]))
+        engine._after_token(req, best[len(draft)] if best is not None else engine._sample(req, logits[len(draft)]))
     return len(draft), len(draft)
 
 
