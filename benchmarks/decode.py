@@ -7,7 +7,8 @@ Models: the default project's model when `--project DIR` names a directory where
 draft model for it is trained in a copy of the project with a smaller `model` section: `--draft-steps`), and a
 5M-parameter Llama with random weights (6 layers, width 256, vocabulary 4,096, context 512; no draft model).
 Prompts: a mixed set, code-like, prose and chat-shaped. Greedy, batch 1, a fixed number of new tokens per prompt
-(end-of-sequence ignored); tokens per second over the whole set, best of `--rounds` interleaved rounds. Every
+(end-of-sequence ignored); tokens per second over the whole set, best of `--rounds` interleaved rounds, each way
+warmed up on one prompt (untimed) before it is timed, since the way before it leaves its threads and caches. Every
 speculative run's tokens are checked against plain `generate`'s. Acceptance rate = guesses kept / guesses made;
 tokens per check = tokens made / passes of the model that checked guesses.
 
