@@ -209,13 +209,16 @@ def test_onnxruntime_backend_through_the_server_gives_the_same_answers_at_once_a
 
     with live(build_app(Workspace.open(tiny_copy))) as url:
         plain = answers(url)
-    with live(build_app(Workspace.open(tiny_copy, ["serve.backend=onnxruntime"]))) as url:
+    app = build_app(Workspace.open(tiny_copy, ["serve.backend=onnxruntime", "serve.threads=2"]))
+    with live(app) as url:
         ours = answers(url)
         streamed = "".join(ch.choices[0].text for ch in client(url).completions.create(
             model="tiny", prompt=prompts[1], max_tokens=16, temperature=0, stream=True) if ch.choices)
         versions = httpx.get(f"{url}/health").json()["models"]
+        steps = [m.engine.onnx_step for m in app.state.server.engines.values()]
     assert ours == plain and streamed == plain[1]
     assert {v["backend"] for v in versions.values()} == {"onnxruntime"}
+    assert steps and all(s.threads == 2 and s.spins for s in steps)  # serve.threads, spinning past one thread
 
 
 def test_a_failed_onnxruntime_export_falls_back_to_pytorch(tiny_copy, monkeypatch):
