@@ -391,11 +391,16 @@ def test_fused_onnxruntime_graph_computes_the_decode_step(head_dim):
             n = len(r.prompt_ids) + len(r.output_ids) - 1
             for mine, theirs in ((eng.k_cache, plain_engine.k_cache), (eng.v_cache, plain_engine.v_cache)):
                 assert torch.allclose(mine[:, r.slot, :, :n], theirs[:, r.slot, :, :n], atol=1e-4), r.slot
-    # prompt scoring (a drift feature) reads the fused prefill's block outputs: the PyTorch engine's figure
+    # prompt scoring (a drift feature) reads the fused prefill's block outputs: the PyTorch engine's figure, for a
+    # short prompt and for one longer than the prompt lengths whose bindings are kept (16)
     scoring = [Engine(model, tok, max_batch=4, backend=b, score_prompts=True) for b in ("onnxruntime", "torch")]
-    scored = [e.generate([prompts[1]], SamplingParams(max_tokens=2, temperature=0))[0] for e in scoring]
-    nats = [e.score_prompt(r) for e, r in zip(scoring, scored, strict=True)]
-    assert scoring[0].fused() and nats[1] > 0 and nats[0] == pytest.approx(nats[1], rel=1e-4)
+    long = tok.encode(" ".join([SamplingParams.__doc__ or ""] * 4)).ids[:40]
+    for p in (prompts[1], long):
+        scored = [e.generate([p], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))[0] for e in scoring]
+        nats = [e.score_prompt(r) for e, r in zip(scoring, scored, strict=True)]
+        assert scoring[0].fused() and nats[1] > 0 and nats[0] == pytest.approx(nats[1], rel=1e-4)
+        assert scored[0].output_ids == scored[1].output_ids
+    assert len(long) == 40
     # with prompt lookup (the checking pass beside the in-place step) the tokens are the PyTorch engine's too
     from lmwright.model.speculate import PromptLookup
 
@@ -449,11 +454,17 @@ def test_pick_samples_rows_together_as_each_alone():
             torch.rand(trial, generator=r.generator, dtype=torch.float64)
         return reqs
 
+    def after(reqs: list) -> list[float]:  # each generator's next number: the same draws were taken
+        return [float(torch.rand((), generator=r.generator, dtype=torch.float64)) for r in reqs]
+
     for trial in range(20):
-        want = []
-        for r, row in zip(requests(trial), logits, strict=True):
+        want, alone = [], requests(trial)
+        for r, row in zip(alone, logits, strict=True):
             probs = distribution(r.params, row.clone(), lambda r=r: set(r.prompt_ids) | set(r.output_ids))
             want.append(probs if isinstance(probs, int) else draw(probs, r.generator))
-        assert pick(requests(trial), logits.clone()) == want
-        assert pick(requests(trial), logits.clone(), numpy_argmax=True) == want
-    assert len({tuple(pick(requests(t), logits)) for t in range(20)}) > 5  # the draws do differ
+        drawn = after(alone)
+        for numpy_argmax in (False, True):
+            together = requests(trial)
+            assert pick(together, logits.clone(), numpy_argmax=numpy_argmax) == want
+            assert after(together) == drawn  # a draw only where alone drew too (none for the row of nans)
+    assert len({tuple(pick(requests(t), logits.clone())) for t in range(20)}) > 5  # the draws do differ

@@ -327,14 +327,27 @@ def test_a_project_with_its_store_on_postgresql_runs_promotes_and_tunes(tiny_run
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both processes ran trials, in one database
 
 
-def test_a_model_directory_is_hashed_again_only_when_a_file_changes(tiny_copy, tmp_path):
+def test_a_model_directory_is_hashed_again_only_when_a_file_changes(tiny_copy, tmp_path, monkeypatch):
     """The server re-resolves its model every second; a directory's digest is kept while its files' sizes and
-    change times stay, and a file rewritten (even to the same size) gives the new content's digest."""
+    change times stay, once they have been still for two seconds (a file changed within the same time stamp as it
+    was hashed is hashed again), and a file rewritten to the same size gives the new content's digest."""
+    import time
+    from types import SimpleNamespace
+
+    from lmwright.core import models
+
     ws = Workspace.open(tiny_copy)
     model = tmp_path / "model"
     shutil.copytree(tiny_copy / "lmwright-out" / "model", model)
+    hashed, digest = [], models.file_digest
+    monkeypatch.setattr(models, "file_digest", lambda p: hashed.append(p) or digest(p))
     first = resolve_model(ws, str(model))[2]
-    assert resolve_model(ws, str(model))[2] == first
+    n = len(hashed)
+    assert n and resolve_model(ws, str(model))[2] == first and len(hashed) == 2 * n  # just copied: hashed again
+    later = SimpleNamespace(time_ns=lambda: time.time_ns() + 10 ** 10)  # ten seconds on: the files are still
+    monkeypatch.setattr(models, "time", later)
+    assert resolve_model(ws, str(model))[2] == first and len(hashed) == 3 * n
+    assert resolve_model(ws, str(model))[2] == first and len(hashed) == 3 * n  # kept: nothing hashed
     config = model / "config.json"
     text = config.read_text()
     config.write_text(text.replace('"llama"', '"LLAMA"'))  # the same size, other bytes

@@ -8,6 +8,7 @@ so a published copy is recognised as that model).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lmwright.core.artifacts import MANIFEST, ArtifactStore, file_digest, tree_digest
@@ -24,12 +25,16 @@ _digests: dict[Path, tuple[tuple, str]] = {}
 
 def _directory_digest(path: Path) -> str:
     files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != MANIFEST]
-    stats = tuple((p.as_posix(), st.st_size, st.st_mtime_ns, st.st_ctime_ns) for p in files for st in [p.stat()])
+    stats = tuple((p.as_posix(), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                  for p in files for st in [p.stat()])
     seen = _digests.get(path.resolve())
     if seen is not None and seen[0] == stats:
         return seen[1]
     digest = tree_digest({p.relative_to(path).as_posix(): file_digest(p) for p in files})
-    _digests[path.resolve()] = (stats, digest)
+    # as git does with racy files: a file changed in the last seconds may change again within the same time stamp
+    # while it was being hashed, so its digest is not kept until it has been still for a while
+    if time.time_ns() - max((s[5] for s in stats), default=0) > 2_000_000_000:
+        _digests[path.resolve()] = (stats, digest)
     return digest
 
 

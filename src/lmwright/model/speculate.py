@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from lmwright.errors import LmwrightError
-from lmwright.model.sampling import draw
+from lmwright.model.sampling import draw, uniform
 
 # the engine imports this module, so its classes are not imported back here: an import circle
 Engine = Request = Any
@@ -165,7 +165,7 @@ def speculative_step(engine: Engine, active: list[Request]) -> bool:
     drafter = engine.drafter
     # a full batch keeps the machine busy: checking guesses would cost more. The fused onnxruntime graph checks one
     # row a call, so there a second request already makes the batched decode step the cheaper way
-    if len(active) > (1 if engine.fused() else drafter.max_running):
+    if len(active) > (min(1, drafter.max_running) if engine.fused() else drafter.max_running):
         return False
     budgets = [(r, max(0, min(drafter.num_tokens, engine.max_len - engine.lengths[r.slot] - 1,
                               r.params.max_tokens - len(r.output_ids) - 1))) for r in active]
@@ -200,7 +200,7 @@ def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor)
         if isinstance(probs, int):  # greedy
             keep, token = probs == guess, probs
         else:
-            u = float(torch.rand(1, generator=req.generator))
+            u = float(uniform(req.generator))
             keep = u < float(probs[guess])
             token = guess if keep else resample(probs, guess, req.generator)
         engine._after_token(req, token)

@@ -141,7 +141,11 @@ class EngineService:
             waiting.append((queue, event))
             first = len(waiting) == 1
         if first:
-            loop.call_soon_threadsafe(self._deliver, loop)
+            try:
+                loop.call_soon_threadsafe(self._deliver, loop)
+            except RuntimeError:  # the loop is closed (its app stopped): nobody will read these events
+                with self._pending_lock:
+                    self._pending.pop(loop, None)
 
     def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._pending_lock:
