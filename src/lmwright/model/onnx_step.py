@@ -54,8 +54,8 @@ class OnnxStep:
     in_place = False  # InPlaceStep: the cache is written by the step itself
 
     def __init__(self, write, names: list[str], threads: list[int], pick=None, kind: str = "exported"):
-        """`threads`: the thread counts to build a session for; `pick(sessions)` keeps the fastest."""
-        """`write(path)` writes the graph to `path`; `kind` says how it was made ("fused": onnx_fused.py's graph of
+        """`write(path)` writes the graph to `path`; `threads`: the thread counts to build a session for, of which
+        `pick(sessions)` keeps the fastest; `kind` says how it was made ("fused": onnx_fused.py's graph of
         onnxruntime's fused operators; "exported": the engine's PyTorch function through the dynamo exporter)."""
         require_onnxruntime()
         t0 = time.perf_counter()
@@ -207,23 +207,12 @@ class InPlaceStep(OnnxStep):
         return logits[0]
 
 
-def _fastest_in_place(step: InPlaceStep, sessions: dict, max_batch: int, reps: int = 20) -> int:
+def _fastest_in_place(step: InPlaceStep, sessions: dict, max_batch: int) -> int:
     """As `_fastest`, for the in-place step: every row at the last position, the one place no request reads
     before its own step writes it, so timing at any moment leaves every request's cache as it was. (Attention
     over the whole context leans the choice toward more threads, against what short requests would pick.)"""
-    shapes = sorted({1, max_batch})
-    best = {(t, n): float("inf") for t in sessions for n in shapes}
-    for _ in range(3):
-        for t, sess in sessions.items():
-            for n in shapes:
-                args = ([0] * n, [step.max_len - 1] * n, sess)
-                step.decode(*args)
-                start = time.perf_counter()
-                for _ in range(reps):
-                    step.decode(*args)
-                best[t, n] = min(best[t, n], time.perf_counter() - start)
-    floor = {n: min(best[t, n] for t in sessions) for n in shapes}
-    return min(sessions, key=lambda t: sum(best[t, n] / floor[n] for n in shapes))
+    return _fastest_of(sessions, sorted({1, max_batch}),
+                       lambda sess, n: step.decode([0] * n, [step.max_len - 1] * n, sess))
 
 
 class _Decode(torch.nn.Module):
@@ -256,23 +245,27 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _fastest(sessions: dict, engine, reps: int = 20) -> int:
-    """The thread count whose session runs a one-row and a full-batch step fastest here (each shape's time
-    relative to the best at that shape, summed; best of three interleaved rounds)."""
+def _fastest(sessions: dict, engine) -> int:
+    """The thread count whose session runs a one-row and a full-batch step fastest here."""
     span = min(64, engine.cfg.max_seq_len)
-    feeds = []
-    for rows in sorted({1, engine.max_batch}):
-        feeds.append({"tokens": np.zeros(rows, np.int64), "pos": np.full(rows, span - 1, np.int64),
-                      "k_cache": np.ascontiguousarray(engine.k_cache[:, :rows, :, :span].numpy()),
-                      "v_cache": np.ascontiguousarray(engine.v_cache[:, :rows, :, :span].numpy())})
-    best = {(t, i): float("inf") for t in sessions for i in range(len(feeds))}
+    feeds = [{"tokens": np.zeros(rows, np.int64), "pos": np.full(rows, span - 1, np.int64),
+              "k_cache": np.ascontiguousarray(engine.k_cache[:, :rows, :, :span].numpy()),
+              "v_cache": np.ascontiguousarray(engine.v_cache[:, :rows, :, :span].numpy())}
+             for rows in sorted({1, engine.max_batch})]
+    return _fastest_of(sessions, range(len(feeds)), lambda sess, i: sess.run(None, feeds[i]))
+
+
+def _fastest_of(sessions: dict, shapes, call, reps: int = 20) -> int:
+    """The key of `sessions` (a thread count) whose session runs `call(session, shape)` fastest over `shapes`: each
+    shape's time relative to the best at that shape, summed; best of three interleaved rounds."""
+    best = {(t, shape): float("inf") for t in sessions for shape in shapes}
     for _ in range(3):
         for t, sess in sessions.items():
-            for i, feed in enumerate(feeds):
-                sess.run(None, feed)
+            for shape in shapes:
+                call(sess, shape)
                 start = time.perf_counter()
                 for _ in range(reps):
-                    sess.run(None, feed)
-                best[t, i] = min(best[t, i], time.perf_counter() - start)
-    floor = [min(best[t, i] for t in sessions) for i in range(len(feeds))]
-    return min(sessions, key=lambda t: sum(best[t, i] / floor[i] for i in range(len(feeds))))
+                    call(sess, shape)
+                best[t, shape] = min(best[t, shape], time.perf_counter() - start)
+    floor = {shape: min(best[t, shape] for t in sessions) for shape in shapes}
+    return min(sessions, key=lambda t: sum(best[t, shape] / floor[shape] for shape in shapes))
