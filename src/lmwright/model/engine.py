@@ -31,7 +31,7 @@ from tokenizers import decoders
 
 from lmwright.errors import LmwrightError
 from lmwright.model.llama import LlamaLM
-from lmwright.model.sampling import distribution, draw, pick
+from lmwright.model.sampling import of_request, pick, sample
 from lmwright.model.speculate import SpecStats, speculative_step
 from lmwright.tokenizer import EOS
 
@@ -440,12 +440,11 @@ class Engine:
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def _sample(self, req: Request, logits: torch.Tensor) -> int:
-        probs = self.distribution(req, logits)
-        return probs if isinstance(probs, int) else draw(probs, req.generator)
+        return sample(req, logits)
 
     def distribution(self, req: Request, logits: torch.Tensor) -> torch.Tensor | int:
         """What `req`'s next token is drawn from (model/sampling.py): the probabilities, or the token itself."""
-        return distribution(req.params, logits, lambda: set(req.prompt_ids) | set(req.output_ids))
+        return of_request(req, logits)
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _detokenize(self, req: Request) -> str:

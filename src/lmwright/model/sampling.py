@@ -11,6 +11,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+GREEDY_BELOW = 1e-5  # a temperature this small is greedy (as vLLM), not a division by ~0
+
+
+def greedy(p) -> bool:
+    """Whether the settings `p` pick the top token every time (no penalty to move it)."""
+    return p.temperature < GREEDY_BELOW and p.repetition_penalty == 1.0
+
 
 def distribution(p, logits: torch.Tensor, seen: Callable[[], set[int]]) -> torch.Tensor | int:
     """What the next token is drawn from, given the sampling settings `p` (engine.SamplingParams) and `seen()`, the
@@ -21,7 +28,7 @@ def distribution(p, logits: torch.Tensor, seen: Callable[[], set[int]]) -> torch
         ids = torch.tensor(sorted(seen()), device=logits.device)
         vals = logits[ids]
         logits[ids] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-    if p.temperature < 1e-5:  # greedy (as vLLM: a temperature this small is greedy, not a division by ~0)
+    if p.temperature < GREEDY_BELOW:
         return int(logits.argmax())
     # extreme penalties or temperatures overflow: keep the order, drop what is not a number
     logits = torch.nan_to_num(logits / p.temperature, nan=float("-inf"), posinf=3e38)
@@ -48,6 +55,17 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     return at if at < len(cdf) else int(probs.nonzero().max())  # u * total rounded up to the total: the last token
 
 
+def of_request(req, logits: torch.Tensor) -> torch.Tensor | int:
+    """`distribution` for an engine request: its settings, and its prompt and output so far."""
+    return distribution(req.params, logits, lambda: set(req.prompt_ids) | set(req.output_ids))
+
+
+def sample(req, logits: torch.Tensor) -> int:
+    """An engine request's next token from its row of logits, drawn from its own generator."""
+    probs = of_request(req, logits)
+    return probs if isinstance(probs, int) else draw(probs, req.generator)
+
+
 def uniform(generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Tensor:
     """One float64 number in [0, 1) from `generator` (on the generator's own device: an accelerator's generator
     draws there), as a scalar tensor on `device`."""
@@ -61,14 +79,15 @@ def pick(requests: list, logits: torch.Tensor, numpy_argmax: bool = False) -> li
     top-k, top-p or penalty: the usual request) by one softmax and one cumulative sum for all of them and one uniform number each from the
     request's own generator, as `draw` takes it; the rest one by one through `distribution`."""
     out: list[int] = [0] * len(requests)
-    greedy = [r.params.temperature < 1e-5 and r.params.repetition_penalty == 1.0 for r in requests]
-    if any(greedy):
+    top = [greedy(r.params) for r in requests]
+    if any(top):
         best = (logits.numpy() if numpy_argmax else logits).argmax(-1).tolist()
-        for i in (i for i, g in enumerate(greedy) if g):
+        for i in (i for i, g in enumerate(top) if g):
             out[i] = best[i]
-    plain = [i for i, r in enumerate(requests) if not greedy[i] and r.params.repetition_penalty == 1.0
+    plain = [i for i, r in enumerate(requests) if not top[i] and r.params.repetition_penalty == 1.0
              and not r.params.top_k and r.params.top_p >= 1.0]
-    if len(plain) > 1:
+    plain = plain if len(plain) > 1 else []  # one such row: `sample` alone is as cheap
+    if plain:
         temps = [requests[i].params.temperature for i in plain]
         if numpy_argmax:  # numpy: PyTorch's threads, on rows this wide, wait on cores onnxruntime's workers hold
             scaled = np.nan_to_num(logits.numpy()[plain] / np.array(temps, np.float32)[:, None], nan=-np.inf,
@@ -88,10 +107,7 @@ def pick(requests: list, logits: torch.Tensor, numpy_argmax: bool = False) -> li
             at = int(np.searchsorted(cdf[j], float(uniform(requests[i].generator)) * total, side="right"))
             # u * total rounded up to the total: the last token with any weight
             out[i] = at if at < cdf.shape[1] else int(np.flatnonzero(np.diff(cdf[j], prepend=0.0)).max())
-    else:
-        plain = []
     batched = set(plain)
-    for i in (i for i in range(len(requests)) if not greedy[i] and i not in batched):
-        probs = distribution(requests[i].params, logits[i], lambda r=requests[i]: set(r.prompt_ids) | set(r.output_ids))
-        out[i] = probs if isinstance(probs, int) else draw(probs, requests[i].generator)
+    for i in (i for i in range(len(requests)) if not top[i] and i not in batched):
+        out[i] = sample(requests[i], logits[i])
     return out

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from lmwright.errors import LmwrightError
-from lmwright.model.sampling import draw, uniform
+from lmwright.model.sampling import draw, greedy, uniform
 
 # the engine imports this module, so its classes are not imported back here: an import circle
 Engine = Request = Any
@@ -192,9 +192,8 @@ def speculative_step(engine: Engine, active: list[Request]) -> bool:
 def _check(engine: Engine, req: Request, draft: list[int], logits: torch.Tensor) -> tuple[int, int]:
     """Emit the tokens the model makes at the positions of `draft` and one after; returns (guesses kept, guesses
     examined: the request may end before the last)."""
-    p = req.params
     # greedy: the model's token at every position in one argmax (as `distribution` gives each alone)
-    best = logits.argmax(-1).tolist() if p.temperature < 1e-5 and p.repetition_penalty == 1.0 else None
+    best = logits.argmax(-1).tolist() if greedy(req.params) else None
     for i, guess in enumerate(draft):
         probs = best[i] if best is not None else engine.distribution(req, logits[i])
         if isinstance(probs, int):  # greedy
