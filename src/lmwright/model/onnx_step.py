@@ -65,9 +65,13 @@ class OnnxStep:
             sessions = {t: _session(path, t) for t in threads}  # onnxruntime reads the weights in: tmp may go
         self.names, self.kind = names, kind
         self.threads = pick(sessions) if len(sessions) > 1 else threads[0]
-        self.spins = self.threads > 1
         self.session = sessions[self.threads]
         self.seconds = time.perf_counter() - t0
+
+    @property
+    def spins(self) -> bool:
+        """Whether the session's worker threads spin between operators (`_session`: with more than one thread)."""
+        return self.threads > 1
 
     @classmethod
     def decode(cls, engine, threads: int | None = None, fused: bool = True) -> OnnxStep:

@@ -160,8 +160,8 @@ def _common(a: list[int], b: list[int]) -> int:
 
 def speculative_step(engine: Engine, active: list[Request]) -> bool:
     """One check of every running request's guesses, in one pass of the model; False (nothing done) when no
-    request had a guess, or more requests run than the drafter's `max_running` (one, on the fused onnxruntime graph), so the engine runs its plain
-    decode step."""
+    request had a guess, or more requests run than the drafter's `max_running` (one, on the fused onnxruntime
+    graph), so the engine runs its plain decode step."""
     drafter = engine.drafter
     # a full batch keeps the machine busy: checking guesses would cost more. The fused onnxruntime graph checks one
     # row a call, so there a second request already makes the batched decode step the cheaper way
