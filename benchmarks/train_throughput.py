@@ -1,8 +1,8 @@
 """Training throughput: lmwright's model and optimizer against `transformers`' LlamaForCausalLM + AdamW.
 
 Same model size and maths (4 layers, width 256, 8 heads, 4 kv heads, vocab 4096, context 256, batch 16,
-fp32 by default), same random batches; each side runs forward, loss, backward, clipping and an AdamW step,
-eager and under `torch.compile`. Prints tokens/s for each and the ratios. Target on a 2-core CPU: lmwright
+fp32 by default), same random batches; each side runs forward, loss, backward, clipping and a fused AdamW step
+(lmwright's optimizer as its trainer builds it; transformers' Trainer's default), eager and under `torch.compile`. Prints tokens/s for each and the ratios. Target on a 2-core CPU: lmwright
 eager >= 1.1 x transformers eager.
 
     pip install -e ".[bench]"          # from the repository root (transformers)
@@ -29,8 +29,7 @@ SHAPE = dict(vocab_size=4096, n_layers=4, d_model=256, n_heads=8, n_kv_heads=4, 
 BATCH, SEQ, TARGET = 16, 256, 1.1
 
 
-def hf_model() -> torch.nn.Module:
-    c = SHAPE
+def hf_model(c: dict = SHAPE) -> torch.nn.Module:
     cfg = LlamaConfig(vocab_size=c["vocab_size"], hidden_size=c["d_model"], intermediate_size=c["ffn_dim"],
                       num_hidden_layers=c["n_layers"], num_attention_heads=c["n_heads"],
                       num_key_value_heads=c["n_kv_heads"], max_position_embeddings=c["max_seq_len"],
@@ -39,13 +38,14 @@ def hf_model() -> torch.nn.Module:
     return LlamaForCausalLM(cfg).train()
 
 
-def trainer(side: str, compiled: bool, precision: str):
-    """A function running `n` training steps of one side and returning its tokens/s."""
-    device = torch.device("cpu")
+def trainer(side: str, compiled: bool, precision: str, device: torch.device = torch.device("cpu"),
+            shape: dict = SHAPE, batch: int = BATCH, seq: int = SEQ):
+    """A function running `n` training steps of one side and returning its tokens/s (benchmarks/gpu.py runs it
+    on a GPU with a larger shape)."""
     if side == "lmwright":
-        model = LlamaLM(ModelConfig(**SHAPE))
+        model = LlamaLM(ModelConfig(**shape))
         model.init_weights(0)
-        model.train()
+        model.to(device).train()
         # lmwright's AdamW as the trainer builds it (the default recipe uses Muon; this compares like with like)
         opt = make_optimizer(model, TrainSpec(optimizer="adamw", lr=1e-3))
         if compiled:
@@ -55,19 +55,21 @@ def trainer(side: str, compiled: bool, precision: str):
         def loss_of(b):  # the training path: with targets the model returns the loss
             return fwd(b[:, :-1], b[:, 1:])
     else:
-        model = hf_model()
+        model = hf_model(shape).to(device)
         decay = [p for p in model.parameters() if p.dim() >= 2]
         rest = [p for p in model.parameters() if p.dim() < 2]
+        # fused, as transformers' Trainer builds AdamW by default (optim "adamw_torch_fused" from torch 2.8)
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                                lr=1e-3, betas=(0.9, 0.95))
+                                lr=1e-3, betas=(0.9, 0.95), fused=True)
         fwd = torch.compile(model) if compiled else model
 
         def loss_of(b):  # transformers' own loss path (labels shifted inside the model)
             return fwd(input_ids=b[:, :-1], labels=b[:, :-1]).loss
     g = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, SHAPE["vocab_size"], (BATCH, SEQ + 1), generator=g) for _ in range(4)]
+    batches = [torch.randint(0, shape["vocab_size"], (batch, seq + 1), generator=g).to(device) for _ in range(4)]
 
     def run(n: int) -> float:
+        sync(device)
         t0 = time.perf_counter()
         for i in range(n):
             with autocast(device, precision):
@@ -76,9 +78,15 @@ def trainer(side: str, compiled: bool, precision: str):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
-        return n * BATCH * SEQ / (time.perf_counter() - t0)
+        sync(device)  # a GPU runs the steps asynchronously: time them to completion
+        return n * batch * seq / (time.perf_counter() - t0)
 
     return run
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
