@@ -217,6 +217,60 @@ def test_muon_matches_torch_muon(kw):
                                               for i in sr)
 
 
+def test_muon_state_moves_between_torch_and_lmwright_and_skips_matrices_without_gradients():
+    """A checkpoint of torch's Muon resumes in lmwright's and the other way round: after loading each other's
+    state, the same gradients give the same steps. A matrix with no gradient is left alone and gets no state."""
+    from lmwright.train.optim import Muon
+
+    ps, qs, _, ref, ours = _muon_pair(Muon, steps=2)
+    a, b = torch.optim.Muon(ps, lr=0.02), Muon(ps, lr=0.02)  # fresh, then each loads the other kind's state
+    a.load_state_dict(ours.state_dict())
+    b.load_state_dict(ref.state_dict())
+    for x, y in ((a.state, ours.state), (b.state, ref.state)):
+        assert all(torch.equal(x[p]["momentum_buffer"], y[q]["momentum_buffer"])
+                   for p, q in zip(ps, ps if y is ref.state else qs, strict=True))
+    qs[1].grad, before = None, qs[1].detach().clone()
+    for q in qs[:1] + qs[2:]:
+        q.grad = torch.ones_like(q)
+    ours.step()
+    assert torch.equal(qs[1], before)
+
+    fresh = [torch.nn.Parameter(torch.randn(8, 8)), torch.nn.Parameter(torch.randn(8, 8))]
+    fresh[0].grad = torch.randn(8, 8)
+    opt = Muon(fresh, lr=0.02)
+    opt.step()
+    assert fresh[1] not in opt.state and "momentum_buffer" in opt.state[fresh[0]]
+
+
+def test_adam_is_fused_and_a_checkpoint_of_the_unfused_kernel_resumes_fused(tmp_path):
+    """Adam(W) runs torch's fused kernel; a checkpoint written before it did (groups saying `fused: None`) resumes
+    on the fused kernel with the same state, where torch's own `load_state_dict` would take the old setting."""
+    from lmwright.train.optim import Optimizers
+
+    cfg = ModelConfig(vocab_size=40, n_layers=1, d_model=16, n_heads=2, n_kv_heads=1, ffn_dim=32, max_seq_len=16)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    for name in ("adamw", "adam", "muon"):
+        assert all(g["fused"] for g in make_optimizer(model, TrainSpec(optimizer=name)).optimizers[-1].param_groups)
+    old = Optimizers(torch.optim.AdamW(model.parameters(), lr=1e-3))  # the foreach default, as before
+    x = torch.randint(0, 40, (2, 9))
+    model(x[:, :-1], x[:, 1:]).backward()
+    old.step()
+    save_checkpoint(tmp_path, 1, model, old, {"history": {}, "elapsed": 0.0})
+    fresh = LlamaLM(cfg)
+    opt = Optimizers(torch.optim.AdamW(fresh.parameters(), lr=1e-3, fused=True))
+    load_latest(tmp_path, fresh, opt)
+    assert opt.param_groups[0]["fused"] is True
+    sa, sb = old.optimizers[0].state_dict()["state"], opt.optimizers[0].state_dict()["state"]
+    assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in ("exp_avg", "exp_avg_sq", "step"))
+    fresh(x[:, :-1], x[:, 1:]).backward()
+    model.zero_grad()
+    model(x[:, :-1], x[:, 1:]).backward()
+    opt.step()
+    old.step()  # the same step on both kernels
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(model.parameters(), fresh.parameters(), strict=True))
+
+
 def test_mfu_peak_is_the_datasheet_or_a_robust_measurement_and_mfu_never_exceeds_one():
     from lmwright.train.mfu import MfuMeter, Peak, datasheet_peak, find_peak
 

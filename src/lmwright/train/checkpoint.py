@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lmwright.train.optim import Optimizers
+from lmwright.train.optim import Optimizers, with_kernels_of
 
 KEEP = 2
 
@@ -121,7 +121,7 @@ class Checkpoint:
                 raise ValueError(f"{self.path} holds {len(self.optim_states)} optimizer(s); this run has "
                                  f"{len(opt.optimizers)} (was train.optimizer changed?)")
             for o, s in zip(opt.optimizers, self.optim_states, strict=True):
-                o.load_state_dict(s)
+                o.load_state_dict(with_kernels_of(o, s))
         torch.set_rng_state(self.torch_rng)
         meta = dict(self.meta)
         random.setstate(_tupled(meta.pop("rng_python")))

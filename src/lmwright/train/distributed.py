@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from lmwright.errors import LmwrightError
+from lmwright.train.optim import with_kernels_of
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def load_full_optimizer_state(model: torch.nn.Module, opt, states: list[dict]) -
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     names = {id(p): n for n, p in model.named_parameters()}
-    for o, osd in zip(opt, states, strict=True):
+    for o, saved in zip(opt, states, strict=True):
+        osd = with_kernels_of(o, saved)
         order = [names[id(p)] for g in o.param_groups for p in g["params"]]
         named = {"state": {order[i]: s for i, s in osd["state"].items()},
                  "param_groups": [{**g, "params": [order[i] for i in g["params"]]} for g in osd["param_groups"]]}

@@ -83,7 +83,7 @@ class Muon(torch.optim.Muon):
         torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
         updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
         tall = shape[0] > shape[1]
-        x = torch.stack(updates).to(ns_dtype)  # (matrices, rows, cols)
+        x = torch.stack([u.to(ns_dtype) for u in updates])  # (matrices, rows, cols), no fp32 copy of them all
         if tall:
             x = x.mT
         x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=group["eps"])  # spectral norm at most 1
@@ -93,7 +93,7 @@ class Muon(torch.optim.Muon):
             x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
         if tall:
             x = x.mT
-        lr = group["lr"]
+        lr = float(group["lr"])  # torch allows a tensor
         torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
         adjust = 0.2 * max(shape) ** 0.5 if group["adjust_lr_fn"] == "match_rms_adamw" \
             else max(1, shape[0] / shape[1]) ** 0.5  # torch's default, "original"
@@ -138,6 +138,16 @@ def make_optimizer(model: torch.nn.Module, tr) -> Optimizers:
     if tr.optimizer == "rmsprop":
         return Optimizers(torch.optim.RMSprop(groups, lr=tr.lr, momentum=tr.momentum))
     raise ValueError(f"unknown optimizer {tr.optimizer!r}")
+
+
+def with_kernels_of(opt: torch.optim.Optimizer, state: dict) -> dict:
+    """A saved optimizer state with `opt`'s own kernel choice (`fused`, `foreach`) in its groups. torch's
+    `load_state_dict` takes every group setting from the saved state, so a checkpoint written before AdamW was
+    fused (or on a device without the fused kernel) would otherwise keep the rest of the run on the slower
+    path; with `fused` set, torch also moves each `step` to the parameter's device as the fused kernel needs."""
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    groups = [{**saved, **now} for saved, now in zip(state["param_groups"], kernels, strict=False)]
+    return {**state, "param_groups": groups + state["param_groups"][len(groups):]}  # a count mismatch: torch says so
 
 
 def lr_scale(step: int, tr) -> float:
