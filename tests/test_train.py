@@ -235,6 +235,12 @@ def test_muon_state_moves_between_torch_and_lmwright_and_skips_matrices_without_
     ours.step()
     assert torch.equal(qs[1], before)
 
+    class Pieces(Muon):  # a group stacked two matrices at a time steps the same as stacked whole
+        stack_bytes = 2 * 24 * 40 * 4
+
+    whole, pieces = _muon_pair(Muon)[1], _muon_pair(Pieces)[1]
+    assert all(torch.allclose(p, q, rtol=0, atol=1e-6) for p, q in zip(whole, pieces, strict=True))
+
     fresh = [torch.nn.Parameter(torch.randn(8, 8)), torch.nn.Parameter(torch.randn(8, 8))]
     fresh[0].grad = torch.randn(8, 8)
     opt = Muon(fresh, lr=0.02)
