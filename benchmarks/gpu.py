@@ -2,8 +2,9 @@
 engine's decode speed, each beside its peer, in one run.
 
 1. Pretraining through lmwright's own loop (`train/loop.py` `pretrain`), bf16 autocast, compiled: with the
-   default recipe (Muon for the hidden matrices, AdamW for the rest, WSD schedule) and with AdamW alone. The shape is GPT-2 small's: 12 layers, width 768, 12 heads,
-   SwiGLU width 2048, vocabulary 50,304 (tied), context 1024: 124M parameters. Tokens/s is the median over the
+   default recipe (Muon for the hidden matrices, AdamW for the rest, WSD schedule) and with AdamW alone. The
+   shape is GPT-2 small's: 12 layers, width 768, 12 heads, SwiGLU width 2048, vocabulary 50,304 (tied), context
+   1024: 124M parameters. Tokens/s is the median over the
    steps after the warm-up ones, timed at each step's end (the loop syncs on its loss every step); MFU is model
    FLOPs over the GPU's datasheet dense bf16 peak (`train/mfu.py`). Model FLOPs (`model/plan.py`) are PaLM's
    count: 6 per matmul weight per token plus 12 x layers x width x context for attention, not halved for the
@@ -35,15 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))  # the peer's trainer, shared with train_throughput.py
+from train_throughput import sync, trainer  # noqa: E402
+
 GPT2_SMALL = dict(vocab_size=50304, n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, ffn_dim=2048,
                   max_seq_len=1024)
 TINY = dict(vocab_size=512, n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=192, max_seq_len=128)
 TARGET_MFU = 0.40
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def word_tokenizer(vocab: int):
@@ -55,14 +54,7 @@ def word_tokenizer(vocab: int):
     return tok
 
 
-def peak_of(device: torch.device) -> tuple[float, str]:
-    from lmwright.train.mfu import find_peak
-
-    peak = find_peak(device, "bf16", None)
-    return peak.flops, peak.source
-
-
-def pretrain_part(shape: dict, batch: int, steps: int, device: torch.device, root: Path, compiled: bool,
+def pretrain_part(shape: dict, batch: int, steps: int, device: torch.device, root: Path,
                   optimizer: str | None = None) -> dict:
     """lmwright's pretraining loop on random tokens; per-step times from its `on_step` callback. `optimizer`:
     None for the default recipe's."""
@@ -80,7 +72,7 @@ def pretrain_part(shape: dict, batch: int, steps: int, device: torch.device, roo
     sets = [f"model.{k}={v}" for k, v in shape.items() if k != "vocab_size"]
     sets += [f"tokenizer.vocab_size={shape['vocab_size']}", f"train.batch_size={batch}", f"train.seq_len={seq}",
              f"train.max_steps={steps}", f"train.eval_every={steps}", "train.eval_batches=2",
-             f"train.checkpoint_every={steps + 1}", "train.precision=bf16", f"train.compile={compiled}",
+             f"train.checkpoint_every={steps + 1}", "train.precision=bf16", "train.compile=true",
              f"train.device={device.type}", f"train.warmup_steps={min(30, steps // 3)}"]
     sets += [f"train.optimizer={optimizer}"] if optimizer else []
     spec = load_spec(None, sets)
@@ -110,10 +102,9 @@ def pretrain_part(shape: dict, batch: int, steps: int, device: torch.device, roo
 
 def peer_part(shape: dict, batch: int, device: torch.device, steps: int, rounds: int) -> dict:
     """lmwright against transformers, AdamW, bf16, compiled, same shape and batch (train_throughput.trainer)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from lmwright.model.config import ModelConfig
     from lmwright.model.plan import flops_per_token
-    from train_throughput import trainer
+    from lmwright.train.mfu import find_peak
 
     seq = shape["max_seq_len"]
     runs = {side: trainer(side, True, "bf16", device, shape, batch, seq) for side in ("transformers", "lmwright")}
@@ -125,12 +116,12 @@ def peer_part(shape: dict, batch: int, device: torch.device, steps: int, rounds:
     for _ in range(rounds):  # interleaved, best of rounds
         for side, run in runs.items():
             best[side] = max(best[side], run(steps))
-    peak, source = peak_of(device)
+    peak = find_peak(device, "bf16")
     fpt = flops_per_token(ModelConfig(**shape), seq)
     return {"optimizer": "adamw", "batch": batch, "seq_len": seq, "compile_and_warmup_s": round(compile_s, 1),
             **{f"{side}_tokens_per_s": round(v) for side, v in best.items()},
-            **{f"{side}_mfu": round(fpt * v / peak, 4) for side, v in best.items()},
-            "ratio": round(best["lmwright"] / best["transformers"], 3), "peak_source": source}
+            **{f"{side}_mfu": round(fpt * v / peak.flops, 4) for side, v in best.items()},
+            "ratio": round(best["lmwright"] / best["transformers"], 3), "peak_source": peak.source}
 
 
 def decode_part(model, device: torch.device, root: Path, new_tokens: int, rounds: int) -> dict:
@@ -159,19 +150,25 @@ def decode_part(model, device: torch.device, root: Path, new_tokens: int, rounds
     ways = {"generate": lambda ps: hf.generate(torch.tensor(ps, device=device), **hf_kw)[:, 32:].tolist()}
     for name, eng in engines.items():
         ways[name] = lambda ps, eng=eng: [r.output_ids for r in eng.generate(ps, params)]
+
+    @torch.no_grad()
+    def timed(fn, ps: list[list[int]]) -> tuple[float, list[list[int]]]:
+        """Tokens/s of one call and its outputs, after an untimed call (the way before left its own state)."""
+        fn(ps)
+        sync(device)
+        t = time.perf_counter()
+        out = fn(ps)
+        sync(device)
+        return n * len(ps) / (time.perf_counter() - t), out
+
     rows: dict = {}
     outputs: dict = {}
     for streams in (1, 16):
         best = dict.fromkeys(ways, 0.0)
         for _ in range(rounds):
             for name, fn in ways.items():
-                with torch.no_grad():
-                    fn(prompts[:streams])  # warm: the way before left its own state
-                    sync(device)
-                    t = time.perf_counter()
-                    outputs[name] = fn(prompts[:streams])
-                    sync(device)
-                best[name] = max(best[name], n * streams / (time.perf_counter() - t))
+                tok_s, outputs[name] = timed(fn, prompts[:streams])
+                best[name] = max(best[name], tok_s)
         ref = outputs["generate"]
         rows[f"{streams}_streams"] = {
             name: {"tok_s": round(v, 1), "vs_generate": round(v / best["generate"], 2),
@@ -183,14 +180,10 @@ def decode_part(model, device: torch.device, root: Path, new_tokens: int, rounds
     # match, so only the speed
     sampled = SamplingParams(max_tokens=n, temperature=0.8, seed=7, ignore_eos=True)
     for streams in (1, 16):
-        eng = engines["engine compiled"]
-        eng.generate(prompts[:streams], sampled)
-        sync(device)
-        t = time.perf_counter()
-        outs = [r.output_ids for r in eng.generate(prompts[:streams], sampled)]
-        sync(device)
-        rows[f"{streams}_streams"]["engine compiled, sampled"] = {
-            "tok_s": round(n * streams / (time.perf_counter() - t), 1), "tokens": sum(map(len, outs))}
+        tok_s, outs = timed(lambda ps: [r.output_ids for r in engines["engine compiled"].generate(ps, sampled)],
+                            prompts[:streams])
+        rows[f"{streams}_streams"]["engine compiled, sampled"] = {"tok_s": round(tok_s, 1),
+                                                                  "tokens": sum(map(len, outs))}
     return {"dtype": "bf16", "prompt_tokens": 32, "new_tokens": n, "engine_compile_s": round(compile_s, 1), **rows}
 
 
@@ -232,8 +225,7 @@ def main() -> None:
             try:
                 if part.startswith("pretrain"):  # pretrain: the default recipe; pretrain-adamw: AdamW
                     optimizer = part.partition("-")[2] or None
-                    out = pretrain_part(shape, a.batch, a.steps, device, root / part, compiled=True,
-                                        optimizer=optimizer)
+                    out = pretrain_part(shape, a.batch, a.steps, device, root / part, optimizer)
                     trained = out.pop("_model")
                     model = trained if model is None else model  # decode runs on the first part's model
                 elif part == "decode":

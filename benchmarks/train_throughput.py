@@ -2,8 +2,9 @@
 
 Same model size and maths (4 layers, width 256, 8 heads, 4 kv heads, vocab 4096, context 256, batch 16,
 fp32 by default), same random batches; each side runs forward, loss, backward, clipping and a fused AdamW step
-(lmwright's optimizer as its trainer builds it; transformers' Trainer's default), eager and under `torch.compile`. Prints tokens/s for each and the ratios. Target on a 2-core CPU: lmwright
-eager >= 1.1 x transformers eager.
+(lmwright's optimizer as its trainer builds it; transformers' Trainer's default), eager and under
+`torch.compile`. Prints tokens/s for each and the ratios. Target on a 2-core CPU: lmwright eager >= 1.1 x
+transformers eager.
 
     pip install -e ".[bench]"          # from the repository root (transformers)
     python benchmarks/train_throughput.py [--steps 5] [--rounds 3] [--no-compile] [--precision bf16] [--json]

@@ -67,19 +67,19 @@ class Muon(torch.optim.Muon):
             for p in group["params"]:
                 if p.grad is not None:
                     by_shape.setdefault((p.shape, p.device, p.dtype), []).append(p)
-            for (shape, device, _), params in by_shape.items():
-                per = max(1, self.stack_bytes // (shape.numel() * 4))  # a large model's group in pieces
+            for params in by_shape.values():
+                per = max(1, self.stack_bytes // (params[0].numel() * 4))  # a large model's group in pieces
                 for i in range(0, len(params), per):
-                    self._step_shape(group, params[i:i + per], shape, self.ns_dtype(device))
+                    self._step_shape(group, params[i:i + per])
         return loss
 
     @staticmethod
     def ns_dtype(device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
 
-    def _step_shape(self, group: dict, params: list[torch.nn.Parameter], shape: torch.Size,
-                    ns_dtype: torch.dtype) -> None:
-        grads = [p.grad for p in params]
+    def _step_shape(self, group: dict, params: list[torch.nn.Parameter]) -> None:
+        """One step of `params`, matrices of one shape, device and dtype."""
+        shape, grads = params[0].shape, [p.grad for p in params]
         bufs = []
         for p in params:
             state = self.state[p]
@@ -89,7 +89,7 @@ class Muon(torch.optim.Muon):
         torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
         updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
         tall = shape[0] > shape[1]
-        x = torch.stack([u.to(ns_dtype) for u in updates])  # (matrices, rows, cols), no fp32 copy of them all
+        x = torch.stack([u.to(self.ns_dtype(params[0].device)) for u in updates])  # (matrices, rows, cols), no fp32 copy of them all
         if tall:
             x = x.mT
         x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=group["eps"])  # spectral norm at most 1
