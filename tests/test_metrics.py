@@ -10,7 +10,15 @@ from sklearn import metrics as skm
 from sklearn.model_selection import StratifiedKFold  # noqa: F401  (the reference for the stratification property)
 
 from lmwright.evaluate.classify import classification_metrics, roc_auc
-from lmwright.evaluate.generation import bleu, chrf, exact_match, generation_metrics, normalise_answer, rouge
+from lmwright.evaluate.generation import (
+    bleu,
+    chrf,
+    corpus_scorer,
+    exact_match,
+    generation_metrics,
+    normalise_answer,
+    rouge,
+)
 from lmwright.evaluate.stats import bootstrap_ci, bucket_order, kfold_assign, length_bucket
 
 
@@ -62,6 +70,20 @@ def test_bleu_and_chrf_are_sacrebleu_and_match_hand_worked_values():
     assert chrf(preds, refs) == pytest.approx(sacrebleu.corpus_chrf(preds, [refs]).score)
     assert bleu(refs, refs) == pytest.approx(100.0)
     assert chrf(refs, refs) == pytest.approx(100.0)
+
+
+def test_a_resample_scored_from_summed_counts_is_sacrebleu_on_those_examples():
+    # the bootstrap's BLEU and chrF: each resample (with repeats, as the bootstrap draws) scored from the examples'
+    # n-gram counts must equal sacrebleu run on that resample's text
+    preds = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him.", "", "a b c d e"]
+    refs = ["The dog bit the man.", "It was not unexpected.", "The man bit him first.", "nothing", "a b c d f"]
+    rng = np.random.default_rng(0)
+    for name, score in (("bleu", bleu), ("chrf", chrf)):
+        by_counts = corpus_scorer(name, preds, refs)
+        assert by_counts(np.arange(len(preds))) == pytest.approx(score(preds, refs))
+        for _ in range(20):
+            idx = rng.integers(0, len(preds), len(preds))
+            assert by_counts(idx) == pytest.approx(score([preds[i] for i in idx], [refs[i] for i in idx]))
 
 
 def test_rouge_and_exact_match_match_hand_worked_values():

@@ -97,3 +97,39 @@ def test_generation_safety_counts_pii_and_blocklisted_words():
     s = generation_safety(texts)
     assert s["pii_rate"] == 0.25 and s["pii_types"] == {"email": 1}
     assert s["blocklist_rate"] == 0.25 and s["n"] == 4
+
+
+def test_continuation_logprobs_are_the_summed_log_softmax_of_the_continuation_tokens(tok):
+    # the head runs only where a continuation token is predicted; the figure must be the full forward's
+    from lmwright.evaluate.classify import continuation_logprobs
+
+    model = _model(tok, seed=3).eval()
+    contexts = ["The json module", "Return a new", "Digits " * 40]  # the last is cut to the model's context
+    conts = [" encodes JSON documents.", " list", " 0 1 2"]
+    got = continuation_logprobs(model, tok, contexts, conts, batch=2)
+    for c, t, g in zip(contexts, conts, got, strict=True):
+        ids = (tok.encode(c).ids + tok.encode(t, add_special_tokens=False).ids)[-(model.cfg.max_seq_len + 1):]
+        n = len(tok.encode(t, add_special_tokens=False).ids)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids[:-1]])).float()[0], -1)
+        want = sum(logp[p, ids[p + 1]].item() for p in range(len(ids) - 1 - n, len(ids) - 1))
+        assert g == pytest.approx(want, abs=1e-4)
+
+
+def test_greedy_continuations_through_the_engine_equal_recomputing_the_prefix(tok):
+    # the engine's KV cache path (prompt + continuation within the context) and the sliding recompute past it
+    from lmwright.evaluate.generation import greedy_batch
+
+    model = _model(tok, seed=4).eval()
+    prompts = [tok.encode(t).ids[:6] for t in TEXTS[:3]]
+
+    def naive(p: list[int], n: int) -> list[int]:
+        ctx = list(p)
+        with torch.no_grad():
+            for _ in range(n):
+                ctx.append(int(model(torch.tensor([ctx[-model.cfg.max_seq_len:]]))[0, -1].argmax()))
+        return ctx[len(p):]
+
+    assert greedy_batch(model, tok, prompts, 12, batch=2) == [naive(p, 12) for p in prompts]
+    n = model.cfg.max_seq_len  # past the context: no cache, the prefix slides
+    assert greedy_batch(model, tok, prompts[:1], n) == [naive(prompts[0], n)]

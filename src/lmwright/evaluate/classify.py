@@ -145,9 +145,12 @@ def continuation_logprobs(model: torch.nn.Module, tok, contexts: list[str], cont
             tgt = torch.tensor(ids[1:])
             tgt[: len(ids) - 1 - n_cont] = -100  # only the continuation's tokens count
             y[j, : len(ids) - 1] = tgt
-        logits = model(x.to(device)).float()
-        nll = F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), reduction="none", ignore_index=-100)
-        out[i: i + len(group)] = -nll.view(len(group), width).sum(1).cpu().numpy()
+        x, y = x.to(device), y.to(device)
+        scored = y != -100  # the output head only where a continuation token is predicted, not over every position
+        logits = model.lm_head(model.hidden(x)[scored]).float()
+        nll = F.cross_entropy(logits, y[scored], reduction="none")
+        row_of = scored.nonzero()[:, 0]
+        out[i: i + len(group)] = -torch.zeros(len(group), device=device).index_add_(0, row_of, nll).cpu().numpy()
     return out
 
 

@@ -58,16 +58,16 @@ def slice_keys(docs: list[dict], which: list[str], edges: list[int], pydocs_sour
 
 
 def _gen_ci(preds: list[str], refs: list[str], e, seed: int) -> dict[str, tuple[float, float]]:
-    """Intervals for the generation metrics; the corpus-level ones (BLEU, chrF) are recomputed per resample."""
-    from lmwright.evaluate.generation import bleu, chrf
+    """Intervals for the generation metrics; the corpus-level ones (BLEU, chrF) from each resample's summed counts."""
+    from lmwright.evaluate.generation import corpus_scorer
 
-    n, p, r = len(preds), np.array(preds, dtype=object), np.array(refs, dtype=object)
+    n = len(preds)
     rl, em = rouge(preds, refs)["rougeL"], exact_match(preds, refs)
-    few = min(e.bootstrap, 200)  # sacrebleu per resample costs milliseconds
-    return {"rouge_l": bootstrap_ci(lambda i: rl[i].mean(), n, e.bootstrap, e.confidence, seed),
-            "exact_match": bootstrap_ci(lambda i: em[i].mean(), n, e.bootstrap, e.confidence, seed),
-            "bleu": bootstrap_ci(lambda i: bleu(list(p[i]), list(r[i])), n, few, e.confidence, seed),
-            "chrf": bootstrap_ci(lambda i: chrf(list(p[i]), list(r[i])), n, few, e.confidence, seed)}
+    out = {"rouge_l": bootstrap_ci(lambda i: rl[i].mean(), n, e.bootstrap, e.confidence, seed),
+           "exact_match": bootstrap_ci(lambda i: em[i].mean(), n, e.bootstrap, e.confidence, seed)}
+    for name in ("bleu", "chrf"):
+        out[name] = bootstrap_ci(corpus_scorer(name, preds, refs), n, e.bootstrap, e.confidence, seed)
+    return out
 
 
 def evaluate_docs(model: torch.nn.Module, tok, docs: list[dict], seq_len: int, e, seed: int = 0,
