@@ -13,7 +13,7 @@ from lmwright.model.llama import LlamaLM
 from lmwright.spec import TrainSpec
 from lmwright.train.checkpoint import checkpoints, load_latest, save_checkpoint
 from lmwright.train.loop import overfitting
-from lmwright.train.optim import lr_at, make_optimizer
+from lmwright.train.optim import Muon, fast_bf16, lr_at, make_optimizer
 
 
 def test_warmup_then_cosine_to_floor():
@@ -178,6 +178,14 @@ def test_a_muon_checkpoint_restores_both_optimizers(tmp_path):
         assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i] if isinstance(sa[i][k], torch.Tensor))
 
 
+class Fp32Muon(Muon):
+    """The iteration in fp32, whatever this CPU's bf16 units (`fast_bf16`): the path of CPUs without them."""
+
+    @staticmethod
+    def ns_dtype(device):
+        return torch.float32
+
+
 def _muon_pair(ours_cls, steps: int = 3, **kw):
     """torch's Muon and `ours_cls` stepped on the same gradients over matrices of three shapes, several of one
     shape (ours orthogonalises those together); returns (torch's params, ours, the start, both optimizers)."""
@@ -198,17 +206,16 @@ def _muon_pair(ours_cls, steps: int = 3, **kw):
 
 @pytest.mark.parametrize("kw", [{}, {"nesterov": False, "adjust_lr_fn": "match_rms_adamw"}])
 def test_muon_matches_torch_muon(kw):
-    """lmwright's Muon orthogonalises a shape's matrices together, in fp32 on the CPU; torch's one by one in
-    bf16. Same update up to bf16 rounding; in bf16 (what it runs on CUDA) the same up to the batched products'
-    rounding; the same state either way."""
-    from lmwright.train.optim import Muon
+    """lmwright's Muon orthogonalises a shape's matrices together, in fp32 on a CPU without bf16 units; torch's one
+    by one in bf16. Same update up to bf16 rounding; in bf16 (what it runs on CUDA and on CPUs with bf16 units)
+    the same up to the batched products' rounding; the same state either way."""
 
     class Bf16Muon(Muon):
         @staticmethod
         def ns_dtype(device):
             return torch.bfloat16
 
-    for cls, tol in ((Muon, 0.02), (Bf16Muon, 0.005)):
+    for cls, tol in ((Fp32Muon, 0.02), (Bf16Muon, 0.005)):
         ps, qs, start, ref, ours = _muon_pair(cls, **kw)
         for p, q, s in zip(ps, qs, start, strict=True):
             assert (p - q).norm() / (p - s).norm() < tol
@@ -220,9 +227,8 @@ def test_muon_matches_torch_muon(kw):
 def test_muon_state_moves_between_torch_and_lmwright_and_skips_matrices_without_gradients():
     """A checkpoint of torch's Muon resumes in lmwright's and the other way round: after loading each other's
     state, the same gradients give the same steps. A matrix with no gradient is left alone and gets no state."""
-    from lmwright.train.optim import Muon
 
-    ps, qs, _, ref, ours = _muon_pair(Muon, steps=2)
+    ps, qs, _, ref, ours = _muon_pair(Fp32Muon, steps=2)
     a, b = torch.optim.Muon(ps, lr=0.02), Muon(ps, lr=0.02)  # fresh, then each loads the other kind's state
     a.load_state_dict(ours.state_dict())
     b.load_state_dict(ref.state_dict())
@@ -235,10 +241,10 @@ def test_muon_state_moves_between_torch_and_lmwright_and_skips_matrices_without_
     ours.step()
     assert torch.equal(qs[1], before)
 
-    class Pieces(Muon):  # a group stacked two matrices at a time steps the same as stacked whole
+    class Pieces(Fp32Muon):  # a group stacked two matrices at a time steps the same as stacked whole
         stack_bytes = 2 * 24 * 40 * 4
 
-    whole, pieces = _muon_pair(Muon)[1], _muon_pair(Pieces)[1]
+    whole, pieces = _muon_pair(Fp32Muon)[1], _muon_pair(Pieces)[1]
     assert all(torch.allclose(p, q, rtol=0, atol=1e-6) for p, q in zip(whole, pieces, strict=True))
 
     fresh = [torch.nn.Parameter(torch.randn(8, 8)), torch.nn.Parameter(torch.randn(8, 8))]
@@ -312,3 +318,12 @@ def test_the_pipeline_reports_mfu_with_its_peak(tiny_run):
     pt = out["pretrain"].summary
     assert 0 < pt["mfu"] <= 1 and pt["peak_tflops"] > 0 and pt["peak_source"].startswith("measured")
     assert pt["peak_source"] in (root / "lmwright-out" / "report.md").read_text()
+
+
+def test_muon_iterates_in_bf16_only_where_bf16_matmuls_are_fast():
+    # CUDA, or a CPU with AVX512-BF16 / AMX; elsewhere bf16 is emulated and an order of magnitude slower
+    assert Muon.ns_dtype(torch.device("cuda")) == torch.bfloat16
+    assert Muon.ns_dtype(torch.device("mps")) == torch.float32
+    cpu_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert fast_bf16(torch.device("cpu")) == cpu_bf16
+    assert Muon.ns_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_bf16 else torch.float32)

@@ -13,6 +13,16 @@ from collections.abc import Iterator
 import torch
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix multiplication beats fp32 on `device`: CUDA, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up, not assumed
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 class Optimizers:
     """Several torch optimizers stepped together, with the optimizer interface the training loop uses."""
 
@@ -47,9 +57,10 @@ class Muon(torch.optim.Muon):
       iteration instead of one per matrix, and the momentum and the update as foreach operations. On a GPU
       torch's per-matrix loop launches ~30 small kernels per matrix; for a 124M model on an H200 that left the
       GPU waiting on launches (benchmarks/gpu.py, RESULTS.md).
-    - The iteration runs in bf16 on CUDA, as torch's does, and in fp32 elsewhere: on a CPU without bf16 matrix
-      units (most x86 before AVX512-BF16/AMX) bf16 is an order of magnitude slower; here it made a 300-step
-      run take over 8 minutes instead of about 2.
+    - The iteration runs in bf16, as torch's does, where bf16 matmuls are fast: on CUDA, and on a CPU with bf16
+      matrix instructions (AVX512-BF16 or AMX: 2.5-3x fp32's throughput on a 2-core EPYC, taking the default
+      model's Muon step from ~50 to ~28 ms). On other CPUs it runs in fp32: without those units bf16 is an order
+      of magnitude slower (a 300-step run took over 8 minutes instead of about 2).
     """
 
     # the most a stacked group may take (fp32): torch held one matrix at a time; a 124M model's largest group is
@@ -75,7 +86,7 @@ class Muon(torch.optim.Muon):
 
     @staticmethod
     def ns_dtype(device: torch.device) -> torch.dtype:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
 
     def _step_shape(self, group: dict, params: list[torch.nn.Parameter]) -> None:
         """One step of `params`, matrices of one shape, device and dtype."""
