@@ -308,3 +308,28 @@ def test_augmentation_adds_noisy_training_copies_and_never_touches_held_out_rows
     assert [c["label"] for c in copies] == [o["label"] for o in originals]
     assert sum(c["text"] != o["text"] for c, o in zip(copies, originals, strict=True)) > len(copies) // 2
     assert load_rows("classify", spec.finetune.classify, None, 1, tmp_path, None)[1] == held  # held out: as it was
+
+
+@pytest.mark.parametrize("kind", ["classify", "preference"])
+def test_each_recipe_trains_and_validates_under_bf16_autocast(tiny_run, tmp_path, kind):
+    # train.precision auto is bf16 on CPUs with bf16 units: validation inside the loop then runs under autocast too
+    from lmwright.finetune.recipes import RECIPES
+
+    words = ["alpha", "beta", "gamma", "delta", "omega"]
+    if kind == "classify":
+        rows = [{"text": f"{w} is the word number {i} here", "label": "first" if i % 2 else "second"}
+                for i, w in enumerate(words * 4)]
+    else:
+        rows = [{"prompt": f"Which is right about {w}?", "chosen": "The plain answer.", "rejected": f"{w} {w}"}
+                for w in words * 4]
+    spec = _spec(steps=4, eval_every=2, precision="bf16")
+    recipe = getattr(spec.finetune, kind)
+    recipe.data = str(_jsonl(tmp_path / "train.jsonl", rows[:16]))
+    recipe.val_data = str(_jsonl(tmp_path / "val.jsonl", rows[16:]))
+    out = tmp_path / "out"
+    out.mkdir()
+    res = RECIPES[kind](spec, _model_dir(tiny_run), "tiny", None, out, tmp_path / "work", quiet())
+    hist = json.loads((out / "history.json").read_text())
+    assert res["steps"] == 4 and len(hist["val"]) == 2
+    assert all(np.isfinite(v["loss"]) for v in hist["val"])
+

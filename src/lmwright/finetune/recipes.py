@@ -313,7 +313,8 @@ def classify(spec, base_dir: Path, base_name: str, split_dir: Path | None, out: 
 
     def predict() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            logits = torch.cat([model(v_x[i:i + 32]) for i in range(0, len(v_x), 32)]).cpu()
+            # float: under bf16 autocast (validation in the loop) the logits are bf16, which numpy cannot hold
+            logits = torch.cat([model(v_x[i:i + 32]) for i in range(0, len(v_x), 32)]).float().cpu()
         return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
 
     def val_fn() -> dict:
