@@ -135,7 +135,9 @@ def main() -> None:
     say(f"baseline: lr {best_lr:g}, {base['steps']} steps in {a.budget:.0f} s ({base['tokens_per_s']:,} tok/s), "
         f"final val loss {target:.4f}")
 
-    ours_spec = load_spec(None, [f"train.eval_batches={EVAL_BATCHES}", "train.eval_every=25"])
+    # fp32 like the baseline: what is compared is the recipe, not bf16 autocast (train.precision auto takes bf16 on
+    # CPUs with bf16 units)
+    ours_spec = load_spec(None, [f"train.eval_batches={EVAL_BATCHES}", "train.eval_every=25", "train.precision=fp32"])
     with tempfile.TemporaryDirectory() as work:
         r = pretrain(ours_spec, outs["tokenize"].path, tok, Path(work), Reporter(quiet=True))
     ours_curve = list(zip(r.history["val_seconds"], r.history["val_loss"], strict=True))

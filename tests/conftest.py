@@ -22,13 +22,16 @@ TINY = {
     "tokenizer": {"vocab_size": 400},
     "model": {"n_layers": 2, "d_model": 32, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 64},
     "train": {"max_steps": 24, "batch_size": 4, "seq_len": 32, "lr": 0.01, "warmup_steps": 2, "eval_every": 8,
-              "eval_batches": 2, "checkpoint_every": 8, "threads": 1},
+              "eval_batches": 2, "checkpoint_every": 8, "threads": 1,
+              # fp32, not auto's bf16 on CPUs with bf16 units: tests compare runs with fp32 references (transformers,
+              # one process against two) to 1e-4, and a 32-wide model gains nothing from bf16
+              "precision": "fp32"},
     "eval": {"prompts": ["The json module"], "max_new_tokens": 8, "bootstrap": 100,
              "continuation": {"docs": 16, "prompt_tokens": 8, "new_tokens": 4}},
     "risk": {"canaries": {"repeats": [1, 8], "candidates": 50}, "verbatim": {"docs": 8, "prompt_tokens": 8,
                                                                             "new_tokens": 4}, "samples": 4},
     "serve": {"compile": False},  # the eager engine: the same maths without a compile per test server
-    "finetune": {"steps": 6, "batch_size": 4, "seq_len": 48, "eval_every": 3, "checkpoint_every": 3,
+    "finetune": {"steps": 6, "batch_size": 4, "seq_len": 48, "eval_every": 3, "checkpoint_every": 3, "precision": "fp32",
                  "lora": {"r": 2}, "sft": {"eval_examples": 4, "max_new_tokens": 4},
                  "classify": {"min_examples": 3}},
 }

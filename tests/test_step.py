@@ -18,6 +18,7 @@ from lmwright.train.step import (
     optimizer_step,
     pick_device,
     record_evaluation,
+    resolve_precision,
     should_stop,
 )
 
@@ -42,6 +43,21 @@ def test_a_loop_computes_in_its_precision():
     for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         with autocast(CPU, precision):
             assert (a @ a).dtype == dtype, precision
+
+
+def test_auto_precision_is_bf16_only_where_bf16_matmuls_are_fast(monkeypatch):
+    assert TrainSpec().precision == FinetuneSpec().precision == "auto"
+    for name in ("fp32", "bf16", "fp16"):  # a named precision is kept, wherever the loop runs
+        assert resolve_precision(name, CPU) == resolve_precision(name, CUDA) == name
+    for cpu_bf16 in (True, False):  # AVX512-BF16 or AMX: bf16; without them bf16 is emulated, ~10x slower
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=cpu_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert resolve_precision("auto", CPU) == ("bf16" if cpu_bf16 else "fp32")
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_precision("auto", CUDA) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a T4: fp32, not fp16's scaler
+    assert resolve_precision("auto", CUDA) == "fp32"
 
 
 def test_fine_tuning_hands_its_loop_its_own_settings_over_trains(monkeypatch):

@@ -229,7 +229,8 @@ def model_plan(
     batch: Annotated[int | None, typer.Option(help="Sequences per step (default: train.batch_size / grad_accum "
                                               "per process).")] = None,
     seq: Annotated[int | None, typer.Option(help="Sequence length (default: train.seq_len).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32, bf16 or fp16 (default: train.precision).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16 or fp16 (default: train.precision; "
+                                                     "auto as training here resolves it).")] = None,
     optimizer: Annotated[str | None, typer.Option(help="Optimizer (default: train.optimizer).")] = None,
     device: Annotated[str | None, typer.Option(help="A device to check the fit against: "
                                                "h100, a100-40, l4, t4, rtx4090, ...")] = None,
@@ -251,6 +252,10 @@ def model_plan(
         raise LmwrightError(f"--device {device!r} is not one I know; use one of {', '.join(DEVICES)} "
                             "or --memory-gib N")
     precision = precision or tr.precision
+    if precision == "auto":  # as training on this machine would resolve it (bf16 where bf16 matmuls are fast)
+        from lmwright.train.step import pick_device, resolve_precision
+
+        precision = resolve_precision(precision, pick_device(tr.device))
     if precision not in PRECISION_BYTES:
         raise LmwrightError(f"--precision {precision!r}: use fp32, bf16 or fp16")
     cfg = ModelConfig.from_spec(spec, spec.tokenizer.vocab_size)

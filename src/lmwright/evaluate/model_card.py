@@ -71,6 +71,13 @@ _HYPER = ("optimizer", "lr", "schedule", "min_lr_ratio", "warmup_steps", "weight
           "grad_accum", "seq_len", "precision", "nproc")
 
 
+def _resolved(precision: str, device: str) -> str:
+    """The precision a fine-tuning just trained in on this machine (`auto` resolved as its loop resolves it)."""
+    from lmwright.train.step import pick_device, resolve_precision
+
+    return resolve_precision(precision, pick_device(device, "finetune.device"))
+
+
 def _num(v: Any) -> bool:
     """A finite number (not a flag): what can stand in a table and in `model-index`."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
@@ -137,7 +144,8 @@ def pretrained_facts(spec, inputs: dict[str, dict], digests: dict[str, str], met
         "training": {"steps": pre.get("steps"), "best_step": pre.get("best_step"), "tokens": pre.get("tokens"),
                      "final_loss": pre.get("final_loss"), "val_bits_per_byte": pre.get("val_bpb"),
                      "hyperparameters": {k: getattr(spec.train, k) for k in _HYPER}
-                     | {"model": spec.model.model_dump(mode="json"), "seed": spec.project.seed}},
+                     | {"precision": pre.get("precision", spec.train.precision),  # what auto became
+                        "model": spec.model.model_dump(mode="json"), "seed": spec.project.seed}},
         "evaluation": rows, "confidence": spec.eval.confidence,
         "risk": {k: v for k, v in ((inputs.get("evaluate") or {}).get("risk") or {}).items() if _num(v)},
         "risk_from": "this model",
@@ -162,7 +170,8 @@ def finetuned_facts(spec, kind: str, summary: dict, base: dict | None, digests: 
     own_risk = flatten(summary["risk"]) if isinstance(summary.get("risk"), dict) else {}
     base_data = (base or {}).get("data")
     # finetune's loop settings, with the recipe's own steps, learning rate and sequence length where it sets them
-    hyper = {k: getattr(ft, k) for k in _HYPER} | {"method": ft.method, "steps": recipe.steps or ft.steps}
+    hyper = {k: getattr(ft, k) for k in _HYPER} | {"method": ft.method, "steps": recipe.steps or ft.steps,
+                                                   "precision": _resolved(ft.precision, ft.device)}
     hyper.update({k: getattr(recipe, k) for k in ("lr", "seq_len") if getattr(recipe, k)})
     if ft.method == "lora":
         hyper["lora"] = ft.lora.model_dump(mode="json")

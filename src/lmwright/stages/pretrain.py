@@ -17,6 +17,7 @@ from lmwright.model.config import ModelConfig
 from lmwright.model.sizing import DataFit, data_fit
 from lmwright.train.distributed import Nodes, check_world, join, this_node
 from lmwright.train.job import pretrain_job
+from lmwright.train.step import pick_device, resolve_precision
 
 
 @stage("pretrain", deps=("tokenize", "tokenizer"), spec=("project.seed", "model", "train"), extra=init_facts,
@@ -50,7 +51,7 @@ def pretrain(ctx: StageContext) -> dict:
     started = {"ref": tr.init_from, "model": init[1], "digest": init[2]} if init else None
     return {"n_params": n_params, "steps": steps, "tokens": tokens, "resumed_from": resumed_from,
             "init_from": started, "best_step": best_step, "nproc": tr.nproc, "nodes": this_node().count,
-            "precision": tr.precision,
+            "precision": resolve_precision(tr.precision, pick_device(tr.device)),  # what auto became here
             "train_seconds": round(seconds, 1), "tokens_per_s": round(tokens / max(seconds, 1e-9)),
             "mfu": round(mfu, 4), "peak_tflops": round(peak / 1e12, 4), "peak_source": peak_source,
             "final_loss": history["loss"][-1], "val_loss": history["val_loss"][-1],

@@ -117,6 +117,7 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     resumes like any other run."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
     device = shared.pick_device(tr.device)
+    tr = tr.model_copy(update={"precision": shared.resolve_precision(tr.precision, device)})
     if tr.precision == "fp16" and d.mode == "fsdp":
         raise LmwrightError("train.precision fp16 with FSDP is not supported (its gradient scaler is not "
                             "shard-aware); use bf16")

@@ -2,7 +2,8 @@
 (`finetune/loop.py`), so the two loops differ only in what they train on.
 
 - `pick_device` picks where a loop runs (CUDA when there is one, else the CPU, or what the spec names: the one
-  rule for pretraining and fine-tuning alike); `autocast` runs matmuls in its precision's dtype (`AMP_DTYPES`).
+  rule for pretraining and fine-tuning alike); `resolve_precision` turns `auto` into bf16 where bf16 is fast;
+  `autocast` runs matmuls in its precision's dtype (`AMP_DTYPES`).
 - `optimizer_step` is one step over a batch's micro-batches, given a loss closure: forward under autocast, the
   backward pass through the fp16 gradient scaler (`make_scaler`), gradients averaged across processes after the
   last micro-batch only (`grad_sync`), then unscale, clip, step, update the scale and zero the gradients.
@@ -23,6 +24,7 @@ import torch
 
 from lmwright.errors import LmwrightError
 from lmwright.train.distributed import Dist
+from lmwright.train.optim import fast_bf16
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -37,6 +39,16 @@ def pick_device(name: str, key: str = "train.device") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise LmwrightError(f"{key} is mps but this machine has no Metal GPU; set {key}: auto or cpu")
     return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 where bf16 matmuls beat fp32 (`fast_bf16`: a CUDA GPU that has bf16, a CPU with AVX512-BF16
+    or AMX), else fp32. A named precision is kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    return "bf16" if fast_bf16(device) else "fp32"
 
 
 def autocast(device: torch.device, precision: str):
