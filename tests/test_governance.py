@@ -221,7 +221,7 @@ def _exposure(root, ref: str) -> float:
 
 @pytest.mark.slow
 def test_forgetting_a_planted_canary_takes_it_out_of_every_rebuilt_artifact_and_its_exposure_falls(tmp_path):
-    from lmwright.evaluate.risk import CANARY_FRAME
+    from lmwright.data.canaries import CANARY_FRAME
     from lmwright.ops.lineage import find_documents, reached
 
     spec = copy.deepcopy(TINY)

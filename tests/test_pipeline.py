@@ -204,7 +204,10 @@ def test_each_stage_hashes_every_module_it_can_run():
     assert not any(m in ("lmwright.serve.api", "lmwright.cli") for r in reach.values() for m in r)
     assert "lmwright.train.loop" not in reach["clean"] and "torch" not in stage_code(stages["dedup"])[1].external
     # importing data.filters.pii runs data/filters/__init__.py first, which imports every filter (and ftfy)
-    assert "lmwright.data.filters" in reach["tokenize"] and "ftfy" in stage_code(stages["tokenize"])[1].external
+    assert "lmwright.data.filters" in reach["evaluate"] and "ftfy" in stage_code(stages["evaluate"])[1].external
+    # tokenize plants the canaries (data/canaries.py) without reaching the evaluation or model code: editing the
+    # engine must not re-tokenize, and so retrain, every project
+    assert not any(m.startswith(("lmwright.evaluate", "lmwright.model")) for m in reach["tokenize"])
 
 
 def test_code_version_follows_the_bytes_of_the_closure(tiny_copy, monkeypatch):

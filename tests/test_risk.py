@@ -6,14 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmwright.evaluate.risk import (
-    counterfactual_bias,
-    exposure,
-    generation_safety,
-    make_canaries,
-    plant,
-    verbatim_rate,
-)
+from lmwright.data.canaries import make_canaries, plant
+from lmwright.evaluate.risk import counterfactual_bias, exposure, generation_safety, verbatim_rate
 from lmwright.model.config import ModelConfig
 from lmwright.model.llama import LlamaLM
 from lmwright.tokenizer import train_tokenizer
@@ -131,5 +125,6 @@ def test_greedy_continuations_through_the_engine_equal_recomputing_the_prefix(to
         return ctx[len(p):]
 
     assert greedy_batch(model, tok, prompts, 12, batch=2) == [naive(p, 12) for p in prompts]
+    assert greedy_batch(model, tok, prompts, 0) == [[], [], []]
     n = model.cfg.max_seq_len  # past the context: no cache, the prefix slides
     assert greedy_batch(model, tok, prompts[:1], n) == [naive(prompts[0], n)]

@@ -37,7 +37,7 @@ def tokenizer(ctx: StageContext) -> dict:
 @stage("tokenize", deps=("split", "tokenizer"), spec=("risk.canaries", "project.seed"))
 def tokenize(ctx: StageContext) -> dict:
     """Encode each split into a flat token shard (numpy memmap), with the risk canaries planted in train."""
-    from lmwright.evaluate.risk import make_canaries, plant
+    from lmwright.data.canaries import make_canaries, plant
 
     tok = load_tokenizer(ctx.inputs["tokenizer"].path)
     splits = {s: read_texts(ctx.inputs["split"].path / f"{s}.parquet") for s in SPLITS}
