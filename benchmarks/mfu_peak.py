@@ -40,7 +40,7 @@ def old_peak(n: int = 1024) -> float:
 def training_rate(steps: int = 6, windows: int = 5) -> float:
     """FLOP/s of the default model's training step (default batch and sequence, fp32): the best window."""
     spec = Spec()
-    tr = spec.train
+    tr = spec.train.model_copy(update={"precision": "fp32"})  # fp32 throughout, Muon's iteration too
     cfg = ModelConfig.from_spec(spec, spec.tokenizer.vocab_size)
     model = LlamaLM(cfg)
     model.init_weights(0)

@@ -108,3 +108,14 @@ def test_model_plan_command(tmp_path):
     assert r.exit_code == 0 and "parameters" in r.stdout and "activations" in r.stdout
     r = CliRunner().invoke(app, ["model", "plan", "-C", str(tmp_path), "--device", "h1000"])
     assert r.exit_code != 0
+
+
+def test_model_plan_resolves_auto_precision_for_the_planned_device(tmp_path):
+    # the default spec trains in auto: bf16 on a GPU with bf16 tensor cores, fp32 on a T4 (emulated bf16)
+    def weights_copies(*args: str) -> int:
+        r = CliRunner().invoke(app, ["model", "plan", "-C", str(tmp_path), "--json", *args])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["weight_copies_bytes"]
+
+    assert weights_copies("--device", "h100") == weights_copies("--precision", "bf16") > 0
+    assert weights_copies("--device", "t4") == weights_copies("--precision", "fp32")

@@ -54,9 +54,10 @@ def test_auto_precision_is_bf16_only_where_bf16_matmuls_are_fast(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         assert resolve_precision("auto", CPU) == ("bf16" if cpu_bf16 else "fp32")
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
     assert resolve_precision("auto", CUDA) == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a T4: fp32, not fp16's scaler
+    # a T4 (7.5) only emulates bf16 (torch.cuda.is_bf16_supported() says True there): fp32, not fp16's scaler
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert resolve_precision("auto", CUDA) == "fp32"
 
 

@@ -223,6 +223,19 @@ def train(
         stage_command("pretrain", "")(dir=dir, set_=extra, force=force, json_=json_, quiet=quiet)
 
 
+def _plan_precision(train_device: str, target: str | None) -> str:
+    """What `auto` trains in on the plan's device: a named GPU, bf16 unless it predates bf16 tensor cores; else
+    this machine, as training here resolves it, or bf16 when the spec names a CUDA GPU this machine lacks."""
+    if target is not None:
+        return "fp32" if target in ("v100", "t4", "mps-16") else "bf16"
+    from lmwright.train.step import pick_device, resolve_precision
+
+    try:
+        return resolve_precision("auto", pick_device(train_device))
+    except LmwrightError:  # train.device names a device this machine does not have
+        return "bf16" if train_device == "cuda" else "fp32"
+
+
 def model_plan(
     dir: DirOpt = Path("."),
     set_: SetOpt = None,
@@ -230,7 +243,8 @@ def model_plan(
                                               "per process).")] = None,
     seq: Annotated[int | None, typer.Option(help="Sequence length (default: train.seq_len).")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, bf16 or fp16 (default: train.precision; "
-                                                     "auto as training here resolves it).")] = None,
+                                                     "auto: bf16 on --device if it has bf16, else as "
+                                                     "training here resolves it).")] = None,
     optimizer: Annotated[str | None, typer.Option(help="Optimizer (default: train.optimizer).")] = None,
     device: Annotated[str | None, typer.Option(help="A device to check the fit against: "
                                                "h100, a100-40, l4, t4, rtx4090, ...")] = None,
@@ -252,12 +266,10 @@ def model_plan(
         raise LmwrightError(f"--device {device!r} is not one I know; use one of {', '.join(DEVICES)} "
                             "or --memory-gib N")
     precision = precision or tr.precision
-    if precision == "auto":  # as training on this machine would resolve it (bf16 where bf16 matmuls are fast)
-        from lmwright.train.step import pick_device, resolve_precision
-
-        precision = resolve_precision(precision, pick_device(tr.device))
+    if precision == "auto":
+        precision = _plan_precision(tr.device, device)
     if precision not in PRECISION_BYTES:
-        raise LmwrightError(f"--precision {precision!r}: use fp32, bf16 or fp16")
+        raise LmwrightError(f"--precision {precision!r}: use auto, fp32, bf16 or fp16")
     cfg = ModelConfig.from_spec(spec, spec.tokenizer.vocab_size)
     b = batch or tr.batch_size // (tr.grad_accum * tr.nproc)
     p = plan(cfg, b, seq or tr.seq_len, precision, optimizer or tr.optimizer, tr.activation_checkpointing,

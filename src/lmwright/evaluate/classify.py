@@ -148,9 +148,9 @@ def continuation_logprobs(model: torch.nn.Module, tok, contexts: list[str], cont
         x, y = x.to(device), y.to(device)
         scored = y != -100  # the output head only where a continuation token is predicted, not over every position
         logits = model.lm_head(model.hidden(x)[scored]).float()
-        nll = F.cross_entropy(logits, y[scored], reduction="none")
-        row_of = scored.nonzero()[:, 0]
-        out[i: i + len(group)] = -torch.zeros(len(group), device=device).index_add_(0, row_of, nll).cpu().numpy()
+        nll = torch.zeros(y.shape, device=device)
+        nll[scored] = F.cross_entropy(logits, y[scored], reduction="none")
+        out[i: i + len(group)] = -nll.sum(1).cpu().numpy()
     return out
 
 

@@ -86,10 +86,13 @@ def greedy_batch(model: torch.nn.Module, tok, prompts: list[list[int]], new_toke
     tokens); beyond it, the prefix slides, a batch at a time, as generation past the context does."""
     model.eval()
     limit = model.cfg.max_seq_len
-    if prompts and max(map(len, prompts)) + new_tokens <= limit:
+    if not prompts or new_tokens <= 0:
+        return [[] for _ in prompts]
+    if (longest := max(map(len, prompts)) + new_tokens) <= limit:
         from lmwright.model.engine import Engine, SamplingParams
 
-        engine = Engine(model, tok, max_batch=min(batch, len(prompts)), eos_ids=set())
+        # the cache only as long as the longest continuation, not the model's whole context
+        engine = Engine(model, tok, max_batch=min(batch, len(prompts)), eos_ids=set(), max_len=longest)
         reqs = [engine.submit(p, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True))
                 for p in prompts]
         engine.run_until_done()

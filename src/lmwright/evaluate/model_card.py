@@ -71,13 +71,6 @@ _HYPER = ("optimizer", "lr", "schedule", "min_lr_ratio", "warmup_steps", "weight
           "grad_accum", "seq_len", "precision", "nproc")
 
 
-def _resolved(precision: str, device: str) -> str:
-    """The precision a fine-tuning just trained in on this machine (`auto` resolved as its loop resolves it)."""
-    from lmwright.train.step import pick_device, resolve_precision
-
-    return resolve_precision(precision, pick_device(device, "finetune.device"))
-
-
 def _num(v: Any) -> bool:
     """A finite number (not a flag): what can stand in a table and in `model-index`."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
@@ -171,7 +164,7 @@ def finetuned_facts(spec, kind: str, summary: dict, base: dict | None, digests: 
     base_data = (base or {}).get("data")
     # finetune's loop settings, with the recipe's own steps, learning rate and sequence length where it sets them
     hyper = {k: getattr(ft, k) for k in _HYPER} | {"method": ft.method, "steps": recipe.steps or ft.steps,
-                                                   "precision": _resolved(ft.precision, ft.device)}
+                                                   "precision": summary.get("precision", ft.precision)}
     hyper.update({k: getattr(recipe, k) for k in ("lr", "seq_len") if getattr(recipe, k)})
     if ft.method == "lora":
         hyper["lora"] = ft.lora.model_dump(mode="json")

@@ -129,13 +129,17 @@ class Engine:
 
     def __init__(self, model: LlamaLM, tokenizer, max_batch: int = 16, eos_ids: set[int] | None = None,
                  compile: bool = False, score_prompts: bool = False, drafter=None, backend: str = "torch",
-                 threads: int | None = None):
+                 threads: int | None = None, max_len: int | None = None):
         """`drafter`: a speculative decoding drafter (model/speculate.py), or None to decode one token a step.
         `backend`: where the decode step runs, "torch" (compiled with `compile`) or "onnxruntime"
         (model/onnx_step.py, built at `warm_up`: on the fused graph prefill and checks of guesses run there too; on
-        the exported step prefill stays in PyTorch). `threads`: onnxruntime's, None to time one against all cores."""
+        the exported step prefill stays in PyTorch). `threads`: onnxruntime's, None to time one against all cores.
+        `max_len`: the longest prompt + output a request may reach, below the model's context (the cache is sized to
+        it: a long-context model's full-length cache can be gigabytes); torch backend only."""
         if backend not in ("torch", "onnxruntime"):
             raise ValueError(f"unknown backend {backend!r}: torch or onnxruntime")
+        if max_len is not None and backend != "torch":
+            raise ValueError("max_len is for the torch backend (the exported steps' caches span the whole context)")
         if backend == "onnxruntime":
             from lmwright.model.onnx_step import require_onnxruntime
 
@@ -150,10 +154,10 @@ class Engine:
         self.score_prompts = score_prompts
         self.tok = tokenizer
         self.cfg = cfg = model.cfg
-        self.max_batch, self.max_len = max_batch, cfg.max_seq_len
+        self.max_batch, self.max_len = max_batch, min(max_len or cfg.max_seq_len, cfg.max_seq_len)
         self.device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
-        shape = (cfg.n_layers, max_batch, cfg.n_kv_heads, cfg.max_seq_len, cfg.head_dim)
+        shape = (cfg.n_layers, max_batch, cfg.n_kv_heads, self.max_len, cfg.head_dim)
         self.k_cache = torch.zeros(shape, dtype=dtype, device=self.device)  # [layer, slot, kv head, position, hd]
         self.v_cache = torch.zeros(shape, dtype=dtype, device=self.device)
         self.lengths = [0] * max_batch

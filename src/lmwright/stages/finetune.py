@@ -8,6 +8,7 @@ from lmwright.core.models import resolve_model
 from lmwright.core.pipeline import StageContext, stage
 from lmwright.finetune.fit import RecipeSkipped, check_files, recipe_fit, with_data_paths
 from lmwright.spec import FinetuneSpec
+from lmwright.train.step import pick_device, resolve_precision
 
 
 def _finetune_facts(kind: str):
@@ -68,6 +69,7 @@ def _finetune_stage(ctx: StageContext, kind: str, registered_as: str) -> dict:
     key = {"sft": "rouge_l", "classify": "f1_macro", "preference": "likelihood_accuracy"}[kind]
     head = f"{key} {b.get(key, float('nan')):.3f} -> {t.get(key, float('nan')):.3f} ({ft.method}, {res['seconds']:.0f} s)"
     summary = {"task": kind, "base": base_name, "registered_as": name, "method": ft.method, "seconds": res["seconds"],
+               "precision": resolve_precision(ft.precision, pick_device(ft.device, "finetune.device")),  # auto's pick
                "ci": res.get("ci", {}),
                "base_figures": {k: v for k, v in b.items() if isinstance(v, int | float)}, "tuned_figures": figures,
                "data": res["data"], "headline": head}

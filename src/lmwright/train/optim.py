@@ -14,7 +14,8 @@ import torch
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix multiplication beats fp32 on `device`: CUDA, or a CPU with AVX512-BF16 or AMX."""
+    """Whether bf16 matrix multiplication beats fp32 on `device`: CUDA (which GPUs have bf16 tensor cores is
+    `train.step.resolve_precision`'s question), or a CPU with AVX512-BF16 or AMX."""
     if device.type == "cuda":
         return True
     if device.type != "cpu":
@@ -57,10 +58,11 @@ class Muon(torch.optim.Muon):
       iteration instead of one per matrix, and the momentum and the update as foreach operations. On a GPU
       torch's per-matrix loop launches ~30 small kernels per matrix; for a 124M model on an H200 that left the
       GPU waiting on launches (benchmarks/gpu.py, RESULTS.md).
-    - The iteration runs in bf16, as torch's does, where bf16 matmuls are fast: on CUDA, and on a CPU with bf16
-      matrix instructions (AVX512-BF16 or AMX: 2.5-3x fp32's throughput on a 2-core EPYC, taking the default
-      model's Muon step from ~50 to ~28 ms). On other CPUs it runs in fp32: without those units bf16 is an order
-      of magnitude slower (a 300-step run took over 8 minutes instead of about 2).
+    - The iteration runs in bf16, as torch's does, on CUDA, and on a CPU with bf16 matrix instructions (AVX512-BF16
+      or AMX: 2.5-3x fp32's throughput on a 2-core EPYC, taking the default model's Muon step from ~50 to ~28 ms)
+      unless the run asked for fp32 (`low_precision=False`: `train.precision: fp32` keeps a CPU run in fp32
+      throughout, so it matches other fp32 runs, one process or several, to fp32 rounding). On other CPUs it runs
+      in fp32: without those units bf16 is an order of magnitude slower (a 300-step run took over 8 minutes).
     """
 
     # the most a stacked group may take (fp32): torch held one matrix at a time; a 124M model's largest group is
@@ -84,9 +86,14 @@ class Muon(torch.optim.Muon):
                     self._step_shape(group, params[i:i + per])
         return loss
 
-    @staticmethod
-    def ns_dtype(device: torch.device) -> torch.dtype:
-        return torch.bfloat16 if fast_bf16(device) else torch.float32
+    def __init__(self, params, *args, low_precision: bool = True, **kwargs):
+        super().__init__(params, *args, **kwargs)
+        self.low_precision = low_precision
+
+    def ns_dtype(self, device: torch.device) -> torch.dtype:
+        if device.type == "cuda":
+            return torch.bfloat16
+        return torch.bfloat16 if self.low_precision and fast_bf16(device) else torch.float32
 
     def _step_shape(self, group: dict, params: list[torch.nn.Parameter]) -> None:
         """One step of `params`, matrices of one shape, device and dtype."""
@@ -135,8 +142,8 @@ def make_optimizer(model: torch.nn.Module, tr) -> Optimizers:
         # between hidden states, and stay with AdamW, as in the Muon paper
         hidden = [p for n, p in named if p.dim() == 2 and "embed_tokens" not in n and "lm_head" not in n]
         rest = [p for p in params if all(p is not h for h in hidden)]
-        muon = Muon([{"params": hidden, "peak_lr": tr.muon_lr}], lr=tr.muon_lr,
-                                weight_decay=tr.weight_decay, momentum=tr.muon_momentum, nesterov=True)
+        muon = Muon([{"params": hidden, "peak_lr": tr.muon_lr}], lr=tr.muon_lr, weight_decay=tr.weight_decay,
+                    momentum=tr.muon_momentum, nesterov=True, low_precision=tr.precision != "fp32")
         adamw = torch.optim.AdamW(_groups(rest, tr.lr, tr.weight_decay), lr=tr.lr, betas=(tr.beta1, tr.beta2),
                                   eps=1e-8, **fused)
         return Optimizers(muon, adamw)

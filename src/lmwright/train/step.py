@@ -42,11 +42,11 @@ def pick_device(name: str, key: str = "train.device") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto`: bf16 where bf16 matmuls beat fp32 (`fast_bf16`: a CUDA GPU that has bf16, a CPU with AVX512-BF16
-    or AMX), else fp32. A named precision is kept."""
+    """`auto`: bf16 where bf16 matmuls beat fp32 (`fast_bf16`: a CUDA GPU with bf16 tensor cores, compute
+    capability 8.0 on, a CPU with AVX512-BF16 or AMX), else fp32. A named precision is kept."""
     if precision != "auto":
         return precision
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):  # T4, V100: emulated bf16
         return "fp32"
     return "bf16" if fast_bf16(device) else "fp32"
 
