@@ -65,8 +65,8 @@ class LoopSpec(Section):
     checkpoint_every: int = Field(50, ge=1)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto = cuda when there is one, else cpu
-    # bf16/fp16 = autocast over fp32 master weights; auto = bf16 where its matmuls are fast (CUDA, or a CPU with
-    # AVX512-BF16 or AMX: the default pretraining ~1/5 faster on a 2-core EPYC, same validation), else fp32
+    # bf16/fp16 = autocast over fp32 master weights; auto = bf16 where its matmuls are fast (a CUDA GPU from Ampere
+    # on, or a CPU with AVX512-BF16 or AMX: the default pretraining ~1/5 faster on a 2-core EPYC), else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     nproc: int = Field(1, ge=1)  # processes (one per GPU, or CPU processes with gloo) launched with torchrun
     average: AverageSpec = Field(default_factory=AverageSpec)  # weight averaging: none, ema or tail
