@@ -324,14 +324,15 @@ def test_muon_iterates_in_bf16_only_where_bf16_matmuls_are_fast_and_the_run_allo
     # CUDA (as torch's Muon), or a CPU with AVX512-BF16 / AMX unless the run is fp32; elsewhere bf16 is emulated
     # and an order of magnitude slower
     w = [torch.nn.Parameter(torch.randn(4, 4))]
-    mixed, fp32 = Muon(w, lr=0.02), Muon(w, lr=0.02, low_precision=False)
-    assert mixed.ns_dtype(torch.device("cuda")) == fp32.ns_dtype(torch.device("cuda")) == torch.bfloat16
-    assert mixed.ns_dtype(torch.device("mps")) == torch.float32
+    auto, fp32, bf16 = (Muon(w, lr=0.02, low_precision=low) for low in (None, False, True))
+    assert auto.ns_dtype(torch.device("cuda")) == fp32.ns_dtype(torch.device("cuda")) == torch.bfloat16
+    assert auto.ns_dtype(torch.device("mps")) == torch.float32
     cpu_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert fast_bf16(torch.device("cpu")) == cpu_bf16
-    assert mixed.ns_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_bf16 else torch.float32)
+    assert auto.ns_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_bf16 else torch.float32)
     assert fp32.ns_dtype(torch.device("cpu")) == torch.float32
-    for precision, low in (("fp32", False), ("bf16", True), ("auto", True)):  # what make_optimizer hands Muon
+    assert bf16.ns_dtype(torch.device("cpu")) == torch.bfloat16  # a bf16 run, as resolved for every process
+    for precision, low in (("fp32", False), ("bf16", True), ("auto", None)):  # what make_optimizer hands Muon
         model = torch.nn.Sequential(torch.nn.Linear(4, 4))
         opt = make_optimizer(model, TrainSpec(optimizer="muon", precision=precision))
         assert next(o for o in opt if isinstance(o, Muon)).low_precision is low

@@ -42,7 +42,8 @@ def train(model: torch.nn.Module, tr, n_rows: int, loss_fn: Callable[[torch.nn.M
     the model ends with."""
     d = d or Dist()
     device = shared.pick_device(tr.device, "finetune.device")
-    tr = tr.model_copy(update={"precision": shared.resolve_precision(tr.precision, device)})
+    # resolved once, by the first process, for all: ranks on different hardware must not train differently
+    tr = tr.model_copy(update={"precision": d.share(shared.resolve_precision(tr.precision, device))})
     model.to(device)  # before the optimizer is made: its state lives beside the parameters
     opt = make_optimizer(model, tr)
     averager = make_averager(tr.average, tr, model, key="finetune.average")

@@ -117,7 +117,8 @@ def pretrain(spec, shards: Path, tokenizer, work: Path, reporter: Reporter, d: D
     resumes like any other run."""
     tr, seed, d = spec.train, spec.project.seed, d or Dist()
     device = shared.pick_device(tr.device)
-    tr = tr.model_copy(update={"precision": shared.resolve_precision(tr.precision, device)})
+    # resolved once, by the first process, for all: ranks on different hardware must not train differently
+    tr = tr.model_copy(update={"precision": d.share(shared.resolve_precision(tr.precision, device))})
     if tr.precision == "fp16" and d.mode == "fsdp":
         raise LmwrightError("train.precision fp16 with FSDP is not supported (its gradient scaler is not "
                             "shard-aware); use bf16")

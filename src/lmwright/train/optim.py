@@ -59,10 +59,11 @@ class Muon(torch.optim.Muon):
       torch's per-matrix loop launches ~30 small kernels per matrix; for a 124M model on an H200 that left the
       GPU waiting on launches (benchmarks/gpu.py, RESULTS.md).
     - The iteration runs in bf16, as torch's does, on CUDA, and on a CPU with bf16 matrix instructions (AVX512-BF16
-      or AMX: 2.5-3x fp32's throughput on a 2-core EPYC, taking the default model's Muon step from ~50 to ~28 ms)
-      unless the run asked for fp32 (`low_precision=False`: `train.precision: fp32` keeps a CPU run in fp32
-      throughout, so it matches other fp32 runs, one process or several, to fp32 rounding). On other CPUs it runs
-      in fp32: without those units bf16 is an order of magnitude slower (a 300-step run took over 8 minutes).
+      or AMX: 2.5-3x fp32's throughput on a 2-core EPYC, taking the default model's Muon step from ~50 to ~28 ms).
+      On other CPUs it runs in fp32: without those units bf16 is an order of magnitude slower (a 300-step run took
+      over 8 minutes). `low_precision` overrides the detection off CUDA: False keeps an fp32 run in fp32 throughout
+      (so it matches other fp32 runs, one process or several, to fp32 rounding), True follows a bf16 run; the
+      loops pass the precision they resolved once for every process, so DDP replicas never step differently.
     """
 
     # the most a stacked group may take (fp32): torch held one matrix at a time; a 124M model's largest group is
@@ -86,14 +87,15 @@ class Muon(torch.optim.Muon):
                     self._step_shape(group, params[i:i + per])
         return loss
 
-    def __init__(self, params, *args, low_precision: bool = True, **kwargs):
+    def __init__(self, params, *args, low_precision: bool | None = None, **kwargs):
         super().__init__(params, *args, **kwargs)
-        self.low_precision = low_precision
+        self.low_precision = low_precision  # None: bf16 where this device's bf16 matmuls are fast
 
     def ns_dtype(self, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16
-        return torch.bfloat16 if self.low_precision and fast_bf16(device) else torch.float32
+        low = fast_bf16(device) if self.low_precision is None else self.low_precision
+        return torch.bfloat16 if low else torch.float32
 
     def _step_shape(self, group: dict, params: list[torch.nn.Parameter]) -> None:
         """One step of `params`, matrices of one shape, device and dtype."""
@@ -143,7 +145,8 @@ def make_optimizer(model: torch.nn.Module, tr) -> Optimizers:
         hidden = [p for n, p in named if p.dim() == 2 and "embed_tokens" not in n and "lm_head" not in n]
         rest = [p for p in params if all(p is not h for h in hidden)]
         muon = Muon([{"params": hidden, "peak_lr": tr.muon_lr}], lr=tr.muon_lr, weight_decay=tr.weight_decay,
-                    momentum=tr.muon_momentum, nesterov=True, low_precision=tr.precision != "fp32")
+                    momentum=tr.muon_momentum, nesterov=True,
+                    low_precision={"fp32": False, "bf16": True}.get(tr.precision))  # auto, fp16: as fast
         adamw = torch.optim.AdamW(_groups(rest, tr.lr, tr.weight_decay), lr=tr.lr, betas=(tr.beta1, tr.beta2),
                                   eps=1e-8, **fused)
         return Optimizers(muon, adamw)
