@@ -226,9 +226,11 @@ def train(
 def _plan_precision(train_device: str, target: str | None) -> str:
     """What `auto` trains in on the plan's device: a named GPU, bf16 unless it predates bf16 tensor cores; else
     this machine, as training here resolves it, or bf16 when the spec names a CUDA GPU this machine lacks."""
-    if target is not None:
-        return "fp32" if target in ("v100", "t4", "mps-16") else "bf16"
+    from lmwright.model.plan import EMULATED_BF16
     from lmwright.train.step import pick_device, resolve_precision
+
+    if target is not None:
+        return "fp32" if target in EMULATED_BF16 else "bf16"
 
     try:
         return resolve_precision("auto", pick_device(train_device))

@@ -93,9 +93,7 @@ def greedy_batch(model: torch.nn.Module, tok, prompts: list[list[int]], new_toke
 
         # the cache only as long as the longest continuation, not the model's whole context
         engine = Engine(model, tok, max_batch=min(batch, len(prompts)), eos_ids=set(), max_len=longest)
-        reqs = [engine.submit(p, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True))
-                for p in prompts]
-        engine.run_until_done()
+        reqs = engine.generate(prompts, SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True))
         return [r.output_ids for r in reqs]
     device = next(model.parameters()).device
     out: list[list[int]] = []

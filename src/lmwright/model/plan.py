@@ -23,6 +23,7 @@ DEVICES = {
     "h200": 141, "h100": 80, "a100-80": 80, "a100-40": 40, "l40s": 48, "a6000": 48, "a10g": 24, "l4": 24,
     "rtx4090": 24, "rtx3090": 24, "v100": 32, "t4": 16, "rtx4080": 16, "mps-16": 16,
 }
+EMULATED_BF16 = {"v100", "t4", "mps-16"}  # of DEVICES, those without bf16 matrix units: precision auto is fp32 there
 
 # fp32 tensors of optimizer state per parameter
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1, "adagrad": 1, "adadelta": 2, "rmsprop": 2, "muon": 2}

@@ -70,6 +70,10 @@ class Muon(torch.optim.Muon):
     # 113 MB, a 7B model's gate and up projections would be 11.5 GB
     stack_bytes = 256 * 2**20
 
+    def __init__(self, params, *args, low_precision: bool | None = None, **kwargs):
+        super().__init__(params, *args, **kwargs)
+        self.low_precision = low_precision  # None: bf16 where this device's bf16 matmuls are fast
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -87,10 +91,6 @@ class Muon(torch.optim.Muon):
                     self._step_shape(group, params[i:i + per])
         return loss
 
-    def __init__(self, params, *args, low_precision: bool | None = None, **kwargs):
-        super().__init__(params, *args, **kwargs)
-        self.low_precision = low_precision  # None: bf16 where this device's bf16 matmuls are fast
-
     def ns_dtype(self, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16
@@ -99,7 +99,7 @@ class Muon(torch.optim.Muon):
 
     def _step_shape(self, group: dict, params: list[torch.nn.Parameter]) -> None:
         """One step of `params`, matrices of one shape, device and dtype."""
-        shape, grads = params[0].shape, [p.grad for p in params]
+        shape, grads, dtype = params[0].shape, [p.grad for p in params], self.ns_dtype(params[0].device)
         bufs = []
         for p in params:
             state = self.state[p]
@@ -109,7 +109,7 @@ class Muon(torch.optim.Muon):
         torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
         updates = torch._foreach_lerp(grads, bufs, group["momentum"]) if group["nesterov"] else bufs
         tall = shape[0] > shape[1]
-        x = torch.stack([u.to(self.ns_dtype(params[0].device)) for u in updates])  # (matrices, rows, cols), no fp32 copy of them all
+        x = torch.stack([u.to(dtype) for u in updates])  # (matrices, rows, cols), no fp32 copy of them all
         if tall:
             x = x.mT
         x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=group["eps"])  # spectral norm at most 1
