@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen3ForCausalLM
 
+from lmwright.model import onednn
 from lmwright.model.config import ModelConfig
 from lmwright.model.hf import load_hf, save_hf
 from lmwright.model.llama import LlamaLM
@@ -136,3 +137,54 @@ def test_rope_without_concatenation_equals_rotate_half_and_its_gradient_checks()
     cos, sin = torch.cat([half.cos()] * 2, -1), torch.cat([half.sin()] * 2, -1)
     assert torch.allclose(apply_rope(x, cos, sin), x * cos + _rotate_half(x) * sin, atol=1e-12)
     assert torch.autograd.gradcheck(lambda t: apply_rope(t, cos, sin), (x,))
+
+
+onednn_only = pytest.mark.skipif(not onednn.ENABLED, reason="this torch has no oneDNN linear op")
+
+
+@onednn_only
+def test_onednn_linear_equals_f_linear_and_is_used_only_where_it_pays(monkeypatch):
+    calls = []
+    real = onednn._linear_pointwise
+    monkeypatch.setattr(onednn, "_linear_pointwise", lambda *a: calls.append(a[0].shape) or real(*a))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 512, 96, generator=g, requires_grad=True)  # 2,048 rows x 96 x 192: above MIN_MACS
+    w = torch.randn(192, 96, generator=g, requires_grad=True)
+    b = torch.randn(192, generator=g, requires_grad=True)
+    up = torch.randn(4, 512, 192, generator=g)
+    out = onednn.linear(x, w, b)
+    (out * up).sum().backward()
+    assert len(calls) == 2  # the product and the input's gradient; the weight's stays on MKL
+    grads = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    ref = torch.nn.functional.linear(x, w, b)
+    (ref * up).sum().backward()
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
+    assert all(torch.allclose(a, t.grad, rtol=1e-5, atol=1e-4) for a, t in zip(grads, (x, w, b), strict=True))
+
+    calls.clear()
+    with torch.no_grad():  # inference: a new shape at every turn, where oneDNN builds a kernel per shape
+        onednn.linear(x, w, b)
+    onednn.linear(x[:, :8], w, b).sum().backward()  # 32 rows: too small to pay
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 products go to oneDNN already
+        onednn.linear(x, w, b)
+    assert calls == []
+
+
+@onednn_only
+def test_a_training_step_through_onednn_equals_the_one_through_mkl(monkeypatch):
+    cfg = ModelConfig(vocab_size=512, n_layers=2, d_model=96, n_heads=4, n_kv_heads=2, ffn_dim=256, max_seq_len=256)
+    model = LlamaLM(cfg)
+    model.init_weights(0)
+    ids = torch.randint(0, 512, (8, 257), generator=torch.Generator().manual_seed(1))
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(onednn, "ENABLED", enabled)
+        model.zero_grad()
+        loss = model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a, b, atol=1e-5)
+    assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in zip(ga, gb, strict=True))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from lmwright.model.onednn import matmul_nt
+
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy of logits (..., vocab) against targets (-100 = ignored), computed in fp32."""
@@ -36,7 +38,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, n, chunk):
             hc, tc, vc = h[s : s + chunk], targets[s : s + chunk], valid[s : s + chunk]
-            logits = (hc @ weight.t()).float()
+            logits = matmul_nt(hc, weight).float()
             safe_t = tc.clamp(min=0)
             picked = logits.gather(1, safe_t[:, None]).squeeze(1)
             mean = logits.mean(dim=-1) if smoothing > 0 else None
@@ -58,7 +60,7 @@ class LinearCrossEntropy(torch.autograd.Function):
                 logits.sub_((smoothing / vocab) * scale[:, None])
             logits.scatter_add_(1, safe_t[:, None], (-(1 - smoothing) * scale)[:, None])
             g = logits.to(h.dtype)
-            grad_h[s : s + chunk] = g @ weight
+            grad_h[s : s + chunk] = matmul_nt(g, weight.t())
             grad_w.addmm_(g.t().float(), hc.float()) if h.dtype != torch.float32 else grad_w.addmm_(g.t(), hc)
         ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
         return total / count

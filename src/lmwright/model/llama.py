@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lmwright.model.config import ModelConfig
 from lmwright.model.fused_ce import linear_cross_entropy, lm_loss
+from lmwright.model.onednn import linear
 
 
 class RMSNorm(nn.Module):
@@ -101,9 +102,9 @@ class Attention(nn.Module):
         if _plain(self.q_proj, self.k_proj, self.v_proj):
             # one matmul for q, k and v (a wider GEMM runs faster than three narrow ones); weights stay separate
             # parameters so names and checkpoints match Hugging Face's
-            qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
-                           torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
-                           if self.q_proj.bias is not None else None)
+            qkv = linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                         torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+                         if self.q_proj.bias is not None else None)
             q, k, v = qkv.split([self.n_heads * self.hd, self.n_kv * self.hd, self.n_kv * self.hd], dim=-1)
         else:  # adapters (LoRA) wrap some projections: each must run its own forward
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -115,7 +116,7 @@ class Attention(nn.Module):
         # grouped-query: each kv head serves n_heads / n_kv query heads, without copying k and v
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_heads,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+        return project(self.o_proj, y.transpose(1, 2).reshape(b, t, -1))
 
 
 ACTIVATIONS = {"silu": F.silu, "relu2": lambda x: F.relu(x).square()}  # gated: act(gate(x)) * up(x)
@@ -131,15 +132,24 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _plain(self.gate_proj, self.up_proj):  # adapters: each projection's own forward
-            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+            return project(self.down_proj, self.act(self.gate_proj(x)) * self.up_proj(x))
         bias = torch.cat([self.gate_proj.bias, self.up_proj.bias]) if self.gate_proj.bias is not None else None
-        gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]), bias).chunk(2, dim=-1)
-        return self.down_proj(self.act(gate) * up)
+        gate_up = linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]), bias)
+        gate, up = gate_up.chunk(2, dim=-1)
+        return project(self.down_proj, self.act(gate) * up)
 
 
 def _plain(*layers: nn.Module) -> bool:
     """True when every layer is a bare `nn.Linear`, so their weights can be fused into one matmul."""
     return all(type(layer) is nn.Linear for layer in layers)
+
+
+def project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`; a bare `nn.Linear` without hooks through `onednn.linear` (oneDNN on CPU in fp32), an adapter
+    or a hooked layer as itself."""
+    if type(layer) is nn.Linear and not (layer._forward_hooks or layer._forward_pre_hooks):
+        return linear(x, layer.weight, layer.bias)
+    return layer(x)
 
 
 class Block(nn.Module):
@@ -233,7 +243,7 @@ class LlamaLM(nn.Module):
                 label_smoothing: float = 0.0) -> torch.Tensor:
         h = self.hidden(ids)
         if targets is None:
-            return self.lm_head(h)
+            return project(self.lm_head, h)
         if not self.fused_loss:
             return lm_loss(self.lm_head(h), targets, label_smoothing)
         if torch.is_autocast_enabled(h.device.type):  # the fused op runs outside autocast: cast as it would
