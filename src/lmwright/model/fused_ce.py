@@ -29,16 +29,19 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float 
 class LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, smoothing: float,
-                chunk: int) -> torch.Tensor:
+                chunk: int, grads: bool) -> torch.Tensor:
         n, vocab = h.shape[0], weight.shape[0]
         valid = targets != -100
         count = valid.sum().clamp(min=1)
-        grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight, dtype=torch.float32)
+        if grads:
+            grad_h = torch.empty_like(h)
+            grad_w = torch.zeros_like(weight, dtype=torch.float32)
+        # while training, oneDNN's fp32 products (a step repeats its shapes); a validation's stay on torch's
+        mm = matmul_nt if grads else (lambda a, w: a @ w.t())
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, n, chunk):
             hc, tc, vc = h[s : s + chunk], targets[s : s + chunk], valid[s : s + chunk]
-            logits = matmul_nt(hc, weight).float()
+            logits = mm(hc, weight).float()
             safe_t = tc.clamp(min=0)
             picked = logits.gather(1, safe_t[:, None]).squeeze(1)
             mean = logits.mean(dim=-1) if smoothing > 0 else None
@@ -53,6 +56,8 @@ class LinearCrossEntropy(torch.autograd.Function):
             if smoothing > 0:
                 loss = (1 - smoothing) * loss + smoothing * (lse - mean)
             total += (loss * vc).sum()
+            if not grads:  # validation, or no input needs a gradient: the loss is all
+                continue
             # exp(logits - max) -> (softmax - target distribution), masked and scaled by 1/count, in place
             scale = vc.float() / count
             logits.mul_((scale / sums)[:, None])
@@ -62,16 +67,19 @@ class LinearCrossEntropy(torch.autograd.Function):
             g = logits.to(h.dtype)
             grad_h[s : s + chunk] = matmul_nt(g, weight.t())
             grad_w.addmm_(g.t().float(), hc.float()) if h.dtype != torch.float32 else grad_w.addmm_(g.t(), hc)
-        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+        if grads:
+            ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
         return total / count
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None, None
+        return grad_h * grad_out, grad_w * grad_out, None, None, None, None
 
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0,
                          chunk: int = 1024) -> torch.Tensor:
-    """Mean cross-entropy of `h @ weight.T` against `targets` (-100 = ignored), without the full logits."""
-    return LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), smoothing, chunk)
+    """Mean cross-entropy of `h @ weight.T` against `targets` (-100 = ignored), without the full logits; the
+    gradients are formed only when autograd will ask for them (not under `torch.no_grad()`, as in validation)."""
+    grads = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), smoothing, chunk, grads)
