@@ -165,6 +165,17 @@ def test_onednn_linear_equals_f_linear_and_is_used_only_where_it_pays(monkeypatc
     assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
     assert all(torch.allclose(a, t.grad, rtol=1e-5, atol=1e-4) for a, t in zip(grads, (x, w, b), strict=True))
 
+    # a gradient of the gradient (a gradient penalty) is torch's: the oneDNN op has no derivative of its own
+    for t in (x, w, b):
+        t.grad = None
+    (gx,) = torch.autograd.grad((onednn.linear(x, w, b) * up).sum(), x, create_graph=True)
+    gx.square().sum().backward()
+    penalty = w.grad.clone()
+    w.grad = None
+    (gx,) = torch.autograd.grad((torch.nn.functional.linear(x, w, b) * up).sum(), x, create_graph=True)
+    gx.square().sum().backward()
+    assert torch.allclose(penalty, w.grad, rtol=1e-4, atol=1e-2) and penalty.abs().max() > 0
+
     calls.clear()
     with torch.no_grad():  # inference: a new shape at every turn, where oneDNN builds a kernel per shape
         onednn.linear(x, w, b)
@@ -180,6 +191,9 @@ def test_a_training_step_through_onednn_equals_the_one_through_mkl(monkeypatch):
     model = LlamaLM(cfg)
     model.init_weights(0)
     ids = torch.randint(0, 512, (8, 257), generator=torch.Generator().manual_seed(1))
+    calls = []
+    real = onednn._linear_pointwise
+    monkeypatch.setattr(onednn, "_linear_pointwise", lambda *a: calls.append(a[0].shape) or real(*a))
     results = []
     for enabled in (True, False):
         monkeypatch.setattr(onednn, "ENABLED", enabled)
@@ -187,6 +201,13 @@ def test_a_training_step_through_onednn_equals_the_one_through_mkl(monkeypatch):
         loss = model(ids[:, :-1], ids[:, 1:])
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        # on: per layer q|k|v, o, gate|up and down, forward and input gradient; the head's two products per chunk
+        assert len(calls) == (2 * 4 * cfg.n_layers + 2 * 2 if enabled else 0)
+        calls.clear()
     (a, ga), (b, gb) = results
+    seen = []  # a hooked layer runs as a module, so its hooks still run
+    model.model.layers[0].self_attn.o_proj.register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+    model(ids[:, :-1], ids[:, 1:])
+    assert seen == [(8, 256, 96)]
     assert torch.allclose(a, b, atol=1e-5)
     assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in zip(ga, gb, strict=True))

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module
 from torch.utils.checkpoint import checkpoint
 
 from lmwright.model.config import ModelConfig
@@ -147,9 +148,16 @@ def _plain(*layers: nn.Module) -> bool:
 def project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`layer(x)`; a bare `nn.Linear` without hooks through `onednn.linear` (oneDNN on CPU in fp32), an adapter
     or a hooked layer as itself."""
-    if type(layer) is nn.Linear and not (layer._forward_hooks or layer._forward_pre_hooks):
+    if type(layer) is nn.Linear and not _hooked(layer):
         return linear(x, layer.weight, layer.bias)
     return layer(x)
+
+
+def _hooked(layer: nn.Module) -> bool:
+    """Whether calling `layer` would run hooks (its own or every module's), which its weights alone would skip."""
+    return bool(layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
+                or layer._backward_pre_hooks or _module._global_forward_hooks or _module._global_forward_pre_hooks
+                or _module._global_backward_hooks or _module._global_backward_pre_hooks)
 
 
 class Block(nn.Module):
