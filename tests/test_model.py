@@ -130,6 +130,25 @@ def test_fused_linear_cross_entropy_equals_the_reference(smoothing):
         assert torch.allclose(linear_cross_entropy(h, w, t, smoothing, chunk=128), ref, atol=1e-6)
 
 
+def test_fused_linear_cross_entropy_in_bf16_follows_autocasts_plain_loss():
+    from lmwright.model.fused_ce import linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(600, 64, generator=g).bfloat16().requires_grad_()
+    w = (torch.randn(500, 64, generator=g) * 0.3).bfloat16().requires_grad_()
+    t = torch.randint(0, 500, (600,), generator=g)
+    ref = torch.nn.functional.cross_entropy((h @ w.t()).float(), t)  # what autocast's plain path computes
+    ref.backward()
+    gh, gw = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    out = linear_cross_entropy(h, w, t, 0.0, chunk=256)
+    out.backward()
+    assert torch.allclose(out, ref, atol=1e-3)
+    for ours, theirs in ((h.grad, gh), (w.grad, gw)):
+        assert ours.dtype == torch.bfloat16
+        assert (ours.float() - theirs.float()).norm() <= 0.02 * theirs.float().norm()
+
+
 def test_rope_without_concatenation_equals_rotate_half_and_its_gradient_checks():
     from lmwright.model.llama import _rotate_half, apply_rope
 
