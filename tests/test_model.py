@@ -128,6 +128,10 @@ def test_fused_linear_cross_entropy_equals_the_reference(smoothing):
     assert torch.allclose(h.grad, 2 * gh, atol=1e-6) and torch.allclose(w.grad, 2 * gw, atol=1e-6)
     with torch.no_grad():  # validation: the loss alone, no gradients formed
         assert torch.allclose(linear_cross_entropy(h, w, t, smoothing, chunk=128), ref, atol=1e-6)
+    h.grad = None
+    frozen = w.detach()  # a frozen head (LoRA): the hidden states' gradient alone
+    linear_cross_entropy(h, frozen, t, smoothing, chunk=128).backward()
+    assert torch.allclose(h.grad, gh, atol=1e-6) and frozen.grad is None
 
 
 def test_fused_linear_cross_entropy_in_bf16_follows_autocasts_plain_loss():
