@@ -148,7 +148,7 @@ def _plain(*layers: nn.Module) -> bool:
 def project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`layer(x)`; a bare `nn.Linear` without hooks through `onednn.linear` (oneDNN on CPU in fp32), an adapter
     or a hooked layer as itself."""
-    if type(layer) is nn.Linear and not _hooked(layer):
+    if _plain(layer) and not _hooked(layer):
         return linear(x, layer.weight, layer.bias)
     return layer(x)
 

@@ -9,7 +9,7 @@ faster for the weight gradients, whose inner dimension is every token of the bat
 
 Where it does not pay, it is not used:
 - small products (under `MIN_MACS` multiply-adds): oneDNN's call costs more (37 against 20 us at 256 x 32 x 96;
-  even at about 6M);
+  the two even at 6.3M);
 - inference (no gradient): oneDNN builds a kernel for each new shape (0.5-1.2 ms), and evaluation and serving
   see a new sequence length at every turn, where a training step repeats one shape;
 - bf16 autocast, where the products already go to oneDNN; `torch.compile`, where inductor picks its own; a torch
@@ -45,12 +45,15 @@ def applies(x: torch.Tensor, w: torch.Tensor) -> bool:
             and x.numel() * w.shape[0] >= MIN_MACS)
 
 
+def _product(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ w.T (+ b) by oneDNN, for 2-D `a`: the linear op with no fused activation."""
+    return _linear_pointwise(a, w, b, "none", [], "")
+
+
 def matmul_nt(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """a @ w.T for 2-D tensors, without autograd (the fused loss's products, formed while training): oneDNN where
     it `applies`, else torch's matmul. `w` may be a transposed view (a @ w for w.t())."""
-    if applies(a, w):
-        return _linear_pointwise(a, w, None, "none", [], "")
-    return a @ w.t()
+    return _product(a, w) if applies(a, w) else a @ w.t()
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
@@ -66,7 +69,7 @@ class _Linear(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         ctx.save_for_backward(x2, w)
         ctx.x_shape, ctx.has_bias = x.shape, b is not None
-        return _linear_pointwise(x2, w, b, "none", [], "").view(*x.shape[:-1], w.shape[0])
+        return _product(x2, w, b).view(*x.shape[:-1], w.shape[0])
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -75,8 +78,7 @@ class _Linear(torch.autograd.Function):
         gx = None
         if ctx.needs_input_grad[0]:
             # a gradient of this gradient (create_graph: a gradient penalty) needs torch's product, which has one
-            gx = (g2 @ w if torch.is_grad_enabled() else _linear_pointwise(g2, w.t(), None, "none", [], "")
-                  ).view(ctx.x_shape)
+            gx = (g2 @ w if torch.is_grad_enabled() else _product(g2, w.t())).view(ctx.x_shape)
         gw = g2.t() @ x2 if ctx.needs_input_grad[1] else None  # MKL: faster over the batch's tokens
         gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
